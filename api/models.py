@@ -1,0 +1,92 @@
+"""The request body of a push: the template's fields, exactly as the template names them.
+
+One pydantic model validates the request, produces the field-level 400 and documents the
+API. Limits follow TRTC (../shared/TRTC.md): RoomId is a uint32 ≥ 1; a StrRoomId pushed
+over RTMP is at most 64 letters, digits and underscores; a UserId at most 32 of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
+UINT32_MAX = 4_294_967_295
+
+
+class PushRequest(BaseModel):
+    """``POST /`` and ``POST /v1/pushes``: start an asynchronous push into a room."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    VideoSrc: Annotated[StrictStr, Field(min_length=1, max_length=4096, description=(
+        "The source: an http(s) media file or HLS playlist (vod), an rtmp(s) stream (live)."))]
+    SdkAppId: Annotated[StrictInt, Field(ge=1, le=UINT32_MAX,
+                                         description="TRTC application id.")]
+    RoomId: Annotated[StrictInt | None, Field(ge=1, le=UINT32_MAX, description=(
+        "Numeric room id; pushed over RTMP as the string room of its digits. Wins over "
+        "StrRoomId."))] = None
+    StrRoomId: Annotated[StrictStr | None, Field(min_length=1, max_length=64,
+                                                 pattern=RTMP_ID_PATTERN, description=(
+        "String room id: letters, digits, underscore (TRTC's RTMP rule)."))] = None
+    Mode: Literal["vod", "live"] = Field("vod", description="vod: a file; live: a live stream.")
+    UserId: Annotated[StrictStr, Field(min_length=1, max_length=32, pattern=RTMP_ID_PATTERN,
+                                       description="The pushing user's id in the room.")]
+    UserSig: Annotated[StrictStr, Field(min_length=1, max_length=4096,
+                                        description="The pushing user's signature (secret).")]
+    Redis: StrictBool = Field(False, description="Save progress to Redis and resume from it.")
+    RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
+    RedisPort: Annotated[StrictInt | None, Field(ge=1, le=65535)] = None
+    RedisPassword: Annotated[StrictStr | None, Field(max_length=512)] = None
+    MaxDuration: Annotated[int | float | None, Field(gt=0, le=7 * 24 * 3600, description=(
+        "Execution limit in seconds of output; the service default applies otherwise."))] = None
+
+    @field_validator("VideoSrc")
+    @classmethod
+    def _check_source(cls, value: str, info: ValidationInfo) -> str:
+        parts = urlsplit(value)
+        schemes: frozenset[str] = (info.context or {}).get(
+            "schemes", frozenset({"http", "https", "rtmp", "rtmps"}))
+        if parts.scheme.lower() not in schemes:
+            allowed = ", ".join(sorted(schemes))
+            raise ValueError(f"must be a URL with one of the schemes {allowed}")
+        if not parts.hostname:
+            raise ValueError("must be an absolute URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _check_room_and_redis(self) -> PushRequest:
+        if self.RoomId is None and self.StrRoomId is None:
+            raise _field_error("RoomId", "one of RoomId or StrRoomId is required")
+        if not self.Redis:
+            for name in ("RedisHost", "RedisPort", "RedisPassword"):
+                if getattr(self, name) is not None:
+                    raise _field_error(name, f"{name} is only used with Redis=true")
+        elif (self.RedisPort is not None or self.RedisPassword is not None) \
+                and self.RedisHost is None:
+            raise _field_error("RedisHost", "RedisHost is required with RedisPort/RedisPassword")
+        return self
+
+
+class FieldError(ValueError):
+    """A cross-field rule failed; ``field`` is the field to blame."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _field_error(field: str, message: str) -> FieldError:
+    return FieldError(field, message)

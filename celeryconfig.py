@@ -1,0 +1,35 @@
+"""Celery settings for roomcast, derived from ``ROOMCAST_*`` (worker/settings.py).
+
+Why these values (docs/celery.md has the long version):
+
+* ``task_acks_late = False``: a push is acknowledged when a worker takes it. A push can
+  last hours, longer than the Redis transport's ``visibility_timeout``; with late acks it
+  would be redelivered and published twice. A worker that dies mid-push is detected by the
+  job's heartbeat instead ("worker lost"), not by redelivery.
+* ``worker_prefetch_multiplier = 1``: a worker holds no more queued pushes than it runs,
+  so waiting pushes go to whichever worker frees up first.
+* events on, so Flower sees tasks; task messages carry only the request id.
+"""
+
+from worker.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": 12 * 3600}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_expires = _settings.job_ttl_seconds
+
+task_acks_late = False
+worker_prefetch_multiplier = 1
+task_track_started = True
+task_send_sent_event = True
+worker_send_task_events = True
+worker_hijack_root_logger = False
+worker_redirect_stdouts = False

@@ -1,0 +1,158 @@
+"""Start a throwaway ``redis-server`` for development and tests."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+import redis as redis_client
+
+from devstack.ports import LOCALHOST, free_port, port_is_free
+from devstack.process import find_binary, log_tail, stop_process
+
+DEFAULT_PORT = 6379
+START_TIMEOUT = 10.0
+
+
+def redis_url(host: str, port: int, password: str | None = None, db: int = 0) -> str:
+    """Build a ``redis://`` URL with an optional password."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+def redis_answers(host: str, port: int, password: str | None = None) -> bool:
+    """Return True when a Redis server on ``host:port`` answers PING."""
+    client = redis_client.Redis(
+        host=host, port=port, password=password, socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    try:
+        return bool(client.ping())
+    except redis_client.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _quote(value: str) -> str:
+    """Quote a value for redis.conf (double quotes, backslash escapes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class RedisServer:
+    """A ``redis-server`` child process on 127.0.0.1 with no persistence.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None):
+        self._workdir = Path(workdir)
+        self._port = port if port is not None else free_port()
+        self._password = password
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.logfile = self._workdir / f"redis-{self._port}.log"
+
+    @property
+    def host(self) -> str:
+        """Address the server listens on."""
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on."""
+        return self._port
+
+    @property
+    def password(self) -> str | None:
+        """The ``requirepass`` password, or None."""
+        return self._password
+
+    @property
+    def url(self) -> str:
+        """URL for clients, e.g. ``redis://127.0.0.1:6390/0``."""
+        return redis_url(self.host, self._port, self._password)
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING.
+
+        Raises:
+            RuntimeError: the server exited or did not answer within 10 s (with its log tail).
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        binary = find_binary("redis-server", "/usr/bin/redis-server")
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        with self.logfile.open("ab") as log:
+            # Early errors (a bad config line) go to stderr before the logfile opens.
+            # New session: a Ctrl-C in the terminal must not kill it before we stop it.
+            self._proc = subprocess.Popen(
+                [binary, str(config)],
+                cwd=self._workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not redis_answers(self.host, self._port, self._password):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"redis-server on port {self._port} did not start; "
+                    f"last lines of {self.logfile}:\n{log_tail(self.logfile)}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s). Safe to call twice."""
+        stop_process(self._proc, grace=5.0)
+        self._proc = None
+
+    def _write_config(self) -> Path:
+        # A config file rather than arguments keeps the password out of `ps`.
+        lines = [
+            f"bind {self.host}",
+            f"port {self._port}",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            f"dir {_quote(str(self._workdir.resolve()))}",
+            f"logfile {_quote(str(self.logfile.resolve()))}",
+        ]
+        if self._password:
+            lines.append(f"requirepass {_quote(self._password)}")
+        config = self._workdir / f"redis-{self._port}.conf"
+        config.touch(mode=0o600)
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def reuse_or_start(workdir: Path) -> tuple[str, RedisServer | None]:
+    """Return a URL of a usable Redis and the server started for it, if any.
+
+    A Redis already answering on 127.0.0.1:6379 is reused (the server part is then None);
+    otherwise a new one is started on 6379 when that port is free, else on a free port.
+    The caller stops the returned server.
+    """
+    if redis_answers(LOCALHOST, DEFAULT_PORT):
+        return redis_url(LOCALHOST, DEFAULT_PORT), None
+    # 6379 may be held by something that is not Redis, or by a Redis with a password.
+    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else None
+    server = RedisServer(workdir, port=port)
+    server.start()
+    return server.url, server

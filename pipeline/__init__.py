@@ -1,0 +1,24 @@
+"""The decode-and-send pipeline: PyAV only, no Flask, no Celery.
+
+Reads as the data flows: :mod:`.source` → :mod:`.plan` (remux or re-encode, per stream)
+→ :mod:`.routes` → :mod:`.timeline` (continuous output timestamps) → :mod:`.pacer` →
+:mod:`.sink`. :func:`push` wires them for one job.
+"""
+
+from .control import Control
+from .errors import RoomcastError
+from .progress import Progress
+from .push import Outcome, PushResult, push
+from .spec import OutputProfile, PushSpec, Timeouts
+
+__all__ = [
+    "Control",
+    "Outcome",
+    "OutputProfile",
+    "Progress",
+    "PushResult",
+    "PushSpec",
+    "RoomcastError",
+    "Timeouts",
+    "push",
+]

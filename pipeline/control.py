@@ -1,0 +1,61 @@
+"""How the outside world tells a running pipeline to stop (and, later, to switch or seek).
+
+A :class:`Control` is a self-pipe: ``request_stop`` only writes a byte, so it is safe to
+call from another thread (a Redis listener) and from a signal handler (Celery's revoke
+with ``terminate=True`` delivers SIGUSR1 to the process running the task). The pacer
+waits on the pipe instead of sleeping, so a stop wakes it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+
+class Control:
+    """Stop requests for one push; cheap to poll between packets."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self.stop_reason: str | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once any stop was requested (the first reason wins)."""
+        return self.stop_reason is not None
+
+    def request_stop(self, reason: str = "stopped by request") -> None:
+        """Ask the pipeline to stop after the packet in hand; async-signal-safe."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        try:
+            os.write(self._write_fd, b"s")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full or closed: the flag above is enough
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; return early (True) when a stop is requested."""
+        if self.stop_requested:
+            return True
+        if timeout > 0:
+            try:
+                select.select([self._read_fd], [], [], timeout)
+            except InterruptedError:
+                pass
+        return self.stop_requested
+
+    def close(self) -> None:
+        """Release the pipe."""
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Real-time pacing against a monotonic clock.
+
+Each packet is due at ``start + media_time``: comparing with the clock every time (rather
+than sleeping a frame duration after the previous one) keeps the error from growing with
+the length of the video, the way aiortc's player and Pion's ticker do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .control import Control
+
+
+class Pacer:
+    """Holds packets back until their media time has come on the wall clock."""
+
+    def __init__(
+        self,
+        control: Control,
+        lead: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._control = control
+        self._lead = lead
+        self._clock = clock
+        self._start: float | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the first packet has set the clock's origin."""
+        return self._start is not None
+
+    def lag(self, media_time: float) -> float:
+        """How late (positive) or early the clock is relative to ``media_time``."""
+        if self._start is None:
+            return 0.0
+        return self._clock() - (self._start + media_time)
+
+    def wait(self, media_time: float) -> bool:
+        """Block until ``media_time`` (seconds of output) is due; False if a stop came first."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now - media_time
+            return not self._control.stop_requested
+        delay = self._start + media_time - self._lead - now
+        if delay > 0:
+            return not self._control.wait(delay)
+        return not self._control.stop_requested

@@ -1,0 +1,120 @@
+"""The room side: FLV over RTMP to the room's ingest URL."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.container
+import av.stream
+
+from .errors import RoomDisconnected, RoomUnreachable
+from .redact import redact_text, redact_url
+from .spec import OutputProfile, Timeouts
+
+log = logging.getLogger(__name__)
+
+
+class RtmpSink:
+    """An FLV publisher connected to one room URL; ``close()`` ends the publish cleanly."""
+
+    def __init__(self, url: str, timeouts: Timeouts, secrets: tuple[str, ...] = ()) -> None:
+        self.url = url
+        self._timeouts = timeouts
+        self._secrets = (*secrets, url)
+        self._container: av.container.OutputContainer | None = None
+
+    def open(self) -> RtmpSink:
+        """Prepare the FLV output; :meth:`start` connects. Raises :class:`RoomUnreachable`."""
+        try:
+            self._container = av.open(
+                self.url, mode="w", format="flv",
+                # The output is not seekable: do not try to rewrite the header at the end.
+                options={"flvflags": "no_duration_filesize"},
+                timeout=(self._timeouts.room_open, self._timeouts.room_open),
+            )
+        except Exception as exc:  # noqa: BLE001 - reported as a typed error
+            raise RoomUnreachable(
+                f"could not connect to the room at {redact_url(self.url)}: {self._detail(exc)}"
+            ) from None
+        return self
+
+    @property
+    def container(self) -> av.container.OutputContainer:
+        """The open output container."""
+        if self._container is None:
+            raise RuntimeError("RtmpSink.open() was not called")
+        return self._container
+
+    def add_copy_of(self, in_stream: av.stream.Stream) -> av.stream.Stream:
+        """An output stream that takes a source stream's packets unchanged."""
+        return self.container.add_stream_from_template(in_stream)
+
+    def add_h264(self, width: int, height: int, fps: Fraction, profile: OutputProfile) -> Any:
+        """An H.264 encoder for the room: no B-frames, fixed GOP, CBR-ish bitrate."""
+        gop = max(1, round(float(fps) * profile.gop_seconds))
+        stream = self.container.add_stream(
+            "libx264", rate=fps,
+            options={
+                "preset": profile.x264_preset,
+                "tune": profile.x264_tune,
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+            },
+        )
+        ctx = stream.codec_context
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, 1000)
+        ctx.bit_rate = profile.video_bitrate
+        ctx.gop_size = gop
+        ctx.max_b_frames = 0
+        stream.time_base = Fraction(1, 1000)
+        return stream
+
+    def add_aac(self, profile: OutputProfile) -> Any:
+        """An AAC-LC encoder, stereo at the profile's sample rate."""
+        stream = self.container.add_stream("aac", rate=profile.audio_sample_rate)
+        ctx = stream.codec_context
+        ctx.layout = "stereo"
+        ctx.format = "fltp"
+        ctx.bit_rate = profile.audio_bitrate
+        ctx.time_base = Fraction(1, profile.audio_sample_rate)
+        return stream
+
+    def start(self) -> None:
+        """Connect and write the FLV header, once every output stream is added.
+
+        PyAV opens the network connection only here (not in ``av.open``), so this is
+        where an unreachable or refusing ingest shows up.
+        """
+        try:
+            self.container.start_encoding()
+        except Exception as exc:  # noqa: BLE001 - reported as a typed error
+            self.close()
+            raise RoomUnreachable(
+                f"could not publish to the room at {redact_url(self.url)}: {self._detail(exc)}"
+            ) from None
+
+    def send(self, packet: av.Packet) -> None:
+        """Write one packet; a broken connection raises :class:`RoomDisconnected`."""
+        try:
+            self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise RoomDisconnected(
+                f"the room connection to {redact_url(self.url)} broke: {self._detail(exc)}"
+            ) from None
+
+    def close(self) -> None:
+        """Finish the FLV stream and close the connection (the room sees the user leave)."""
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            container.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("closing the room connection failed: %s", self._detail(exc))
+
+    def _detail(self, exc: BaseException) -> str:
+        return redact_text(str(getattr(exc, "strerror", None) or exc), list(self._secrets))

@@ -1,0 +1,136 @@
+"""Opening the source with PyAV, and saying clearly why it cannot be opened."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.container
+import av.error
+import av.stream
+
+from .errors import (
+    SourceError,
+    SourceHasNoMedia,
+    SourceNotFound,
+    SourceNotMedia,
+    SourceUnreachable,
+)
+from .redact import redact_text, redact_url
+from .spec import Timeouts
+
+log = logging.getLogger(__name__)
+
+#: FFmpeg protocols a source may use (and nested ones they need); never ``file``.
+SOURCE_PROTOCOLS = "http,https,tls,tcp,crypto,hls,rtmp,rtmps,rtmpt,rtmpts,httpproxy"
+
+
+@dataclass
+class Source:
+    """An opened source: the container and the streams roomcast will push."""
+
+    url: str
+    container: av.container.InputContainer
+    video: av.stream.Stream | None
+    audio: av.stream.Stream | None
+
+    @property
+    def duration(self) -> float | None:
+        """Length in seconds when the container knows it (a file), else None (live)."""
+        d = self.container.duration
+        return None if d is None or d <= 0 else d / av.time_base
+
+    @property
+    def start_time(self) -> Fraction:
+        """Source time (seconds) of the container's first timestamp."""
+        s = self.container.start_time
+        return Fraction(0) if s is None else Fraction(s, av.time_base)
+
+    @property
+    def streams(self) -> list[av.stream.Stream]:
+        """The pushed streams, video first."""
+        return [s for s in (self.video, self.audio) if s is not None]
+
+    def close(self) -> None:
+        """Close the container (it holds reference cycles: never leave it to the GC)."""
+        self.container.close()
+
+
+def open_source(url: str, timeouts: Timeouts, live: bool = False,
+                secrets: tuple[str, ...] = ()) -> Source:
+    """Open ``url`` and pick its first video and first audio stream.
+
+    Raises a :class:`SourceError` subclass whose message says what is wrong.
+    """
+    options = {"protocol_whitelist": SOURCE_PROTOCOLS}
+    if url.startswith(("http://", "https://")):
+        # Files on object storage: survive a dropped connection mid-file.
+        options.update({"reconnect": "1", "reconnect_on_network_error": "1",
+                        "reconnect_delay_max": "4"})
+    if live:
+        options.update({"fflags": "nobuffer", "analyzeduration": "1000000"})
+    try:
+        container = av.open(url, mode="r", options=options,
+                            timeout=(timeouts.source_open, timeouts.source_read))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed, readable error
+        raise source_error(exc, url, secrets) from None
+    try:
+        video = _first(container, "video")
+        audio = _first(container, "audio")
+    except Exception:
+        container.close()
+        raise
+    if video is None and audio is None:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        container.close()
+        raise SourceHasNoMedia(
+            f"{redact_url(url)} holds no decodable audio or video stream (found: {kinds})"
+        )
+    return Source(url=url, container=container, video=video, audio=audio)
+
+
+def _first(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:
+    for stream in container.streams:
+        if stream.type != kind:
+            continue
+        if _is_attached_picture(stream):
+            continue  # cover art of an audio file, not a video track
+        ctx = stream.codec_context
+        if ctx is None:
+            continue
+        if kind == "video" and not (ctx.width and ctx.height):
+            continue
+        return stream
+    return None
+
+
+def _is_attached_picture(stream: av.stream.Stream) -> bool:
+    try:
+        return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    except AttributeError:
+        return False
+
+
+def source_error(exc: BaseException, url: str, secrets: tuple[str, ...] = ()) -> SourceError:
+    """Translate what FFmpeg/PyAV raised while opening ``url`` into a typed error."""
+    where = redact_url(url)
+    detail = redact_text(str(getattr(exc, "strerror", None) or exc), [*secrets, url])
+    if isinstance(exc, av.error.HTTPNotFoundError | FileNotFoundError):
+        return SourceNotFound(f"{where} was not found (HTTP 404 or no such file)")
+    if isinstance(exc, av.error.HTTPForbiddenError | av.error.HTTPUnauthorizedError):
+        return SourceNotFound(f"{where} refused access ({detail}); is the URL signed and valid?")
+    if isinstance(exc, av.error.HTTPError):
+        return SourceUnreachable(f"{where} answered with an HTTP error: {detail}")
+    if isinstance(exc, av.error.ProtocolNotFoundError | av.error.OptionNotFoundError):
+        return SourceError(f"{where} uses a protocol roomcast does not read")
+    if isinstance(exc, av.error.InvalidDataError | av.error.EOFError | EOFError):
+        return SourceNotMedia(f"{where} is not a media file FFmpeg can read (or is empty)")
+    if isinstance(exc, ConnectionRefusedError):
+        return SourceUnreachable(f"{where}: connection refused")
+    if isinstance(exc, TimeoutError | av.error.ExitError):
+        return SourceUnreachable(f"{where} did not answer in time")
+    if isinstance(exc, OSError):
+        return SourceUnreachable(f"{where} could not be opened: {detail}")
+    return SourceError(f"{where} could not be opened: {detail}")

@@ -1,0 +1,54 @@
+"""What a push needs to know: the source, the target and the output settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OutputProfile:
+    """What the room accepts and how roomcast encodes what it must re-encode.
+
+    Defaults follow TRTC's RTMP ingest (../shared/TRTC.md): H.264 without B-frames with a
+    1–2 s keyframe interval, AAC audio, FLV over RTMP.
+    """
+
+    max_width: int = 1920
+    max_height: int = 1080
+    max_fps: float = 60.0
+    video_bitrate: int = 2_500_000
+    audio_bitrate: int = 128_000
+    audio_sample_rate: int = 48_000
+    accepted_sample_rates: frozenset[int] = frozenset({44_100, 48_000})
+    gop_seconds: float = 2.0
+    max_remux_gop_seconds: float = 4.0
+    x264_preset: str = "veryfast"
+    x264_tune: str = "zerolatency"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Network time limits for the source and the room, in seconds."""
+
+    source_open: float = 10.0
+    source_read: float = 10.0
+    room_open: float = 10.0
+
+
+@dataclass(frozen=True)
+class PushSpec:
+    """One push: read ``source``, write to ``target`` (an ``rtmp://`` URL), in real time.
+
+    ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
+    output) is the job's execution limit. ``secrets`` lists values to mask in messages.
+    """
+
+    source: str
+    target: str
+    live: bool = False
+    start_position: float = 0.0
+    max_duration: float | None = None
+    profile: OutputProfile = field(default_factory=OutputProfile)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    pace_lead: float = 0.0
+    secrets: tuple[str, ...] = ()

@@ -1,0 +1,118 @@
+"""Real processes for the tests: the Celery worker and the API, as the Procfile runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.ports import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def start_worker(env: dict[str, str], log: Path, name: str, concurrency: int = 2,
+                 pool: str = "prefork") -> subprocess.Popen[bytes]:
+    """``celery -A worker worker`` and wait until it says it is ready."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", "INFO", "-P", pool,
+         "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", "-E",
+             "--hostname", f"{name}@%h"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited: {log.read_text()[-3000:]}")
+        if " ready." in log.read_text(errors="replace"):
+            return proc
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker did not become ready: {log.read_text()[-3000:]}")
+
+
+def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The API under gunicorn on a free port; returns the process and its base URL."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--threads", "8", "api:create_app()"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    wait_for_port("127.0.0.1", port, 30)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = 15, grace: float = 10) -> None:
+    """Signal a process group and wait for it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+@dataclass
+class Answer:
+    """An HTTP answer from the API."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class Api:
+    """A tiny JSON client for the roomcast API."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Answer:
+        """Send one request; HTTP errors come back as answers, not exceptions."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return Answer(resp.status, dict(resp.headers), json.loads(resp.read() or b"null"))
+        except urllib.error.HTTPError as err:
+            return Answer(err.code, dict(err.headers), json.loads(err.read() or b"null"))
+
+    def submit(self, **job: Any) -> str:
+        """POST a job that must be accepted; return its request id."""
+        answer = self.call("POST", "/v1/pushes", job)
+        assert answer.status == 202, answer.body
+        return str(answer.body["RequestId"])
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        """The job's status object."""
+        answer = self.call("GET", f"/v1/pushes/{request_id}")
+        assert answer.status == 200, answer.body
+        return dict(answer.body)
+
+    def wait_state(self, request_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
+        """Poll until the job reaches one of ``states``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(request_id)
+            if status["State"] in states:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job still {status['State']} after {timeout} s: {status}")
+            time.sleep(0.1)

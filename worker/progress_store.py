@@ -1,0 +1,125 @@
+"""The template's Redis feature: a bookmark per (SdkAppId, room, VideoSrc).
+
+Key ``roomcast:progress:<SdkAppId>:<room>:<sha256 of VideoSrc>`` (a hash), where VideoSrc
+is taken without its secret query values, so a re-signed URL of the same file finds its
+bookmark. Fields: Position and Duration (seconds of source), RequestId, UpdatedAt (epoch
+seconds), VideoSrc (redacted). Written about once a second and on every stop, deleted when
+a push reaches the end of the source, expiring after ``ROOMCAST_PROGRESS_TTL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from pipeline.errors import ProgressStoreError
+from pipeline.redact import SECRET_PARAMS, redact_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Which Redis holds the bookmarks (the request's, or the service's own)."""
+
+    host: str
+    port: int
+    password: str | None = None
+    db: int = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisTarget:
+        """The service's own Redis, from ``ROOMCAST_REDIS_URL``."""
+        parts = urlsplit(url)
+        db = int(parts.path.lstrip("/") or 0)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, parts.password, db)
+
+
+def source_identity(video_src: str) -> str:
+    """VideoSrc without secret query values: the same file signed twice is one source."""
+    parts = urlsplit(video_src)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k.lower() not in SECRET_PARAMS])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def bookmark_key(sdk_app_id: int, room: str, video_src: str) -> str:
+    """The documented key of one bookmark."""
+    digest = hashlib.sha256(source_identity(video_src).encode()).hexdigest()
+    return f"roomcast:progress:{sdk_app_id}:{room}:{digest}"
+
+
+class Bookmark:
+    """One source's saved position in one room."""
+
+    def __init__(self, target: RedisTarget, key: str, ttl: int, video_src: str) -> None:
+        self.target = target
+        self.key = key
+        self._ttl = ttl
+        self._video_src = redact_url(video_src)
+        self._redis = redis.Redis(host=target.host, port=target.port, password=target.password,
+                                  db=target.db, socket_timeout=2, socket_connect_timeout=2)
+        self.failing: str | None = None
+
+    def check(self) -> None:
+        """Fail now, with the host and the cause (never the password), if Redis is unusable."""
+        try:
+            self._redis.ping()
+        except redis.AuthenticationError:
+            raise ProgressStoreError(
+                f"the progress Redis at {self.target.host}:{self.target.port} refused the "
+                "password (RedisPassword)") from None
+        except redis.RedisError as exc:
+            raise ProgressStoreError(
+                f"the progress Redis at {self.target.host}:{self.target.port} cannot be used: "
+                f"{type(exc).__name__}: {_reason(exc)}") from None
+
+    def load(self) -> float | None:
+        """The saved position (seconds in the source), or None when there is no bookmark."""
+        self.check()
+        raw = cast("bytes | None", self._redis.hget(self.key, "Position"))
+        return None if raw is None else float(raw)
+
+    def save(self, request_id: str, position: float, duration: float | None) -> None:
+        """Write the position; a failure is remembered (shown in the status), not raised."""
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self.key, mapping={
+                "Position": f"{position:.3f}",
+                "Duration": "" if duration is None else f"{duration:.3f}",
+                "RequestId": request_id,
+                "UpdatedAt": f"{time.time():.3f}",
+                "VideoSrc": self._video_src,
+            })
+            pipe.expire(self.key, self._ttl)
+            pipe.execute()
+        except redis.RedisError as exc:
+            if self.failing is None:
+                log.warning("saving progress to %s:%s failed: %s", self.target.host,
+                            self.target.port, _reason(exc))
+            self.failing = f"progress is not being saved: {_reason(exc)}"
+        else:
+            if self.failing is not None:
+                log.info("saving progress works again")
+            self.failing = None
+
+    def delete(self) -> None:
+        """The push reached the end: the next one starts from the beginning."""
+        try:
+            self._redis.delete(self.key)
+        except redis.RedisError as exc:
+            log.warning("could not delete the finished bookmark: %s", _reason(exc))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._redis.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).split("\n", 1)[0] or type(exc).__name__

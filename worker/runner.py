@@ -1,0 +1,142 @@
+"""What a push task does: wire one job to the pipeline and report how it goes.
+
+Like a web view, it maps a request (a job id) to calls and exceptions to states:
+``queued → running → succeeded | failed | stopped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pipeline import Control, Outcome, Progress, PushSpec, push
+from pipeline.errors import RoomcastError
+
+from .control import ControlListener, revoke_signal_stops
+from .jobs import Job, JobStore, State, now
+from .logs import job_context
+from .progress_store import Bookmark, RedisTarget, bookmark_key
+from .rooms import push_url
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
+def run_push(store: JobStore, settings: Settings, request_id: str, worker: str = "",
+             on_progress: ProgressHook | None = None) -> dict[str, Any]:
+    """Run job ``request_id`` to its end; return a result without secrets."""
+    job = store.get(request_id)
+    if job is None:
+        log.warning("job %s is unknown or expired; nothing to do", request_id)
+        return {"RequestId": request_id, "State": "unknown"}
+    secrets = store.secrets(request_id) or {}
+    secret_values = tuple(str(v) for v in secrets.values() if v)
+    with job_context(request_id, secret_values):
+        if job.state is not State.QUEUED:
+            log.info("not starting: the job is already %s", job.state.value)
+            return {"RequestId": request_id, "State": job.state.value}
+        moved, was = store.transition(request_id, (State.QUEUED,), State.RUNNING,
+                                      StartedAt=now(), Worker=worker)
+        if not moved:
+            log.info("not starting: the job became %s", was.value if was else "unknown")
+            return {"RequestId": request_id, "State": was.value if was else "unknown"}
+        store.beat(request_id)
+        log.info("push started on %s", worker or "this worker")
+        state, position = _run(store, settings, job, secrets, on_progress)
+        return {"RequestId": request_id, "State": state.value, "Position": position}
+
+
+def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
+         on_progress: ProgressHook | None) -> tuple[State, float]:
+    rid = job.request_id
+    doc = job.doc
+    control = Control()
+    listener = ControlListener(store, rid, control, settings.heartbeat_seconds)
+    listener.start()
+    bookmark: Bookmark | None = None
+    last = Progress()
+
+    def report(progress: Progress, final: bool = False) -> None:
+        nonlocal last
+        last = progress
+        data = progress.as_dict()
+        data["RtmpRoom"] = doc["Room"]["RtmpRoom"]
+        if bookmark is not None:
+            bookmark.save(rid, progress.position, progress.duration)
+            data["ProgressSaving"] = bookmark.failing or "ok"
+        store.set_progress(rid, data)
+        if on_progress is not None and not final:
+            on_progress(data)
+
+    try:
+        with revoke_signal_stops(control):
+            start = 0.0
+            if doc.get("Redis"):
+                bookmark = _open_bookmark(settings, doc, secrets)
+                saved = bookmark.load()
+                if saved is not None:
+                    start = saved
+                    log.info("resuming from the saved position %.3f s", saved)
+            spec = _spec(settings, doc, secrets, start)
+            result = push(spec, control, on_progress=report, on_connected=report)
+            report(result.progress, final=True)
+            if result.outcome is Outcome.COMPLETED:
+                if bookmark is not None:
+                    bookmark.delete()
+                log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
+                store.finish(rid, State.SUCCEEDED, Reason=result.reason)
+                return State.SUCCEEDED, result.progress.position
+            log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
+            store.finish(rid, State.STOPPED, Reason=result.reason)
+            return State.STOPPED, result.progress.position
+    except RoomcastError as exc:
+        log.error("push failed: %s: %s", exc.code, exc.message)
+        if bookmark is not None and last.position > 0:
+            bookmark.save(rid, last.position, last.duration)
+        store.finish(rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
+        return State.FAILED, last.position
+    except Exception as exc:
+        log.exception("push failed with an internal error")
+        error = {"Code": "InternalError",
+                 "Message": f"internal error ({type(exc).__name__}); the worker log has details"}
+        store.finish(rid, State.FAILED, Error=error, Reason=error["Message"])
+        return State.FAILED, last.position
+    finally:
+        listener.stop()
+        control.close()
+        if bookmark is not None:
+            bookmark.close()
+
+
+def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]) -> Bookmark:
+    if doc.get("RedisHost"):
+        target = RedisTarget(doc["RedisHost"], doc.get("RedisPort") or 6379,
+                             secrets.get("RedisPassword"))
+    else:
+        target = RedisTarget.from_url(settings.redis_url)
+    key = bookmark_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], secrets["VideoSrc"])
+    bookmark = Bookmark(target, key, settings.progress_ttl_seconds, secrets["VideoSrc"])
+    bookmark.check()
+    return bookmark
+
+
+def _spec(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any],
+          start: float) -> PushSpec:
+    user_sig = secrets["UserSig"]
+    target = push_url(settings.rtmp_base, doc["Room"]["RtmpRoom"], doc["SdkAppId"],
+                      doc["UserId"], user_sig)
+    limit = doc.get("MaxDuration") or settings.max_duration_seconds or None
+    return PushSpec(
+        source=secrets["VideoSrc"],
+        target=target,
+        live=doc.get("Mode") == "live",
+        start_position=start,
+        max_duration=limit,
+        profile=settings.output_profile(),
+        timeouts=settings.timeouts(),
+        pace_lead=settings.pace_lead_seconds,
+        secrets=tuple(str(v) for v in secrets.values() if v),
+    )

@@ -1,0 +1,24 @@
+"""The process's shared clients, created on first use (after a prefork worker forks)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from .jobs import JobStore
+from .settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def get_redis() -> redis.Redis:
+    """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts."""
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5,
+                                socket_connect_timeout=3, health_check_interval=30)
+
+
+@lru_cache(maxsize=1)
+def get_store() -> JobStore:
+    """The job records."""
+    s = get_settings()
+    return JobStore(get_redis(), ttl=s.job_ttl_seconds, lost_after=s.worker_lost_seconds)

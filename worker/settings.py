@@ -1,0 +1,80 @@
+"""Every setting of roomcast, read from ``ROOMCAST_*`` environment variables in one place.
+
+The defaults work on a developer's machine (a Redis on 127.0.0.1:6379, pushes to real
+TRTC's ingest); the dev stack and the tests set ``ROOMCAST_REDIS_URL`` and
+``ROOMCAST_RTMP_BASE`` to their own servers. docs/configuration.md lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.spec import OutputProfile, Timeouts
+
+
+class Settings(BaseSettings):
+    """roomcast's configuration; field ``x`` is read from ``ROOMCAST_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0",
+                           description="Broker, result store, job records and default progress store.")
+    rtmp_base: str = Field("rtmp://rtmp.rtc.qq.com/push",
+                           description="Room ingest base: pushes go to <base>/<room>?sdkappid=…")
+    job_ttl_seconds: int = Field(3 * 24 * 3600, description="How long job records are kept.")
+    progress_ttl_seconds: int = Field(7 * 24 * 3600,
+                                      description="How long an unfinished bookmark is kept.")
+    max_duration_seconds: float = Field(
+        24 * 3600, description="Service default execution limit of one push (0: none).")
+    heartbeat_seconds: float = Field(2.0, description="How often a running push proves it lives.")
+    worker_lost_seconds: float = Field(
+        15.0, description="A running push silent for this long is reported 'worker lost'.")
+    allowed_schemes: str = Field("http,https,rtmp,rtmps",
+                                 description="URL schemes VideoSrc may use (comma-separated).")
+    api_keys: str = Field("", description="Comma-separated bearer keys; empty: no auth.")
+    log_level: str = Field("INFO", description="Log level of the API and workers.")
+    log_json: bool = Field(False, description="One JSON object per log line.")
+
+    max_width: int = 1920
+    max_height: int = 1080
+    max_fps: float = 60.0
+    video_bitrate: int = 2_500_000
+    audio_bitrate: int = 128_000
+    gop_seconds: float = 2.0
+    x264_preset: str = "veryfast"
+    pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
+    source_timeout_seconds: float = 10.0
+    room_timeout_seconds: float = 10.0
+
+    def output_profile(self) -> OutputProfile:
+        """The pipeline's output settings."""
+        return OutputProfile(
+            max_width=self.max_width, max_height=self.max_height, max_fps=self.max_fps,
+            video_bitrate=self.video_bitrate, audio_bitrate=self.audio_bitrate,
+            gop_seconds=self.gop_seconds, x264_preset=self.x264_preset,
+        )
+
+    def timeouts(self) -> Timeouts:
+        """The pipeline's network time limits."""
+        return Timeouts(source_open=self.source_timeout_seconds,
+                        source_read=self.source_timeout_seconds,
+                        room_open=self.room_timeout_seconds)
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        """The allowed VideoSrc schemes as a set."""
+        return frozenset(s.strip().lower() for s in self.allowed_schemes.split(",") if s.strip())
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The configured API keys."""
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
