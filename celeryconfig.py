@@ -6,8 +6,9 @@ Why these values (docs/celery.md has the long version):
   last hours, longer than the Redis transport's ``visibility_timeout``; with late acks it
   would be redelivered and published twice. A worker that dies mid-push is detected by the
   job's heartbeat instead ("worker lost"), not by redelivery.
-* ``worker_prefetch_multiplier = 1``: a worker holds no more queued pushes than it runs,
-  so waiting pushes go to whichever worker frees up first.
+* ``worker_prefetch_multiplier = 1``: the smallest reservation Celery allows (one waiting
+  push per busy process); run workers with a concurrency that matches the pushes a
+  machine should carry.
 * events on, so Flower sees tasks; task messages carry only the request id.
 """
 

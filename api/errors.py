@@ -66,9 +66,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisError)
     def _redis_down(exc: RedisError) -> ResponseReturnValue:
         app.logger.error("Redis is unavailable: %s", exc)
-        return jsonify(error_body(
-            "ServiceUnavailable", "the job store (Redis) is unavailable; try again shortly"
-        )), 503
+        return jsonify(
+            error_body(
+                "ServiceUnavailable", "the job store (Redis) is unavailable; try again shortly"
+            )
+        ), 503
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:

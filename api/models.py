@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationInfo,
@@ -31,34 +32,75 @@ class PushRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    VideoSrc: Annotated[StrictStr, Field(min_length=1, max_length=4096, description=(
-        "The source: an http(s) media file or HLS playlist (vod), an rtmp(s) stream (live)."))]
-    SdkAppId: Annotated[StrictInt, Field(ge=1, le=UINT32_MAX,
-                                         description="TRTC application id.")]
-    RoomId: Annotated[StrictInt | None, Field(ge=1, le=UINT32_MAX, description=(
-        "Numeric room id; pushed over RTMP as the string room of its digits. Wins over "
-        "StrRoomId."))] = None
-    StrRoomId: Annotated[StrictStr | None, Field(min_length=1, max_length=64,
-                                                 pattern=RTMP_ID_PATTERN, description=(
-        "String room id: letters, digits, underscore (TRTC's RTMP rule)."))] = None
+    VideoSrc: Annotated[
+        StrictStr,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description=(
+                "The source: an http(s) media file or HLS playlist (vod), an rtmp(s) stream (live)."
+            ),
+        ),
+    ]
+    SdkAppId: Annotated[StrictInt, Field(ge=1, le=UINT32_MAX, description="TRTC application id.")]
+    RoomId: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            le=UINT32_MAX,
+            description=(
+                "Numeric room id; pushed over RTMP as the string room of its digits. Wins over "
+                "StrRoomId."
+            ),
+        ),
+    ] = None
+    StrRoomId: Annotated[
+        StrictStr | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            pattern=RTMP_ID_PATTERN,
+            description=("String room id: letters, digits, underscore (TRTC's RTMP rule)."),
+        ),
+    ] = None
     Mode: Literal["vod", "live"] = Field("vod", description="vod: a file; live: a live stream.")
-    UserId: Annotated[StrictStr, Field(min_length=1, max_length=32, pattern=RTMP_ID_PATTERN,
-                                       description="The pushing user's id in the room.")]
-    UserSig: Annotated[StrictStr, Field(min_length=1, max_length=4096,
-                                        description="The pushing user's signature (secret).")]
+    UserId: Annotated[
+        StrictStr,
+        Field(
+            min_length=1,
+            max_length=32,
+            pattern=RTMP_ID_PATTERN,
+            description="The pushing user's id in the room.",
+        ),
+    ]
+    UserSig: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=4096, description="The pushing user's signature (secret)."),
+    ]
     Redis: StrictBool = Field(False, description="Save progress to Redis and resume from it.")
     RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
     RedisPort: Annotated[StrictInt | None, Field(ge=1, le=65535)] = None
     RedisPassword: Annotated[StrictStr | None, Field(max_length=512)] = None
-    MaxDuration: Annotated[int | float | None, Field(gt=0, le=7 * 24 * 3600, description=(
-        "Execution limit in seconds of output; the service default applies otherwise."))] = None
+    MaxDuration: Annotated[
+        StrictInt | StrictFloat | None,
+        Field(
+            gt=0,
+            le=7 * 24 * 3600,
+            description=(
+                "Execution limit in seconds of output; the service default applies otherwise."
+            ),
+        ),
+    ] = None
 
     @field_validator("VideoSrc")
     @classmethod
     def _check_source(cls, value: str, info: ValidationInfo) -> str:
+        if value != value.strip():
+            raise ValueError("must not have leading or trailing whitespace")
         parts = urlsplit(value)
         schemes: frozenset[str] = (info.context or {}).get(
-            "schemes", frozenset({"http", "https", "rtmp", "rtmps"}))
+            "schemes", frozenset({"http", "https", "rtmp", "rtmps"})
+        )
         if parts.scheme.lower() not in schemes:
             allowed = ", ".join(sorted(schemes))
             raise ValueError(f"must be a URL with one of the schemes {allowed}")
@@ -74,8 +116,9 @@ class PushRequest(BaseModel):
             for name in ("RedisHost", "RedisPort", "RedisPassword"):
                 if getattr(self, name) is not None:
                     raise _field_error(name, f"{name} is only used with Redis=true")
-        elif (self.RedisPort is not None or self.RedisPassword is not None) \
-                and self.RedisHost is None:
+        elif (
+            self.RedisPort is not None or self.RedisPassword is not None
+        ) and self.RedisHost is None:
             raise _field_error("RedisHost", "RedisHost is required with RedisPort/RedisPassword")
         return self
 

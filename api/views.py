@@ -68,12 +68,16 @@ def submit() -> ResponseReturnValue:
         "MaxDuration": job.MaxDuration,
         "CreatedAt": now(),
     }
-    secrets = {"UserSig": job.UserSig, "RedisPassword": job.RedisPassword,
-               "VideoSrc": job.VideoSrc}
+    secrets = {"UserSig": job.UserSig, "RedisPassword": job.RedisPassword, "VideoSrc": job.VideoSrc}
     _store().create(request_id, doc, secrets)
     push_task.apply_async(args=[request_id], task_id=request_id)
-    current_app.logger.info("push %s queued: %s into room %s as %s", request_id,
-                            doc["VideoSrc"], room["RtmpRoom"], job.UserId)
+    current_app.logger.info(
+        "push %s queued: %s into room %s as %s",
+        request_id,
+        doc["VideoSrc"],
+        room["RtmpRoom"],
+        job.UserId,
+    )
     response = jsonify({"RequestId": request_id, "Message": "Async run task submitted"})
     response.status_code = 202
     response.headers["X-Request-Id"] = request_id
@@ -85,9 +89,11 @@ def submit() -> ResponseReturnValue:
 def _room(job: PushRequest) -> dict[str, Any]:
     rtmp = rtmp_room(job.RoomId, job.StrRoomId)
     if job.RoomId is not None:
-        return {"RoomId": job.RoomId, "RtmpRoom": rtmp,
-                "Note": f"TRTC's RTMP ingest takes string rooms only: pushed into string "
-                        f"room {rtmp!r}"}
+        return {
+            "RoomId": job.RoomId,
+            "RtmpRoom": rtmp,
+            "Note": f"TRTC's RTMP ingest takes string rooms only: pushed into string room {rtmp!r}",
+        }
     return {"StrRoomId": job.StrRoomId, "RtmpRoom": rtmp}
 
 
@@ -109,8 +115,9 @@ def listing() -> ResponseReturnValue:
         try:
             state = State(args["State"])
         except ValueError:
-            raise InvalidJob(f"State must be one of {', '.join(s.value for s in State)}",
-                             field="State") from None
+            raise InvalidJob(
+                f"State must be one of {', '.join(s.value for s in State)}", field="State"
+            ) from None
     limit = _int_arg("Limit", 50, 1, 1000)
     app_id = _int_arg("SdkAppId", 0, 0, 4_294_967_295)
     user = (app_id, args["UserId"]) if "UserId" in args else None
@@ -158,9 +165,12 @@ def stop(request_id: str) -> ResponseReturnValue:
     if job.state is State.STOPPED:
         return jsonify(job.as_status())
     if job.state in FINISHED:
-        raise ApiError(409, "AlreadyFinished",
-                       f"the push already ended in state {job.state.value}",
-                       State=job.state.value)
+        raise ApiError(
+            409,
+            "AlreadyFinished",
+            f"the push already ended in state {job.state.value}",
+            State=job.state.value,
+        )
     celery = current_app.extensions["celery"]
     reason = "stopped by request"
     if job.state is State.QUEUED:
@@ -179,8 +189,11 @@ def stop(request_id: str) -> ResponseReturnValue:
         celery.control.revoke(request_id, terminate=True, signal="SIGUSR1")
         job_state = _wait_finished(store, request_id, STOP_CONFIRM_SECONDS)
     body = _current(store, request_id)
-    return Response(status=200 if job_state else 202, response=current_app.json.dumps(body),
-                    mimetype="application/json")
+    return Response(
+        status=200 if job_state else 202,
+        response=current_app.json.dumps(body),
+        mimetype="application/json",
+    )
 
 
 def _wait_finished(store: JobStore, request_id: str, seconds: float) -> State | None:

@@ -8,7 +8,8 @@ output profile forbids, and the reason is reported in the status and the log.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
+from typing import Any
 
 import av.stream
 
@@ -17,7 +18,7 @@ from .spec import OutputProfile
 REMUX_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What happens to one source stream."""
 
     REMUX = "remux"
@@ -34,7 +35,7 @@ class Decision:
 
 def decide_video(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
     """Remux H.264 without B-frames within the profile's limits; re-encode anything else."""
-    ctx = stream.codec_context
+    ctx: Any = stream.codec_context
     name = ctx.name
     if name != "h264":
         return Decision(Action.TRANSCODE, f"codec {name} is not accepted (H.264 only)")
@@ -53,14 +54,15 @@ def decide_video(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
         )
     rate = stream.average_rate
     if rate is not None and float(rate) > profile.max_fps + 0.5:
-        return Decision(Action.TRANSCODE,
-                        f"{float(rate):.0f} fps is above the maximum {profile.max_fps:g}")
+        return Decision(
+            Action.TRANSCODE, f"{float(rate):.0f} fps is above the maximum {profile.max_fps:g}"
+        )
     return Decision(Action.REMUX, "H.264 without B-frames: accepted as it is")
 
 
 def decide_audio(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
     """Remux AAC at an accepted sample rate with at most two channels; re-encode the rest."""
-    ctx = stream.codec_context
+    ctx: Any = stream.codec_context
     name = ctx.name
     if name != "aac":
         return Decision(Action.TRANSCODE, f"codec {name} is not accepted (AAC only)")

@@ -20,8 +20,12 @@ class StreamReport:
 
     def as_dict(self) -> dict[str, str]:
         """The API's ``{"Type", "Codec", "Action", "Reason"}`` shape."""
-        return {"Type": self.type, "Codec": self.codec, "Action": self.action,
-                "Reason": self.reason}
+        return {
+            "Type": self.type,
+            "Codec": self.codec,
+            "Action": self.action,
+            "Reason": self.reason,
+        }
 
 
 @dataclass

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 EARLY_END_TOLERANCE = 2.0
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How a push ended (errors are raised instead)."""
 
     COMPLETED = "completed"
@@ -48,8 +49,12 @@ class PushResult:
     progress: Progress
 
 
-def push(spec: PushSpec, control: Control, on_progress: ProgressCallback | None = None,
-         on_connected: ProgressCallback | None = None) -> PushResult:
+def push(
+    spec: PushSpec,
+    control: Control,
+    on_progress: ProgressCallback | None = None,
+    on_connected: ProgressCallback | None = None,
+) -> PushResult:
     """Push ``spec.source`` into ``spec.target`` in real time until it ends or is stopped.
 
     The source is opened and checked before the room is connected to, so a bad source
@@ -59,18 +64,20 @@ def push(spec: PushSpec, control: Control, on_progress: ProgressCallback | None 
     source = open_source(spec.source, spec.timeouts, live=spec.live, secrets=spec.secrets)
     try:
         decisions = _decide(source, spec.profile)
-        progress = Progress(duration=source.duration, streams=[
-            StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
-            for s, d in decisions.items()
-        ])
+        progress = Progress(
+            duration=source.duration,
+            streams=[
+                StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
+                for s, d in decisions.items()
+            ],
+        )
         for report in progress.streams:
             log.info("%s %s: %s (%s)", report.type, report.codec, report.action, report.reason)
         if control.stop_requested:
             return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", progress)
         sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
         try:
-            return _run(spec, control, source, sink, decisions, progress, on_progress,
-                        on_connected)
+            return _run(spec, control, source, sink, decisions, progress, on_progress, on_connected)
         finally:
             sink.close()
     finally:
@@ -99,8 +106,12 @@ def _output_fps(stream: av.stream.Stream, profile: OutputProfile) -> Fraction:
 
 
 def _build_routes(
-    spec: PushSpec, source: Source, sink: RtmpSink, decisions: dict[av.stream.Stream, Decision],
-    timeline: Timeline, skip_before: Fraction | None,
+    spec: PushSpec,
+    source: Source,
+    sink: RtmpSink,
+    decisions: dict[av.stream.Stream, Decision],
+    timeline: Timeline,
+    skip_before: Fraction | None,
 ) -> dict[int, Route]:
     routes: dict[int, Route] = {}
     for stream, decision in decisions.items():
@@ -108,8 +119,8 @@ def _build_routes(
         if decision.action is Action.REMUX:
             routes[stream.index] = RemuxRoute(sink.add_copy_of(stream), timeline, is_video)
         elif is_video:
-            stream.thread_type = "AUTO"
-            ctx = stream.codec_context
+            ctx: Any = stream.codec_context
+            ctx.thread_type = "AUTO"
             width, height = output_size(ctx.width, ctx.height, spec.profile)
             out = sink.add_h264(width, height, _output_fps(stream, spec.profile), spec.profile)
             routes[stream.index] = VideoTranscodeRoute(stream, out, timeline, skip_before)  # type: ignore[arg-type]
@@ -120,14 +131,20 @@ def _build_routes(
 
 
 def _run(
-    spec: PushSpec, control: Control, source: Source, sink: RtmpSink,
-    decisions: dict[av.stream.Stream, Decision], progress: Progress,
-    on_progress: ProgressCallback | None, on_connected: ProgressCallback | None,
+    spec: PushSpec,
+    control: Control,
+    source: Source,
+    sink: RtmpSink,
+    decisions: dict[av.stream.Stream, Decision],
+    progress: Progress,
+    on_progress: ProgressCallback | None,
+    on_connected: ProgressCallback | None,
 ) -> PushResult:
     timeline = Timeline()
     start = Fraction(spec.start_position).limit_denominator(1000)
-    exact = start > 0 and any(d.action is Action.TRANSCODE for s, d in decisions.items()
-                              if s.type == "video")
+    exact = start > 0 and any(
+        d.action is Action.TRANSCODE for s, d in decisions.items() if s.type == "video"
+    )
     routes = _build_routes(spec, source, sink, decisions, timeline, start if exact else None)
     sink.start()
     log.info("publishing to the room at %s", redact_url(spec.target))
@@ -149,8 +166,9 @@ def _run(
         for out in packets_in:
             if out.dts is None and out.pts is None:
                 continue
-            out_time = Fraction(out.dts if out.dts is not None else out.pts) * Fraction(
-                out.time_base)
+            ticks = out.dts if out.dts is not None else out.pts
+            assert ticks is not None
+            out_time = ticks * Fraction(out.time_base)
             if spec.max_duration is not None and out_time >= spec.max_duration:
                 stop_reason = f"time limit reached ({spec.max_duration:g} s)"
                 return False
@@ -197,8 +215,9 @@ def _run(
 
     meter.report()
     if control.stop_requested or stop_reason is not None:
-        return PushResult(Outcome.STOPPED, stop_reason or control.stop_reason or "stopped",
-                          progress.copy())
+        return PushResult(
+            Outcome.STOPPED, stop_reason or control.stop_reason or "stopped", progress.copy()
+        )
     duration = progress.duration
     if duration is not None and progress.position < duration - EARLY_END_TOLERANCE:
         raise SourceEndedEarly(
@@ -211,6 +230,6 @@ def _seek(source: Source, position: Fraction) -> Fraction:
     """Seek to the keyframe at or before ``position``; return the target (seconds)."""
     anchor = source.video or source.audio
     assert anchor is not None
-    tb = Fraction(anchor.time_base)
+    tb = Fraction(anchor.time_base or Fraction(1, av.time_base))
     source.container.seek(int(position / tb), stream=anchor, backward=True, any_frame=False)
     return position

@@ -7,8 +7,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Query parameters whose values are credentials (TRTC's usersig, signed-URL tokens...).
 SECRET_PARAMS = frozenset(
-    {"usersig", "sig", "sign", "signature", "token", "access_token", "password", "secret", "key",
-     "privatemapkey", "x-amz-signature", "x-cos-security-token", "q-signature", "auth_key"}
+    {
+        "usersig",
+        "sig",
+        "sign",
+        "signature",
+        "token",
+        "access_token",
+        "password",
+        "secret",
+        "key",
+        "privatemapkey",
+        "x-amz-signature",
+        "x-cos-security-token",
+        "q-signature",
+        "auth_key",
+    }
 )
 MASK = "***"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import av.audio.stream
@@ -147,7 +147,9 @@ class AudioTranscodeRoute:
         ctx = out_stream.codec_context
         self._rate = ctx.sample_rate
         self._resampler = av.AudioResampler(
-            format=ctx.format.name, layout=ctx.layout.name, rate=ctx.sample_rate,
+            format=ctx.format.name,
+            layout=ctx.layout.name,
+            rate=ctx.sample_rate,
             frame_size=ctx.frame_size or 1024,
         )
         self._next_pts: int | None = None
@@ -187,12 +189,11 @@ class AudioTranscodeRoute:
         yield from self._out.encode(frame)
 
 
-def _decode(stream: av.stream.Stream, packet: av.Packet | None) -> list[av.Frame]:
+def _decode(stream: av.stream.Stream, packet: av.Packet | None) -> list[Any]:
     """Decode one packet; a corrupt packet costs a frame, not the push."""
+    ctx: Any = stream.codec_context
     try:
-        if packet is None:
-            return list(stream.codec_context.decode(None))
-        return list(stream.codec_context.decode(packet))
+        return list(ctx.decode(packet))
     except av.error.InvalidDataError as exc:
         log.warning("skipping a packet the %s decoder rejects: %s", stream.type, exc)
         return []

@@ -30,7 +30,9 @@ class RtmpSink:
         """Prepare the FLV output; :meth:`start` connects. Raises :class:`RoomUnreachable`."""
         try:
             self._container = av.open(
-                self.url, mode="w", format="flv",
+                self.url,
+                mode="w",
+                format="flv",
                 # The output is not seekable: do not try to rewrite the header at the end.
                 options={"flvflags": "no_duration_filesize"},
                 timeout=(self._timeouts.room_open, self._timeouts.room_open),
@@ -56,7 +58,8 @@ class RtmpSink:
         """An H.264 encoder for the room: no B-frames, fixed GOP, CBR-ish bitrate."""
         gop = max(1, round(float(fps) * profile.gop_seconds))
         stream = self.container.add_stream(
-            "libx264", rate=fps,
+            "libx264",
+            rate=fps,
             options={
                 "preset": profile.x264_preset,
                 "tune": profile.x264_tune,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.container
@@ -58,8 +59,9 @@ class Source:
         self.container.close()
 
 
-def open_source(url: str, timeouts: Timeouts, live: bool = False,
-                secrets: tuple[str, ...] = ()) -> Source:
+def open_source(
+    url: str, timeouts: Timeouts, live: bool = False, secrets: tuple[str, ...] = ()
+) -> Source:
     """Open ``url`` and pick its first video and first audio stream.
 
     Raises a :class:`SourceError` subclass whose message says what is wrong.
@@ -67,13 +69,15 @@ def open_source(url: str, timeouts: Timeouts, live: bool = False,
     options = {"protocol_whitelist": SOURCE_PROTOCOLS}
     if url.startswith(("http://", "https://")):
         # Files on object storage: survive a dropped connection mid-file.
-        options.update({"reconnect": "1", "reconnect_on_network_error": "1",
-                        "reconnect_delay_max": "4"})
+        options.update(
+            {"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "4"}
+        )
     if live:
         options.update({"fflags": "nobuffer", "analyzeduration": "1000000"})
     try:
-        container = av.open(url, mode="r", options=options,
-                            timeout=(timeouts.source_open, timeouts.source_read))
+        container = av.open(
+            url, mode="r", options=options, timeout=(timeouts.source_open, timeouts.source_read)
+        )
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed, readable error
         raise source_error(exc, url, secrets) from None
     try:
@@ -97,7 +101,7 @@ def _first(container: av.container.InputContainer, kind: str) -> av.stream.Strea
             continue
         if _is_attached_picture(stream):
             continue  # cover art of an audio file, not a video track
-        ctx = stream.codec_context
+        ctx: Any = stream.codec_context
         if ctx is None:
             continue
         if kind == "video" and not (ctx.width and ctx.height):
@@ -131,6 +135,10 @@ def source_error(exc: BaseException, url: str, secrets: tuple[str, ...] = ()) ->
         return SourceUnreachable(f"{where}: connection refused")
     if isinstance(exc, TimeoutError | av.error.ExitError):
         return SourceUnreachable(f"{where} did not answer in time")
+    if isinstance(exc, av.error.ArgumentError) and "://" not in url.split("?", 1)[0][:12]:
+        return SourceError(f"{where} is not a URL roomcast reads (http, https, rtmp, rtmps)")
+    if isinstance(exc, av.error.ArgumentError) and url.split(":", 1)[0].lower() == "file":
+        return SourceError(f"{where} uses a protocol roomcast does not read")
     if isinstance(exc, OSError):
         return SourceUnreachable(f"{where} could not be opened: {detail}")
     return SourceError(f"{where} could not be opened: {detail}")

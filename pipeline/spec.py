@@ -21,7 +21,6 @@ class OutputProfile:
     audio_sample_rate: int = 48_000
     accepted_sample_rates: frozenset[int] = frozenset({44_100, 48_000})
     gop_seconds: float = 2.0
-    max_remux_gop_seconds: float = 4.0
     x264_preset: str = "veryfast"
     x264_tune: str = "zerolatency"
 

@@ -41,15 +41,17 @@ def room(workdir: Path) -> Iterator[LocalRoom]:
 @pytest.fixture(scope="session")
 def service_env(redis_server: RedisServer, room: LocalRoom) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    env.update({
-        "ROOMCAST_REDIS_URL": redis_server.url,
-        "ROOMCAST_RTMP_BASE": room.rtmp_base,
-        "ROOMCAST_WORKER_LOST_SECONDS": "6",
-        "ROOMCAST_HEARTBEAT_SECONDS": "1",
-        "ROOMCAST_SOURCE_TIMEOUT_SECONDS": "5",
-        "ROOMCAST_ROOM_TIMEOUT_SECONDS": "5",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ROOMCAST_REDIS_URL": redis_server.url,
+            "ROOMCAST_RTMP_BASE": room.rtmp_base,
+            "ROOMCAST_WORKER_LOST_SECONDS": "6",
+            "ROOMCAST_HEARTBEAT_SECONDS": "1",
+            "ROOMCAST_SOURCE_TIMEOUT_SECONDS": "5",
+            "ROOMCAST_ROOM_TIMEOUT_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 

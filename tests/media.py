@@ -24,11 +24,27 @@ def make_clip(
     if video:
         args += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
     if audio_rate:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={audio_rate}:"
-                 f"duration={seconds}"]
+        args += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate={audio_rate}:duration={seconds}",
+        ]
     if video:
-        args += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", h264_profile,
-                 "-bf", str(bframes), "-g", str(gop or 2 * fps), "-pix_fmt", "yuv420p"]
+        args += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            h264_profile,
+            "-bf",
+            str(bframes),
+            "-g",
+            str(gop or 2 * fps),
+            "-pix_fmt",
+            "yuv420p",
+        ]
     if audio_rate:
         args += ["-c:a", "aac", "-b:a", "96k"]
     args += ["-movflags", "+faststart", str(path)]
@@ -40,3 +56,72 @@ def make_text_file(path: Path, text: str = "this is not a video\n") -> Path:
     """A file that is not media at all."""
     path.write_text(text)
     return path
+
+
+BITS = 12
+BLOCK_W, BLOCK_H = 20, 20
+
+
+def make_numbered_clip(
+    path: Path, seconds: float = 20.0, fps: int = 25, gop: int = 25, bframes: int = 0
+) -> Path:
+    """320x240 H.264 whose every frame shows its own number as a row of black/white blocks.
+
+    With AAC 48 kHz audio (a tone), so that without B-frames it is remuxed as it is.
+    """
+    import av
+    import numpy as np
+
+    if path.exists():
+        return path
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(
+            "libx264",
+            rate=fps,
+            options={
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}",
+                "preset": "veryfast",
+            },
+        )
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        audio = out.add_stream("aac", rate=48_000)
+        audio.layout = "mono"
+        total = int(seconds * fps)
+        samples_per_frame = 1024
+        t = 0
+        for n in range(total):
+            img = np.full((240, 320, 3), 128, dtype=np.uint8)
+            for bit in range(BITS):
+                value = 255 if (n >> bit) & 1 else 0
+                img[0:BLOCK_H, bit * BLOCK_W : (bit + 1) * BLOCK_W] = value
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = n
+            for packet in video.encode(frame):
+                out.mux(packet)
+            while t < (n + 1) * 48_000 // fps:
+                x = np.arange(t, t + samples_per_frame) / 48_000
+                tone = (0.2 * np.sin(2 * np.pi * 440 * x)).astype(np.float32).reshape(1, -1)
+                aframe = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                aframe.sample_rate = 48_000
+                aframe.pts = t
+                for packet in audio.encode(aframe):
+                    out.mux(packet)
+                t += samples_per_frame
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return path
+
+
+def read_frame_number(frame) -> int:  # noqa: ANN001 - an av.VideoFrame
+    """The number drawn by :func:`make_numbered_clip` (survives scaling to any size)."""
+    img = frame.to_ndarray(format="gray")
+    h, w = img.shape
+    sx, sy = w / 320, h / 240
+    number = 0
+    for bit in range(BITS):
+        x = int((bit * BLOCK_W + BLOCK_W / 2) * sx)
+        y = int(BLOCK_H / 2 * sy)
+        if img[y, x] > 128:
+            number |= 1 << bit
+    return number

@@ -19,15 +19,34 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def start_worker(env: dict[str, str], log: Path, name: str, concurrency: int = 2,
-                 pool: str = "prefork") -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], log: Path, name: str, concurrency: int = 2, pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
     """``celery -A worker worker`` and wait until it says it is ready."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", "INFO", "-P", pool,
-         "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", "-E",
-             "--hostname", f"{name}@%h"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "worker",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "-P",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "-E",
+                "--hostname",
+                f"{name}@%h",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -44,9 +63,21 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], 
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--threads", "8", "api:create_app()"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "api:create_app()",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     wait_for_port("127.0.0.1", port, 30)
     return proc, f"http://127.0.0.1:{port}"
@@ -81,13 +112,22 @@ class Api:
     def __init__(self, base: str) -> None:
         self.base = base
 
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-             headers: dict[str, str] | None = None) -> Answer:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """Send one request; HTTP errors come back as answers, not exceptions."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json",
-                                              **(headers or {})})
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return Answer(resp.status, dict(resp.headers), json.loads(resp.read() or b"null"))

@@ -93,8 +93,9 @@ def test_room_id_wins_over_str_room_id(api: Api, room: LocalRoom, long_clip: str
     assert status["Room"]["RtmpRoom"] == "77"
 
 
-def test_source_that_404s_fails_fast_with_a_reason(api: Api, room: LocalRoom,
-                                                  room_name: str) -> None:
+def test_source_that_404s_fails_fast_with_a_reason(
+    api: Api, room: LocalRoom, room_name: str
+) -> None:
     rid = api.submit(**job_for(room, "no-such-file.mp4", room_name))
     final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=15)
     assert final["State"] == "failed"

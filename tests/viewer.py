@@ -92,15 +92,46 @@ class Viewer(threading.Thread):
                 if packet.dts is None or packet.size == 0:
                     continue
                 tb = packet.time_base
-                cap.packets.append(Received(
-                    kind=packet.stream.type,
-                    pts=float(packet.pts * tb),
-                    dts=float(packet.dts * tb),
-                    arrival=time.monotonic(),
-                    keyframe=packet.is_keyframe,
-                    data=bytes(packet) if self._keep else b"",
-                ))
+                cap.packets.append(
+                    Received(
+                        kind=packet.stream.type,
+                        pts=float(packet.pts * tb),
+                        dts=float(packet.dts * tb),
+                        arrival=time.monotonic(),
+                        keyframe=packet.is_keyframe,
+                        data=bytes(packet) if self._keep else b"",
+                    )
+                )
         except (av.error.ExitError, av.error.EOFError, OSError):
             pass  # the publisher left: nginx-rtmp keeps the play session open until idle
+        finally:
+            container.close()
+
+
+class FrameNumberViewer(threading.Thread):
+    """Decodes the room's video and records the number drawn in each frame (tests.media)."""
+
+    def __init__(self, url: str, wait: float = 30.0, idle: float = 3.0):
+        super().__init__(daemon=True)
+        self.url = url
+        self.numbers: list[int] = []
+        self.error: str | None = None
+        self._wait = wait
+        self._idle = idle
+
+    def run(self) -> None:
+        """Open, then decode until the publisher is gone."""
+        from .media import read_frame_number
+
+        try:
+            container = av.open(self.url, timeout=(self._wait, self._idle))
+        except Exception as exc:  # noqa: BLE001
+            self.error = f"open: {exc!r}"
+            return
+        try:
+            for frame in container.decode(video=0):
+                self.numbers.append(read_frame_number(frame))
+        except (av.error.ExitError, av.error.EOFError, OSError):
+            pass
         finally:
             container.close()

@@ -29,8 +29,9 @@ class ControlListener(threading.Thread):
     alive" even while a source read is slow.
     """
 
-    def __init__(self, store: JobStore, request_id: str, control: Control,
-                 heartbeat: float) -> None:
+    def __init__(
+        self, store: JobStore, request_id: str, control: Control, heartbeat: float
+    ) -> None:
         super().__init__(name=f"control-{request_id[:8]}", daemon=True)
         self._store = store
         self._request_id = request_id
@@ -53,7 +54,7 @@ class ControlListener(threading.Thread):
                 self._done.wait(1.0)
 
     def _listen(self) -> None:
-        pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(control_channel(self._request_id))
             reason = self._store.stop_requested(self._request_id)

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, cast
 
 import redis
@@ -27,7 +27,7 @@ import redis
 PREFIX = "roomcast:"
 
 
-class State(str, Enum):
+class State(StrEnum):
     """The life of a push."""
 
     QUEUED = "queued"
@@ -165,30 +165,33 @@ class JobStore:
 
     def get(self, request_id: str) -> Job | None:
         """The job, or None if unknown or expired; a silent running job becomes failed."""
-        raw = cast("list[bytes | None]", self.redis.hmget(
-            job_key(request_id), ["state", "doc", "progress", "heartbeat"]))
+        raw = cast(
+            "list[bytes | None]",
+            self.redis.hmget(job_key(request_id), ["state", "doc", "progress", "heartbeat"]),
+        )
         job = _parse(request_id, raw)
         if job is not None:
             job = self._reap(job)
         return job
 
-    def transition(self, request_id: str, allowed: Iterable[State], to: State,
-                   **fields: Any) -> tuple[bool, State | None]:
+    def transition(
+        self, request_id: str, allowed: Iterable[State], to: State, **fields: Any
+    ) -> tuple[bool, State | None]:
         """Move a job to ``to`` if it is in one of ``allowed`` states, merging ``fields``.
 
         Returns (whether it moved, the state it was in).
         """
         ok, previous = self._transition(
             keys=[job_key(request_id), f"{PREFIX}jobs:state:"],
-            args=[",".join(s.value for s in allowed), to.value, json.dumps(fields),
-                  request_id],
+            args=[",".join(s.value for s in allowed), to.value, json.dumps(fields), request_id],
         )
         return bool(ok), (State(previous.decode()) if previous else None)
 
     def finish(self, request_id: str, to: State, **fields: Any) -> bool:
         """End a queued or running job in ``to`` (with FinishedAt) and drop its secrets."""
-        moved, _ = self.transition(request_id, (State.QUEUED, State.RUNNING), to,
-                                   FinishedAt=now(), **fields)
+        moved, _ = self.transition(
+            request_id, (State.QUEUED, State.RUNNING), to, FinishedAt=now(), **fields
+        )
         self.forget_secrets(request_id)
         return moved
 
@@ -203,8 +206,9 @@ class JobStore:
     def request_stop(self, request_id: str, reason: str) -> None:
         """Ask a running push to stop: a flag it reads at start, and a message it hears."""
         self.redis.hset(job_key(request_id), "stop", reason)
-        self.redis.publish(control_channel(request_id), json.dumps({"Command": "stop",
-                                                                    "Reason": reason}))
+        self.redis.publish(
+            control_channel(request_id), json.dumps({"Command": "stop", "Reason": reason})
+        )
 
     def stop_requested(self, request_id: str) -> str | None:
         """The reason of a stop requested before the push listened, if any."""
@@ -219,17 +223,31 @@ class JobStore:
         silent = now() - last
         if silent <= self.lost_after:
             return job
-        error = {"Code": "WorkerLost",
-                 "Message": f"worker lost: the push sent no heartbeat for {silent:.0f} s"}
-        moved, _ = self.transition(job.request_id, (State.RUNNING,), State.FAILED,
-                                   FinishedAt=now(), Error=error, Reason=error["Message"])
+        error = {
+            "Code": "WorkerLost",
+            "Message": f"worker lost: the push sent no heartbeat for {silent:.0f} s",
+        }
+        moved, _ = self.transition(
+            job.request_id,
+            (State.RUNNING,),
+            State.FAILED,
+            FinishedAt=now(),
+            Error=error,
+            Reason=error["Message"],
+        )
         if moved:
             self.forget_secrets(job.request_id)
         return self.get(job.request_id) or job
 
-    def list(self, state: State | None = None, limit: int = 50, user: tuple[int, str] | None = None,
-             room: tuple[int, str] | None = None, since: float | None = None,
-             until: float | None = None) -> list[Job]:
+    def list(
+        self,
+        state: State | None = None,
+        limit: int = 50,
+        user: tuple[int, str] | None = None,
+        room: tuple[int, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Job]:
         """Jobs newest first, filtered; the most selective index is read, the rest checked."""
         if room is not None:
             index = f"{PREFIX}jobs:room:{room[0]}:{room[1]}"
@@ -244,8 +262,9 @@ class JobStore:
         jobs: list[Job] = []
         offset, page = 0, max(limit, 100)
         while len(jobs) < limit:
-            ids = cast("list[bytes]", self.redis.zrevrangebyscore(
-                index, high, low, start=offset, num=page))
+            ids = cast(
+                "list[bytes]", self.redis.zrevrangebyscore(index, high, low, start=offset, num=page)
+            )
             if not ids:
                 break
             offset += len(ids)

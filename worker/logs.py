@@ -13,7 +13,8 @@ from pipeline.redact import redact_text
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _secrets_var: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
-    "secrets", default=())
+    "secrets", default=()
+)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 

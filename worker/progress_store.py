@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipeline.errors import ProgressStoreError
 from pipeline.redact import SECRET_PARAMS, redact_url
@@ -44,8 +47,13 @@ class RedisTarget:
 def source_identity(video_src: str) -> str:
     """VideoSrc without secret query values: the same file signed twice is one source."""
     parts = urlsplit(video_src)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                       if k.lower() not in SECRET_PARAMS])
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in SECRET_PARAMS
+        ]
+    )
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
@@ -63,9 +71,43 @@ class Bookmark:
         self.key = key
         self._ttl = ttl
         self._video_src = redact_url(video_src)
-        self._redis = redis.Redis(host=target.host, port=target.port, password=target.password,
-                                  db=target.db, socket_timeout=2, socket_connect_timeout=2)
+        # No retries with backoff: a dead Redis must cost a failed write, not seconds.
+        self._redis = redis.Redis(
+            host=target.host,
+            port=target.port,
+            password=target.password,
+            db=target.db,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )
         self.failing: str | None = None
+        self._pending: tuple[str, float, float | None] | None = None
+        self._wake = threading.Condition()
+        self._closed = False
+        self._writer: threading.Thread | None = None
+
+    def save_soon(self, request_id: str, position: float, duration: float | None) -> None:
+        """Queue the latest position for a background write: the media loop never waits
+        on the progress Redis (a slow or dead one must not stall the room's stream)."""
+        with self._wake:
+            self._pending = (request_id, position, duration)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, daemon=True, name="bookmark-writer"
+                )
+                self._writer.start()
+            self._wake.notify()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and not self._closed:
+                    self._wake.wait()
+                if self._pending is None:
+                    return
+                pending, self._pending = self._pending, None
+            self.save(*pending)
 
     def check(self) -> None:
         """Fail now, with the host and the cause (never the password), if Redis is unusable."""
@@ -74,11 +116,13 @@ class Bookmark:
         except redis.AuthenticationError:
             raise ProgressStoreError(
                 f"the progress Redis at {self.target.host}:{self.target.port} refused the "
-                "password (RedisPassword)") from None
+                "password (RedisPassword)"
+            ) from None
         except redis.RedisError as exc:
             raise ProgressStoreError(
                 f"the progress Redis at {self.target.host}:{self.target.port} cannot be used: "
-                f"{type(exc).__name__}: {_reason(exc)}") from None
+                f"{type(exc).__name__}: {_reason(exc)}"
+            ) from None
 
     def load(self) -> float | None:
         """The saved position (seconds in the source), or None when there is no bookmark."""
@@ -90,19 +134,26 @@ class Bookmark:
         """Write the position; a failure is remembered (shown in the status), not raised."""
         try:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self.key, mapping={
-                "Position": f"{position:.3f}",
-                "Duration": "" if duration is None else f"{duration:.3f}",
-                "RequestId": request_id,
-                "UpdatedAt": f"{time.time():.3f}",
-                "VideoSrc": self._video_src,
-            })
+            pipe.hset(
+                self.key,
+                mapping={
+                    "Position": f"{position:.3f}",
+                    "Duration": "" if duration is None else f"{duration:.3f}",
+                    "RequestId": request_id,
+                    "UpdatedAt": f"{time.time():.3f}",
+                    "VideoSrc": self._video_src,
+                },
+            )
             pipe.expire(self.key, self._ttl)
             pipe.execute()
         except redis.RedisError as exc:
             if self.failing is None:
-                log.warning("saving progress to %s:%s failed: %s", self.target.host,
-                            self.target.port, _reason(exc))
+                log.warning(
+                    "saving progress to %s:%s failed: %s",
+                    self.target.host,
+                    self.target.port,
+                    _reason(exc),
+                )
             self.failing = f"progress is not being saved: {_reason(exc)}"
         else:
             if self.failing is not None:
@@ -117,7 +168,13 @@ class Bookmark:
             log.warning("could not delete the finished bookmark: %s", _reason(exc))
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Stop the background writer (after its last write) and release the connections."""
+        with self._wake:
+            self._closed = True
+            self._pending = None
+            self._wake.notify()
+        if self._writer is not None:
+            self._writer.join(timeout=5)
         self._redis.close()
 
 

@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
-def run_push(store: JobStore, settings: Settings, request_id: str, worker: str = "",
-             on_progress: ProgressHook | None = None) -> dict[str, Any]:
+def run_push(
+    store: JobStore,
+    settings: Settings,
+    request_id: str,
+    worker: str = "",
+    on_progress: ProgressHook | None = None,
+) -> dict[str, Any]:
     """Run job ``request_id`` to its end; return a result without secrets."""
     job = store.get(request_id)
     if job is None:
@@ -38,8 +43,9 @@ def run_push(store: JobStore, settings: Settings, request_id: str, worker: str =
         if job.state is not State.QUEUED:
             log.info("not starting: the job is already %s", job.state.value)
             return {"RequestId": request_id, "State": job.state.value}
-        moved, was = store.transition(request_id, (State.QUEUED,), State.RUNNING,
-                                      StartedAt=now(), Worker=worker)
+        moved, was = store.transition(
+            request_id, (State.QUEUED,), State.RUNNING, StartedAt=now(), Worker=worker
+        )
         if not moved:
             log.info("not starting: the job became %s", was.value if was else "unknown")
             return {"RequestId": request_id, "State": was.value if was else "unknown"}
@@ -49,8 +55,13 @@ def run_push(store: JobStore, settings: Settings, request_id: str, worker: str =
         return {"RequestId": request_id, "State": state.value, "Position": position}
 
 
-def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
-         on_progress: ProgressHook | None) -> tuple[State, float]:
+def _run(
+    store: JobStore,
+    settings: Settings,
+    job: Job,
+    secrets: dict[str, Any],
+    on_progress: ProgressHook | None,
+) -> tuple[State, float]:
     rid = job.request_id
     doc = job.doc
     control = Control()
@@ -65,7 +76,10 @@ def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
         data = progress.as_dict()
         data["RtmpRoom"] = doc["Room"]["RtmpRoom"]
         if bookmark is not None:
-            bookmark.save(rid, progress.position, progress.duration)
+            if final:
+                bookmark.save(rid, progress.position, progress.duration)
+            else:
+                bookmark.save_soon(rid, progress.position, progress.duration)
             data["ProgressSaving"] = bookmark.failing or "ok"
         store.set_progress(rid, data)
         if on_progress is not None and not final:
@@ -76,7 +90,8 @@ def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
             start = 0.0
             if doc.get("Redis"):
                 bookmark = _open_bookmark(settings, doc, secrets)
-                saved = bookmark.load()
+                # A live source always starts from now: its record is only written.
+                saved = bookmark.load() if doc.get("Mode") != "live" else None
                 if saved is not None:
                     start = saved
                     log.info("resuming from the saved position %.3f s", saved)
@@ -100,8 +115,10 @@ def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
         return State.FAILED, last.position
     except Exception as exc:
         log.exception("push failed with an internal error")
-        error = {"Code": "InternalError",
-                 "Message": f"internal error ({type(exc).__name__}); the worker log has details"}
+        error = {
+            "Code": "InternalError",
+            "Message": f"internal error ({type(exc).__name__}); the worker log has details",
+        }
         store.finish(rid, State.FAILED, Error=error, Reason=error["Message"])
         return State.FAILED, last.position
     finally:
@@ -113,8 +130,9 @@ def _run(store: JobStore, settings: Settings, job: Job, secrets: dict[str, Any],
 
 def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]) -> Bookmark:
     if doc.get("RedisHost"):
-        target = RedisTarget(doc["RedisHost"], doc.get("RedisPort") or 6379,
-                             secrets.get("RedisPassword"))
+        target = RedisTarget(
+            doc["RedisHost"], doc.get("RedisPort") or 6379, secrets.get("RedisPassword")
+        )
     else:
         target = RedisTarget.from_url(settings.redis_url)
     key = bookmark_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], secrets["VideoSrc"])
@@ -123,11 +141,13 @@ def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, A
     return bookmark
 
 
-def _spec(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any],
-          start: float) -> PushSpec:
+def _spec(
+    settings: Settings, doc: dict[str, Any], secrets: dict[str, Any], start: float
+) -> PushSpec:
     user_sig = secrets["UserSig"]
-    target = push_url(settings.rtmp_base, doc["Room"]["RtmpRoom"], doc["SdkAppId"],
-                      doc["UserId"], user_sig)
+    target = push_url(
+        settings.rtmp_base, doc["Room"]["RtmpRoom"], doc["SdkAppId"], doc["UserId"], user_sig
+    )
     limit = doc.get("MaxDuration") or settings.max_duration_seconds or None
     return PushSpec(
         source=secrets["VideoSrc"],

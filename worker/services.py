@@ -13,8 +13,12 @@ from .settings import get_settings
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts."""
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5,
-                                socket_connect_timeout=3, health_check_interval=30)
+    return redis.Redis.from_url(
+        get_settings().redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
 
 
 @lru_cache(maxsize=1)

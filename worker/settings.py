@@ -2,7 +2,7 @@
 
 The defaults work on a developer's machine (a Redis on 127.0.0.1:6379, pushes to real
 TRTC's ingest); the dev stack and the tests set ``ROOMCAST_REDIS_URL`` and
-``ROOMCAST_RTMP_BASE`` to their own servers. docs/configuration.md lists them all.
+``ROOMCAST_RTMP_BASE`` to their own servers. README.md's configuration table lists them.
 """
 
 from __future__ import annotations
@@ -20,20 +20,28 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0",
-                           description="Broker, result store, job records and default progress store.")
-    rtmp_base: str = Field("rtmp://rtmp.rtc.qq.com/push",
-                           description="Room ingest base: pushes go to <base>/<room>?sdkappid=…")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Broker, result store, job records and default progress store.",
+    )
+    rtmp_base: str = Field(
+        "rtmp://rtmp.rtc.qq.com/push",
+        description="Room ingest base: pushes go to <base>/<room>?sdkappid=…",
+    )
     job_ttl_seconds: int = Field(3 * 24 * 3600, description="How long job records are kept.")
-    progress_ttl_seconds: int = Field(7 * 24 * 3600,
-                                      description="How long an unfinished bookmark is kept.")
+    progress_ttl_seconds: int = Field(
+        7 * 24 * 3600, description="How long an unfinished bookmark is kept."
+    )
     max_duration_seconds: float = Field(
-        24 * 3600, description="Service default execution limit of one push (0: none).")
+        24 * 3600, description="Service default execution limit of one push (0: none)."
+    )
     heartbeat_seconds: float = Field(2.0, description="How often a running push proves it lives.")
     worker_lost_seconds: float = Field(
-        15.0, description="A running push silent for this long is reported 'worker lost'.")
-    allowed_schemes: str = Field("http,https,rtmp,rtmps",
-                                 description="URL schemes VideoSrc may use (comma-separated).")
+        15.0, description="A running push silent for this long is reported 'worker lost'."
+    )
+    allowed_schemes: str = Field(
+        "http,https,rtmp,rtmps", description="URL schemes VideoSrc may use (comma-separated)."
+    )
     api_keys: str = Field("", description="Comma-separated bearer keys; empty: no auth.")
     log_level: str = Field("INFO", description="Log level of the API and workers.")
     log_json: bool = Field(False, description="One JSON object per log line.")
@@ -52,16 +60,22 @@ class Settings(BaseSettings):
     def output_profile(self) -> OutputProfile:
         """The pipeline's output settings."""
         return OutputProfile(
-            max_width=self.max_width, max_height=self.max_height, max_fps=self.max_fps,
-            video_bitrate=self.video_bitrate, audio_bitrate=self.audio_bitrate,
-            gop_seconds=self.gop_seconds, x264_preset=self.x264_preset,
+            max_width=self.max_width,
+            max_height=self.max_height,
+            max_fps=self.max_fps,
+            video_bitrate=self.video_bitrate,
+            audio_bitrate=self.audio_bitrate,
+            gop_seconds=self.gop_seconds,
+            x264_preset=self.x264_preset,
         )
 
     def timeouts(self) -> Timeouts:
         """The pipeline's network time limits."""
-        return Timeouts(source_open=self.source_timeout_seconds,
-                        source_read=self.source_timeout_seconds,
-                        room_open=self.room_timeout_seconds)
+        return Timeouts(
+            source_open=self.source_timeout_seconds,
+            source_read=self.source_timeout_seconds,
+            room_open=self.room_timeout_seconds,
+        )
 
     @property
     def schemes(self) -> frozenset[str]:

@@ -26,5 +26,10 @@ def push_task(self: Task, request_id: str) -> dict[str, Any]:
         # Flower and AsyncResult see the live progress as the task's meta.
         self.update_state(state="PROGRESS", meta=progress)
 
-    return run_push(get_store(), get_settings(), request_id,
-                    worker=self.request.hostname or "", on_progress=show_progress)
+    return run_push(
+        get_store(),
+        get_settings(),
+        request_id,
+        worker=self.request.hostname or "",
+        on_progress=show_progress,
+    )

@@ -1,0 +1,212 @@
+"""The template's Redis feature: progress saved as a push goes, and resumed precisely."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from devstack.redis import RedisServer
+from devstack.room import LocalRoom
+from worker.progress_store import bookmark_key
+
+from .conftest import job_for
+from .media import make_numbered_clip
+from .stack import Api
+from .viewer import FrameNumberViewer
+
+APP = 1400000001
+FPS = 25
+
+
+@pytest.fixture(scope="session")
+def numbered_remux(media: Path) -> str:
+    """20 s, 1 s GOP, no B-frames: remuxed."""
+    make_numbered_clip(media / "numbered_remux.mp4", seconds=20, gop=FPS)
+    return "numbered_remux.mp4"
+
+
+@pytest.fixture(scope="session")
+def numbered_transcode(media: Path) -> str:
+    """20 s with B-frames and a 2 s GOP: re-encoded."""
+    make_numbered_clip(media / "numbered_transcode.mp4", seconds=20, gop=2 * FPS, bframes=2)
+    return "numbered_transcode.mp4"
+
+
+@pytest.fixture(scope="session")
+def service_redis(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
+
+
+def watch_numbers(room: LocalRoom, room_name: str) -> FrameNumberViewer:
+    viewer = FrameNumberViewer(room.play_url(room_name))
+    viewer.start()
+    time.sleep(0.3)
+    return viewer
+
+
+def push_until(api: Api, job: dict, position: float) -> str:
+    rid = api.submit(**job)
+    api.wait_state(rid, {"running"}, timeout=15)
+    deadline = time.monotonic() + 30
+    while (api.status(rid)["Progress"] or {}).get("Position", 0) < position:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+    return rid
+
+
+@pytest.mark.parametrize("clip_fixture", ["numbered_transcode", "numbered_remux"])
+def test_a_stopped_push_resumes_where_it_stopped_then_forgets_its_bookmark(
+    request: pytest.FixtureRequest,
+    api: Api,
+    room: LocalRoom,
+    room_name: str,
+    service_redis: redis.Redis,
+    clip_fixture: str,
+) -> None:
+    clip = request.getfixturevalue(clip_fixture)
+    job = job_for(room, clip, room_name, Redis=True)
+    key = bookmark_key(APP, room_name, room.media_url(clip))
+
+    push_until(api, job, 8.0)
+    saved = float(service_redis.hget(key, "Position"))
+    assert 7.9 <= saved <= 9.0
+    assert service_redis.ttl(key) > 0
+
+    viewer = watch_numbers(room, room_name)
+    started = time.monotonic()
+    rid = api.submit(**job)
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    elapsed = time.monotonic() - started
+    viewer.join(10)
+    assert final["State"] == "succeeded", final
+    first = viewer.numbers[0]
+    saved_frame = round(saved * FPS)
+    if clip_fixture == "numbered_transcode":
+        assert abs(first - saved_frame) <= 1, (first, saved_frame)
+    else:
+        assert saved_frame - FPS <= first <= saved_frame, (first, saved_frame)
+    assert 20 - saved - 1.5 <= elapsed <= 20 - saved + 3
+    assert viewer.numbers[-1] == 20 * FPS - 1
+    assert not service_redis.exists(key)
+
+    viewer = watch_numbers(room, room_name)
+    rid = api.submit(**dict(job, MaxDuration=3))
+    api.wait_state(rid, {"stopped"}, timeout=20)
+    viewer.join(10)
+    assert viewer.numbers and viewer.numbers[0] == 0, viewer.error
+
+
+def test_without_redis_a_push_neither_reads_nor_writes_a_bookmark(
+    api: Api, room: LocalRoom, room_name: str, service_redis: redis.Redis, numbered_remux: str
+) -> None:
+    key = bookmark_key(APP, room_name, room.media_url(numbered_remux))
+    service_redis.hset(key, mapping={"Position": "12.0"})
+    viewer = watch_numbers(room, room_name)
+    rid = api.submit(**job_for(room, numbered_remux, room_name, MaxDuration=3))
+    api.wait_state(rid, {"stopped"}, timeout=20)
+    viewer.join(10)
+    assert viewer.numbers and viewer.numbers[0] == 0, viewer.error
+    assert service_redis.hget(key, "Position") == b"12.0"
+
+
+def test_two_rooms_keep_separate_bookmarks_of_the_same_source(
+    api: Api, room: LocalRoom, room_name: str, service_redis: redis.Redis, numbered_remux: str
+) -> None:
+    a, b = f"{room_name}_a", f"{room_name}_b"
+    push_until(api, job_for(room, numbered_remux, a, Redis=True), 2.0)
+    push_until(api, job_for(room, numbered_remux, b, Redis=True), 4.0)
+    pos_a = float(
+        service_redis.hget(bookmark_key(APP, a, room.media_url(numbered_remux)), "Position")
+    )
+    pos_b = float(
+        service_redis.hget(bookmark_key(APP, b, room.media_url(numbered_remux)), "Position")
+    )
+    assert pos_a < 3.5 <= pos_b
+
+
+@pytest.fixture(scope="module")
+def guarded_redis(workdir: Path):
+    with RedisServer(workdir / "guarded", password="PW-guarded-8831") as server:
+        yield server
+
+
+def test_a_password_protected_redis_named_in_the_request_holds_the_bookmark(
+    api: Api, room: LocalRoom, room_name: str, guarded_redis: RedisServer, numbered_remux: str
+) -> None:
+    job = job_for(
+        room,
+        numbered_remux,
+        room_name,
+        Redis=True,
+        RedisHost="127.0.0.1",
+        RedisPort=guarded_redis.port,
+        RedisPassword=guarded_redis.password,
+    )
+    push_until(api, job, 2.0)
+    client = redis.Redis(port=guarded_redis.port, password=guarded_redis.password)
+    key = bookmark_key(APP, room_name, room.media_url(numbered_remux))
+    assert float(client.hget(key, "Position")) >= 2.0
+
+
+def test_a_wrong_redis_password_fails_the_job_with_a_reason_that_hides_it(
+    api: Api, room: LocalRoom, room_name: str, guarded_redis: RedisServer, numbered_remux: str
+) -> None:
+    wrong = "WRONG-pw-55123"
+    job = job_for(
+        room,
+        numbered_remux,
+        room_name,
+        Redis=True,
+        RedisHost="127.0.0.1",
+        RedisPort=guarded_redis.port,
+        RedisPassword=wrong,
+    )
+    rid = api.submit(**job)
+    final = api.wait_state(rid, {"failed", "succeeded", "stopped"}, timeout=15)
+    assert final["State"] == "failed"
+    assert final["Error"]["Code"] == "ProgressStoreError"
+    assert f"127.0.0.1:{guarded_redis.port}" in final["Error"]["Message"]
+    assert "password" in final["Error"]["Message"]
+    assert wrong not in str(final)
+
+
+def test_an_unreachable_redis_fails_the_job_naming_the_host(
+    api: Api, room: LocalRoom, room_name: str, numbered_remux: str
+) -> None:
+    from devstack.ports import free_port
+
+    port = free_port()
+    job = job_for(
+        room, numbered_remux, room_name, Redis=True, RedisHost="127.0.0.1", RedisPort=port
+    )
+    final = api.wait_state(api.submit(**job), {"failed", "succeeded", "stopped"}, timeout=15)
+    assert final["State"] == "failed"
+    assert f"127.0.0.1:{port}" in final["Error"]["Message"]
+
+
+def test_losing_the_progress_redis_mid_push_does_not_stop_the_push(
+    api: Api, room: LocalRoom, room_name: str, workdir: Path, numbered_remux: str
+) -> None:
+    server = RedisServer(workdir / f"doomed_{room_name}")
+    server.start()
+    job = job_for(
+        room,
+        numbered_remux,
+        room_name,
+        Redis=True,
+        RedisHost="127.0.0.1",
+        RedisPort=server.port,
+        MaxDuration=6,
+    )
+    rid = api.submit(**job)
+    api.wait_state(rid, {"running"}, timeout=15)
+    time.sleep(2)
+    server.stop()
+    time.sleep(2)
+    assert api.status(rid)["Progress"]["ProgressSaving"].startswith("progress is not being saved")
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
+    assert final["State"] == "stopped" and "time limit" in final["Reason"]

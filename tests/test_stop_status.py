@@ -1,0 +1,135 @@
+"""Stopping pushes by request id, and status tracking that never shows a stale 'running'."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devstack.redis import RedisServer
+from devstack.room import LocalRoom
+
+from .conftest import job_for
+from .stack import Api, start_api, start_worker, stop
+from .viewer import Viewer
+
+
+def publishers(room: LocalRoom, room_name: str) -> int:
+    """How many publishers nginx-rtmp's /stat shows in a room."""
+    with urllib.request.urlopen(room.http_base + "/stat", timeout=5) as resp:
+        xml = resp.read().decode()
+    marker = f"<name>{room_name}</name>"
+    if marker not in xml:
+        return 0
+    block = xml.split(marker, 1)[1].split("</stream>", 1)[0]
+    return block.count("<publishing/>")
+
+
+def test_stopping_a_running_push_ends_the_publish_within_a_second(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    viewer = Viewer(room.play_url(room_name), idle=3)
+    viewer.start()
+    time.sleep(0.3)
+    rid = api.submit(**job_for(room, long_clip, room_name))
+    api.wait_state(rid, {"running"}, timeout=15)
+    deadline = time.monotonic() + 15
+    while (api.status(rid)["Progress"] or {}).get("Position", 0) < 3:
+        assert time.monotonic() < deadline, "the push did not reach 3 s"
+        time.sleep(0.1)
+
+    stopped_at = time.monotonic()
+    answer = api.call("POST", f"/v1/pushes/{rid}/stop")
+    assert answer.status == 200, answer.body
+    assert answer.body["State"] == "stopped"
+    assert publishers(room, room_name) == 0
+    viewer.join(10)
+    last = viewer.capture.last_arrival
+    assert last is not None and last - stopped_at < 1.0
+    final = api.status(rid)
+    assert final["State"] == "stopped"
+    assert 2.5 <= final["Progress"]["Position"] <= 5.0, final["Progress"]
+    assert final["Reason"] == "stopped by request"
+    assert final["FinishedAt"] is not None
+
+
+def test_stop_is_idempotent_and_delete_is_an_alias(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    rid = api.submit(**job_for(room, long_clip, room_name))
+    api.wait_state(rid, {"running"}, timeout=15)
+    assert api.call("DELETE", f"/v1/pushes/{rid}").status == 200
+    again = api.call("POST", f"/v1/pushes/{rid}/stop")
+    assert again.status == 200 and again.body["State"] == "stopped"
+
+
+def test_stopping_a_finished_push_answers_409(api: Api, room: LocalRoom, room_name: str) -> None:
+    rid = api.submit(**job_for(room, "missing.mp4", room_name))
+    api.wait_state(rid, {"failed"}, timeout=15)
+    answer = api.call("POST", f"/v1/pushes/{rid}/stop")
+    assert answer.status == 409
+    assert "failed" in answer.body["Error"]["Message"]
+
+
+def test_stopping_an_unknown_push_answers_404(api: Api) -> None:
+    assert api.call("POST", "/v1/pushes/nope/stop").status == 404
+
+
+def test_a_push_reaching_its_max_duration_stops_with_that_reason(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    rid = api.submit(**job_for(room, long_clip, room_name, MaxDuration=2))
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
+    assert final["State"] == "stopped"
+    assert "time limit" in final["Reason"]
+    assert 1.5 <= final["Progress"]["OutputTime"] <= 2.1
+
+
+def test_a_stopped_queued_push_never_publishes(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    # The session worker runs two pushes at once: keep both busy so the third waits.
+    busy = [api.submit(**job_for(room, long_clip, f"{room_name}_busy{i}")) for i in range(2)]
+    for rid in busy:
+        api.wait_state(rid, {"running"}, timeout=15)
+    viewer = Viewer(room.play_url(room_name), wait=6)
+    viewer.start()
+    queued = api.submit(**job_for(room, long_clip, room_name))
+    time.sleep(0.5)
+    assert api.status(queued)["State"] == "queued"
+    answer = api.call("POST", f"/v1/pushes/{queued}/stop")
+    assert answer.status == 200 and answer.body["State"] == "stopped"
+    for rid in busy:
+        api.call("POST", f"/v1/pushes/{rid}/stop")
+    viewer.join(15)
+    assert not viewer.capture.packets
+    final = api.status(queued)
+    assert final["StartedAt"] is None
+    assert final["Reason"] == "stopped before it started"
+
+
+@pytest.fixture
+def own_stack(redis_server: RedisServer, service_env: dict[str, str], tmp_path: Path):
+    """A worker and API of their own (Redis db 3), so a test may kill the worker."""
+    env = dict(service_env, ROOMCAST_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + "/3")
+    worker = start_worker(env, tmp_path / "worker.log", "killable", concurrency=1)
+    api_proc, base = start_api(env, tmp_path / "api.log")
+    yield Api(base), worker
+    stop(api_proc)
+    stop(worker, sig=9)
+
+
+def test_a_push_whose_worker_is_killed_leaves_running_within_30_seconds(
+    own_stack, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    api, worker = own_stack
+    rid = api.submit(**job_for(room, long_clip, room_name))
+    api.wait_state(rid, {"running"}, timeout=15)
+    stop(worker, sig=9)
+    killed = time.monotonic()
+    final = api.wait_state(rid, {"failed"}, timeout=30)
+    assert time.monotonic() - killed < 30
+    assert final["Error"]["Code"] == "WorkerLost"
+    assert "worker lost" in final["Reason"]
