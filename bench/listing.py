@@ -1,0 +1,56 @@
+"""Status listing with 100 000 job records in the store (a throwaway redis-server).
+
+.venv/bin/python -m bench.listing [--records 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from devstack.redis import RedisServer
+from worker.jobs import JobStore, State
+
+
+def main() -> None:
+    """Fill the store, then time the listings the API serves."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
+        store = JobStore(redis.Redis.from_url(server.url), ttl=3 * 86400, lost_after=15)
+        now = time.time()
+        for i in range(args.records):
+            doc = {
+                "CreatedAt": now - args.records + i,
+                "SdkAppId": 1,
+                "UserId": f"u{i % 500}",
+                "Room": {"RtmpRoom": f"r{i % 1000}"},
+                "Mode": "vod",
+            }
+            store.create(f"id{i}", doc, {})
+        for i in range(0, args.records, 7):
+            store.transition(f"id{i}", (State.QUEUED,), State.SUCCEEDED)
+        queries = {
+            "newest": {},
+            "State=succeeded": {"state": State.SUCCEEDED},
+            "UserId": {"user": (1, "u7")},
+            "Room": {"room": (1, "r9")},
+        }
+        print(f"{args.records} records; Limit=50 plus Stats, median of 5")
+        for label, kwargs in queries.items():
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                store.list(limit=50, **kwargs)
+                store.stats()
+                times.append(time.perf_counter() - start)
+            print(f"{label:<16} {sorted(times)[2] * 1000:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
