@@ -7,7 +7,7 @@ and stop.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
 from worker import app as celery_app
@@ -35,8 +35,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _check_api_key() -> ResponseReturnValue | None:
-    from flask import current_app
-
     keys = current_app.extensions["roomcast.settings"].keys
     if not keys or request.path == "/healthz":
         return None
@@ -47,4 +45,4 @@ def _check_api_key() -> ResponseReturnValue | None:
     return None
 
 
-__all__ = ["create_app", "jsonify"]
+__all__ = ["create_app"]

@@ -111,15 +111,15 @@ class PushRequest(BaseModel):
     @model_validator(mode="after")
     def _check_room_and_redis(self) -> PushRequest:
         if self.RoomId is None and self.StrRoomId is None:
-            raise _field_error("RoomId", "one of RoomId or StrRoomId is required")
+            raise FieldError("RoomId", "one of RoomId or StrRoomId is required")
         if not self.Redis:
             for name in ("RedisHost", "RedisPort", "RedisPassword"):
                 if getattr(self, name) is not None:
-                    raise _field_error(name, f"{name} is only used with Redis=true")
+                    raise FieldError(name, f"{name} is only used with Redis=true")
         elif (
             self.RedisPort is not None or self.RedisPassword is not None
         ) and self.RedisHost is None:
-            raise _field_error("RedisHost", "RedisHost is required with RedisPort/RedisPassword")
+            raise FieldError("RedisHost", "RedisHost is required with RedisPort/RedisPassword")
         return self
 
 
@@ -129,7 +129,3 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def _field_error(field: str, message: str) -> FieldError:
-    return FieldError(field, message)

@@ -151,12 +151,13 @@ def _run(
     if on_connected is not None:
         on_connected(progress.copy())
     video_remux = source.video is not None and decisions[source.video].action is Action.REMUX
-    origin = _seek(source, start) if start > 0 else source.start_time
-    # A remuxed video must start on a keyframe: after a seek, the first video packet
-    # (a keyframe at or before the target) sets the output origin.
+    if start > 0:
+        _seek(source, start)
+    # A remuxed video must start on a keyframe; after a seek, the first video packet (a
+    # keyframe at or before the target) sets the output origin instead of the target.
     need_keyframe = video_remux
-    if not video_remux or start == 0:
-        timeline.begin_segment(origin if not exact else start, Fraction(0))
+    if not (video_remux and start > 0):
+        timeline.begin_segment(start if start > 0 else source.start_time, Fraction(0))
     pacer = Pacer(control, lead=spec.pace_lead)
     meter = ProgressMeter(progress, on_progress)
     stop_reason: str | None = None
@@ -181,9 +182,8 @@ def _run(
             meter.count(out.size, is_video)
         return True
 
-    streams = [s for s in source.streams]
     try:
-        for packet in source.container.demux(streams):
+        for packet in source.container.demux(source.streams):
             if control.stop_requested:
                 break
             if packet.size == 0 or (packet.dts is None and packet.pts is None):
@@ -226,10 +226,9 @@ def _run(
     return PushResult(Outcome.COMPLETED, "the source ended", progress.copy())
 
 
-def _seek(source: Source, position: Fraction) -> Fraction:
-    """Seek to the keyframe at or before ``position``; return the target (seconds)."""
+def _seek(source: Source, position: Fraction) -> None:
+    """Seek to the keyframe at or before ``position`` (seconds)."""
     anchor = source.video or source.audio
     assert anchor is not None
     tb = Fraction(anchor.time_base or Fraction(1, av.time_base))
     source.container.seek(int(position / tb), stream=anchor, backward=True, any_frame=False)
-    return position

@@ -74,7 +74,51 @@ class RemuxRoute:
         return iter(())
 
 
-class VideoTranscodeRoute:
+class _TranscodeRoute:
+    """Decode → drop frames before the resume point → encode; subclasses do the encoding."""
+
+    is_video: bool
+
+    def __init__(
+        self,
+        in_stream: av.stream.Stream,
+        out_stream: Any,
+        timeline: Timeline,
+        skip_before: Fraction | None,
+    ) -> None:
+        self._in = in_stream
+        self._out = out_stream
+        self._timeline = timeline
+        self._skip_before = skip_before
+
+    def process(self, packet: av.Packet) -> Iterator[av.Packet]:
+        """Decode the packet and encode every frame it yields."""
+        for frame in _decode(self._in, packet):
+            yield from self._accept(frame)
+
+    def flush(self) -> Iterator[av.Packet]:
+        """Drain the decoder, whatever the subclass holds, then the encoder."""
+        for frame in _decode(self._in, None):
+            yield from self._accept(frame)
+        yield from self._drain()
+        yield from self._out.encode(None)
+
+    def _accept(self, frame: Any) -> Iterator[av.Packet]:
+        source_time = frame_time(frame, self._in)
+        if source_time is None:
+            return
+        if self._skip_before is not None and source_time < self._skip_before - MS:
+            return  # decoded only to reach the exact resume frame
+        yield from self._encode(frame, source_time)
+
+    def _encode(self, frame: Any, source_time: Fraction) -> Iterator[av.Packet]:
+        raise NotImplementedError
+
+    def _drain(self) -> Iterator[av.Packet]:
+        return iter(())
+
+
+class VideoTranscodeRoute(_TranscodeRoute):
     """Decodes, scales to the output size and re-encodes with libx264 (no B-frames)."""
 
     is_video = True
@@ -86,31 +130,12 @@ class VideoTranscodeRoute:
         timeline: Timeline,
         skip_before: Fraction | None = None,
     ) -> None:
-        self._in = in_stream
-        self._out = out_stream
-        self._timeline = timeline
-        self._skip_before = skip_before
+        super().__init__(in_stream, out_stream, timeline, skip_before)
         rate = out_stream.codec_context.framerate or Fraction(30)
         self._frame_duration = 1 / Fraction(rate)
         self._size = (out_stream.codec_context.width, out_stream.codec_context.height)
 
-    def process(self, packet: av.Packet) -> Iterator[av.Packet]:
-        """Decode the packet and encode every frame it yields."""
-        for frame in _decode(self._in, packet):
-            yield from self._encode(frame)
-
-    def flush(self) -> Iterator[av.Packet]:
-        """Drain the decoder, then the encoder."""
-        for frame in _decode(self._in, None):
-            yield from self._encode(frame)
-        yield from self._out.encode(None)
-
-    def _encode(self, frame: av.VideoFrame) -> Iterator[av.Packet]:
-        source_time = frame_time(frame, self._in)
-        if source_time is None:
-            return
-        if self._skip_before is not None and source_time < self._skip_before - MS:
-            return  # decoded only to reach the exact resume frame
+    def _encode(self, frame: av.VideoFrame, source_time: Fraction) -> Iterator[av.Packet]:
         out_time = self._timeline.place_frame_time(source_time, -1, self._frame_duration)
         width, height = self._size
         if frame.width != width or frame.height != height or frame.format.name != "yuv420p":
@@ -122,7 +147,7 @@ class VideoTranscodeRoute:
         yield from self._out.encode(frame)
 
 
-class AudioTranscodeRoute:
+class AudioTranscodeRoute(_TranscodeRoute):
     """Decodes, resamples to the output rate/layout and re-encodes as AAC.
 
     Output timestamps come from a sample counter, so the audio is gap-free; the counter
@@ -139,10 +164,7 @@ class AudioTranscodeRoute:
         skip_before: Fraction | None = None,
         resync: Fraction = Fraction(1, 10),
     ) -> None:
-        self._in = in_stream
-        self._out = out_stream
-        self._timeline = timeline
-        self._skip_before = skip_before
+        super().__init__(in_stream, out_stream, timeline, skip_before)
         self._resync = resync
         ctx = out_stream.codec_context
         self._rate = ctx.sample_rate
@@ -154,30 +176,16 @@ class AudioTranscodeRoute:
         )
         self._next_pts: int | None = None
 
-    def process(self, packet: av.Packet) -> Iterator[av.Packet]:
-        """Decode the packet and encode the resampled audio."""
-        for frame in _decode(self._in, packet):
-            yield from self._encode(frame)
-
-    def flush(self) -> Iterator[av.Packet]:
-        """Drain the decoder, the resampler and the encoder."""
-        for frame in _decode(self._in, None):
-            yield from self._encode(frame)
-        for out in self._resampler.resample(None):
-            yield from self._encode_resampled(out)
-        yield from self._out.encode(None)
-
-    def _encode(self, frame: av.AudioFrame) -> Iterator[av.Packet]:
-        source_time = frame_time(frame, self._in)
-        if source_time is None:
-            return
-        if self._skip_before is not None and source_time < self._skip_before - MS:
-            return
+    def _encode(self, frame: av.AudioFrame, source_time: Fraction) -> Iterator[av.Packet]:
         expected = round(max(self._timeline.to_output(source_time), Fraction(0)) * self._rate)
         if self._next_pts is None or abs(expected - self._next_pts) > self._resync * self._rate:
             self._next_pts = expected
         frame.pts = None  # the counter, not the source, numbers the output samples
         for out in self._resampler.resample(frame):
+            yield from self._encode_resampled(out)
+
+    def _drain(self) -> Iterator[av.Packet]:
+        for out in self._resampler.resample(None):
             yield from self._encode_resampled(out)
 
     def _encode_resampled(self, frame: av.AudioFrame) -> Iterator[av.Packet]:

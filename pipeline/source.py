@@ -135,10 +135,9 @@ def source_error(exc: BaseException, url: str, secrets: tuple[str, ...] = ()) ->
         return SourceUnreachable(f"{where}: connection refused")
     if isinstance(exc, TimeoutError | av.error.ExitError):
         return SourceUnreachable(f"{where} did not answer in time")
-    if isinstance(exc, av.error.ArgumentError) and "://" not in url.split("?", 1)[0][:12]:
+    if isinstance(exc, av.error.ArgumentError):
+        # The protocol whitelist refuses local paths, file: and any other scheme.
         return SourceError(f"{where} is not a URL roomcast reads (http, https, rtmp, rtmps)")
-    if isinstance(exc, av.error.ArgumentError) and url.split(":", 1)[0].lower() == "file":
-        return SourceError(f"{where} uses a protocol roomcast does not read")
     if isinstance(exc, OSError):
         return SourceUnreachable(f"{where} could not be opened: {detail}")
     return SourceError(f"{where} could not be opened: {detail}")

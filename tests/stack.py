@@ -19,35 +19,29 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def start_worker(
-    env: dict[str, str], log: Path, name: str, concurrency: int = 2, pool: str = "prefork"
-) -> subprocess.Popen[bytes]:
-    """``celery -A worker worker`` and wait until it says it is ready."""
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start one of the venv's programs in its own process group, output to ``log``."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "-P",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "--without-mingle",
-                "--without-gossip",
-                "-E",
-                "--hostname",
-                f"{name}@%h",
-            ],
+        return subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
             cwd=REPO,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def start_worker(
+    env: dict[str, str], log: Path, name: str, concurrency: int = 2, pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
+    """``celery -A worker worker`` and wait until it says it is ready."""
+    proc = spawn(
+        ["celery", "-A", "worker", "worker", "--loglevel", "INFO", "-P", pool,
+         "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", "-E",
+         "--hostname", f"{name}@%h"],
+        env, log,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -61,24 +55,22 @@ def start_worker(
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The API under gunicorn on a free port; returns the process and its base URL."""
     port = free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-                "api:create_app()",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn(
+        ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
+         "api:create_app()"],
+        env, log,
+    )  # fmt: skip
+    wait_for_port("127.0.0.1", port, 30)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_flower(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Flower (API without auth) on a free port; returns the process and its base URL."""
+    port = free_port()
+    proc = spawn(
+        ["celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}"],
+        dict(env, FLOWER_UNAUTHENTICATED_API="true"), log,
+    )  # fmt: skip
     wait_for_port("127.0.0.1", port, 30)
     return proc, f"http://127.0.0.1:{port}"
 

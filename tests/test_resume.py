@@ -40,6 +40,21 @@ def service_redis(redis_server: RedisServer) -> redis.Redis:
     return redis.Redis.from_url(redis_server.url)
 
 
+def named_redis_job(
+    room: LocalRoom,
+    clip: str,
+    room_name: str,
+    port: int,
+    password: str | None = None,
+    **extra: object,
+) -> dict:
+    """A Redis=true job whose bookmark goes to the Redis at 127.0.0.1:``port``."""
+    job = job_for(room, clip, room_name, Redis=True, RedisHost="127.0.0.1", RedisPort=port, **extra)
+    if password is not None:
+        job["RedisPassword"] = password
+    return job
+
+
 def watch_numbers(room: LocalRoom, room_name: str) -> FrameNumberViewer:
     viewer = FrameNumberViewer(room.play_url(room_name))
     viewer.start()
@@ -137,14 +152,8 @@ def guarded_redis(workdir: Path):
 def test_a_password_protected_redis_named_in_the_request_holds_the_bookmark(
     api: Api, room: LocalRoom, room_name: str, guarded_redis: RedisServer, numbered_remux: str
 ) -> None:
-    job = job_for(
-        room,
-        numbered_remux,
-        room_name,
-        Redis=True,
-        RedisHost="127.0.0.1",
-        RedisPort=guarded_redis.port,
-        RedisPassword=guarded_redis.password,
+    job = named_redis_job(
+        room, numbered_remux, room_name, guarded_redis.port, password=guarded_redis.password
     )
     push_until(api, job, 2.0)
     client = redis.Redis(port=guarded_redis.port, password=guarded_redis.password)
@@ -156,15 +165,7 @@ def test_a_wrong_redis_password_fails_the_job_with_a_reason_that_hides_it(
     api: Api, room: LocalRoom, room_name: str, guarded_redis: RedisServer, numbered_remux: str
 ) -> None:
     wrong = "WRONG-pw-55123"
-    job = job_for(
-        room,
-        numbered_remux,
-        room_name,
-        Redis=True,
-        RedisHost="127.0.0.1",
-        RedisPort=guarded_redis.port,
-        RedisPassword=wrong,
-    )
+    job = named_redis_job(room, numbered_remux, room_name, guarded_redis.port, password=wrong)
     rid = api.submit(**job)
     final = api.wait_state(rid, {"failed", "succeeded", "stopped"}, timeout=15)
     assert final["State"] == "failed"
@@ -193,15 +194,7 @@ def test_losing_the_progress_redis_mid_push_does_not_stop_the_push(
 ) -> None:
     server = RedisServer(workdir / f"doomed_{room_name}")
     server.start()
-    job = job_for(
-        room,
-        numbered_remux,
-        room_name,
-        Redis=True,
-        RedisHost="127.0.0.1",
-        RedisPort=server.port,
-        MaxDuration=6,
-    )
+    job = named_redis_job(room, numbered_remux, room_name, server.port, MaxDuration=6)
     rid = api.submit(**job)
     api.wait_state(rid, {"running"}, timeout=15)
     time.sleep(2)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import redis
 
-from devstack.ports import free_port, wait_for_port
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
 
 from .conftest import job_for
-from .stack import BIN, REPO, Api, stop
+from .stack import Api, start_flower, stop
 
 USER_SIG = "USERSIG-SECRET-7781"
 REDIS_PASSWORD = "REDISPW-SECRET-9932"
@@ -54,26 +52,8 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
     api_log: Path,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    flower_env = dict(service_env, FLOWER_UNAUTHENTICATED_API="true")
-    with (tmp_path / "flower.log").open("ab") as out:
-        flower = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker",
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={port}",
-            ],
-            cwd=REPO,
-            env=flower_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    flower, flower_url = start_flower(service_env, tmp_path / "flower.log")
     try:
-        wait_for_port("127.0.0.1", port, 30)
         with RedisServer(tmp_path / "progress", password=REDIS_PASSWORD) as progress:
             job = job_for(
                 room,
@@ -95,7 +75,7 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
             time.sleep(1.5)  # let Flower digest the task events
             flower_text = ""
             for path in ("/api/tasks", f"/api/task/info/{rid}", f"/api/task/result/{rid}"):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                with urllib.request.urlopen(f"{flower_url}{path}", timeout=10) as r:
                     flower_text += r.read().decode()
             assert rid in flower_text, "Flower must know the task, or this test proves nothing"
             seen = {

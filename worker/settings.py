@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.spec import OutputProfile, Timeouts
 
+_PROFILE = OutputProfile()
+_TIMEOUTS = Timeouts()
+
 
 class Settings(BaseSettings):
     """roomcast's configuration; field ``x`` is read from ``ROOMCAST_X``."""
@@ -46,16 +49,17 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the API and workers.")
     log_json: bool = Field(False, description="One JSON object per log line.")
 
-    max_width: int = 1920
-    max_height: int = 1080
-    max_fps: float = 60.0
-    video_bitrate: int = 2_500_000
-    audio_bitrate: int = 128_000
-    gop_seconds: float = 2.0
-    x264_preset: str = "veryfast"
+    # Output defaults live in one place, the pipeline's OutputProfile.
+    max_width: int = _PROFILE.max_width
+    max_height: int = _PROFILE.max_height
+    max_fps: float = _PROFILE.max_fps
+    video_bitrate: int = _PROFILE.video_bitrate
+    audio_bitrate: int = _PROFILE.audio_bitrate
+    gop_seconds: float = _PROFILE.gop_seconds
+    x264_preset: str = _PROFILE.x264_preset
     pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
-    source_timeout_seconds: float = 10.0
-    room_timeout_seconds: float = 10.0
+    source_timeout_seconds: float = _TIMEOUTS.source_open
+    room_timeout_seconds: float = _TIMEOUTS.room_open
 
     def output_profile(self) -> OutputProfile:
         """The pipeline's output settings."""
