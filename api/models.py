@@ -81,6 +81,13 @@ class PushRequest(BaseModel):
     RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
     RedisPort: Annotated[StrictInt | None, Field(ge=1, le=65535)] = None
     RedisPassword: Annotated[StrictStr | None, Field(max_length=512)] = None
+    RedisTls: StrictBool = Field(
+        False,
+        description=(
+            "roomcast extension: connect to RedisHost over TLS (certificate and host name "
+            "verified)."
+        ),
+    )
     MaxDuration: Annotated[
         StrictInt | StrictFloat | None,
         Field(
@@ -116,10 +123,16 @@ class PushRequest(BaseModel):
             for name in ("RedisHost", "RedisPort", "RedisPassword"):
                 if getattr(self, name) is not None:
                     raise FieldError(name, f"{name} is only used with Redis=true")
+            # RedisTls=false is the default spelled out: harmless, so only true is refused.
+            if self.RedisTls:
+                raise FieldError("RedisTls", "RedisTls is only used with Redis=true")
         elif (
             self.RedisPort is not None or self.RedisPassword is not None
         ) and self.RedisHost is None:
             raise FieldError("RedisHost", "RedisHost is required with RedisPort/RedisPassword")
+        elif self.RedisTls and self.RedisHost is None:
+            # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
+            raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
         return self
 
 

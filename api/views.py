@@ -65,6 +65,7 @@ def submit() -> ResponseReturnValue:
         "Redis": job.Redis,
         "RedisHost": job.RedisHost,
         "RedisPort": job.RedisPort,
+        "RedisTls": job.RedisTls,
         "MaxDuration": job.MaxDuration,
         "CreatedAt": now(),
     }

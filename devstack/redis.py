@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 import redis as redis_client
@@ -17,16 +19,36 @@ DEFAULT_PORT = 6379
 START_TIMEOUT = 10.0
 
 
-def redis_url(host: str, port: int, password: str | None = None, db: int = 0) -> str:
-    """Build a ``redis://`` URL with an optional password."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS-only Redis: its certificate and key, and the CA that signed them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def redis_url(
+    host: str, port: int, password: str | None = None, db: int = 0, tls: bool = False
+) -> str:
+    """Build a ``redis://`` (``rediss://`` with TLS) URL with an optional password."""
     auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}"
+    return f"{'rediss' if tls else 'redis'}://{auth}{host}:{port}/{db}"
 
 
-def redis_answers(host: str, port: int, password: str | None = None) -> bool:
-    """Return True when a Redis server on ``host:port`` answers PING."""
+def redis_answers(
+    host: str, port: int, password: str | None = None, ca_file: Path | None = None
+) -> bool:
+    """Return True when a Redis server on ``host:port`` answers PING (over TLS, trusting
+    ``ca_file``, when it is given)."""
+    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(ca_file)} if ca_file else {}
     client = redis_client.Redis(
-        host=host, port=port, password=password, socket_connect_timeout=0.5, socket_timeout=0.5
+        host=host,
+        port=port,
+        password=password,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        **tls,
     )
     try:
         return bool(client.ping())
@@ -44,13 +66,21 @@ def _quote(value: str) -> str:
 class RedisServer:
     """A ``redis-server`` child process on 127.0.0.1 with no persistence.
 
+    With ``tls``, it listens only for TLS on its port (no client certificates asked for).
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+    ):
         self._workdir = Path(workdir)
         self._port = port if port is not None else free_port()
         self._password = password
+        self._tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
         self.logfile = self._workdir / f"redis-{self._port}.log"
 
@@ -71,8 +101,13 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """URL for clients, e.g. ``redis://127.0.0.1:6390/0``."""
-        return redis_url(self.host, self._port, self._password)
+        """URL for clients, e.g. ``redis://127.0.0.1:6390/0`` (``rediss://`` with TLS)."""
+        return redis_url(self.host, self._port, self._password, tls=self._tls is not None)
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The TLS files, or None for a plain server."""
+        return self._tls
 
     def start(self) -> None:
         """Start the server and wait until it answers PING.
@@ -97,7 +132,8 @@ class RedisServer:
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
-        while not redis_answers(self.host, self._port, self._password):
+        ca_file = self._tls.ca if self._tls is not None else None
+        while not redis_answers(self.host, self._port, self._password, ca_file):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
@@ -113,9 +149,20 @@ class RedisServer:
 
     def _write_config(self) -> Path:
         # A config file rather than arguments keeps the password out of `ps`.
+        if self._tls is None:
+            listen = [f"port {self._port}"]
+        else:
+            listen = [
+                "port 0",
+                f"tls-port {self._port}",
+                f"tls-cert-file {_quote(str(self._tls.cert.resolve()))}",
+                f"tls-key-file {_quote(str(self._tls.key.resolve()))}",
+                f"tls-ca-cert-file {_quote(str(self._tls.ca.resolve()))}",
+                "tls-auth-clients no",
+            ]
         lines = [
             f"bind {self.host}",
-            f"port {self._port}",
+            *listen,
             'save ""',
             "appendonly no",
             "daemonize no",

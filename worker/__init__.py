@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from .control import SHUTDOWN_REASON, mark_pool_child, stop_pushes
 from .logs import configure_logging
 from .settings import get_settings
 
@@ -22,6 +23,24 @@ def _setup_logging(**_: Any) -> None:
     # Our format (request id on every line, secrets masked) instead of Celery's.
     s = get_settings()
     configure_logging(s.log_level, s.log_json)
+
+
+@signals.worker_process_init.connect
+def _pool_child_started(**_: Any) -> None:
+    # Lets the runner claim SIGTERM in prefork children only (see control.signal_stops).
+    mark_pool_child()
+
+
+@signals.worker_shutting_down.connect
+def _stop_running_pushes(**_: Any) -> None:
+    # A warm shutdown would wait for running pushes to end, possibly for hours, and the
+    # process manager would kill them long before. Stop them cleanly instead: each saves
+    # its bookmark and ends `stopped`. Sent in the main process, which knows the running
+    # requests of every pool (prefork children included).
+    from celery.worker import state
+
+    ids = [request.id for request in list(state.active_requests)]
+    stop_pushes(get_settings().redis_url, ids, SHUTDOWN_REASON)
 
 
 __all__ = ["app"]

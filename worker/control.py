@@ -1,4 +1,4 @@
-"""The worker's side of control: messages from Redis and Celery's revoke signal."""
+"""The worker's side of control: messages from Redis, Celery's revoke signal, shutdown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -20,6 +20,17 @@ from .jobs import JobStore, control_channel
 log = logging.getLogger(__name__)
 
 REVOKED_REASON = "stopped by request"
+SHUTDOWN_REASON = "worker shutting down"
+
+# Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
+# billiard, not to Celery's warm-shutdown handler of the main process.
+_in_pool_child = False
+
+
+def mark_pool_child() -> None:
+    """Record that this process is a prefork pool child (called at its start)."""
+    global _in_pool_child
+    _in_pool_child = True
 
 
 class ControlListener(threading.Thread):
@@ -86,13 +97,21 @@ class ControlListener(threading.Thread):
 
 
 @contextmanager
-def revoke_signal_stops(control: Control) -> Iterator[None]:
-    """Turn Celery's ``revoke(terminate=True, signal="SIGUSR1")`` into a clean stop.
+def signal_stops(control: Control) -> Iterator[None]:
+    """Turn the signals that would kill a push mid-packet into clean stops, while it runs.
 
-    In a prefork child SIGUSR1 normally raises ``SoftTimeLimitExceeded`` wherever the task
-    happens to be, possibly inside the output's close. Here it only sets the stop flag
-    (async-signal-safe), and the pipeline ends the publish itself. Signals can be set only
-    from the main thread; in a thread pool the control message alone stops the push.
+    * SIGUSR1, Celery's ``revoke(terminate=True, signal="SIGUSR1")``: in a prefork child it
+      normally raises ``SoftTimeLimitExceeded`` wherever the task happens to be, possibly
+      inside the output's close. Here it only sets the stop flag.
+    * SIGTERM in a prefork child: a warm shutdown (a deploy) usually signals the whole process
+      group (honcho, systemd), and billiard's handler would raise ``SystemExit`` mid-push:
+      no clean close, no final bookmark, and the job reported ``WorkerLost`` later. Here it
+      stops the push with ``SHUTDOWN_REASON``. In the main process (solo pool) SIGTERM is
+      left to Celery, whose warm shutdown stops the push through ``stop_pushes``.
+
+    The handlers only set the flag (async-signal-safe), and the pipeline ends the publish
+    itself. Signals can be set only from the main thread; in a thread pool the control
+    message alone stops the push.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -101,8 +120,40 @@ def revoke_signal_stops(control: Control) -> Iterator[None]:
     def on_revoke(signum: int, frame: FrameType | None) -> None:
         control.request_stop(REVOKED_REASON)
 
-    previous = signal.signal(signal.SIGUSR1, on_revoke)
+    def on_shutdown(signum: int, frame: FrameType | None) -> None:
+        control.request_stop(SHUTDOWN_REASON)
+
+    previous_usr1 = signal.signal(signal.SIGUSR1, on_revoke)
+    previous_term = signal.signal(signal.SIGTERM, on_shutdown) if _in_pool_child else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        signal.signal(signal.SIGUSR1, previous_usr1)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def stop_pushes(redis_url: str, request_ids: Iterable[str], reason: str) -> None:
+    """Ask the running pushes ``request_ids`` to stop (a worker's warm shutdown).
+
+    Called from Celery's ``worker_shutting_down``, which runs inside the main process's
+    signal handler: a fresh client with short timeouts, so that it never waits on a
+    connection pool lock the interrupted code may hold, nor for long on a dead Redis
+    (process managers kill the worker a few seconds after SIGTERM). Never raises.
+    """
+    ids = list(request_ids)
+    if not ids:
+        return
+    client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        # The TTL and lost_after are unused by request_stop.
+        store = JobStore(client, ttl=0, lost_after=0)
+        for request_id in ids:
+            try:
+                store.request_stop(request_id, reason)
+            except redis.RedisError as exc:
+                log.warning("could not ask push %s to stop on shutdown: %s", request_id, exc)
+            else:
+                log.info("push %s asked to stop: %s", request_id, reason)
+    finally:
+        client.close()

@@ -5,6 +5,8 @@ is taken without its secret query values, so a re-signed URL of the same file fi
 bookmark. Fields: Position and Duration (seconds of source), RequestId, UpdatedAt (epoch
 seconds), VideoSrc (redacted). Written about once a second and on every stop, deleted when
 a push reaches the end of the source, expiring after ``ROOMCAST_PROGRESS_TTL_SECONDS``.
+With ``RedisTls=true`` (or a ``rediss://`` service URL) the connection uses TLS, verified
+against the system CAs and ``ROOMCAST_REDIS_TLS_CA_FILE``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -35,13 +37,20 @@ class RedisTarget:
     port: int
     password: str | None = None
     db: int = 0
+    tls: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> RedisTarget:
-        """The service's own Redis, from ``ROOMCAST_REDIS_URL``."""
+        """The service's own Redis, from ``ROOMCAST_REDIS_URL`` (``rediss://``: TLS)."""
         parts = urlsplit(url)
         db = int(parts.path.lstrip("/") or 0)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, parts.password, db)
+        return cls(
+            parts.hostname or "127.0.0.1",
+            parts.port or 6379,
+            parts.password,
+            db,
+            tls=parts.scheme.lower() == "rediss",
+        )
 
 
 def source_identity(video_src: str) -> str:
@@ -66,11 +75,30 @@ def bookmark_key(sdk_app_id: int, room: str, video_src: str) -> str:
 class Bookmark:
     """One source's saved position in one room."""
 
-    def __init__(self, target: RedisTarget, key: str, ttl: int, video_src: str) -> None:
+    def __init__(
+        self,
+        target: RedisTarget,
+        key: str,
+        ttl: int,
+        video_src: str,
+        tls_ca_file: str | None = None,
+    ) -> None:
+        """Bookmark ``key`` in ``target``; ``tls_ca_file`` is trusted besides the system CAs
+        when ``target.tls`` is set."""
         self.target = target
         self.key = key
         self._ttl = ttl
         self._video_src = redact_url(video_src)
+        tls: dict[str, Any] = {}
+        if target.tls:
+            # Verify the chain and the host name explicitly: redis-py's defaults for
+            # ssl_check_hostname differ between the versions we accept.
+            tls = {
+                "ssl": True,
+                "ssl_ca_certs": tls_ca_file or None,
+                "ssl_cert_reqs": "required",
+                "ssl_check_hostname": True,
+            }
         # No retries with backoff: a dead Redis must cost a failed write, not seconds.
         self._redis = redis.Redis(
             host=target.host,
@@ -80,6 +108,7 @@ class Bookmark:
             socket_timeout=2,
             socket_connect_timeout=2,
             retry=Retry(NoBackoff(), 0),
+            **tls,
         )
         self.failing: str | None = None
         self._pending: tuple[str, float, float | None] | None = None
@@ -111,17 +140,23 @@ class Bookmark:
 
     def check(self) -> None:
         """Fail now, with the host and the cause (never the password), if Redis is unusable."""
+        where = f"{self.target.host}:{self.target.port}" + (" (TLS)" if self.target.tls else "")
         try:
             self._redis.ping()
         except redis.AuthenticationError:
             raise ProgressStoreError(
-                f"the progress Redis at {self.target.host}:{self.target.port} refused the "
-                "password (RedisPassword)"
+                f"the progress Redis at {where} refused the password (RedisPassword)"
             ) from None
         except redis.RedisError as exc:
+            # A certificate failure arrives here as a ConnectionError whose text carries
+            # OpenSSL's reason (e.g. CERTIFICATE_VERIFY_FAILED), which is what an operator needs.
+            hint = ""
+            if self.target.tls and isinstance(exc, redis.TimeoutError):
+                # A plain Redis never answers a TLS ClientHello: the only symptom is a timeout.
+                hint = " (a timeout over TLS often means that the port does not speak TLS)"
             raise ProgressStoreError(
-                f"the progress Redis at {self.target.host}:{self.target.port} cannot be used: "
-                f"{type(exc).__name__}: {_reason(exc)}"
+                f"the progress Redis at {where} cannot be used: "
+                f"{type(exc).__name__}: {_reason(exc)}{hint}"
             ) from None
 
     def load(self) -> float | None:
