@@ -1,6 +1,6 @@
 """CPU per push: roomcast's pipeline next to the ffmpeg command line, same clip, same run.
 
-    .venv/bin/python -m bench.cpu_per_push [--seconds 10] [--runs 3]
+    .venv/bin/python -m bench.cpu_per_push [--seconds 10] [--runs 3] [--size 1280x720]
 
 Both push a 720p30 clip from the local room's HTTP server into the local nginx-rtmp room
 in real time (``ffmpeg -re``), once remuxing (``-c copy``) a clip the room accepts, once
@@ -41,12 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size", default="1280x720")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
-        make_clip(room.media_dir / "compat.mp4", seconds=args.seconds)
+        make_clip(room.media_dir / "compat.mp4", seconds=args.seconds, size=args.size)
         make_clip(
-            room.media_dir / "bframes.mp4", seconds=args.seconds, bframes=3, h264_profile="high"
+            room.media_dir / "bframes.mp4",
+            seconds=args.seconds,
+            bframes=3,
+            h264_profile="high",
+            size=args.size,
         )
         ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i"]
         x264 = [
@@ -78,7 +83,10 @@ def main() -> None:
         startup = statistics.median(
             cpu_of([sys.executable, "-c", "import pipeline"])[0] for _ in range(args.runs)
         )
-        print(f"{args.seconds:g} s 720p30 clip, {args.runs} runs each, CPU seconds (user+sys)")
+        print(
+            f"{args.seconds:g} s {args.size} 30 fps clip, {args.runs} runs each, "
+            "CPU seconds (user+sys)"
+        )
         print(f"roomcast process start-up (python + imports): {startup:.2f} s")
         print(
             f"{'job':<10} {'roomcast':>10} {'per push':>9} {'ffmpeg':>8} {'ratio':>7} "
@@ -99,7 +107,8 @@ def main() -> None:
             per_push = max(r - startup, 0.0)
             print(
                 f"{name:<10} {r:>10.2f} {per_push:>9.2f} {f:>8.2f} {r / f:>6.2f}x "
-                f"{per_push / f:>14.2f}x  {wr:.1f}/{wf:.1f}"
+                f"{per_push / f:>14.2f}x  {wr:.1f}/{wf:.1f}  core share per push: "
+                f"roomcast {per_push / args.seconds:.1%}, ffmpeg {f / args.seconds:.1%}"
             )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import av.stream
 
+from .probe import VideoProbe
 from .spec import OutputProfile
 
 REMUX_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p"})
@@ -33,8 +34,13 @@ class Decision:
     reason: str
 
 
-def decide_video(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
-    """Remux H.264 without B-frames within the profile's limits; re-encode anything else."""
+def decide_video(
+    stream: av.stream.Stream, profile: OutputProfile, probe: VideoProbe | None = None
+) -> Decision:
+    """Remux H.264 without B-frames within the profile's limits; re-encode anything else.
+
+    ``probe`` (what the first seconds showed) adds the rotation and keyframe-spacing rules.
+    """
     ctx: Any = stream.codec_context
     name = ctx.name
     if name != "h264":
@@ -56,6 +62,16 @@ def decide_video(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
     if rate is not None and float(rate) > profile.max_fps + 0.5:
         return Decision(
             Action.TRANSCODE, f"{float(rate):.0f} fps is above the maximum {profile.max_fps:g}"
+        )
+    if probe is not None and probe.rotation:
+        return Decision(
+            Action.TRANSCODE, f"rotated {probe.rotation}° by its display matrix: turned upright"
+        )
+    gop = probe.max_keyframe_interval if probe is not None else None
+    if gop is not None and gop > profile.max_remux_gop_seconds:
+        return Decision(
+            Action.TRANSCODE,
+            f"keyframes {gop:.1f} s apart (the room wants ≤ {profile.max_remux_gop_seconds:g} s)",
         )
     return Decision(Action.REMUX, "H.264 without B-frames: accepted as it is")
 

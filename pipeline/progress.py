@@ -41,6 +41,8 @@ class Progress:
     bitrate: int = 0
     lag: float = 0.0
     streams: list[StreamReport] = field(default_factory=list)
+    source_state: str | None = None
+    reconnects: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -54,6 +56,11 @@ class Progress:
             "Bitrate": self.bitrate,
             "Lag": round(self.lag, 3),
             "Streams": [s.as_dict() for s in self.streams],
+            **(
+                {"Source": {"State": self.source_state, "Reconnects": self.reconnects}}
+                if self.source_state is not None
+                else {}
+            ),
         }
 
     def copy(self) -> Progress:

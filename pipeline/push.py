@@ -2,11 +2,15 @@
 
 :func:`push` is what a worker calls; it knows nothing of Flask, Celery or Redis. It reads
 stop requests from a :class:`~pipeline.control.Control` and reports through a callback.
+A file is pushed once, paced in real time; a live source is relayed as it comes and
+reconnected when it drops, on the same room connection and the same output timeline.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
@@ -16,21 +20,27 @@ import av
 import av.error
 
 from .control import Control
-from .errors import SourceEndedEarly, SourceUnreachable
-from .pacer import Pacer
+from .errors import SourceEndedEarly, SourceError, SourceUnreachable
 from .plan import Action, Decision, decide_audio, decide_video
-from .progress import Progress, ProgressCallback, ProgressMeter, StreamReport
+from .probe import VideoProbe, probe_video
+from .progress import Progress, ProgressCallback, StreamReport
 from .redact import redact_url
+from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import RtmpSink
-from .source import Source, open_source
+from .source import LIVE_ANALYZE_LONG, Source, open_source
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
+from .transforms import rotated_size
 
 log = logging.getLogger(__name__)
 
 #: A file that stops this much before its announced duration was truncated.
 EARLY_END_TOLERANCE = 2.0
+#: Corrupt stretches a push reads past before it gives up on the source.
+MAX_DEMUX_ERRORS = 50
+#: A live timestamp jumping back, or forward by more than this, starts a new segment.
+LIVE_JUMP = Fraction(5)
 
 
 class Outcome(StrEnum):
@@ -49,27 +59,48 @@ class PushResult:
     progress: Progress
 
 
+@dataclass(frozen=True)
+class Output:
+    """One output stream of the room connection and how source packets reach it."""
+
+    decision: Decision
+    stream: Any
+    rotation: int = 0
+    fps: Fraction | None = None
+
+
 def push(
     spec: PushSpec,
     control: Control,
     on_progress: ProgressCallback | None = None,
     on_connected: ProgressCallback | None = None,
 ) -> PushResult:
-    """Push ``spec.source`` into ``spec.target`` in real time until it ends or is stopped.
+    """Push ``spec.source`` into ``spec.target`` until it ends or is stopped.
 
     The source is opened and checked before the room is connected to, so a bad source
     fails fast without the room ever seeing the user. ``on_connected`` is called once the
     room connection is open.
     """
-    source = open_source(spec.source, spec.timeouts, live=spec.live, secrets=spec.secrets)
+    source = (
+        open_live_source(spec, expect_video=True)
+        if spec.live
+        else open_source(spec.source, spec.timeouts, secrets=spec.secrets)
+    )
     try:
-        decisions = _decide(source, spec.profile)
+        live = _is_live(spec, source)
+        probe = (
+            probe_video(source, spec.profile.max_remux_gop_seconds + 1)
+            if source.video is not None and not live
+            else None
+        )
+        decisions = _decide(source, spec.profile, probe)
         progress = Progress(
-            duration=source.duration,
+            duration=None if live else source.duration,
             streams=[
                 StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
                 for s, d in decisions.items()
             ],
+            source_state="connected" if live else None,
         )
         for report in progress.streams:
             log.info("%s %s: %s (%s)", report.type, report.codec, report.action, report.reason)
@@ -77,17 +108,42 @@ def push(
             return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", progress)
         sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
         try:
-            return _run(spec, control, source, sink, decisions, progress, on_progress, on_connected)
+            outputs = _open_outputs(spec, source, sink, decisions, probe)
+            sink.start()
+            log.info("publishing to the room at %s", redact_url(spec.target))
+            if on_connected is not None:
+                on_connected(progress.copy())
+            timeline = Timeline()
+            relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
+            if live:
+                return _push_live(spec, control, source, outputs, relay, timeline)
+            return _push_file(spec, source, outputs, relay, timeline)
         finally:
             sink.close()
     finally:
         source.close()
 
 
-def _decide(source: Source, profile: OutputProfile) -> dict[av.stream.Stream, Decision]:
+def _is_live(spec: PushSpec, source: Source) -> bool:
+    """Mode=live must name a stream; an RTMP stream sent as Mode=vod is relayed as live."""
+    scheme = spec.source.split(":", 1)[0].lower()
+    if spec.live and source.duration is not None and scheme not in {"rtmp", "rtmps"}:
+        raise SourceError(
+            f"{redact_url(spec.source)} is a file ({source.duration:.1f} s), not a live "
+            "stream: push it with Mode=vod"
+        )
+    if not spec.live and scheme in {"rtmp", "rtmps"}:
+        log.info("an rtmp source is a live stream: relaying it as Mode=live")
+        return True
+    return spec.live
+
+
+def _decide(
+    source: Source, profile: OutputProfile, probe: VideoProbe | None
+) -> dict[av.stream.Stream, Decision]:
     decisions: dict[av.stream.Stream, Decision] = {}
     if source.video is not None:
-        decisions[source.video] = decide_video(source.video, profile)
+        decisions[source.video] = decide_video(source.video, profile, probe)
     if source.audio is not None:
         decisions[source.audio] = decide_audio(source.audio, profile)
     return decisions
@@ -99,92 +155,93 @@ def output_size(width: int, height: int, profile: OutputProfile) -> tuple[int, i
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+def _source_fps(stream: av.stream.Stream) -> Fraction:
+    return Fraction(stream.average_rate or stream.guessed_rate or Fraction(30))
+
+
 def _output_fps(stream: av.stream.Stream, profile: OutputProfile) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-    rate = Fraction(rate)
-    return min(rate, Fraction(profile.max_fps).limit_denominator(1001))
+    return min(_source_fps(stream), Fraction(profile.max_fps).limit_denominator(1001))
 
 
-def _build_routes(
+def _open_outputs(
     spec: PushSpec,
     source: Source,
     sink: RtmpSink,
     decisions: dict[av.stream.Stream, Decision],
-    timeline: Timeline,
-    skip_before: Fraction | None,
-) -> dict[int, Route]:
-    routes: dict[int, Route] = {}
+    probe: VideoProbe | None,
+) -> dict[str, Output]:
+    """The room connection's streams, one per source stream type (created once)."""
+    outputs: dict[str, Output] = {}
     for stream, decision in decisions.items():
-        is_video = stream.type == "video"
         if decision.action is Action.REMUX:
-            routes[stream.index] = RemuxRoute(sink.add_copy_of(stream), timeline, is_video)
+            outputs[stream.type] = Output(decision, sink.add_copy_of(stream))
+        elif stream.type == "video":
+            ctx: Any = stream.codec_context
+            rotation = probe.rotation if probe is not None else 0
+            upright = rotated_size(ctx.width, ctx.height, rotation)
+            width, height = output_size(*upright, spec.profile)
+            fps = _output_fps(stream, spec.profile)
+            out = sink.add_h264(width, height, fps, spec.profile)
+            outputs["video"] = Output(decision, out, rotation, fps)
+        else:
+            outputs["audio"] = Output(decision, sink.add_aac(spec.profile))
+    return outputs
+
+
+def _routes_for(
+    source: Source, outputs: dict[str, Output], timeline: Timeline, skip_before: Fraction | None
+) -> dict[int, Route]:
+    """Routes from one source connection's streams to the room connection's streams."""
+    routes: dict[int, Route] = {}
+    for stream in source.streams:
+        output = outputs.get(stream.type)
+        if output is None:
+            continue
+        is_video = stream.type == "video"
+        if output.decision.action is Action.REMUX:
+            routes[stream.index] = RemuxRoute(output.stream, timeline, is_video)
         elif is_video:
             ctx: Any = stream.codec_context
-            ctx.thread_type = "AUTO"
-            width, height = output_size(ctx.width, ctx.height, spec.profile)
-            out = sink.add_h264(width, height, _output_fps(stream, spec.profile), spec.profile)
-            routes[stream.index] = VideoTranscodeRoute(stream, out, timeline, skip_before)  # type: ignore[arg-type]
+            if not ctx.is_open:  # the probe may have opened it already, threaded
+                ctx.thread_type = "AUTO"
+            routes[stream.index] = VideoTranscodeRoute(
+                stream,  # type: ignore[arg-type]
+                output.stream,
+                timeline,
+                skip_before,
+                rotation=output.rotation,
+                cap_rate=output.fps is not None and _source_fps(stream) > output.fps,
+            )
         else:
-            out = sink.add_aac(spec.profile)
-            routes[stream.index] = AudioTranscodeRoute(stream, out, timeline, skip_before)  # type: ignore[arg-type]
+            routes[stream.index] = AudioTranscodeRoute(
+                stream,  # type: ignore[arg-type]
+                output.stream,
+                timeline,
+                skip_before,
+            )
     return routes
 
 
-def _run(
-    spec: PushSpec,
-    control: Control,
-    source: Source,
-    sink: RtmpSink,
-    decisions: dict[av.stream.Stream, Decision],
-    progress: Progress,
-    on_progress: ProgressCallback | None,
-    on_connected: ProgressCallback | None,
+def _push_file(
+    spec: PushSpec, source: Source, outputs: dict[str, Output], relay: Relay, timeline: Timeline
 ) -> PushResult:
-    timeline = Timeline()
+    """A recorded file, once, in real time, from ``spec.start_position``."""
     start = Fraction(spec.start_position).limit_denominator(1000)
-    exact = start > 0 and any(
-        d.action is Action.TRANSCODE for s, d in decisions.items() if s.type == "video"
-    )
-    routes = _build_routes(spec, source, sink, decisions, timeline, start if exact else None)
-    sink.start()
-    log.info("publishing to the room at %s", redact_url(spec.target))
-    if on_connected is not None:
-        on_connected(progress.copy())
-    video_remux = source.video is not None and decisions[source.video].action is Action.REMUX
-    if start > 0:
-        _seek(source, start)
+    video_remux = "video" in outputs and outputs["video"].decision.action is Action.REMUX
+    exact = start > 0 and "video" in outputs and not video_remux
+    routes = _routes_for(source, outputs, timeline, start if exact else None)
+    if start > 0 and not _seek(source, start):
+        start = Fraction(0)
+        exact = False
+        routes = _routes_for(source, outputs, timeline, None)
     # A remuxed video must start on a keyframe; after a seek, the first video packet (a
     # keyframe at or before the target) sets the output origin instead of the target.
     need_keyframe = video_remux
     if not (video_remux and start > 0):
         timeline.begin_segment(start if start > 0 else source.start_time, Fraction(0))
-    pacer = Pacer(control, lead=spec.pace_lead)
-    meter = ProgressMeter(progress, on_progress)
-    stop_reason: str | None = None
-
-    def send_all(packets_in: list[av.Packet], is_video: bool) -> bool:
-        nonlocal stop_reason
-        for out in packets_in:
-            if out.dts is None and out.pts is None:
-                continue
-            ticks = out.dts if out.dts is not None else out.pts
-            assert ticks is not None
-            out_time = ticks * Fraction(out.time_base)
-            if spec.max_duration is not None and out_time >= spec.max_duration:
-                stop_reason = f"time limit reached ({spec.max_duration:g} s)"
-                return False
-            if not spec.live and not pacer.wait(float(out_time)):
-                return False
-            sink.send(out)
-            progress.output_time = float(out_time)
-            progress.position = float(timeline.to_source(out_time))
-            progress.lag = pacer.lag(float(out_time))
-            meter.count(out.size, is_video)
-        return True
-
     try:
-        for packet in source.container.demux(source.streams):
-            if control.stop_requested:
+        for packet in _packets(source):
+            if relay.stopped:
                 break
             if packet.size == 0 or (packet.dts is None and packet.pts is None):
                 continue  # the demuxer's end-of-stream marker, or a packet with no time
@@ -200,35 +257,165 @@ def _run(
                 t = packet_time(packet)
                 if t is not None and t < timeline.to_source(Fraction(0)):
                     continue  # audio from before the keyframe the video resumes on
-            if not send_all(list(route.process(packet)), route.is_video):
+            if not relay.send(list(route.process(packet)), route.is_video):
                 break
         else:
             for route in routes.values():
-                if not send_all(list(route.flush()), route.is_video):
+                if not relay.send(list(route.flush()), route.is_video):
                     break
-    except av.error.InvalidDataError as exc:
-        raise SourceEndedEarly(f"the source broke off: {exc}") from None
     except (av.error.FFmpegError, OSError) as exc:
         if isinstance(exc, av.error.FFmpegError) and not isinstance(exc, OSError):
             raise
         raise SourceUnreachable(f"reading the source failed: {exc}") from None
 
-    meter.report()
-    if control.stop_requested or stop_reason is not None:
-        return PushResult(
-            Outcome.STOPPED, stop_reason or control.stop_reason or "stopped", progress.copy()
-        )
+    relay.meter.report()
+    progress = relay.progress
+    if relay.stopped:
+        return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
     duration = progress.duration
     if duration is not None and progress.position < duration - EARLY_END_TOLERANCE:
         raise SourceEndedEarly(
-            f"the source ended at {progress.position:.1f} s of an announced {duration:.1f} s"
+            f"the source ended early, at {progress.position:.1f} s of an announced {duration:.1f} s"
         )
     return PushResult(Outcome.COMPLETED, "the source ended", progress.copy())
 
 
-def _seek(source: Source, position: Fraction) -> None:
-    """Seek to the keyframe at or before ``position`` (seconds)."""
+def _push_live(
+    spec: PushSpec,
+    control: Control,
+    first: Source,
+    outputs: dict[str, Output],
+    relay: Relay,
+    timeline: Timeline,
+) -> PushResult:
+    """Relay a live source as it comes; when it drops, reconnect on the same timeline."""
+    source = first
+    progress = relay.progress
+    while True:
+        try:
+            _relay_connection(source, _routes_for(source, outputs, timeline, None), relay, timeline)
+        except (av.error.FFmpegError, OSError) as exc:
+            if not relay.stopped:
+                log.warning("the live source dropped: %s", exc)
+        finally:
+            if source is not first:
+                source.close()
+        if relay.stopped:
+            relay.meter.report()
+            return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
+        reconnected = _reconnect(spec, control, relay, outputs)
+        if reconnected is None:
+            relay.meter.report()
+            if relay.stopped:
+                return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
+            return PushResult(Outcome.COMPLETED, "source ended", progress.copy())
+        source = reconnected
+
+
+def _relay_connection(
+    source: Source, routes: dict[int, Route], relay: Relay, timeline: Timeline
+) -> None:
+    """Relay one live connection until it ends; its first packet continues the timeline."""
+    last: dict[int, Fraction] = {}
+    need_keyframe = any(r.is_video for r in routes.values())
+    started = False
+    for packet in _packets(source):
+        if relay.stopped:
+            return
+        t = packet_time(packet)
+        route = routes.get(packet.stream.index)
+        if packet.size == 0 or t is None or route is None:
+            continue
+        if need_keyframe:
+            # Nothing before the first keyframe: a viewer would get sound over no picture.
+            if not (route.is_video and packet.is_keyframe):
+                continue
+            need_keyframe = False
+        previous = last.get(packet.stream.index)
+        jumped = previous is not None and not (previous - 1 <= t <= previous + LIVE_JUMP)
+        if not started or jumped:
+            # A new publish (or a restarted clock) continues where the output ended.
+            timeline.begin_segment(t)
+            started = True
+            last.clear()
+        last[packet.stream.index] = t
+        if not relay.send(list(route.process(packet)), route.is_video):
+            return
+
+
+def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
+    """Open a live source quickly; analyse longer when video was expected but not found.
+
+    A live FLV stream announces a video stream only with its first video packets, which a
+    short analysis can miss: one longer try tells an audio-only source from a slow one.
+    """
+    source = open_source(spec.source, spec.timeouts, live=True, secrets=spec.secrets)
+    if source.video is None and expect_video:
+        source.close()
+        source = open_source(
+            spec.source, spec.timeouts, live=True, secrets=spec.secrets, analyze=LIVE_ANALYZE_LONG
+        )
+    return source
+
+
+def _reconnect(
+    spec: PushSpec, control: Control, relay: Relay, relay_outputs: dict[str, Output]
+) -> Source | None:
+    """Reopen the live source with backoff within the grace period; None if it stays away."""
+    progress = relay.progress
+    progress.source_state = "reconnecting"
+    relay.meter.report()
+    lost = time.monotonic()
+    delay = 0.25
+    while time.monotonic() - lost < spec.live_grace:
+        if control.wait(delay):
+            return None
+        delay = min(delay * 2, 2.0)
+        progress.reconnects += 1
+        try:
+            source = open_live_source(spec, expect_video="video" in relay_outputs)
+        except SourceError as exc:
+            log.info("live source still away (attempt %d): %s", progress.reconnects, exc)
+            relay.meter.report()
+            continue
+        log.info("live source back after %.1f s", time.monotonic() - lost)
+        progress.source_state = "connected"
+        relay.meter.report()
+        return source
+    log.info("live source away for %g s: the push ends", spec.live_grace)
+    progress.source_state = "ended"
+    return None
+
+
+def _packets(source: Source) -> Iterator[av.Packet]:
+    """The source's packets; a corrupt stretch is skipped (the demuxer resynchronises)."""
+    replay, source.replay = source.replay, []
+    yield from replay
+    errors = 0
+    while True:
+        try:
+            yield from source.container.demux(source.streams)
+            return
+        except av.error.InvalidDataError as exc:
+            errors += 1
+            if errors > MAX_DEMUX_ERRORS:
+                raise SourceEndedEarly(f"the source broke off: {exc}") from None
+            log.warning("skipping corrupt data in the source: %s", exc)
+
+
+def _seek(source: Source, position: Fraction) -> bool:
+    """Seek to the keyframe at or before ``position`` (seconds); False if impossible."""
     anchor = source.video or source.audio
     assert anchor is not None
     tb = Fraction(anchor.time_base or Fraction(1, av.time_base))
-    source.container.seek(int(position / tb), stream=anchor, backward=True, any_frame=False)
+    try:
+        source.container.seek(int(position / tb), stream=anchor, backward=True, any_frame=False)
+    except (av.error.FFmpegError, OSError) as exc:
+        log.warning(
+            "cannot seek this source to %.3f s (%s): starting from the beginning",
+            float(position),
+            exc,
+        )
+        return False
+    source.replay.clear()
+    return True

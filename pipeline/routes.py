@@ -18,6 +18,7 @@ import av.stream
 import av.video.stream
 
 from .timeline import Timeline
+from .transforms import Rotator
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +130,26 @@ class VideoTranscodeRoute(_TranscodeRoute):
         out_stream: av.video.stream.VideoStream,
         timeline: Timeline,
         skip_before: Fraction | None = None,
+        rotation: int = 0,
+        cap_rate: bool = False,
     ) -> None:
         super().__init__(in_stream, out_stream, timeline, skip_before)
         rate = out_stream.codec_context.framerate or Fraction(30)
         self._frame_duration = 1 / Fraction(rate)
         self._size = (out_stream.codec_context.width, out_stream.codec_context.height)
+        self._rotator = Rotator(rotation)
+        # Above the output frame rate, frames are dropped rather than sent early.
+        self._cap_rate = cap_rate
+        self._next_due: Fraction | None = None
 
     def _encode(self, frame: av.VideoFrame, source_time: Fraction) -> Iterator[av.Packet]:
+        if self._cap_rate:
+            due = self._timeline.to_output(source_time)
+            if self._next_due is not None and due < self._next_due - self._frame_duration / 4:
+                return
+            self._next_due = max(due, self._next_due or due) + self._frame_duration
         out_time = self._timeline.place_frame_time(source_time, -1, self._frame_duration)
+        frame = self._rotator.apply(frame)
         width, height = self._size
         if frame.width != width or frame.height != height or frame.format.name != "yuv420p":
             frame = frame.reformat(width=width, height=height, format="yuv420p")

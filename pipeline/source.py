@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -36,6 +36,8 @@ class Source:
     container: av.container.InputContainer
     video: av.stream.Stream | None
     audio: av.stream.Stream | None
+    #: Packets already read (by the probe) that must be pushed before reading on.
+    replay: list[av.Packet] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -59,12 +61,23 @@ class Source:
         self.container.close()
 
 
+#: Seconds of a live stream read to find its streams; longer only when video is missing.
+LIVE_ANALYZE = 1.0
+LIVE_ANALYZE_LONG = 3.0
+
+
 def open_source(
-    url: str, timeouts: Timeouts, live: bool = False, secrets: tuple[str, ...] = ()
+    url: str,
+    timeouts: Timeouts,
+    live: bool = False,
+    secrets: tuple[str, ...] = (),
+    analyze: float = LIVE_ANALYZE,
 ) -> Source:
     """Open ``url`` and pick its first video and first audio stream.
 
-    Raises a :class:`SourceError` subclass whose message says what is wrong.
+    A live source is analysed for only ``analyze`` seconds, since every second spent
+    there is delay before the room sees the stream. Raises a :class:`SourceError`
+    subclass whose message says what is wrong.
     """
     options = {"protocol_whitelist": SOURCE_PROTOCOLS}
     if url.startswith(("http://", "https://")):
@@ -73,10 +86,13 @@ def open_source(
             {"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "4"}
         )
     if live:
-        options.update({"fflags": "nobuffer", "analyzeduration": "1000000"})
+        options.update(
+            {"fflags": "nobuffer", "analyzeduration": str(int(analyze * 1e6)), "probesize": "2M"}
+        )
+    read_timeout = timeouts.live_read if live else timeouts.source_read
     try:
         container = av.open(
-            url, mode="r", options=options, timeout=(timeouts.source_open, timeouts.source_read)
+            url, mode="r", options=options, timeout=(timeouts.source_open, read_timeout)
         )
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed, readable error
         raise source_error(exc, url, secrets) from None

@@ -21,6 +21,7 @@ class OutputProfile:
     audio_sample_rate: int = 48_000
     accepted_sample_rates: frozenset[int] = frozenset({44_100, 48_000})
     gop_seconds: float = 2.0
+    max_remux_gop_seconds: float = 4.0
     x264_preset: str = "veryfast"
     x264_tune: str = "zerolatency"
 
@@ -32,6 +33,7 @@ class Timeouts:
     source_open: float = 10.0
     source_read: float = 10.0
     room_open: float = 10.0
+    live_read: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class PushSpec:
     """One push: read ``source``, write to ``target`` (an ``rtmp://`` URL), in real time.
 
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
-    output) is the job's execution limit. ``secrets`` lists values to mask in messages.
+    output) is the job's execution limit; a live source that stays away ``live_grace``
+    seconds has ended. ``secrets`` lists values to mask in messages.
     """
 
     source: str
@@ -50,4 +53,5 @@ class PushSpec:
     profile: OutputProfile = field(default_factory=OutputProfile)
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
+    live_grace: float = 30.0
     secrets: tuple[str, ...] = ()

@@ -49,6 +49,7 @@ def service_env(redis_server: RedisServer, room: LocalRoom) -> dict[str, str]:
             "ROOMCAST_HEARTBEAT_SECONDS": "1",
             "ROOMCAST_SOURCE_TIMEOUT_SECONDS": "5",
             "ROOMCAST_ROOM_TIMEOUT_SECONDS": "5",
+            "ROOMCAST_LIVE_GRACE_SECONDS": "8",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -115,6 +115,7 @@ class FrameNumberViewer(threading.Thread):
         super().__init__(daemon=True)
         self.url = url
         self.numbers: list[int] = []
+        self.arrivals: list[float] = []
         self.error: str | None = None
         self._wait = wait
         self._idle = idle
@@ -129,8 +130,12 @@ class FrameNumberViewer(threading.Thread):
             self.error = f"open: {exc!r}"
             return
         try:
+            if not container.streams.video:
+                self.error = f"no video stream in {[s.type for s in container.streams]}"
+                return
             for frame in container.decode(video=0):
                 self.numbers.append(read_frame_number(frame))
+                self.arrivals.append(time.monotonic())
         except (av.error.ExitError, av.error.EOFError, OSError):
             pass
         finally:

@@ -13,7 +13,7 @@ from typing import Any
 from pipeline import Control, Outcome, Progress, PushSpec, push
 from pipeline.errors import RoomcastError
 
-from .control import ControlListener, revoke_signal_stops
+from .control import ControlListener, signal_stops
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
 from .progress_store import Bookmark, RedisTarget, bookmark_key
@@ -86,7 +86,7 @@ def _run(
             on_progress(data)
 
     try:
-        with revoke_signal_stops(control):
+        with signal_stops(control):
             start = 0.0
             if doc.get("Redis"):
                 bookmark = _open_bookmark(settings, doc, secrets)
@@ -131,12 +131,21 @@ def _run(
 def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]) -> Bookmark:
     if doc.get("RedisHost"):
         target = RedisTarget(
-            doc["RedisHost"], doc.get("RedisPort") or 6379, secrets.get("RedisPassword")
+            doc["RedisHost"],
+            doc.get("RedisPort") or 6379,
+            secrets.get("RedisPassword"),
+            tls=bool(doc.get("RedisTls")),
         )
     else:
         target = RedisTarget.from_url(settings.redis_url)
     key = bookmark_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], secrets["VideoSrc"])
-    bookmark = Bookmark(target, key, settings.progress_ttl_seconds, secrets["VideoSrc"])
+    bookmark = Bookmark(
+        target,
+        key,
+        settings.progress_ttl_seconds,
+        secrets["VideoSrc"],
+        tls_ca_file=settings.redis_tls_ca_file,
+    )
     bookmark.check()
     return bookmark
 
@@ -158,5 +167,6 @@ def _spec(
         profile=settings.output_profile(),
         timeouts=settings.timeouts(),
         pace_lead=settings.pace_lead_seconds,
+        live_grace=settings.live_grace_seconds,
         secrets=tuple(str(v) for v in secrets.values() if v),
     )

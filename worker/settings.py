@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_duration_seconds: float = Field(
         24 * 3600, description="Service default execution limit of one push (0: none)."
     )
+    redis_tls_ca_file: str | None = Field(
+        None,
+        description=(
+            "CA bundle (PEM) trusted, besides the system CAs, for RedisTls=true progress Redis."
+        ),
+    )
     heartbeat_seconds: float = Field(2.0, description="How often a running push proves it lives.")
     worker_lost_seconds: float = Field(
         15.0, description="A running push silent for this long is reported 'worker lost'."
@@ -56,10 +62,17 @@ class Settings(BaseSettings):
     video_bitrate: int = _PROFILE.video_bitrate
     audio_bitrate: int = _PROFILE.audio_bitrate
     gop_seconds: float = _PROFILE.gop_seconds
+    max_remux_gop_seconds: float = _PROFILE.max_remux_gop_seconds
     x264_preset: str = _PROFILE.x264_preset
     pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
     source_timeout_seconds: float = _TIMEOUTS.source_open
     room_timeout_seconds: float = _TIMEOUTS.room_open
+    live_read_timeout_seconds: float = Field(
+        _TIMEOUTS.live_read, description="A live source silent this long has dropped."
+    )
+    live_grace_seconds: float = Field(
+        30.0, description="How long a dropped live source is waited for before the push ends."
+    )
 
     def output_profile(self) -> OutputProfile:
         """The pipeline's output settings."""
@@ -70,6 +83,7 @@ class Settings(BaseSettings):
             video_bitrate=self.video_bitrate,
             audio_bitrate=self.audio_bitrate,
             gop_seconds=self.gop_seconds,
+            max_remux_gop_seconds=self.max_remux_gop_seconds,
             x264_preset=self.x264_preset,
         )
 
@@ -79,6 +93,7 @@ class Settings(BaseSettings):
             source_open=self.source_timeout_seconds,
             source_read=self.source_timeout_seconds,
             room_open=self.room_timeout_seconds,
+            live_read=self.live_read_timeout_seconds,
         )
 
     @property

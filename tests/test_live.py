@@ -1,0 +1,167 @@
+"""Mode=live: relaying an RTMP live source into a room, fast, and through source drops."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devstack.room import LocalRoom
+
+from .conftest import job_for
+from .media import make_numbered_clip
+from .stack import Api
+from .viewer import FrameNumberViewer, Viewer
+
+FPS = 25
+
+
+@pytest.fixture(scope="session")
+def live_clip(media: Path) -> Path:
+    """A 1 s GOP frame-numbered clip, published live by ffmpeg -re."""
+    return make_numbered_clip(media / "live_source.mp4", seconds=8, fps=FPS, gop=FPS)
+
+
+def publish(path: Path, url: str) -> subprocess.Popen[bytes]:
+    """A live publisher: ffmpeg sending the clip in real time to ``url``."""
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(path), "-c", "copy",
+         "-f", "flv", url],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def live_job(room: LocalRoom, src: str, room_name: str) -> dict[str, object]:
+    job = job_for(room, "unused", room_name, Mode="live")
+    job["VideoSrc"] = f"{room.live_base}/{src}"
+    return job
+
+
+def publishing(room: LocalRoom, name: str) -> bool:
+    """Whether nginx-rtmp's /stat shows a publisher in the stream ``name``."""
+    with urllib.request.urlopen(room.http_base + "/stat", timeout=5) as resp:
+        xml = resp.read().decode()
+    marker = f"<name>{name}</name>"
+    return marker in xml and "<publishing/>" in xml.split(marker, 1)[1].split("</stream>")[0]
+
+
+def wait_publishing(room: LocalRoom, name: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not publishing(room, name):
+        assert time.monotonic() < deadline, f"nobody publishes {name}"
+        time.sleep(0.05)
+
+
+def test_live_source_is_relayed_frame_for_frame_with_under_a_second_of_delay(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    src = f"{room_name}_src"
+    at_source = FrameNumberViewer(f"{room.live_base}/{src}", idle=4)
+    at_room = FrameNumberViewer(room.play_url(room_name), idle=4)
+    at_source.start()
+    at_room.start()
+    publisher = publish(live_clip, f"{room.live_base}/{src}")
+    try:
+        wait_publishing(room, src)
+        rid = api.submit(**live_job(room, src, room_name))
+        publisher.wait(20)
+        at_room.join(15)
+        at_source.join(15)
+    finally:
+        publisher.kill()
+    final = api.call("POST", f"/v1/pushes/{rid}/stop").body
+    numbers = at_room.numbers
+    assert len(numbers) > 4 * FPS, at_room.error
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "frames lost"
+    seen_at_source = dict(zip(at_source.numbers, at_source.arrivals, strict=True))
+    delays = [
+        t - seen_at_source[n]
+        for n, t in zip(numbers, at_room.arrivals, strict=True)
+        if n in seen_at_source
+    ]
+    assert statistics.median(delays) < 1.0, statistics.median(delays)
+    assert final["Progress"]["Source"]["State"] in {"connected", "reconnecting"}
+    assert final["Progress"]["Streams"][0]["Action"] == "remux"
+
+
+def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    src = f"{room_name}_src"
+    viewer = Viewer(room.play_url(room_name), idle=10)
+    viewer.start()
+    first = publish(live_clip, f"{room.live_base}/{src}")
+    wait_publishing(room, src)
+    rid = api.submit(**live_job(room, src, room_name))
+    room_publishing: list[bool] = []
+    sampling = True
+
+    def sample() -> None:
+        while sampling:
+            room_publishing.append(publishing(room, room_name))
+            time.sleep(0.25)
+
+    wait_publishing(room, room_name)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        first.wait(20)
+        time.sleep(5)
+        returned = time.monotonic()
+        second = publish(live_clip, f"{room.live_base}/{src}")
+        second.wait(20)
+    finally:
+        sampling = False
+        first.kill()
+    sampler.join()
+    api.call("POST", f"/v1/pushes/{rid}/stop")
+    viewer.join(20)
+    status = api.status(rid)
+    assert all(room_publishing), "the room connection dropped during the source's absence"
+    video = viewer.capture.of("video")
+    dts = [p.dts for p in video]
+    assert dts == sorted(dts), "timestamps went backwards at the viewer"
+    back = [p.arrival for p in video if p.arrival > returned]
+    assert back and back[0] - returned < 2.5, "frames did not flow again within 2 s"
+    assert status["Progress"]["Source"]["Reconnects"] >= 1
+    gaps = [b - a for a, b in zip(dts, dts[1:], strict=False)]
+    assert max(gaps) < 1.0, "a huge jump forward in the output timestamps"
+
+
+def test_live_source_gone_longer_than_the_grace_period_ends_the_push(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    src = f"{room_name}_src"
+    publisher = publish(live_clip, f"{room.live_base}/{src}")
+    wait_publishing(room, src)
+    rid = api.submit(**live_job(room, src, room_name))
+    publisher.wait(20)
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    assert final["State"] == "succeeded"
+    assert final["Reason"] == "source ended"
+
+
+def test_live_mode_with_a_file_fails_saying_it_is_not_live(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    job = job_for(room, live_clip.name, room_name, Mode="live")
+    final = api.wait_state(api.submit(**job), {"succeeded", "failed", "stopped"}, timeout=20)
+    assert final["State"] == "failed"
+    assert "not a live stream" in final["Error"]["Message"]
+
+
+def test_live_source_that_never_starts_fails_the_job(
+    api: Api, room: LocalRoom, room_name: str
+) -> None:
+    final = api.wait_state(
+        api.submit(**live_job(room, f"{room_name}_nobody", room_name)),
+        {"succeeded", "failed", "stopped"},
+        timeout=30,
+    )
+    assert final["State"] == "failed"
+    assert final["Error"]["Code"].startswith("Source")
