@@ -7,8 +7,11 @@ and stop.
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker import app as celery_app
 from worker.logs import configure_logging
@@ -16,21 +19,32 @@ from worker.services import get_store
 from worker.settings import Settings, get_settings
 
 from .errors import ApiError, register_error_handlers
+from .events import bp as events_bp
+from .player import bp as player_bp
 from .views import bp
+
+#: Largest request body accepted (413 beyond): a push request is a few KiB at most.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app; ``settings`` default to the ``ROOMCAST_*`` environment."""
     settings = settings or get_settings()
+    # A malformed ROOMCAST_SDK_SECRET_KEYS stops the API at start, not at the first push.
+    settings.secret_keys  # noqa: B018
     configure_logging(settings.log_level, settings.log_json)
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["celery"] = celery_app
     app.extensions["roomcast.settings"] = settings
     app.extensions["roomcast.store"] = get_store()
     register_error_handlers(app)
     app.before_request(_check_api_key)
+    app.before_request(_limit_streamed_body)
     app.register_blueprint(bp)
+    app.register_blueprint(player_bp)
+    app.register_blueprint(events_bp)
     return app
 
 
@@ -40,9 +54,33 @@ def _check_api_key() -> ResponseReturnValue | None:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or token not in keys:
+    if scheme.lower() != "bearer" or not _known_key(token, keys):
+        # The same answer whatever is wrong: nothing tells a guesser how close it came.
         raise ApiError(401, "Unauthorized", "a valid 'Authorization: Bearer <key>' is required")
     return None
+
+
+def _limit_streamed_body() -> None:
+    """413 for a chunked body (no Content-Length) that reaches MAX_BODY_BYTES.
+
+    Werkzeug refuses a declared Content-Length over the limit, but silently cuts a chunked
+    body at the limit, which would then fail as malformed JSON (400) instead.
+    """
+    if request.content_length is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+
+
+def _known_key(token: str, keys: frozenset[str]) -> bool:
+    """Whether ``token`` is one of ``keys``, in time that does not depend on where they differ.
+
+    Every key is compared (no early exit), each with ``hmac.compare_digest``; bytes, since
+    compare_digest refuses non-ASCII str and a header may hold anything.
+    """
+    given = token.encode("utf-8", "surrogateescape")
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given, key.encode("utf-8", "surrogateescape"))
+    return found
 
 
 __all__ = ["create_app"]

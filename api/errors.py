@@ -11,9 +11,10 @@ from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from redis import RedisError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from pipeline.errors import InvalidJob
+from worker.jobs import PublisherBusy
 
 from .models import FieldError
 
@@ -62,6 +63,17 @@ def register_error_handlers(app: Flask) -> None:
     def _invalid(exc: InvalidJob) -> ResponseReturnValue:
         extra = {"Field": exc.field} if exc.field else {}
         return jsonify(error_body(exc.code, exc.message, **extra)), 400
+
+    @app.errorhandler(PublisherBusy)
+    def _busy(exc: PublisherBusy) -> ResponseReturnValue:
+        return jsonify(error_body(exc.code, exc.message, RequestId=exc.holder)), 409
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        return jsonify(
+            error_body("RequestTooLarge", f"the request body is larger than {limit} bytes")
+        ), 413
 
     @app.errorhandler(RedisError)
     def _redis_down(exc: RedisError) -> ResponseReturnValue:

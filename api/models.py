@@ -73,10 +73,12 @@ class PushRequest(BaseModel):
             description="The pushing user's id in the room.",
         ),
     ]
+    # Optional here only because roomcast can generate it when the SdkAppId's secret key is
+    # configured; the view requires it otherwise (api/views.py _user_sig).
     UserSig: Annotated[
-        StrictStr,
+        StrictStr | None,
         Field(min_length=1, max_length=4096, description="The pushing user's signature (secret)."),
-    ]
+    ] = None
     Redis: StrictBool = Field(False, description="Save progress to Redis and resume from it.")
     RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
     RedisPort: Annotated[StrictInt | None, Field(ge=1, le=65535)] = None
@@ -99,24 +101,70 @@ class PushRequest(BaseModel):
         ),
     ] = None
 
-    @field_validator("VideoSrc")
+    Playlist: Annotated[
+        list[StrictStr] | None,
+        Field(
+            max_length=100,
+            description="Clips played after VideoSrc, in order (makes the push switchable).",
+        ),
+    ] = None
+    Loop: Literal["none", "last", "all"] = Field(
+        "none", description="At the end of the clips: stop, repeat the last, or start over."
+    )
+    Switchable: StrictBool = Field(
+        False,
+        description=(
+            "Accept player commands (switch, queue, seek, pause, loop, volume); every clip "
+            "is then re-encoded to one format. Implied by Playlist or Loop."
+        ),
+    )
+
+    Replace: StrictBool = Field(
+        False,
+        description=(
+            "roomcast extension: when this UserId already publishes into this room (a queued "
+            "or running push), stop that push and start this one instead of answering 409."
+        ),
+    )
+
+    CallbackUrl: Annotated[
+        StrictStr | None,
+        Field(
+            max_length=4096,
+            description="http(s) URL that receives every event of the push, signed, in order.",
+        ),
+    ] = None
+
+    @field_validator("CallbackUrl")
     @classmethod
-    def _check_source(cls, value: str, info: ValidationInfo) -> str:
-        if value != value.strip():
-            raise ValueError("must not have leading or trailing whitespace")
-        parts = urlsplit(value)
-        schemes: frozenset[str] = (info.context or {}).get(
-            "schemes", frozenset({"http", "https", "rtmp", "rtmps"})
-        )
-        if parts.scheme.lower() not in schemes:
-            allowed = ", ".join(sorted(schemes))
-            raise ValueError(f"must be a URL with one of the schemes {allowed}")
-        if not parts.hostname:
+    def _check_callback(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme.lower() not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        if value is not None and not urlsplit(value).hostname:
             raise ValueError("must be an absolute URL with a host")
         return value
 
+    @field_validator("VideoSrc")
+    @classmethod
+    def _check_source(cls, value: str, info: ValidationInfo) -> str:
+        return check_source_url(value, info)
+
+    @field_validator("Playlist")
+    @classmethod
+    def _check_playlist(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for url in value or []:
+            check_source_url(url, info)
+        return value
+
+    @property
+    def switchable(self) -> bool:
+        """Whether the push takes player commands."""
+        return self.Switchable or bool(self.Playlist) or self.Loop != "none"
+
     @model_validator(mode="after")
     def _check_room_and_redis(self) -> PushRequest:
+        if self.Mode == "live" and self.switchable:
+            raise FieldError("Mode", "Playlist, Loop and Switchable need Mode=vod")
         if self.RoomId is None and self.StrRoomId is None:
             raise FieldError("RoomId", "one of RoomId or StrRoomId is required")
         if not self.Redis:
@@ -142,3 +190,19 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def check_source_url(value: str, info: ValidationInfo) -> str:
+    """A source URL: absolute, with a host, in a scheme the service allows."""
+    if value != value.strip():
+        raise ValueError("must not have leading or trailing whitespace")
+    parts = urlsplit(value)
+    schemes: frozenset[str] = (info.context or {}).get(
+        "schemes", frozenset({"http", "https", "rtmp", "rtmps"})
+    )
+    if parts.scheme.lower() not in schemes:
+        allowed = ", ".join(sorted(schemes))
+        raise ValueError(f"must be a URL with one of the schemes {allowed}")
+    if not parts.hostname:
+        raise ValueError("must be an absolute URL with a host")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any, cast
@@ -9,13 +10,16 @@ from typing import Any, cast
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
+from redis import RedisError
 
-from pipeline.errors import InvalidJob
+from pipeline.errors import InvalidJob, SourceError
 from pipeline.redact import redact_url
-from worker.jobs import FINISHED, JobStore, State, now
+from worker.jobs import FINISHED, JobStore, PublisherBusy, State, now
+from worker.netguard import check_source_address
 from worker.rooms import rtmp_room
 from worker.settings import Settings
 from worker.tasks import push_task
+from worker.usersig import UserSigError, check, generate
 
 from .errors import ApiError, invalid_job_from
 from .models import PushRequest
@@ -47,6 +51,12 @@ def healthz() -> ResponseReturnValue:
 @bp.post("/v1/pushes")
 def submit() -> ResponseReturnValue:
     """Validate a push request, record it, enqueue it; answer 202 with its request id."""
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body must be a JSON object sent with 'Content-Type: application/json'",
+        )
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidJob("the body must be a JSON object", field=None)
@@ -54,6 +64,9 @@ def submit() -> ResponseReturnValue:
         job = PushRequest.model_validate(body, context={"schemes": _settings().schemes})
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
+    if _settings().block_private_addresses:
+        _guard_sources(job)
+    user_sig = _user_sig(job)
     request_id = str(uuid.uuid4())
     room = _room(job)
     doc: dict[str, Any] = {
@@ -67,11 +80,26 @@ def submit() -> ResponseReturnValue:
         "RedisPort": job.RedisPort,
         "RedisTls": job.RedisTls,
         "MaxDuration": job.MaxDuration,
+        "Switchable": job.switchable,
+        "Playlist": [redact_url(u) for u in job.Playlist or []],
+        "Loop": job.Loop,
+        "CallbackUrl": redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         "CreatedAt": now(),
     }
-    secrets = {"UserSig": job.UserSig, "RedisPassword": job.RedisPassword, "VideoSrc": job.VideoSrc}
-    _store().create(request_id, doc, secrets)
-    push_task.apply_async(args=[request_id], task_id=request_id)
+    secrets = {
+        "UserSig": user_sig,
+        "RedisPassword": job.RedisPassword,
+        "VideoSrc": job.VideoSrc,
+        "Playlist": job.Playlist or [],
+        "CallbackUrl": job.CallbackUrl,
+    }
+    if job.CallbackUrl and not _settings().callback_secret:
+        raise InvalidJob(
+            "callbacks are signed: the service needs ROOMCAST_CALLBACK_SECRET to send them",
+            field="CallbackUrl",
+        )
+    _record(request_id, doc, secrets, replace=job.Replace)
+    _enqueue(request_id)
     current_app.logger.info(
         "push %s queued: %s into room %s as %s",
         request_id,
@@ -85,6 +113,100 @@ def submit() -> ResponseReturnValue:
     response.headers["x-scf-reqid"] = request_id
     response.headers["Location"] = f"/v1/pushes/{request_id}"
     return response
+
+
+def _guard_sources(job: PushRequest) -> None:
+    """SSRF guard (ROOMCAST_BLOCK_PRIVATE_ADDRESSES): refuse sources on internal addresses."""
+    sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", u) for u in job.Playlist or []]
+    for field, url in sources:
+        try:
+            check_source_address(url)
+        except SourceError as exc:  # a refused address, or a host that does not resolve
+            raise InvalidJob(exc.message, field=field) from None
+
+
+def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], replace: bool) -> None:
+    """Record the job with its publisher lease; with ``replace``, stop the job holding it.
+
+    Raises PublisherBusy (409) when another job publishes as this user in this room.
+    """
+    store = _store()
+    try:
+        store.create(request_id, doc, secrets)
+        return
+    except PublisherBusy as busy:
+        if not replace:
+            raise
+        holder = busy.holder
+    current_app.logger.info("push %s replaces push %s", request_id, holder)
+    # The stop view's own logic: cancel it if queued, else stop it and wait up to ~3 s.
+    # An ApiError here means it ended meanwhile (404/409), which frees the lease too.
+    with contextlib.suppress(ApiError):
+        stop(holder)
+    try:
+        store.create(request_id, doc, secrets)
+    except PublisherBusy as again:
+        if again.holder != holder:
+            raise
+        raise PublisherBusy(
+            holder,
+            f"the push this one replaces (request {holder}) is still stopping; try again "
+            "in a few seconds",
+        ) from None
+
+
+def _enqueue(request_id: str) -> None:
+    """Send the task; if that fails, remove the record so that no job is left half-written."""
+    try:
+        push_task.apply_async(args=[request_id], task_id=request_id)
+    except Exception as exc:
+        # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
+        current_app.logger.error("push %s could not be enqueued: %s", request_id, exc)
+        try:
+            _store().discard(request_id)
+        except RedisError:
+            current_app.logger.exception("push %s: could not remove its record", request_id)
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            "the task queue (Redis) is unavailable, so the push was not accepted; "
+            "try again shortly",
+        ) from None
+
+
+def _user_sig(job: PushRequest) -> str:
+    """The UserSig to push with: the job's, checked per ROOMCAST_USERSIG_CHECK, or generated.
+
+    Refusing here costs a 400; a bad UserSig found by TRTC costs a worker's time and a
+    failed push. Keys come from configuration only and appear in no message.
+    """
+    settings = _settings()
+    key = settings.secret_keys.get(job.SdkAppId)
+    if job.UserSig is None:
+        if key is None:
+            raise InvalidJob(
+                "UserSig is required (roomcast has no secret key for this SdkAppId to sign one)",
+                field="UserSig",
+            )
+        return generate(job.SdkAppId, key, job.UserId)
+    if settings.usersig_check == "off":
+        return job.UserSig
+    if settings.usersig_check == "verify" and key is None:
+        raise InvalidJob(
+            "roomcast has no secret key for this SdkAppId, so its UserSig cannot be verified",
+            field="SdkAppId",
+        )
+    try:
+        check(
+            job.UserSig,
+            job.SdkAppId,
+            job.UserId,
+            secret_key=key,
+            min_validity=settings.usersig_min_validity_seconds,
+        )
+    except UserSigError as exc:
+        raise InvalidJob(str(exc), field="UserSig") from None
+    return job.UserSig
 
 
 def _room(job: PushRequest) -> dict[str, Any]:

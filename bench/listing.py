@@ -29,7 +29,9 @@ def main() -> None:
                 "CreatedAt": now - args.records + i,
                 "SdkAppId": 1,
                 "UserId": f"u{i % 500}",
-                "Room": {"RtmpRoom": f"r{i % 1000}"},
+                # 999, not 1000: a (user, room) pair repeats only every 499 500 records, so
+                # no record meets a queued one holding its publisher lease (a 409).
+                "Room": {"RtmpRoom": f"r{i % 999}"},
                 "Mode": "vod",
             }
             store.create(f"id{i}", doc, {})

@@ -3,7 +3,9 @@
 Publishers push to ``{rtmp_base}/{room}?sdkappid=..&userid=..&usersig=..`` exactly as they
 would to TRTC; viewers pull ``play_url(room)`` over RTMP or watch ``preview_url`` in a browser
 (HLS). A second RTMP application, ``live``, serves as a live source for tests. The HTTP side
-also serves source files from ``media_dir`` under ``/media/`` (with Range support).
+also serves source files from ``media_dir`` under ``/media/`` (with Range support). Given
+``secret_keys``, the room checks each publish's UserSig as TRTC does
+(devstack/publish_auth.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import NoReturn
 
 from devstack.ports import LOCALHOST, free_port, wait_for_port
 from devstack.process import find_binary, log_tail, stop_process
+from devstack.publish_auth import PublishAuth
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 ROOM_DIR = Path(__file__).resolve().parent / "room"
@@ -60,12 +63,16 @@ class LocalRoom:
         media_dir: Path | None = None,
         rtmp_port: int | None = None,
         http_port: int | None = None,
+        secret_keys: dict[int, str] | None = None,
     ):
+        """``secret_keys`` (SdkAppId → key): check each publish's UserSig like TRTC and keep
+        each user's stream apart (devstack/publish_auth.py). None: accept every publish."""
         self._workdir = Path(workdir).resolve()
         self._media_dir = Path(media_dir).resolve() if media_dir else self._workdir / "media"
         self._rtmp_port = rtmp_port if rtmp_port is not None else free_port()
         self._http_port = http_port if http_port is not None else free_port()
         self._proc: subprocess.Popen[bytes] | None = None
+        self.auth = PublishAuth(secret_keys) if secret_keys is not None else None
         self.config_path = self._workdir / "nginx.conf"
         self.error_log = self._workdir / "error.log"
         self.hls_dir = self._workdir / "hls"
@@ -91,9 +98,18 @@ class LocalRoom:
         """Push target in TRTC's shape; append ``/{room}?sdkappid=..&userid=..&usersig=..``."""
         return f"rtmp://{LOCALHOST}:{self._rtmp_port}/push"
 
-    def play_url(self, room: str) -> str:
-        """RTMP URL a viewer pulls to watch what is pushed into ``room``."""
-        return f"{self.rtmp_base}/{room}"
+    def play_url(self, room: str, user: str | None = None) -> str:
+        """RTMP URL a viewer pulls to watch what is pushed into ``room``.
+
+        Without ``user``: the room's first publisher. With ``user`` (rooms with secret keys
+        only): that user's stream, which must be publishing now.
+        """
+        if user is None:
+            return f"{self.rtmp_base}/{room}"
+        stream = self.auth.stream_of(room, user) if self.auth is not None else None
+        if stream is None:
+            raise LookupError(f"{user} is not publishing in room {room}")
+        return f"{self.rtmp_base}/{stream}"
 
     @property
     def live_base(self) -> str:
@@ -137,6 +153,8 @@ class LocalRoom:
                 f"nginx RTMP module missing at {RTMP_MODULE}; run scripts/setup "
                 "(Debian package libnginx-mod-rtmp)"
             )
+        if self.auth is not None:
+            self.auth.start()
         self._write_config()
         # Fresh logs per start, so a failure shows this attempt's errors only; a stale pid
         # file would pass the check below.
@@ -174,6 +192,8 @@ class LocalRoom:
         """Stop nginx (SIGTERM, then SIGKILL after 5 s). Safe to call twice."""
         stop_process(self._proc, grace=5.0)
         self._proc = None
+        if self.auth is not None:
+            self.auth.stop()
 
     def _read_pid(self) -> int | None:
         try:
@@ -207,8 +227,26 @@ class LocalRoom:
             "www_dir": str(WWW_DIR),
             "rtmp_port": str(self._rtmp_port),
             "http_port": str(self._http_port),
+            "publish_auth": self._publish_auth_lines(),
+            "publishers_location": self._publishers_location(),
         }
         self.config_path.write_text(render_template(TEMPLATE.read_text(), values))
+
+    def _publish_auth_lines(self) -> str:
+        if self.auth is None:
+            return ""
+        base = f"http://{LOCALHOST}:{self.auth.port}"
+        return f"on_publish {base}/on_publish;\n            on_publish_done {base}/on_publish_done;"
+
+    def _publishers_location(self) -> str:
+        if self.auth is None:
+            return ""
+        return (
+            "location = /publishers.json {\n"
+            f"            proxy_pass http://{LOCALHOST}:{self.auth.port}/publishers;\n"
+            "            add_header Cache-Control no-cache;\n"
+            "        }"
+        )
 
     def __enter__(self) -> LocalRoom:
         self.start()

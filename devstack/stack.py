@@ -3,7 +3,8 @@
 Redis (reused when one already answers on 6379) and the local room run as children of this
 process; web, worker and flower run under honcho from the repo's Procfile, pointed at them
 through the environment (``ROOMCAST_REDIS_URL``, ``ROOMCAST_RTMP_BASE``, ``PORT``,
-``FLOWER_PORT``).
+``FLOWER_PORT``, and ``ROOMCAST_SDK_SECRET_KEYS`` with the dev app's key, which the room
+checks UserSigs against).
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ from devstack.ports import LOCALHOST, free_port, port_is_free
 from devstack.process import stop_process
 from devstack.redis import reuse_or_start
 from devstack.room import LocalRoom
+from worker.usersig import generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO_ROOT / ".run"
 SAMPLE_NAME = "sample.mp4"
 DEMO_ROOM = "demo"
+# The dev stack's own TRTC app: the local room verifies UserSigs with this key, and the API
+# knows it too (so jobs for this app may omit UserSig). Not a secret: dev only.
+DEV_SDK_APP_ID = 1400000000
+DEV_SECRET_KEY = "roomcast-dev-only-secret-key"
+# Short on purpose: nginx-rtmp keeps 255 bytes of "<room>?<query>" (devstack/publish_auth.py).
+SAMPLE_USER = "sample"
 HEALTH_TIMEOUT = 60.0
 # Long enough for honcho's own shutdown (SIGTERM, then SIGKILL after 5 s) to finish.
 HONCHO_GRACE = 15.0
@@ -85,6 +93,7 @@ def _run(cleanup: ExitStack, procfile: Path, sample: bool) -> int:
         media_dir=RUN_DIR / "media",
         rtmp_port=pick_port(1935),
         http_port=pick_port(8080),
+        secret_keys={DEV_SDK_APP_ID: DEV_SECRET_KEY},
     )
     room.start()
     cleanup.callback(room.stop)
@@ -133,6 +142,7 @@ def _start_honcho(
         PORT=str(api_port),
         FLOWER_PORT=str(flower_port),
         PYTHONUNBUFFERED="1",
+        ROOMCAST_SDK_SECRET_KEYS=f"{DEV_SDK_APP_ID}:{DEV_SECRET_KEY}",
     )
     # Own session: we decide when honcho stops (after Ctrl-C reaches us), then it stops
     # its processes; the room and Redis outlive them, so pushes end cleanly.
@@ -169,10 +179,11 @@ def _wait_healthy(api: str, honcho: subprocess.Popen[bytes]) -> bool:
 def _push_sample(ends: Endpoints) -> str | None:
     job = {
         "VideoSrc": ends.room.media_url(SAMPLE_NAME),
-        "SdkAppId": 1400000000,
+        "SdkAppId": DEV_SDK_APP_ID,
         "StrRoomId": DEMO_ROOM,
-        "UserId": "sample_pusher",
-        "UserSig": "dev-usersig",
+        "UserId": SAMPLE_USER,
+        # What a real client does: sign with the app's key (the API could also do it).
+        "UserSig": generate(DEV_SDK_APP_ID, DEV_SECRET_KEY, SAMPLE_USER),
         "Mode": "vod",
     }
     request = urllib.request.Request(
@@ -204,6 +215,7 @@ def _banner(ends: Endpoints, request_id: str | None) -> str:
         f"Flower            {ends.flower}",
         f"Redis             {ends.redis_url}",
         f"push target       {room.rtmp_base}/<room>?sdkappid=..&userid=..&usersig=..",
+        f"SdkAppId          {DEV_SDK_APP_ID} (omit UserSig: the dev key signs one)",
     ]
     if request_id:
         lines += [

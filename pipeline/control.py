@@ -9,7 +9,9 @@ waits on the pipe instead of sleeping, so a stop wakes it at once.
 from __future__ import annotations
 
 import os
+import queue
 import select
+from typing import Any
 
 
 class Control:
@@ -20,6 +22,20 @@ class Control:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self.stop_reason: str | None = None
+        self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+
+    def send(self, command: dict[str, Any]) -> None:
+        """Queue a player command (switch, seek, pause…); read between packets."""
+        self._commands.put(command)
+
+    def commands(self) -> list[dict[str, Any]]:
+        """The commands received since the last call, in order."""
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                out.append(self._commands.get_nowait())
+            except queue.Empty:
+                return out
 
     @property
     def stop_requested(self) -> bool:

@@ -57,7 +57,8 @@ def probe_video(source: Source, window: float) -> VideoProbe:
                     rotation = int(round(frame.rotation or 0)) % 360
                     decoded = True
                     break
-            if t - first >= window:
+            # Frame-threaded decoders return the first picture a few packets late.
+            if (decoded and t - first >= window) or t - first >= window + 2:
                 break
     except (av.error.FFmpegError, OSError) as exc:
         log.warning("probing the video's first seconds failed: %s", exc)

@@ -43,6 +43,7 @@ class Progress:
     streams: list[StreamReport] = field(default_factory=list)
     source_state: str | None = None
     reconnects: int = 0
+    player: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -61,6 +62,7 @@ class Progress:
                 if self.source_state is not None
                 else {}
             ),
+            **({"Player": self.player} if self.player is not None else {}),
         }
 
     def copy(self) -> Progress:

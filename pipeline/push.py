@@ -22,6 +22,7 @@ import av.error
 from .control import Control
 from .errors import SourceEndedEarly, SourceError, SourceUnreachable
 from .plan import Action, Decision, decide_audio, decide_video
+from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
 from .redact import redact_url
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 EARLY_END_TOLERANCE = 2.0
 #: Corrupt stretches a push reads past before it gives up on the source.
 MAX_DEMUX_ERRORS = 50
+#: A switchable push re-encodes every clip, whatever the first one is.
+SWITCHABLE = Decision(Action.TRANSCODE, "switchable push: every clip re-encoded to one format")
 #: A live timestamp jumping back, or forward by more than this, starts a new segment.
 LIVE_JUMP = Fraction(5)
 
@@ -74,6 +77,7 @@ def push(
     control: Control,
     on_progress: ProgressCallback | None = None,
     on_connected: ProgressCallback | None = None,
+    on_event: EventCallback | None = None,
 ) -> PushResult:
     """Push ``spec.source`` into ``spec.target`` until it ends or is stopped.
 
@@ -94,6 +98,8 @@ def push(
             else None
         )
         decisions = _decide(source, spec.profile, probe)
+        if spec.switchable:
+            decisions = {s: SWITCHABLE for s in decisions}
         progress = Progress(
             duration=None if live else source.duration,
             streams=[
@@ -117,11 +123,35 @@ def push(
             relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
             if live:
                 return _push_live(spec, control, source, outputs, relay, timeline)
+            if spec.switchable:
+                return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
             return _push_file(spec, source, outputs, relay, timeline)
         finally:
             sink.close()
     finally:
         source.close()
+
+
+def _play(
+    spec: PushSpec,
+    control: Control,
+    source: Source,
+    outputs: dict[str, Output],
+    relay: Relay,
+    timeline: Timeline,
+    probe: VideoProbe | None,
+    on_event: EventCallback | None,
+) -> PushResult:
+    """A switchable push: the player runs the clips and the commands."""
+    video, audio = outputs.get("video"), outputs.get("audio")
+    player = Player(
+        spec, control, relay, timeline, video and video.stream, audio and audio.stream, on_event
+    )
+    reason = player.run(source, probe.rotation if probe is not None else 0)
+    relay.meter.report()
+    if relay.stopped:
+        return PushResult(Outcome.STOPPED, relay.stop_reason, relay.progress.copy())
+    return PushResult(Outcome.COMPLETED, reason, relay.progress.copy())
 
 
 def _is_live(spec: PushSpec, source: Source) -> bool:

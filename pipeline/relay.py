@@ -38,6 +38,8 @@ class Relay:
         self.pacer = Pacer(control, lead=spec.pace_lead)
         self.meter = ProgressMeter(progress, on_progress)
         self.limit_reason: str | None = None
+        #: False while a paused push sends filler: the source position stands still.
+        self.track_position = True
 
     @property
     def stopped(self) -> bool:
@@ -67,9 +69,10 @@ class Relay:
             self._sink.send(out)
             progress = self.progress
             progress.output_time = seconds
-            progress.position = (
-                float(self._timeline.to_source(out_time)) if self._paced else seconds
-            )
+            if self.track_position:
+                progress.position = (
+                    float(self._timeline.to_source(out_time)) if self._paced else seconds
+                )
             progress.lag = self.pacer.lag(seconds) if self._paced else 0.0
             self.meter.count(out.size, is_video)
         return True

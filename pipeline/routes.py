@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -16,13 +17,16 @@ import av.audio.stream
 import av.error
 import av.stream
 import av.video.stream
+import numpy as np
 
 from .timeline import Timeline
-from .transforms import Rotator
+from .transforms import FrameFitter
 
 log = logging.getLogger(__name__)
 
 MS = Fraction(1, 1000)
+#: Timeline key of re-encoded video (remuxed packets use their output stream index).
+VIDEO_TIMELINE_KEY = -1
 
 
 class Route(Protocol):
@@ -99,10 +103,14 @@ class _TranscodeRoute:
 
     def flush(self) -> Iterator[av.Packet]:
         """Drain the decoder, whatever the subclass holds, then the encoder."""
+        yield from self.finish_input()
+        yield from self._out.encode(None)
+
+    def finish_input(self) -> Iterator[av.Packet]:
+        """Drain this input (decoder, resampler) but keep the encoder open for the next."""
         for frame in _decode(self._in, None):
             yield from self._accept(frame)
         yield from self._drain()
-        yield from self._out.encode(None)
 
     def _accept(self, frame: Any) -> Iterator[av.Packet]:
         source_time = frame_time(frame, self._in)
@@ -137,7 +145,9 @@ class VideoTranscodeRoute(_TranscodeRoute):
         rate = out_stream.codec_context.framerate or Fraction(30)
         self._frame_duration = 1 / Fraction(rate)
         self._size = (out_stream.codec_context.width, out_stream.codec_context.height)
-        self._rotator = Rotator(rotation)
+        self._fitter = FrameFitter(*self._size, rotation)
+        #: The last picture sent, for a paused push to repeat.
+        self.last_frame: av.VideoFrame | None = None
         # Above the output frame rate, frames are dropped rather than sent early.
         self._cap_rate = cap_rate
         self._next_due: Fraction | None = None
@@ -148,11 +158,11 @@ class VideoTranscodeRoute(_TranscodeRoute):
             if self._next_due is not None and due < self._next_due - self._frame_duration / 4:
                 return
             self._next_due = max(due, self._next_due or due) + self._frame_duration
-        out_time = self._timeline.place_frame_time(source_time, -1, self._frame_duration)
-        frame = self._rotator.apply(frame)
-        width, height = self._size
-        if frame.width != width or frame.height != height or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=width, height=height, format="yuv420p")
+        out_time = self._timeline.place_frame_time(
+            source_time, VIDEO_TIMELINE_KEY, self._frame_duration
+        )
+        frame = self._fitter.apply(frame)
+        self.last_frame = frame
         frame.pts = round(out_time / MS)
         frame.time_base = MS
         # Keep the source's I/P decisions from forcing keyframes: the GOP is ours to set.
@@ -176,9 +186,18 @@ class AudioTranscodeRoute(_TranscodeRoute):
         timeline: Timeline,
         skip_before: Fraction | None = None,
         resync: Fraction = Fraction(1, 10),
+        counter: SampleCounter | None = None,
+        gain: Gain | None = None,
+        trim_overlap: bool = False,
     ) -> None:
         super().__init__(in_stream, out_stream, timeline, skip_before)
         self._resync = resync
+        # Shared across the clips of a switchable push, so their audio joins without a gap.
+        self._counter = counter or SampleCounter()
+        self._gain = gain
+        # A clip joined on the picture's end may start before the sound already sent:
+        # drop its overlapping first frames so sound stays gapless and in sync.
+        self._trim_overlap = trim_overlap
         ctx = out_stream.codec_context
         self._rate = ctx.sample_rate
         self._resampler = av.AudioResampler(
@@ -187,12 +206,17 @@ class AudioTranscodeRoute(_TranscodeRoute):
             rate=ctx.sample_rate,
             frame_size=ctx.frame_size or 1024,
         )
-        self._next_pts: int | None = None
 
     def _encode(self, frame: av.AudioFrame, source_time: Fraction) -> Iterator[av.Packet]:
         expected = round(max(self._timeline.to_output(source_time), Fraction(0)) * self._rate)
-        if self._next_pts is None or abs(expected - self._next_pts) > self._resync * self._rate:
-            self._next_pts = expected
+        counter = self._counter
+        if self._trim_overlap and counter.next_pts is not None:
+            length = round(Fraction(frame.samples, frame.sample_rate or self._rate) * self._rate)
+            if expected + length <= counter.next_pts:
+                return
+            self._trim_overlap = False
+        if counter.next_pts is None or abs(expected - counter.next_pts) > self._resync * self._rate:
+            counter.next_pts = expected
         frame.pts = None  # the counter, not the source, numbers the output samples
         for out in self._resampler.resample(frame):
             yield from self._encode_resampled(out)
@@ -202,12 +226,59 @@ class AudioTranscodeRoute(_TranscodeRoute):
             yield from self._encode_resampled(out)
 
     def _encode_resampled(self, frame: av.AudioFrame) -> Iterator[av.Packet]:
-        assert self._next_pts is not None
-        frame.pts = self._next_pts
-        frame.time_base = Fraction(1, self._rate)
-        self._next_pts += frame.samples
-        self._timeline.extend_to(Fraction(self._next_pts, self._rate))
-        yield from self._out.encode(frame)
+        counter = self._counter
+        assert counter.next_pts is not None
+        if self._gain is not None:
+            frame = self._gain.apply(frame)
+        yield from encode_audio(self._out, frame, counter, self._timeline)
+
+
+@dataclass
+class SampleCounter:
+    """Numbers output audio samples: the next frame's pts, in 1/sample-rate units."""
+
+    next_pts: int | None = None
+
+
+def encode_audio(
+    out: Any, frame: av.AudioFrame, counter: SampleCounter, timeline: Timeline
+) -> Iterator[av.Packet]:
+    """Encode one resampled frame at the counter's position and advance it."""
+    rate = out.codec_context.sample_rate
+    assert counter.next_pts is not None
+    frame.pts = counter.next_pts
+    frame.time_base = Fraction(1, rate)
+    frame.sample_rate = rate
+    counter.next_pts += frame.samples
+    timeline.extend_to(Fraction(counter.next_pts, rate))
+    yield from out.encode(frame)
+
+
+class Gain:
+    """Audio volume, changed without a click: each change ramps over one frame."""
+
+    def __init__(self, level: float = 1.0) -> None:
+        self.target = level
+        self._current = level
+
+    def set(self, level: float) -> None:
+        """The new volume (1.0 = as recorded, 0 = silent, up to 2.0)."""
+        self.target = level
+
+    def apply(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """The frame at the current volume (the same object at 100 %)."""
+        if self._current == self.target == 1.0:
+            return frame
+        samples = frame.to_ndarray()
+        ramp = np.linspace(self._current, self.target, samples.shape[-1], dtype=np.float32)
+        self._current = self.target
+        out = av.AudioFrame.from_ndarray(
+            np.clip(samples * ramp, -1.0, 1.0).astype(np.float32),
+            format=frame.format.name,
+            layout=frame.layout.name,
+        )
+        out.sample_rate = frame.sample_rate
+        return out
 
 
 def _decode(stream: av.stream.Stream, packet: av.Packet | None) -> list[Any]:

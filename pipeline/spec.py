@@ -42,7 +42,9 @@ class PushSpec:
 
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
     output) is the job's execution limit; a live source that stays away ``live_grace``
-    seconds has ended. ``secrets`` lists values to mask in messages.
+    seconds has ended. A ``switchable`` push plays ``source`` then ``playlist`` (``loop``:
+    none, last, all) and obeys player commands; every clip is re-encoded to one format.
+    ``secrets`` lists values to mask in messages.
     """
 
     source: str
@@ -54,4 +56,7 @@ class PushSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
     live_grace: float = 30.0
+    switchable: bool = False
+    playlist: tuple[str, ...] = ()
+    loop: str = "none"
     secrets: tuple[str, ...] = ()

@@ -22,11 +22,16 @@ class Timeline:
         self._offset = Fraction(0)
         self._end = Fraction(0)
         self._last_dts: dict[int, Fraction] = {}
+        self._key_end: dict[int, Fraction] = {}
 
     @property
     def end(self) -> Fraction:
         """Output time (seconds) just after the last packet placed on the timeline."""
         return self._end
+
+    def end_of(self, key: int) -> Fraction:
+        """Where one output stream's placed media ends (the whole output's end if unknown)."""
+        return self._key_end.get(key, self._end)
 
     def begin_segment(self, source_start: Fraction, output_start: Fraction | None = None) -> None:
         """Map ``source_start`` (seconds, source clock) to ``output_start`` (default: the end)."""
@@ -66,11 +71,15 @@ class Timeline:
 
     def place_frame_time(self, source_time: Fraction, key: int, duration: Fraction) -> Fraction:
         """Output time for a decoded frame that will be re-encoded (strictly increasing)."""
-        out = self.to_output(source_time)
+        return self.place_output(self.to_output(source_time), key, duration)
+
+    def place_output(self, out: Fraction, key: int, duration: Fraction) -> Fraction:
+        """Claim output time ``out`` for a generated frame (strictly increasing per key)."""
         last = self._last_dts.get(key)
         if last is not None and out <= last:
             out = last + Fraction(1, 1000)
         out = max(out, Fraction(0))
         self._last_dts[key] = out
+        self._key_end[key] = out + duration
         self._end = max(self._end, out + duration)
         return out

@@ -63,17 +63,27 @@ BLOCK_W, BLOCK_H = 20, 20
 
 
 def make_numbered_clip(
-    path: Path, seconds: float = 20.0, fps: int = 25, gop: int = 25, bframes: int = 0
+    path: Path,
+    seconds: float = 20.0,
+    fps: int = 25,
+    gop: int = 25,
+    bframes: int = 0,
+    clip_id: int = 0,
+    size: tuple[int, int] = (320, 240),
+    tone: float = 440.0,
 ) -> Path:
-    """320x240 H.264 whose every frame shows its own number as a row of black/white blocks.
+    """H.264 whose every frame shows its own number as a row of black/white blocks, and
+    ``clip_id`` as a second row (320x240 by default; other sizes scale the blocks).
 
-    With AAC 48 kHz audio (a tone), so that without B-frames it is remuxed as it is.
+    With AAC 48 kHz audio (a ``tone`` Hz sine), so that without B-frames it is remuxed.
     """
     import av
     import numpy as np
 
     if path.exists():
         return path
+    width, height = size
+    sx, sy = width / 320, height / 240
     with av.open(str(path), "w") as out:
         video = out.add_stream(
             "libx264",
@@ -83,25 +93,27 @@ def make_numbered_clip(
                 "preset": "veryfast",
             },
         )
-        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         audio = out.add_stream("aac", rate=48_000)
         audio.layout = "mono"
         total = int(seconds * fps)
         samples_per_frame = 1024
         t = 0
         for n in range(total):
-            img = np.full((240, 320, 3), 128, dtype=np.uint8)
-            for bit in range(BITS):
-                value = 255 if (n >> bit) & 1 else 0
-                img[0:BLOCK_H, bit * BLOCK_W : (bit + 1) * BLOCK_W] = value
+            img = np.full((height, width, 3), 128, dtype=np.uint8)
+            for row, value_bits in enumerate((n, clip_id)):
+                y0, y1 = int(row * 2 * BLOCK_H * sy), int((row * 2 + 1) * BLOCK_H * sy)
+                for bit in range(BITS):
+                    value = 255 if (value_bits >> bit) & 1 else 0
+                    img[y0:y1, int(bit * BLOCK_W * sx) : int((bit + 1) * BLOCK_W * sx)] = value
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = n
             for packet in video.encode(frame):
                 out.mux(packet)
             while t < (n + 1) * 48_000 // fps:
                 x = np.arange(t, t + samples_per_frame) / 48_000
-                tone = (0.2 * np.sin(2 * np.pi * 440 * x)).astype(np.float32).reshape(1, -1)
-                aframe = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                wave = (0.2 * np.sin(2 * np.pi * tone * x)).astype(np.float32).reshape(1, -1)
+                aframe = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
                 aframe.sample_rate = 48_000
                 aframe.pts = t
                 for packet in audio.encode(aframe):
@@ -115,13 +127,23 @@ def make_numbered_clip(
 
 def read_frame_number(frame) -> int:  # noqa: ANN001 - an av.VideoFrame
     """The number drawn by :func:`make_numbered_clip` (survives scaling to any size)."""
+    return read_blocks(frame, row=0)
+
+
+def read_clip_id(frame) -> int:  # noqa: ANN001 - an av.VideoFrame
+    """The clip id drawn by :func:`make_numbered_clip`."""
+    return read_blocks(frame, row=1)
+
+
+def read_blocks(frame, row: int) -> int:  # noqa: ANN001 - an av.VideoFrame
+    """One row of blocks read back as a number."""
     img = frame.to_ndarray(format="gray")
     h, w = img.shape
     sx, sy = w / 320, h / 240
     number = 0
     for bit in range(BITS):
         x = int((bit * BLOCK_W + BLOCK_W / 2) * sx)
-        y = int(BLOCK_H / 2 * sy)
+        y = int((row * 2 * BLOCK_H + BLOCK_H / 2) * sy)
         if img[y, x] > 128:
             number |= 1 << bit
     return number

@@ -25,7 +25,8 @@ STATES = {"queued", "running", "succeeded", "failed", "stopped"}
 
 def request_body(room: LocalRoom, **changes: Any) -> dict[str, Any]:
     """A valid push request (of a source that does not exist), with ``changes`` applied."""
-    body = job_for(room, "missing.mp4", "validation_room")
+    # A fresh UserId each time: one user publishes into a room only once at a time (409).
+    body = job_for(room, "missing.mp4", "validation_room", UserId=f"v_{uuid.uuid4().hex[:16]}")
     for name, value in changes.items():
         if value is DROP:
             body.pop(name, None)

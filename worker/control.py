@@ -20,7 +20,10 @@ from .jobs import JobStore, control_channel
 log = logging.getLogger(__name__)
 
 REVOKED_REASON = "stopped by request"
+#: Commands a switchable push's player understands (pipeline/player.py).
+PLAYER_COMMANDS = frozenset({"switch", "queue", "seek", "pause", "resume", "loop", "volume"})
 SHUTDOWN_REASON = "worker shutting down"
+LEASE_LOST_REASON = "another push took over this UserId in this room (publisher lease lost)"
 
 # Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
 # billiard, not to Celery's warm-shutdown handler of the main process.
@@ -75,7 +78,9 @@ class ControlListener(threading.Thread):
             while not self._done.is_set():
                 now = time.monotonic()
                 if now >= next_beat:
-                    self._store.beat(self._request_id)
+                    if not self._store.beat(self._request_id):
+                        # Renewing the lease found another live job holding it: stop publishing.
+                        self._control.request_stop(LEASE_LOST_REASON)
                     next_beat = now + self._heartbeat
                 message = pubsub.get_message(timeout=min(0.5, self._heartbeat))
                 if message is not None:
@@ -89,11 +94,15 @@ class ControlListener(threading.Thread):
         except ValueError:
             log.warning("ignoring a control message that is not JSON")
             return
-        if command.get("Command") == "stop":
+        name = command.get("Command")
+        if name == "stop":
             log.info("stop requested: %s", command.get("Reason", REVOKED_REASON))
             self._control.request_stop(str(command.get("Reason") or REVOKED_REASON))
+        elif name in PLAYER_COMMANDS:
+            log.info("command %s received", name)
+            self._control.send(command)
         else:
-            log.warning("ignoring unknown control command %r", command.get("Command"))
+            log.warning("ignoring unknown control command %r", name)
 
 
 @contextmanager

@@ -8,6 +8,11 @@ Layout (all keys expire with the job TTL, 3 days by default)::
     roomcast:jobs                zset  every job id, scored by creation time
     roomcast:jobs:state:<state>  zset  the ids in each state (Stats and State filters)
     roomcast:jobs:user:<app>:<user>, roomcast:jobs:room:<app>:<room>   zset  filters
+    roomcast:publisher:<app>:<room>:<user>   str  the request id holding the publisher lease
+
+The publisher lease makes sure that two jobs never publish as the same (SdkAppId, room,
+UserId) at once: it is taken with the record (queued), renewed by the running push's
+heartbeat, and released when the job ends (docs/celery.md, "Publisher lease").
 
 State changes go through one Lua script, so two writers (the API stopping a queued job,
 the worker starting it) can never both win.
@@ -23,6 +28,10 @@ from enum import StrEnum
 from typing import Any, cast
 
 import redis
+
+from pipeline.errors import RoomcastError
+
+from .events import EventLog
 
 PREFIX = "roomcast:"
 
@@ -62,6 +71,52 @@ if score then
 end
 return {1, state}
 """
+
+
+# Take or renew the publisher lease of a running job (KEYS[1], its hash; ARGV: request id,
+# lease in ms, job key prefix). Returns the other job holding it, or nil once it is ours.
+# A holder whose job is no longer queued or running has ended without releasing (a crash
+# between its end and its release, a Redis blip): its lease is stale and taken over.
+# Only a running job claims, so a heartbeat racing the end of its push cannot re-take it.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
+local lease = redis.call('HGET', KEYS[1], 'publisher')
+if not lease then return false end
+local holder = redis.call('GET', lease)
+if holder and holder ~= ARGV[1] then
+  local state = redis.call('HGET', ARGV[3] .. holder, 'state')
+  if state == 'queued' or state == 'running' then return holder end
+end
+redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+# Release a job's publisher lease (KEYS[1], its hash; ARGV[1], its request id) only if it
+# still holds it: a lease taken over by a later job is not ours to delete.
+_RELEASE = """
+local lease = redis.call('HGET', KEYS[1], 'publisher')
+if lease and redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
+return 0
+"""
+
+
+class PublisherBusy(RoomcastError):
+    """Another queued or running job already publishes as this (SdkAppId, room, UserId)."""
+
+    code = "PublisherBusy"
+
+    def __init__(self, holder: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"this UserId already publishes into this room (request {holder}); stop that "
+            "push first, or send Replace=true to stop it and start this one"
+        )
+        self.holder = holder
+
+
+def publisher_key(app_id: int, rtmp_room: str, user_id: str) -> str:
+    """The lease key of one publisher: a user of an application in an RTMP room."""
+    return f"{PREFIX}publisher:{app_id}:{rtmp_room}:{user_id}"
 
 
 def job_key(request_id: str) -> str:
@@ -116,6 +171,7 @@ class Job:
             "Progress": self.progress,
             "Reason": d.get("Reason"),
             "Error": d.get("Error"),
+            "Trtc": d.get("Trtc"),
             "CreatedAt": iso(d.get("CreatedAt")),
             "StartedAt": iso(d.get("StartedAt")),
             "FinishedAt": iso(d.get("FinishedAt")),
@@ -130,20 +186,89 @@ class JobStore:
         self.ttl = ttl
         self.lost_after = lost_after
         self._transition = client.register_script(_TRANSITION)
+        self.events = EventLog(client, ttl)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
 
     def create(self, request_id: str, doc: dict[str, Any], secrets: dict[str, Any]) -> None:
-        """Record a new queued job and its secrets in one round trip."""
+        """Record a new queued job, its secrets and its publisher lease, all or nothing.
+
+        Raises :class:`PublisherBusy` when another queued or running job holds the lease.
+        The lease is checked and taken in one optimistic transaction (WATCH), so two
+        concurrent submissions for one publisher never both win, and a job is never
+        recorded without its lease.
+        """
         created = doc["CreatedAt"]
         key = job_key(request_id)
+        lease = publisher_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], doc["UserId"])
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(lease)  # type: ignore[no-untyped-call]
+                    holder = cast("bytes | None", pipe.get(lease))
+                    if holder is not None and self._active(holder.decode()):
+                        raise PublisherBusy(holder.decode())
+                    pipe.multi()
+                    # Queued, the lease lives as long as the record: a job may wait long for
+                    # a free worker. Running, the heartbeat shortens it to lost_after.
+                    pipe.set(lease, request_id, ex=self.ttl)
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "state": State.QUEUED.value,
+                            "doc": json.dumps(doc),
+                            "publisher": lease,
+                        },
+                    )
+                    pipe.expire(key, self.ttl)
+                    pipe.set(secrets_key(request_id), json.dumps(secrets), ex=self.ttl)
+                    for index in self._indexes(doc, State.QUEUED):
+                        pipe.zadd(index, {request_id: created})
+                        pipe.zremrangebyscore(index, "-inf", created - self.ttl)
+                        pipe.expire(index, self.ttl)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # the lease changed hands meanwhile: look again
+
+    def _active(self, request_id: str) -> bool:
+        """Whether a job is queued or running (reading it fails it if its worker is lost)."""
+        job = self.get(request_id)
+        return job is not None and not job.state.finished
+
+    def discard(self, request_id: str) -> None:
+        """Remove a job that was recorded but could not be enqueued, lease included."""
+        job = self.get(request_id)
+        self._release(keys=[job_key(request_id)], args=[request_id])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"state": State.QUEUED.value, "doc": json.dumps(doc)})
-        pipe.expire(key, self.ttl)
-        pipe.set(secrets_key(request_id), json.dumps(secrets), ex=self.ttl)
-        for index in self._indexes(doc, State.QUEUED):
-            pipe.zadd(index, {request_id: created})
-            pipe.zremrangebyscore(index, "-inf", created - self.ttl)
-            pipe.expire(index, self.ttl)
+        pipe.delete(job_key(request_id), secrets_key(request_id))
+        if job is not None:
+            for index in self._indexes(job.doc, job.state):
+                pipe.zrem(index, request_id)
         pipe.execute()
+
+    def claim_publisher(self, request_id: str) -> None:
+        """Take (or renew) a running job's publisher lease before it publishes.
+
+        The API took the lease at submit; this is the worker's own check, in case the
+        lease was lost meanwhile (expired during a Redis outage, or a record written by an
+        older API). Raises :class:`PublisherBusy` when another live job holds it.
+        """
+        holder = self._claim_once(request_id)
+        if holder is not None and not self._active(holder):
+            holder = self._claim_once(request_id)  # reading it failed a lost holder
+        if holder is not None:
+            raise PublisherBusy(
+                holder,
+                f"not publishing: request {holder} already publishes as this UserId in this room",
+            )
+
+    def _claim_once(self, request_id: str) -> str | None:
+        holder = self._claim(
+            keys=[job_key(request_id)],
+            args=[request_id, int(self.lost_after * 1000), f"{PREFIX}job:"],
+        )
+        return None if holder is None else cast(bytes, holder).decode()
 
     def _indexes(self, doc: dict[str, Any], state: State) -> list[str]:
         app = doc["SdkAppId"]
@@ -185,6 +310,10 @@ class JobStore:
             keys=[job_key(request_id), f"{PREFIX}jobs:state:"],
             args=[",".join(s.value for s in allowed), to.value, json.dumps(fields), request_id],
         )
+        if ok:
+            # Every state change, whoever makes it (worker, API, reaper), is an event.
+            extra = {k: fields[k] for k in ("Reason", "Error") if fields.get(k) is not None}
+            self.events.append(request_id, to.value, **extra)
         return bool(ok), (State(previous.decode()) if previous else None)
 
     def finish(self, request_id: str, to: State, **fields: Any) -> bool:
@@ -193,15 +322,23 @@ class JobStore:
             request_id, (State.QUEUED, State.RUNNING), to, FinishedAt=now(), **fields
         )
         self.forget_secrets(request_id)
+        if moved:
+            # Only when this call ended the job: otherwise it may still be publishing.
+            self._release(keys=[job_key(request_id)], args=[request_id])
         return moved
 
     def set_progress(self, request_id: str, progress: dict[str, Any]) -> None:
         """Store the latest progress snapshot (about once a second)."""
         self.redis.hset(job_key(request_id), "progress", json.dumps(progress))
 
-    def beat(self, request_id: str) -> None:
-        """Prove that the push is alive."""
+    def beat(self, request_id: str) -> bool:
+        """Prove that the push is alive and renew its publisher lease.
+
+        Returns False when another live job holds the lease (this one lost it, e.g. while
+        cut off from Redis for longer than the lease): the push must stop publishing.
+        """
         self.redis.hset(job_key(request_id), "heartbeat", now())
+        return self._claim_once(request_id) is None
 
     def request_stop(self, request_id: str, reason: str) -> None:
         """Ask a running push to stop: a flag it reads at start, and a message it hears."""
@@ -209,6 +346,10 @@ class JobStore:
         self.redis.publish(
             control_channel(request_id), json.dumps({"Command": "stop", "Reason": reason})
         )
+
+    def send_command(self, request_id: str, command: dict[str, Any]) -> int:
+        """Publish a player command to a running push; how many listeners got it."""
+        return int(self.redis.publish(control_channel(request_id), json.dumps(command)))
 
     def stop_requested(self, request_id: str) -> str | None:
         """The reason of a stop requested before the push listened, if any."""
@@ -237,6 +378,7 @@ class JobStore:
         )
         if moved:
             self.forget_secrets(job.request_id)
+            self._release(keys=[job_key(job.request_id)], args=[job.request_id])
         return self.get(job.request_id) or job
 
     def list(

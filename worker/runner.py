@@ -13,9 +13,12 @@ from typing import Any
 from pipeline import Control, Outcome, Progress, PushSpec, push
 from pipeline.errors import RoomcastError
 
+from . import trtc
 from .control import ControlListener, signal_stops
+from .events import CallbackSender
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
+from .netguard import check_source_addresses
 from .progress_store import Bookmark, RedisTarget, bookmark_key
 from .rooms import push_url
 from .settings import Settings
@@ -38,8 +41,7 @@ def run_push(
         log.warning("job %s is unknown or expired; nothing to do", request_id)
         return {"RequestId": request_id, "State": "unknown"}
     secrets = store.secrets(request_id) or {}
-    secret_values = tuple(str(v) for v in secrets.values() if v)
-    with job_context(request_id, secret_values):
+    with job_context(request_id, secret_values(secrets)):
         if job.state is not State.QUEUED:
             log.info("not starting: the job is already %s", job.state.value)
             return {"RequestId": request_id, "State": job.state.value}
@@ -67,6 +69,7 @@ def _run(
     control = Control()
     listener = ControlListener(store, rid, control, settings.heartbeat_seconds)
     listener.start()
+    callbacks = _start_callbacks(store, settings, rid, secrets)
     bookmark: Bookmark | None = None
     last = Progress()
 
@@ -87,6 +90,11 @@ def _run(
 
     try:
         with signal_stops(control):
+            # Defence in depth: never publish while another live job holds this publisher.
+            store.claim_publisher(rid)
+            if settings.block_private_addresses:
+                # Checked again here, not only at submit: DNS may answer differently now.
+                check_source_addresses([secrets["VideoSrc"], *(secrets.get("Playlist") or [])])
             start = 0.0
             if doc.get("Redis"):
                 bookmark = _open_bookmark(settings, doc, secrets)
@@ -96,7 +104,13 @@ def _run(
                     start = saved
                     log.info("resuming from the saved position %.3f s", saved)
             spec = _spec(settings, doc, secrets, start)
-            result = push(spec, control, on_progress=report, on_connected=report)
+            result = push(
+                spec,
+                control,
+                on_progress=report,
+                on_connected=report,
+                on_event=lambda name, fields: store.events.append(rid, name, **fields),
+            )
             report(result.progress, final=True)
             if result.outcome is Outcome.COMPLETED:
                 if bookmark is not None:
@@ -105,7 +119,7 @@ def _run(
                 store.finish(rid, State.SUCCEEDED, Reason=result.reason)
                 return State.SUCCEEDED, result.progress.position
             log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
-            store.finish(rid, State.STOPPED, Reason=result.reason)
+            store.finish(rid, State.STOPPED, Reason=result.reason, **trtc.on_stop(settings, doc))
             return State.STOPPED, result.progress.position
     except RoomcastError as exc:
         log.error("push failed: %s: %s", exc.code, exc.message)
@@ -124,8 +138,21 @@ def _run(
     finally:
         listener.stop()
         control.close()
+        if callbacks is not None:
+            callbacks.finish()
         if bookmark is not None:
             bookmark.close()
+
+
+def _start_callbacks(
+    store: JobStore, settings: Settings, rid: str, secrets: dict[str, Any]
+) -> CallbackSender | None:
+    url = secrets.get("CallbackUrl")
+    if not url:
+        return None
+    sender = CallbackSender(store.events, rid, url, settings.callback_secret)
+    sender.start()
+    return sender
 
 
 def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]) -> Bookmark:
@@ -168,5 +195,17 @@ def _spec(
         timeouts=settings.timeouts(),
         pace_lead=settings.pace_lead_seconds,
         live_grace=settings.live_grace_seconds,
-        secrets=tuple(str(v) for v in secrets.values() if v),
+        secrets=secret_values(secrets),
+        switchable=bool(doc.get("Switchable")),
+        playlist=tuple(secrets.get("Playlist") or ()),
+        loop=doc.get("Loop") or "none",
     )
+
+
+def secret_values(secrets: dict[str, Any]) -> tuple[str, ...]:
+    """Every secret string of a job (lists such as the Playlist flattened), for masking."""
+    values: list[str] = []
+    for value in secrets.values():
+        items = value if isinstance(value, list) else [value]
+        values += [str(v) for v in items if v]
+    return tuple(values)

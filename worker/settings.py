@@ -8,11 +8,14 @@ TRTC's ingest); the dev stack and the tests set ``ROOMCAST_REDIS_URL`` and
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.spec import OutputProfile, Timeouts
+
+from .usersig import parse_keys
 
 _PROFILE = OutputProfile()
 _TIMEOUTS = Timeouts()
@@ -52,6 +55,17 @@ class Settings(BaseSettings):
         "http,https,rtmp,rtmps", description="URL schemes VideoSrc may use (comma-separated)."
     )
     api_keys: str = Field("", description="Comma-separated bearer keys; empty: no auth.")
+    block_private_addresses: bool = Field(
+        False,
+        description=(
+            "Refuse sources whose host resolves to a loopback, private, link-local, multicast "
+            "or reserved address (SSRF guard). Off by default: the dev stack and the tests "
+            "serve media on loopback."
+        ),
+    )
+    callback_secret: str = Field(
+        "", description="Key that signs event callbacks (X-Roomcast-Signature); required for them."
+    )
     log_level: str = Field("INFO", description="Log level of the API and workers.")
     log_json: bool = Field(False, description="One JSON object per log line.")
 
@@ -72,6 +86,33 @@ class Settings(BaseSettings):
     )
     live_grace_seconds: float = Field(
         30.0, description="How long a dropped live source is waited for before the push ends."
+    )
+
+    # TRTC (README "TRTC"). Keys and credentials are SecretStr so they never show in a repr.
+    usersig_check: Literal["off", "decode", "verify"] = Field(
+        "decode",
+        description=(
+            "UserSig check at submit: off; decode (user, app, expiry; the HMAC too when the "
+            "SdkAppId has a key); verify (as decode, and every SdkAppId needs a key)."
+        ),
+    )
+    usersig_min_validity_seconds: float = Field(
+        300.0, description="A UserSig must stay valid this much longer at submit."
+    )
+    sdk_secret_keys: SecretStr = Field(
+        SecretStr(""), description="TRTC secret keys per SdkAppId: 'appid:key,appid:key'."
+    )
+    trtc_remove_user_on_stop: bool = Field(
+        False, description="On a stopped push, remove its user from the room (TRTC API)."
+    )
+    trtc_endpoint: str = Field("trtc.tencentcloudapi.com", description="TRTC API endpoint.")
+    trtc_region: str = Field("", description="TRTC API region (empty: not sent).")
+    trtc_timeout_seconds: int = Field(5, description="Time limit of one TRTC API call.")
+    tencentcloud_secret_id: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("TENCENTCLOUD_SECRET_ID")
+    )
+    tencentcloud_secret_key: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("TENCENTCLOUD_SECRET_KEY")
     )
 
     def output_profile(self) -> OutputProfile:
@@ -105,6 +146,11 @@ class Settings(BaseSettings):
     def keys(self) -> frozenset[str]:
         """The configured API keys."""
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def secret_keys(self) -> dict[int, str]:
+        """The TRTC secret key of each SdkAppId (``ROOMCAST_SDK_SECRET_KEYS``)."""
+        return parse_keys(self.sdk_secret_keys.get_secret_value())
 
 
 @lru_cache(maxsize=1)

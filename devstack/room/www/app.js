@@ -1,5 +1,5 @@
 // Preview of the local room: polls nginx-rtmp's /stat, lists the streams of application
-// "push" (one per room) and plays the chosen one over HLS (/hls/<room>.m3u8).
+// "push" (one per room and user) and plays the chosen one over HLS (/hls/<stream>.m3u8).
 "use strict";
 
 const POLL_MS = 2000;
@@ -19,6 +19,7 @@ const els = {
 
 let rtmpPlayBase = null; // from /room.json
 let liveRooms = new Map(); // name -> parsed stream info
+let publishers = new Map(); // stream name -> {Room, User, Stream}, when the room checks UserSigs
 let current = null; // { room, hls }
 
 function text(parent, tag) {
@@ -104,6 +105,13 @@ function renderRooms() {
     title.className = "room-name";
     title.textContent = name;
     button.append(title);
+    const who = publishers.get(name);
+    if (who) {
+      const user = document.createElement("div");
+      user.className = "room-detail";
+      user.textContent = `user ${who.User}` + (who.Stream !== who.Room ? ` in room ${who.Room}` : "");
+      button.append(user);
+    }
     for (const line of describe(liveRooms.get(name))) {
       const detail = document.createElement("div");
       detail.className = "room-detail";
@@ -195,6 +203,7 @@ async function poll() {
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const wasLive = current && liveRooms.has(current.room);
     liveRooms = parseStat(await resp.text());
+    publishers = await fetchPublishers();
     els.pollState.textContent = `updated ${new Date().toLocaleTimeString()}`;
     els.pollState.classList.remove("error");
     if (current) {
@@ -206,6 +215,17 @@ async function poll() {
   } catch (err) {
     els.pollState.textContent = `cannot reach /stat (${err.message})`;
     els.pollState.classList.add("error");
+  }
+}
+
+// Only a room with secret keys knows its publishers' user ids (nginx's /stat does not).
+async function fetchPublishers() {
+  try {
+    const resp = await fetch("/publishers.json", { cache: "no-store" });
+    if (!resp.ok) return new Map();
+    return new Map((await resp.json()).map((p) => [p.Stream, p]));
+  } catch (_err) {
+    return new Map();
   }
 }
 

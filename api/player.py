@@ -1,0 +1,132 @@
+"""Player commands for a running switchable push: switch, queue, seek, pause, loop, volume.
+
+Each is ``POST /v1/pushes/<id>/<command>`` with a small JSON body, validated here and sent to
+the push over its control channel; the push applies it between two packets. Answers: 202
+(sent), 400 (bad body, field named), 404 (unknown id), 409 (not running, not switchable, or
+nobody listening).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, cast
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from worker.jobs import JobStore, State
+
+from .errors import ApiError, invalid_job_from
+from .models import check_source_url
+
+bp = Blueprint("player", __name__)
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Switch(_Command):
+    """Play another clip, now or when the current one ends."""
+
+    VideoSrc: StrictStr
+    When: Literal["now", "end"] = "now"
+
+    @field_validator("VideoSrc")
+    @classmethod
+    def _check(cls, value: str, info: ValidationInfo) -> str:
+        return check_source_url(value, info)
+
+
+class Queue(_Command):
+    """Append to, replace or clear the clips waiting after the current one."""
+
+    Action: Literal["append", "replace", "clear"] = "append"
+    Sources: Annotated[list[StrictStr], Field(max_length=100)] = []
+
+    @field_validator("Sources")
+    @classmethod
+    def _check(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for url in value:
+            check_source_url(url, info)
+        return value
+
+
+class Seek(_Command):
+    """Jump to a position (seconds) in the current clip."""
+
+    Position: Annotated[StrictInt | StrictFloat, Field(ge=0)]
+
+
+class Loop(_Command):
+    """clip: repeat the current clip; last: repeat the last one; all: the whole list."""
+
+    Loop: Literal["none", "clip", "last", "all"]
+
+
+class Volume(_Command):
+    """Audio volume in percent of the recording (0–200)."""
+
+    Volume: Annotated[StrictInt | StrictFloat, Field(ge=0, le=200)]
+
+
+class NoBody(_Command):
+    """pause and resume take no fields."""
+
+
+COMMANDS: dict[str, type[_Command]] = {
+    "switch": Switch,
+    "queue": Queue,
+    "seek": Seek,
+    "pause": NoBody,
+    "resume": NoBody,
+    "loop": Loop,
+    "volume": Volume,
+}
+
+
+@bp.post("/v1/pushes/<request_id>/<command>")
+def command(request_id: str, command: str) -> ResponseReturnValue:
+    """Validate a player command and send it to the running push."""
+    model = COMMANDS.get(command)
+    if model is None:
+        raise ApiError(404, "NotFound", f"no command {command!r}; one of {', '.join(COMMANDS)}")
+    store = cast(JobStore, current_app.extensions["roomcast.store"])
+    job = store.get(request_id)
+    if job is None:
+        raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
+    if job.state is not State.RUNNING:
+        raise ApiError(
+            409, "NotRunning", f"the push is {job.state.value}: commands need it running"
+        )
+    if not job.doc.get("Switchable"):
+        raise ApiError(
+            409,
+            "NotSwitchable",
+            "this push was not started switchable: give Playlist, Loop or Switchable=true",
+        )
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidParameter", "the body must be a JSON object")
+    settings = current_app.extensions["roomcast.settings"]
+    try:
+        parsed = model.model_validate(body, context={"schemes": settings.schemes})
+    except ValidationError as exc:
+        raise invalid_job_from(exc) from None
+    message: dict[str, Any] = {"Command": command, **parsed.model_dump()}
+    if store.send_command(request_id, message) == 0:
+        raise ApiError(409, "NotListening", "the push is not listening (its worker may be gone)")
+    current_app.logger.info("push %s: command %s sent", request_id, command)
+    response = jsonify({"RequestId": request_id, "Command": command, "Message": "command sent"})
+    response.status_code = 202
+    return response

@@ -1,0 +1,330 @@
+"""A switchable push: clips played one after another on one room connection.
+
+The AI classroom's teacher clips (explanation, question, feedback…) and a watch-together
+playlist both need what a single file push does not: switching to another clip now or at
+the end of this one, a queue, looping, seeking, pausing and volume, all while the room
+sees one publisher whose timestamps never jump. Every clip is re-encoded to one output
+format (size, frame rate, AAC stereo 48 kHz), so clips of any codec, size or rate join
+seamlessly; the audio sample counter is shared, so sound joins without a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+from .control import Control
+from .errors import SourceError
+from .probe import probe_video
+from .redact import redact_url
+from .relay import Relay
+from .routes import (
+    MS,
+    VIDEO_TIMELINE_KEY,
+    AudioTranscodeRoute,
+    Gain,
+    SampleCounter,
+    VideoTranscodeRoute,
+    encode_audio,
+    packet_time,
+)
+from .source import Source, open_source
+from .spec import PushSpec
+from .timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+LOOP_MODES = ("none", "clip", "last", "all")
+#: While paused, the last picture is repeated at this interval (with silence).
+PAUSE_STEP = Fraction(1, 10)
+HISTORY_KEPT = 50
+
+#: Receives each player event: its name and fields (URLs redacted).
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ClipEnd:
+    """Why playing a clip stopped: ended, stopped, switch (to ``url``), seek (to ``position``)."""
+
+    kind: str
+    url: str | None = None
+    position: float = 0.0
+
+
+class Player:
+    """Plays the job's clips into the room connection and obeys player commands."""
+
+    def __init__(
+        self,
+        spec: PushSpec,
+        control: Control,
+        relay: Relay,
+        timeline: Timeline,
+        video_out: Any | None,
+        audio_out: Any | None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self._spec = spec
+        self._on_event = on_event
+        self._control = control
+        self._relay = relay
+        self._timeline = timeline
+        self._video_out = video_out
+        self._audio_out = audio_out
+        self._clips = [spec.source, *spec.playlist]
+        self._queue: deque[str] = deque(spec.playlist)
+        self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
+        self._counter = SampleCounter()
+        self._gain = Gain()
+        self._paused = False
+        self._history: list[dict[str, Any]] = []
+        self._current = spec.source
+        self._index = 0
+        self._video_route: VideoTranscodeRoute | None = None
+
+    def run(self, first: Source, rotation: int) -> str:
+        """Play until the clips run out (returns why) or the push is stopped."""
+        source: Source | None = first
+        while source is not None:
+            self._event("clip-start")
+            end = self._play(source, rotation)
+            if source is not first:
+                source.close()
+            if end.kind == "stopped" or self._relay.stopped:
+                return "stopped"
+            self._event("clip-end" if end.kind == "ended" else "switch", To=end.url)
+            source, rotation = self._next(end)
+        self._flush_encoders()
+        return "the playlist ended"
+
+    # -- the clip sequence -------------------------------------------------------------
+
+    def _next(self, end: ClipEnd) -> tuple[Source | None, int]:
+        while True:
+            if end.url is not None:
+                url, end = end.url, ClipEnd("ended")
+            elif self._loop == "clip":
+                url = self._current
+            elif self._queue:
+                url = self._queue.popleft()
+            elif self._loop == "last":
+                url = self._current
+            elif self._loop == "all":
+                self._queue = deque(self._clips[1:])
+                url = self._clips[0]
+            else:
+                return None, 0
+            if self._relay.stopped:
+                return None, 0
+            try:
+                source = open_source(url, self._spec.timeouts, secrets=self._spec.secrets)
+            except SourceError as exc:
+                self._event("clip-failed", VideoSrc=redact_url(url), Reason=exc.message)
+                log.warning("skipping a clip that cannot be played: %s", exc.message)
+                if self._loop in ("clip", "last") and url == self._current:
+                    return None, 0  # looping a clip that fails would spin forever
+                continue
+            self._current = url
+            self._index += 1
+            self._relay.progress.duration = source.duration
+            rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
+            return source, rotation
+
+    def _play(self, source: Source, rotation: int) -> ClipEnd:
+        start = 0.0
+        while True:
+            end = self._play_from(source, rotation, start)
+            if end.kind != "seek":
+                return end
+            start = end.position
+
+    def _play_from(self, source: Source, rotation: int, start: float) -> ClipEnd:
+        from .push import _packets, _seek  # noqa: PLC0415 - the file push's reading rules
+
+        skip = None
+        if start > 0 and _seek(source, Fraction(start).limit_denominator(1000)):
+            skip = Fraction(start).limit_denominator(1000)
+        routes = self._routes(source, rotation, skip)
+        # Join on the picture's end: sound already sent past it is trimmed from the new clip.
+        joint = self._timeline.end_of(VIDEO_TIMELINE_KEY) if self._video_out is not None else None
+        self._timeline.begin_segment(skip if skip is not None else source.start_time, joint)
+        relay = self._relay
+        for packet in _packets(source):
+            end = self._obey(source)
+            if end is not None:
+                return end
+            if relay.stopped:
+                return ClipEnd("stopped")
+            route = routes.get(packet.stream.index)
+            if route is None or packet.size == 0 or packet_time(packet) is None:
+                continue
+            if not relay.send(list(route.process(packet)), route.is_video):
+                return ClipEnd("stopped")
+        for route in routes.values():
+            if not relay.send(list(route.finish_input()), route.is_video):
+                return ClipEnd("stopped")
+        return ClipEnd("ended")
+
+    def _routes(
+        self, source: Source, rotation: int, skip: Fraction | None
+    ) -> dict[int, VideoTranscodeRoute | AudioTranscodeRoute]:
+        routes: dict[int, VideoTranscodeRoute | AudioTranscodeRoute] = {}
+        if source.video is not None and self._video_out is not None:
+            ctx: Any = source.video.codec_context
+            if not ctx.is_open:
+                ctx.thread_type = "AUTO"
+            rate = Fraction(source.video.average_rate or 30)
+            out_rate = Fraction(self._video_out.codec_context.framerate or 30)
+            self._video_route = VideoTranscodeRoute(
+                source.video,  # type: ignore[arg-type]
+                self._video_out,
+                self._timeline,
+                skip,
+                rotation=rotation,
+                cap_rate=rate > out_rate,
+            )
+            routes[source.video.index] = self._video_route
+        if source.audio is not None and self._audio_out is not None:
+            routes[source.audio.index] = AudioTranscodeRoute(
+                source.audio,  # type: ignore[arg-type]
+                self._audio_out,
+                self._timeline,
+                skip,
+                counter=self._counter,
+                gain=self._gain,
+                trim_overlap=True,
+            )
+        return routes
+
+    # -- commands ----------------------------------------------------------------------
+
+    def _obey(self, source: Source) -> ClipEnd | None:
+        """Apply the commands received since the last packet; an end if the clip must end."""
+        for command in self._control.commands():
+            end = self._apply(command, source)
+            if end is not None:
+                return end
+        return None
+
+    def _apply(self, command: dict[str, Any], source: Source) -> ClipEnd | None:
+        name = command.get("Command")
+        if name == "switch":
+            url = str(command["VideoSrc"])
+            if command.get("When", "now") == "now":
+                return ClipEnd("switch", url=url)
+            self._queue.appendleft(url)
+            self._event("queued-next", VideoSrc=redact_url(url))
+        elif name == "queue":
+            self._edit_queue(
+                str(command.get("Action", "append")), [str(u) for u in command.get("Sources", [])]
+            )
+        elif name == "seek":
+            self._event("seek", Position=float(command["Position"]))
+            return ClipEnd("seek", position=float(command["Position"]))
+        elif name == "pause":
+            return self._pause(source)
+        elif name == "loop":
+            self._loop = str(command.get("Loop", "none"))
+            self._event("loop", Loop=self._loop)
+        elif name == "volume":
+            self._gain.set(float(command["Volume"]) / 100)
+            self._event("volume", Volume=command["Volume"])
+        return None
+
+    def _edit_queue(self, action: str, urls: list[str]) -> None:
+        if action == "replace":
+            self._queue = deque(urls)
+        elif action == "clear":
+            self._queue.clear()
+        else:
+            self._queue.extend(urls)
+        self._event("queue", Action=action)
+
+    def _pause(self, source: Source) -> ClipEnd | None:
+        """Keep the room's publisher alive: repeat the last picture with silence."""
+        relay = self._relay
+        resume_at = Fraction(relay.progress.position).limit_denominator(1000)
+        self._paused = True
+        self._event("pause")
+        relay.track_position = False
+        try:
+            t = self._timeline.end
+            while not relay.stopped:
+                for command in self._control.commands():
+                    name = command.get("Command")
+                    if name in ("resume", "switch", "seek"):
+                        self._timeline.begin_segment(
+                            resume_at, self._timeline.end_of(VIDEO_TIMELINE_KEY)
+                        )
+                        self._paused = False
+                        self._event("resume")
+                        return None if name == "resume" else self._apply(command, source)
+                    if name != "pause":
+                        self._apply(command, source)
+                if not self._send_filler(t):
+                    break
+                t += PAUSE_STEP
+            return ClipEnd("stopped")
+        finally:
+            relay.track_position = True
+
+    def _send_filler(self, t: Fraction) -> bool:
+        packets: list[tuple[av.Packet, bool]] = []
+        last = self._video_route.last_frame if self._video_route is not None else None
+        if last is not None and self._video_out is not None:
+            frame = last.reformat(format="yuv420p")
+            out = self._timeline.place_output(t, VIDEO_TIMELINE_KEY, PAUSE_STEP)
+            frame.pts, frame.time_base = round(out / MS), MS
+            frame.pict_type = av.video.frame.PictureType.NONE
+            packets += [(p, True) for p in self._video_out.encode(frame)]
+        if self._audio_out is not None:
+            rate = self._audio_out.codec_context.sample_rate
+            if self._counter.next_pts is None:
+                self._counter.next_pts = round(t * rate)
+            while self._counter.next_pts < (t + PAUSE_STEP) * rate:
+                silence = av.AudioFrame.from_ndarray(
+                    np.zeros((2, 1024), dtype=np.float32), format="fltp", layout="stereo"
+                )
+                packets += [
+                    (p, False)
+                    for p in encode_audio(self._audio_out, silence, self._counter, self._timeline)
+                ]
+        packets.sort(key=lambda item: (item[0].dts or 0) * Fraction(item[0].time_base))
+        return all(self._relay.send([p], is_video) for p, is_video in packets)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _event(self, name: str, **fields: Any) -> None:
+        entry = {"Event": name, "OutputTime": round(float(self._timeline.end), 3), **fields}
+        self._history = [*self._history, entry][-HISTORY_KEPT:]
+        log.info("player: %s %s", name, fields or "")
+        if self._on_event is not None:
+            self._on_event(
+                name, {"Clip": self._index, "VideoSrc": redact_url(self._current), **entry}
+            )
+        self._relay.progress.player = self.state()
+        self._relay.meter.report()
+
+    def state(self) -> dict[str, Any]:
+        """The status API's ``Player`` object."""
+        return {
+            "Clip": {"Index": self._index, "VideoSrc": redact_url(self._current)},
+            "Queue": [redact_url(u) for u in self._queue],
+            "Loop": self._loop,
+            "Paused": self._paused,
+            "Volume": round(self._gain.target * 100),
+            "History": self._history,
+        }
+
+    def _flush_encoders(self) -> None:
+        for out, is_video in ((self._video_out, True), (self._audio_out, False)):
+            if out is not None:
+                self._relay.send(list(out.encode(None)), is_video)
