@@ -76,8 +76,11 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        persistent: bool = False,
     ):
         self._workdir = Path(workdir)
+        # An append-only file (fsync every second) keeps job records across a restart.
+        self._persistent = persistent
         self._port = port if port is not None else free_port()
         self._password = password
         self._tls = tls
@@ -164,7 +167,8 @@ class RedisServer:
             f"bind {self.host}",
             *listen,
             'save ""',
-            "appendonly no",
+            f"appendonly {'yes' if self._persistent else 'no'}",
+            "appendfsync everysec",
             "daemonize no",
             f"dir {_quote(str(self._workdir.resolve()))}",
             f"logfile {_quote(str(self.logfile.resolve()))}",
@@ -193,13 +197,14 @@ def reuse_or_start(workdir: Path) -> tuple[str, RedisServer | None]:
     """Return a URL of a usable Redis and the server started for it, if any.
 
     A Redis already answering on 127.0.0.1:6379 is reused (the server part is then None);
-    otherwise a new one is started on 6379 when that port is free, else on a free port.
+    otherwise a new one is started on 6379 when that port is free, else on a free port,
+    with an append-only file so that job records survive its restart.
     The caller stops the returned server.
     """
     if redis_answers(LOCALHOST, DEFAULT_PORT):
         return redis_url(LOCALHOST, DEFAULT_PORT), None
     # 6379 may be held by something that is not Redis, or by a Redis with a password.
     port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else None
-    server = RedisServer(workdir, port=port)
+    server = RedisServer(workdir, port=port, persistent=True)
     server.start()
     return server.url, server

@@ -44,6 +44,7 @@ class Progress:
     source_state: str | None = None
     reconnects: int = 0
     player: dict[str, Any] | None = None
+    room_reconnects: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -57,6 +58,7 @@ class Progress:
             "Bitrate": self.bitrate,
             "Lag": round(self.lag, 3),
             "Streams": [s.as_dict() for s in self.streams],
+            "RoomReconnects": self.room_reconnects,
             **(
                 {"Source": {"State": self.source_state, "Reconnects": self.reconnects}}
                 if self.source_state is not None

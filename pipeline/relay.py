@@ -68,6 +68,7 @@ class Relay:
                 return False
             self._sink.send(out)
             progress = self.progress
+            progress.room_reconnects = self._sink.reconnects
             progress.output_time = seconds
             if self.track_position:
                 progress.position = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -25,6 +26,10 @@ class RtmpSink:
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
         self._container: av.container.OutputContainer | None = None
+        # After a reconnect, packets addressed to the first connection's streams (index)
+        # go to the streams of the current one; encoders stay as they are.
+        self._current: dict[int, Any] = {}
+        self.reconnects = 0
 
     def open(self) -> RtmpSink:
         """Prepare the FLV output; :meth:`start` connects. Raises :class:`RoomUnreachable`."""
@@ -101,13 +106,66 @@ class RtmpSink:
             ) from None
 
     def send(self, packet: av.Packet) -> None:
-        """Write one packet; a broken connection raises :class:`RoomDisconnected`."""
+        """Write one packet, reconnecting once the connection breaks (the room restarted).
+
+        Raises :class:`RoomDisconnected` when the room stays away for
+        ``Timeouts.room_reconnect`` seconds.
+        """
+        if self._current:
+            packet.stream = self._current[packet.stream.index]
         try:
             self.container.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
-            raise RoomDisconnected(
-                f"the room connection to {redact_url(self.url)} broke: {self._detail(exc)}"
-            ) from None
+            self._reconnect(exc)
+            packet.stream = self._current[packet.stream.index]
+            try:
+                self.container.mux(packet)
+            except (av.error.FFmpegError, OSError) as again:
+                raise RoomDisconnected(
+                    f"the room connection to {redact_url(self.url)} broke again right after "
+                    f"reconnecting: {self._detail(again)}"
+                ) from None
+
+    def _reconnect(self, cause: BaseException) -> None:
+        """A new publish on the same URL carrying the same streams (copied parameters)."""
+        old = self.container
+        streams = list(old.streams)
+        log.warning("the room connection broke (%s); reconnecting", self._detail(cause))
+        try:
+            old.close()
+        except (av.error.FFmpegError, OSError):
+            pass  # the connection is gone: nothing to finish
+        self._container = None
+        deadline = time.monotonic() + self._timeouts.room_reconnect
+        delay = 0.25
+        last: BaseException = cause
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                container = av.open(
+                    self.url,
+                    mode="w",
+                    format="flv",
+                    options={"flvflags": "no_duration_filesize"},
+                    timeout=(self._timeouts.room_open, self._timeouts.room_open),
+                )
+                fresh = [container.add_stream_from_template(s) for s in streams]
+                container.start_encoding()
+            except (av.error.FFmpegError, OSError) as exc:
+                last = exc
+                continue
+            self._container = container
+            # Streams are added in the same order, so an index names the same stream in
+            # every connection; routes keep addressing the first connection's streams.
+            self._current = {f.index: f for f in fresh}
+            self.reconnects += 1
+            log.info("reconnected to the room (reconnect %d)", self.reconnects)
+            return
+        raise RoomDisconnected(
+            f"the room connection to {redact_url(self.url)} broke and did not come back within "
+            f"{self._timeouts.room_reconnect:g} s: {self._detail(last)}"
+        ) from None
 
     def close(self) -> None:
         """Finish the FLV stream and close the connection (the room sees the user leave)."""

@@ -34,6 +34,7 @@ class Timeouts:
     source_read: float = 10.0
     room_open: float = 10.0
     live_read: float = 3.0
+    room_reconnect: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ Like a web view, it maps a request (a job id) to calls and exceptions to states:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
+
+import redis
 
 from pipeline import Control, Outcome, Progress, PushSpec, push
 from pipeline.errors import RoomcastError
@@ -84,9 +87,13 @@ def _run(
             else:
                 bookmark.save_soon(rid, progress.position, progress.duration)
             data["ProgressSaving"] = bookmark.failing or "ok"
-        store.set_progress(rid, data)
-        if on_progress is not None and not final:
-            on_progress(data)
+        try:
+            store.set_progress(rid, data)
+            if on_progress is not None and not final:
+                on_progress(data)
+        except (redis.RedisError, OSError) as exc:
+            # The service's Redis restarting must not end the push: status catches up later.
+            log.warning("could not record progress (the push goes on): %s", exc)
 
     try:
         with signal_stops(control):
@@ -116,16 +123,16 @@ def _run(
                 if bookmark is not None:
                     bookmark.delete()
                 log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
-                store.finish(rid, State.SUCCEEDED, Reason=result.reason)
+                _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
                 return State.SUCCEEDED, result.progress.position
             log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
-            store.finish(rid, State.STOPPED, Reason=result.reason, **trtc.on_stop(settings, doc))
+            _finish(store, rid, State.STOPPED, Reason=result.reason, **trtc.on_stop(settings, doc))
             return State.STOPPED, result.progress.position
     except RoomcastError as exc:
         log.error("push failed: %s: %s", exc.code, exc.message)
         if bookmark is not None and last.position > 0:
             bookmark.save(rid, last.position, last.duration)
-        store.finish(rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
+        _finish(store, rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
         return State.FAILED, last.position
     except Exception as exc:
         log.exception("push failed with an internal error")
@@ -133,7 +140,7 @@ def _run(
             "Code": "InternalError",
             "Message": f"internal error ({type(exc).__name__}); the worker log has details",
         }
-        store.finish(rid, State.FAILED, Error=error, Reason=error["Message"])
+        _finish(store, rid, State.FAILED, Error=error, Reason=error["Message"])
         return State.FAILED, last.position
     finally:
         listener.stop()
@@ -209,3 +216,24 @@ def secret_values(secrets: dict[str, Any]) -> tuple[str, ...]:
         items = value if isinstance(value, list) else [value]
         values += [str(v) for v in items if v]
     return tuple(values)
+
+
+#: How long the final state of a push is retried while the service's Redis is away.
+FINISH_RETRY_SECONDS = 120.0
+
+
+def _finish(store: JobStore, rid: str, state: State, **fields: Any) -> None:
+    """Record the end of a push, waiting out a Redis restart rather than losing it."""
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            store.finish(rid, state, **fields)
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() > deadline:
+                log.error("could not record the end of the push (%s): %s", state.value, exc)
+                return
+            log.warning("recording the end of the push failed, retrying: %s", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     callback_secret: str = Field(
         "", description="Key that signs event callbacks (X-Roomcast-Signature); required for them."
     )
+    metrics_public: bool = Field(
+        True,
+        description=(
+            "GET /metrics answers without an API key (Prometheus scrapers usually carry none; "
+            "the metrics hold counts only, never a secret). false: it needs one like any call."
+        ),
+    )
     log_level: str = Field("INFO", description="Log level of the API and workers.")
     log_json: bool = Field(False, description="One JSON object per log line.")
 
@@ -81,6 +88,10 @@ class Settings(BaseSettings):
     pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
     source_timeout_seconds: float = _TIMEOUTS.source_open
     room_timeout_seconds: float = _TIMEOUTS.room_open
+    room_reconnect_seconds: float = Field(
+        _TIMEOUTS.room_reconnect,
+        description="How long a broken room connection is retried before the push fails.",
+    )
     live_read_timeout_seconds: float = Field(
         _TIMEOUTS.live_read, description="A live source silent this long has dropped."
     )
@@ -134,6 +145,7 @@ class Settings(BaseSettings):
             source_open=self.source_timeout_seconds,
             source_read=self.source_timeout_seconds,
             room_open=self.room_timeout_seconds,
+            room_reconnect=self.room_reconnect_seconds,
             live_read=self.live_read_timeout_seconds,
         )
 
