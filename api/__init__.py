@@ -3,25 +3,22 @@
 The Flask app factory follows the Flask docs' Celery pattern: the Celery app (from
 ``worker``) is kept in ``app.extensions["celery"]``; views only validate, enqueue, report
 and stop.
+
+The server's imports (Flask, Celery, PyAV…) are made inside the functions, not here: the
+``roomcast`` command (``api.cli``) lives in this package, and importing them for every CLI
+call would cost it about a second of start-up.
 """
 
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app, request
-from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import RequestEntityTooLarge
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.typing import ResponseReturnValue
 
-from worker import app as celery_app
-from worker.logs import configure_logging
-from worker.services import get_store
-from worker.settings import Settings, get_settings
-
-from .errors import ApiError, register_error_handlers
-from .events import bp as events_bp
-from .player import bp as player_bp
-from .views import bp
+    from worker.settings import Settings
 
 #: Largest request body accepted (413 beyond): a push request is a few KiB at most.
 MAX_BODY_BYTES = 64 * 1024
@@ -29,6 +26,20 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app; ``settings`` default to the ``ROOMCAST_*`` environment."""
+    from flask import Flask
+
+    from worker import app as celery_app
+    from worker.logs import configure_logging
+    from worker.services import get_store
+    from worker.settings import get_settings
+
+    from .errors import register_error_handlers
+    from .events import bp as events_bp
+    from .metrics import bp as metrics_bp
+    from .openapi import bp as openapi_bp
+    from .player import bp as player_bp
+    from .views import bp
+
     settings = settings or get_settings()
     # A malformed ROOMCAST_SDK_SECRET_KEYS stops the API at start, not at the first push.
     settings.secret_keys  # noqa: B018
@@ -45,13 +56,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(player_bp)
     app.register_blueprint(events_bp)
+    app.register_blueprint(metrics_bp)
+    app.register_blueprint(openapi_bp)
     return app
 
 
 def _check_api_key() -> ResponseReturnValue | None:
-    keys = current_app.extensions["roomcast.settings"].keys
-    if not keys or request.path == "/healthz":
+    from flask import current_app, request
+
+    from .errors import ApiError
+    from .openapi import PUBLIC_PATHS
+
+    settings = current_app.extensions["roomcast.settings"]
+    keys = settings.keys
+    path = request.path
+    if not keys or path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
+    if path == "/metrics" and settings.metrics_public:
+        return None  # scrapers usually carry no key; ROOMCAST_METRICS_PUBLIC=false asks one
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not _known_key(token, keys):
@@ -66,6 +88,9 @@ def _limit_streamed_body() -> None:
     Werkzeug refuses a declared Content-Length over the limit, but silently cuts a chunked
     body at the limit, which would then fail as malformed JSON (400) instead.
     """
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
     if request.content_length is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
 

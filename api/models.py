@@ -165,6 +165,8 @@ class PushRequest(BaseModel):
     def _check_room_and_redis(self) -> PushRequest:
         if self.Mode == "live" and self.switchable:
             raise FieldError("Mode", "Playlist, Loop and Switchable need Mode=vod")
+        if self.Redis and self.switchable:
+            raise FieldError("Redis", "resume (Redis=true) is not supported for switchable pushes")
         if self.RoomId is None and self.StrRoomId is None:
             raise FieldError("RoomId", "one of RoomId or StrRoomId is required")
         if not self.Redis:

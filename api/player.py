@@ -123,6 +123,12 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
         parsed = model.model_validate(body, context={"schemes": settings.schemes})
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
+    if settings.block_private_addresses:
+        from .views import guard_urls  # noqa: PLC0415 - views imports this blueprint's app
+
+        urls = [("VideoSrc", parsed.VideoSrc)] if isinstance(parsed, Switch) else []
+        urls += [("Sources", u) for u in parsed.Sources] if isinstance(parsed, Queue) else []
+        guard_urls(urls)
     message: dict[str, Any] = {"Command": command, **parsed.model_dump()}
     if store.send_command(request_id, message) == 0:
         raise ApiError(409, "NotListening", "the push is not listening (its worker may be gone)")

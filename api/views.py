@@ -115,14 +115,21 @@ def submit() -> ResponseReturnValue:
     return response
 
 
-def _guard_sources(job: PushRequest) -> None:
-    """SSRF guard (ROOMCAST_BLOCK_PRIVATE_ADDRESSES): refuse sources on internal addresses."""
-    sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", u) for u in job.Playlist or []]
+def guard_urls(sources: list[tuple[str, str]]) -> None:
+    """SSRF guard for URLs the workers will open; 400 naming the field of a refused one."""
     for field, url in sources:
         try:
             check_source_address(url)
         except SourceError as exc:  # a refused address, or a host that does not resolve
             raise InvalidJob(exc.message, field=field) from None
+
+
+def _guard_sources(job: PushRequest) -> None:
+    """SSRF guard (ROOMCAST_BLOCK_PRIVATE_ADDRESSES): refuse sources on internal addresses."""
+    sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", u) for u in job.Playlist or []]
+    if job.CallbackUrl:
+        sources.append(("CallbackUrl", job.CallbackUrl))
+    guard_urls(sources)
 
 
 def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], replace: bool) -> None:
@@ -299,7 +306,10 @@ def stop(request_id: str) -> ResponseReturnValue:
     if job.state is State.QUEUED:
         # Revoked tasks are discarded by every worker; the state change makes sure.
         celery.control.revoke(request_id)
-        if store.finish(request_id, State.STOPPED, Reason="stopped before it started"):
+        # Only while still queued: a job the worker just started is stopped the running way.
+        if store.finish(
+            request_id, State.STOPPED, allowed=(State.QUEUED,), Reason="stopped before it started"
+        ):
             current_app.logger.info("push %s stopped while queued", request_id)
             return jsonify(_current(store, request_id))
     store.request_stop(request_id, reason)

@@ -1,4 +1,4 @@
-"""How the outside world tells a running pipeline to stop (and, later, to switch or seek).
+"""How the outside world tells a running pipeline to stop, and sends player commands.
 
 A :class:`Control` is a self-pipe: ``request_stop`` only writes a byte, so it is safe to
 call from another thread (a Redis listener) and from a signal handler (Celery's revoke
@@ -46,6 +46,8 @@ class Control:
         """Ask the pipeline to stop after the packet in hand; async-signal-safe."""
         if self.stop_reason is None:
             self.stop_reason = reason
+        if self._write_fd < 0:
+            return  # closed: the descriptor number may already belong to something else
         try:
             os.write(self._write_fd, b"s")
         except (BlockingIOError, OSError):
@@ -63,12 +65,14 @@ class Control:
         return self.stop_requested
 
     def close(self) -> None:
-        """Release the pipe."""
-        for fd in (self._read_fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Release the pipe (a late stop request then only sets the flag)."""
+        fds, (self._read_fd, self._write_fd) = (self._read_fd, self._write_fd), (-1, -1)
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def __enter__(self) -> Control:
         return self

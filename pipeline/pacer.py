@@ -23,7 +23,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._control = control
-        self._lead = lead
+        self.lead = lead
         self._clock = clock
         self._start: float | None = None
 
@@ -44,7 +44,7 @@ class Pacer:
         if self._start is None:
             self._start = now - media_time
             return not self._control.stop_requested
-        delay = self._start + media_time - self._lead - now
+        delay = self._start + media_time - self.lead - now
         if delay > 0:
             return not self._control.wait(delay)
         return not self._control.stop_requested

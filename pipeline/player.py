@@ -95,12 +95,17 @@ class Player:
         source: Source | None = first
         while source is not None:
             self._event("clip-start")
-            end = self._play(source, rotation)
-            if source is not first:
-                source.close()
+            try:
+                end = self._play(source, rotation)
+            finally:
+                if source is not first:
+                    source.close()
             if end.kind == "stopped" or self._relay.stopped:
                 return "stopped"
-            self._event("clip-end" if end.kind == "ended" else "switch", To=end.url)
+            self._event(
+                "clip-end" if end.kind == "ended" else "switch",
+                To=redact_url(end.url) if end.url else None,
+            )
             source, rotation = self._next(end)
         self._flush_encoders()
         return "the playlist ended"
@@ -108,6 +113,7 @@ class Player:
     # -- the clip sequence -------------------------------------------------------------
 
     def _next(self, end: ClipEnd) -> tuple[Source | None, int]:
+        failures = 0
         while True:
             if end.url is not None:
                 url, end = end.url, ClipEnd("ended")
@@ -129,6 +135,10 @@ class Player:
             except SourceError as exc:
                 self._event("clip-failed", VideoSrc=redact_url(url), Reason=exc.message)
                 log.warning("skipping a clip that cannot be played: %s", exc.message)
+                failures += 1
+                if failures > len(self._clips) + len(self._queue):
+                    # Looping over clips that all fail (expired signed URLs) would spin.
+                    raise SourceError("no clip of the playlist can be opened any more") from None
                 if self._loop in ("clip", "last") and url == self._current:
                     return None, 0  # looping a clip that fails would spin forever
                 continue

@@ -25,7 +25,7 @@ from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
-from .redact import redact_url
+from .redact import redact_text, redact_url
 from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import RtmpSink
@@ -283,10 +283,10 @@ def _push_file(
                 if start > 0:
                     t = packet_time(packet)
                     timeline.begin_segment(t if t is not None else start, Fraction(0))
-            elif video_remux and start > 0 and not route.is_video:
+            elif start > 0 and not route.is_video:
                 t = packet_time(packet)
                 if t is not None and t < timeline.to_source(Fraction(0)):
-                    continue  # audio from before the keyframe the video resumes on
+                    continue  # audio from before the point the picture resumes at
             if not relay.send(list(route.process(packet)), route.is_video):
                 break
         else:
@@ -296,7 +296,10 @@ def _push_file(
     except (av.error.FFmpegError, OSError) as exc:
         if isinstance(exc, av.error.FFmpegError) and not isinstance(exc, OSError):
             raise
-        raise SourceUnreachable(f"reading the source failed: {exc}") from None
+        detail = redact_text(
+            str(getattr(exc, "strerror", None) or exc), [*spec.secrets, source.url]
+        )
+        raise SourceUnreachable(f"reading the source failed: {detail}") from None
 
     relay.meter.report()
     progress = relay.progress
@@ -340,6 +343,7 @@ def _push_live(
                 return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
             return PushResult(Outcome.COMPLETED, "source ended", progress.copy())
         source = reconnected
+        relay.restart_clock()
 
 
 def _relay_connection(
@@ -429,7 +433,8 @@ def _packets(source: Source) -> Iterator[av.Packet]:
         except av.error.InvalidDataError as exc:
             errors += 1
             if errors > MAX_DEMUX_ERRORS:
-                raise SourceEndedEarly(f"the source broke off: {exc}") from None
+                detail = redact_text(str(exc), [source.url])
+                raise SourceEndedEarly(f"the source broke off: {detail}") from None
             log.warning("skipping corrupt data in the source: %s", exc)
 
 

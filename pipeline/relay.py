@@ -41,6 +41,10 @@ class Relay:
         #: False while a paused push sends filler: the source position stands still.
         self.track_position = True
 
+    def restart_clock(self) -> None:
+        """A new live connection: measure the delay from its first packet again."""
+        self.pacer = Pacer(self._control, lead=self.pacer.lead)
+
     @property
     def stopped(self) -> bool:
         """Whether a stop was requested or the time limit reached."""
@@ -64,8 +68,11 @@ class Relay:
             seconds = float(out_time)
             if self._paced and not self.pacer.wait(seconds):
                 return False
-            if not self._paced and self._control.stop_requested:
-                return False
+            if not self._paced:
+                if self._control.stop_requested:
+                    return False
+                if not self.pacer.started:
+                    self.pacer.wait(seconds)  # only sets the clock's origin: never waits here
             self._sink.send(out)
             progress = self.progress
             progress.room_reconnects = self._sink.reconnects
@@ -74,6 +81,8 @@ class Relay:
                 progress.position = (
                     float(self._timeline.to_source(out_time)) if self._paced else seconds
                 )
-            progress.lag = self.pacer.lag(seconds) if self._paced else 0.0
+            # vod: how late the pacer runs; live: how far the relay fell behind the source
+            # since this connection began (a growing value is a growing delay).
+            progress.lag = self.pacer.lag(seconds)
             self.meter.count(out.size, is_video)
         return True

@@ -112,6 +112,13 @@ def long_clip(media: Path) -> str:
     return "long.mp4"
 
 
+@pytest.fixture(scope="session")
+def short_clip(media: Path) -> str:
+    """4 s of a compatible clip at a small size: a whole push that ends quickly."""
+    make_clip(media / "short.mp4", seconds=4, size="320x240", fps=25)
+    return "short.mp4"
+
+
 @pytest.fixture
 def room_name() -> str:
     """A fresh room per test, so viewers never see another test's stream."""

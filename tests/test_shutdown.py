@@ -1,4 +1,4 @@
-"""A worker's warm shutdown (SIGTERM, e.g. a deploy) stops its pushes cleanly and fast."""
+"""A worker's warm shutdown (SIGTERM, e.g. a deploy) hands its pushes back, fast and clean."""
 
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ EXIT_WITHIN = 10.0
 @pytest.fixture
 def shutdown_stack(
     redis_server: RedisServer, service_env: dict[str, str], tmp_path: Path
-) -> Iterator[tuple[Api, subprocess.Popen[bytes], str]]:
+) -> Iterator[tuple[Api, subprocess.Popen[bytes], str, dict[str, str], Path]]:
     """A worker and API of their own (Redis db 5), so a test may shut the worker down."""
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
     env = dict(service_env, ROOMCAST_REDIS_URL=url)
     worker = start_worker(env, tmp_path / "worker.log", "shutdown", concurrency=2)
     api_proc, base = start_api(env, tmp_path / "api.log")
-    yield Api(base), worker, url
+    yield Api(base), worker, url, env, tmp_path / "worker.log"
     stop(api_proc)
     stop(worker, sig=9)
 
@@ -54,14 +54,14 @@ def wait_position(api: Api, rid: str, position: float, timeout: float = 20) -> N
         pytest.param(False, id="main_process_only"),
     ],
 )
-def test_a_warm_shutdown_stops_running_pushes_and_saves_their_bookmarks(
-    shutdown_stack: tuple[Api, subprocess.Popen[bytes], str],
+def test_a_warm_shutdown_hands_running_pushes_back_with_their_position(
+    shutdown_stack: tuple[Api, subprocess.Popen[bytes], str, dict[str, str], Path],
     room: LocalRoom,
     long_clip: str,
     room_name: str,
     whole_group: bool,
 ) -> None:
-    api, worker, url = shutdown_stack
+    api, worker, url, env, log = shutdown_stack
     job = job_for(room, long_clip, room_name, Redis=True)
     rid = api.submit(**job)
     api.wait_state(rid, {"running"}, timeout=15)
@@ -75,11 +75,23 @@ def test_a_warm_shutdown_stops_running_pushes_and_saves_their_bookmarks(
     worker.wait(EXIT_WITHIN)
     assert time.monotonic() - signalled < EXIT_WITHIN
 
-    final = api.status(rid)
-    assert final["State"] == "stopped", final
-    assert final["Reason"] == "worker shutting down"
-    assert final["FinishedAt"] is not None
+    handed = api.status(rid)
+    assert handed["State"] == "queued", handed
+    assert handed["Reason"] == "worker shut down: handed back"
+    assert handed["FinishedAt"] is None
     client = redis.Redis.from_url(url)
     saved = client.hget(bookmark_key(APP, room_name, room.media_url(long_clip)), "Position")
     assert saved is not None and float(saved) >= 3.0
-    assert abs(float(saved) - final["Progress"]["Position"]) < 0.1
+    assert abs(float(saved) - handed["Progress"]["Position"]) < 0.1
+
+    # The next worker (after the deploy) continues the push from where it was.
+    replacement = start_worker(env, log.with_name("replacement.log"), "replacement")
+    try:
+        api.wait_state(rid, {"running"}, timeout=20)
+        wait_position(api, rid, float(saved) + 0.5)
+        resumed = api.status(rid)
+        assert resumed["Attempts"] == 2
+        assert resumed["Progress"]["OutputTime"] < resumed["Progress"]["Position"] - 1.0
+    finally:
+        api.call("POST", f"/v1/pushes/{rid}/stop")
+        stop(replacement)

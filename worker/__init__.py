@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from .control import SHUTDOWN_REASON, mark_pool_child, stop_pushes
+from .control import SHUTDOWN_REASON, mark_pool_child, start_watchdog, stop_pushes
 from .logs import configure_logging
 from .settings import get_settings
 
@@ -29,6 +29,13 @@ def _setup_logging(**_: Any) -> None:
 def _pool_child_started(**_: Any) -> None:
     # Lets the runner claim SIGTERM in prefork children only (see control.signal_stops).
     mark_pool_child()
+
+
+@signals.worker_ready.connect
+def _start_watchdog(**_: Any) -> None:
+    # Every worker looks for pushes whose worker died, so one is handed back within
+    # ROOMCAST_WORKER_LOST_SECONDS plus a few seconds even when nobody reads the status.
+    start_watchdog()
 
 
 @signals.worker_shutting_down.connect

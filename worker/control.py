@@ -23,6 +23,7 @@ REVOKED_REASON = "stopped by request"
 #: Commands a switchable push's player understands (pipeline/player.py).
 PLAYER_COMMANDS = frozenset({"switch", "queue", "seek", "pause", "resume", "loop", "volume"})
 SHUTDOWN_REASON = "worker shutting down"
+TAKEN_OVER_REASON = "another worker took this push over"
 LEASE_LOST_REASON = "another push took over this UserId in this room (publisher lease lost)"
 
 # Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
@@ -44,9 +45,15 @@ class ControlListener(threading.Thread):
     """
 
     def __init__(
-        self, store: JobStore, request_id: str, control: Control, heartbeat: float
+        self,
+        store: JobStore,
+        request_id: str,
+        control: Control,
+        heartbeat: float,
+        run_id: str = "",
     ) -> None:
         super().__init__(name=f"control-{request_id[:8]}", daemon=True)
+        self._run_id = run_id
         self._store = store
         self._request_id = request_id
         self._control = control
@@ -81,6 +88,10 @@ class ControlListener(threading.Thread):
                     if not self._store.beat(self._request_id):
                         # Renewing the lease found another live job holding it: stop publishing.
                         self._control.request_stop(LEASE_LOST_REASON)
+                    current = self._store.run_id(self._request_id)
+                    if self._run_id and current not in (None, self._run_id):
+                        # This worker was taken for lost and the push runs elsewhere now.
+                        self._control.request_stop(TAKEN_OVER_REASON)
                     next_beat = now + self._heartbeat
                 message = pubsub.get_message(timeout=min(0.5, self._heartbeat))
                 if message is not None:
@@ -166,3 +177,21 @@ def stop_pushes(redis_url: str, request_ids: Iterable[str], reason: str) -> None
                 log.info("push %s asked to stop: %s", request_id, reason)
     finally:
         client.close()
+
+
+def start_watchdog(interval: float = 3.0) -> threading.Thread:
+    """A thread that reads the running jobs now and then, so lost ones get handed back."""
+    from .jobs import State  # noqa: PLC0415 - keeps this module's imports light
+    from .services import get_store  # noqa: PLC0415
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                get_store().list(state=State.RUNNING, limit=1000)  # reaping happens on read
+            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any error
+                log.warning("watchdog: %s", exc)
+
+    thread = threading.Thread(target=watch, name="roomcast-watchdog", daemon=True)
+    thread.start()
+    return thread

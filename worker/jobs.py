@@ -9,6 +9,7 @@ Layout (all keys expire with the job TTL, 3 days by default)::
     roomcast:jobs:state:<state>  zset  the ids in each state (Stats and State filters)
     roomcast:jobs:user:<app>:<user>, roomcast:jobs:room:<app>:<room>   zset  filters
     roomcast:publisher:<app>:<room>:<user>   str  the request id holding the publisher lease
+    roomcast:metrics             hash  service-wide counters for GET /metrics (no expiry)
 
 The publisher lease makes sure that two jobs never publish as the same (SdkAppId, room,
 UserId) at once: it is taken with the record (queued), renewed by the running push's
@@ -21,8 +22,9 @@ the worker starting it) can never both win.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -33,7 +35,13 @@ from pipeline.errors import RoomcastError
 
 from .events import EventLog
 
+log = logging.getLogger(__name__)
+
 PREFIX = "roomcast:"
+#: Counters that outlive the job records, for Prometheus (``GET /metrics``): ``created``,
+#: ``ended:<state>``, ``error:<Code>``, ``sent_bytes``, ``sent_frames``. Kept in Redis because
+#: every worker process adds to them and the API reads them; Prometheus handles a reset.
+METRICS_KEY = f"{PREFIX}metrics"
 
 
 class State(StrEnum):
@@ -79,7 +87,8 @@ return {1, state}
 # between its end and its release, a Redis blip): its lease is stale and taken over.
 # Only a running job claims, so a heartbeat racing the end of its push cannot re-take it.
 _CLAIM = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
+local st = redis.call('HGET', KEYS[1], 'state')
+if st ~= 'running' then return 'ended:' .. (st or 'gone') end
 local lease = redis.call('HGET', KEYS[1], 'publisher')
 if not lease then return false end
 local holder = redis.call('GET', lease)
@@ -89,6 +98,24 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
 return false
+"""
+
+# Store a progress snapshot (ARGV[1]) in the job's hash (KEYS[1]) and add what was sent since
+# the previous one to the service's counters (KEYS[2]). The job remembers what it already
+# counted (metered_*), so the counters grow by deltas and never count a byte twice. A total
+# below the one remembered is a new run of a handed-back job, whose totals start again at 0.
+_SET_PROGRESS = """
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+local function meter(field, counter, value)
+  local seen = tonumber(redis.call('HGET', KEYS[1], field)) or 0
+  local sent = value - seen
+  if value < seen then sent = value end
+  if sent > 0 then redis.call('HINCRBY', KEYS[2], counter, sent) end
+  redis.call('HSET', KEYS[1], field, value)
+end
+meter('metered_bytes', 'sent_bytes', tonumber(ARGV[2]))
+meter('metered_frames', 'sent_frames', tonumber(ARGV[3]))
+return 0
 """
 
 # Release a job's publisher lease (KEYS[1], its hash; ARGV[1], its request id) only if it
@@ -175,20 +202,33 @@ class Job:
             "CreatedAt": iso(d.get("CreatedAt")),
             "StartedAt": iso(d.get("StartedAt")),
             "FinishedAt": iso(d.get("FinishedAt")),
+            "Worker": d.get("Worker"),
+            "Attempts": d.get("Attempts", 1),
         }
 
 
 class JobStore:
     """Reads and writes job records; shared by the API and the workers."""
 
-    def __init__(self, client: redis.Redis, ttl: int, lost_after: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl: int,
+        lost_after: float,
+        requeue: Callable[[str], None] | None = None,
+        max_attempts: int = 3,
+    ) -> None:
         self.redis = client
         self.ttl = ttl
         self.lost_after = lost_after
+        # Sends a handed-back job to the queue again (the Celery task); None: fail instead.
+        self._requeue = requeue
+        self.max_attempts = max_attempts
         self._transition = client.register_script(_TRANSITION)
         self.events = EventLog(client, ttl)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._set_progress = client.register_script(_SET_PROGRESS)
 
     def create(self, request_id: str, doc: dict[str, Any], secrets: dict[str, Any]) -> None:
         """Record a new queued job, its secrets and its publisher lease, all or nothing.
@@ -222,10 +262,16 @@ class JobStore:
                     )
                     pipe.expire(key, self.ttl)
                     pipe.set(secrets_key(request_id), json.dumps(secrets), ex=self.ttl)
+                    pipe.hincrby(METRICS_KEY, "created", 1)
                     for index in self._indexes(doc, State.QUEUED):
                         pipe.zadd(index, {request_id: created})
                         pipe.zremrangebyscore(index, "-inf", created - self.ttl)
                         pipe.expire(index, self.ttl)
+                    # Jobs move between the state indexes: trim the others too.
+                    for state in State:
+                        pipe.zremrangebyscore(
+                            f"{PREFIX}jobs:state:{state.value}", "-inf", created - self.ttl
+                        )
                     pipe.execute()
                     return
                 except redis.WatchError:
@@ -314,22 +360,49 @@ class JobStore:
             # Every state change, whoever makes it (worker, API, reaper), is an event.
             extra = {k: fields[k] for k in ("Reason", "Error") if fields.get(k) is not None}
             self.events.append(request_id, to.value, **extra)
+            if to.finished:
+                self._count_end(to, fields.get("Error"))
         return bool(ok), (State(previous.decode()) if previous else None)
 
-    def finish(self, request_id: str, to: State, **fields: Any) -> bool:
-        """End a queued or running job in ``to`` (with FinishedAt) and drop its secrets."""
-        moved, _ = self.transition(
-            request_id, (State.QUEUED, State.RUNNING), to, FinishedAt=now(), **fields
-        )
-        self.forget_secrets(request_id)
+    def finish(
+        self,
+        request_id: str,
+        to: State,
+        allowed: tuple[State, ...] = (State.QUEUED, State.RUNNING),
+        **fields: Any,
+    ) -> bool:
+        """End a job that is in one of ``allowed`` states in ``to`` (with FinishedAt)."""
+        moved, _ = self.transition(request_id, allowed, to, FinishedAt=now(), **fields)
         if moved:
+            self.forget_secrets(request_id)
             # Only when this call ended the job: otherwise it may still be publishing.
             self._release(keys=[job_key(request_id)], args=[request_id])
         return moved
 
+    def _count_end(self, to: State, error: dict[str, Any] | None) -> None:
+        """Count an ended push for /metrics: by final state, and a failure by Error.Code."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(METRICS_KEY, f"ended:{to.value}", 1)
+        if to is State.FAILED:
+            code = (error or {}).get("Code") or "Unknown"
+            pipe.hincrby(METRICS_KEY, f"error:{code}", 1)
+        pipe.execute()
+
+    def counters(self) -> dict[str, int]:
+        """The service-wide counters (see METRICS_KEY)."""
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(METRICS_KEY))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
     def set_progress(self, request_id: str, progress: dict[str, Any]) -> None:
-        """Store the latest progress snapshot (about once a second)."""
-        self.redis.hset(job_key(request_id), "progress", json.dumps(progress))
+        """Store the latest progress snapshot (about once a second), counting what was sent."""
+        self._set_progress(
+            keys=[job_key(request_id), METRICS_KEY],
+            args=[
+                json.dumps(progress),
+                int(progress.get("Bytes") or 0),
+                int(progress.get("Frames") or 0),
+            ],
+        )
 
     def beat(self, request_id: str) -> bool:
         """Prove that the push is alive and renew its publisher lease.
@@ -351,34 +424,68 @@ class JobStore:
         """Publish a player command to a running push; how many listeners got it."""
         return int(self.redis.publish(control_channel(request_id), json.dumps(command)))
 
+    def clear_stop(self, request_id: str, reason: str) -> None:
+        """Forget a stop flag with this reason (meant for an earlier run of the job)."""
+        if self.stop_requested(request_id) == reason:
+            self.redis.hdel(job_key(request_id), "stop")
+
     def stop_requested(self, request_id: str) -> str | None:
         """The reason of a stop requested before the push listened, if any."""
         raw = cast("bytes | None", self.redis.hget(job_key(request_id), "stop"))
         return None if raw is None else raw.decode()
 
+    def hand_back(self, job: Job, reason: str) -> bool:
+        """Put a running job back in the queue, to continue from its position elsewhere.
+
+        False when it may not (no requeue hook, or ``max_attempts`` runs already): the
+        caller then ends it. The job keeps its publisher lease (same request id).
+        """
+        attempts = int(job.doc.get("Attempts", 1))
+        if self._requeue is None or attempts >= self.max_attempts:
+            return False
+        position = (job.progress or {}).get("Position")
+        moved, _ = self.transition(
+            job.request_id,
+            (State.RUNNING,),
+            State.QUEUED,
+            Attempts=attempts + 1,
+            ResumeFrom=position if job.doc.get("Mode") != "live" else None,
+            Reason=reason,
+        )
+        if moved:
+            # The stop that ended this run (a worker shutting down) is not for the next one.
+            self.redis.hdel(job_key(job.request_id), "stop")
+            self._requeue(job.request_id)
+        return moved
+
+    def run_id(self, request_id: str) -> str | None:
+        """Which run of a job is the current one (a handed-back job runs again)."""
+        raw = cast("bytes | None", self.redis.hget(job_key(request_id), "doc"))
+        return None if raw is None else json.loads(raw).get("RunId")
+
     def _reap(self, job: Job) -> Job:
-        """A running job whose heartbeat stopped has lost its worker: fail it."""
+        """A running job whose heartbeat stopped has lost its worker: hand it back, or
+        fail it once it has had ``max_attempts`` runs."""
         if job.state is not State.RUNNING:
             return job
         last = job.heartbeat or job.doc.get("StartedAt") or job.doc["CreatedAt"]
         silent = now() - last
         if silent <= self.lost_after:
             return job
+        if self.hand_back(job, f"worker lost (no heartbeat for {silent:.0f} s): handed back"):
+            log.warning("push %s lost its worker: handed back to the queue", job.request_id)
+            return self.get(job.request_id) or job
         error = {
             "Code": "WorkerLost",
             "Message": f"worker lost: the push sent no heartbeat for {silent:.0f} s",
         }
-        moved, _ = self.transition(
+        self.finish(
             job.request_id,
-            (State.RUNNING,),
             State.FAILED,
-            FinishedAt=now(),
+            allowed=(State.RUNNING,),
             Error=error,
             Reason=error["Message"],
         )
-        if moved:
-            self.forget_secrets(job.request_id)
-            self._release(keys=[job_key(job.request_id)], args=[job.request_id])
         return self.get(job.request_id) or job
 
     def list(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from pipeline import Control, Outcome, Progress, PushSpec, push
 from pipeline.errors import RoomcastError
 
 from . import trtc
-from .control import ControlListener, signal_stops
+from .control import SHUTDOWN_REASON, ControlListener, signal_stops
 from .events import CallbackSender
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
@@ -48,15 +49,23 @@ def run_push(
         if job.state is not State.QUEUED:
             log.info("not starting: the job is already %s", job.state.value)
             return {"RequestId": request_id, "State": job.state.value}
+        run_id = uuid.uuid4().hex
         moved, was = store.transition(
-            request_id, (State.QUEUED,), State.RUNNING, StartedAt=now(), Worker=worker
+            request_id,
+            (State.QUEUED,),
+            State.RUNNING,
+            StartedAt=now(),
+            Worker=worker,
+            RunId=run_id,
         )
         if not moved:
             log.info("not starting: the job became %s", was.value if was else "unknown")
             return {"RequestId": request_id, "State": was.value if was else "unknown"}
+        # A shutdown stop may land after the previous run handed the job back: not for us.
+        store.clear_stop(request_id, SHUTDOWN_REASON)
         store.beat(request_id)
         log.info("push started on %s", worker or "this worker")
-        state, position = _run(store, settings, job, secrets, on_progress)
+        state, position = _run(store, settings, job, secrets, on_progress, run_id)
         return {"RequestId": request_id, "State": state.value, "Position": position}
 
 
@@ -66,11 +75,12 @@ def _run(
     job: Job,
     secrets: dict[str, Any],
     on_progress: ProgressHook | None,
+    run_id: str = "",
 ) -> tuple[State, float]:
     rid = job.request_id
     doc = job.doc
     control = Control()
-    listener = ControlListener(store, rid, control, settings.heartbeat_seconds)
+    listener = ControlListener(store, rid, control, settings.heartbeat_seconds, run_id)
     listener.start()
     callbacks = _start_callbacks(store, settings, rid, secrets)
     bookmark: Bookmark | None = None
@@ -102,7 +112,10 @@ def _run(
             if settings.block_private_addresses:
                 # Checked again here, not only at submit: DNS may answer differently now.
                 check_source_addresses([secrets["VideoSrc"], *(secrets.get("Playlist") or [])])
-            start = 0.0
+            # A push handed back by a lost or stopping worker continues where it was.
+            start = float(doc.get("ResumeFrom") or 0.0)
+            if start:
+                log.info("continuing a handed-back push from %.3f s", start)
             if doc.get("Redis"):
                 bookmark = _open_bookmark(settings, doc, secrets)
                 # A live source always starts from now: its record is only written.
@@ -125,6 +138,11 @@ def _run(
                 log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
                 _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
                 return State.SUCCEEDED, result.progress.position
+            if result.reason == SHUTDOWN_REASON and _hand_back(store, rid):
+                log.info(
+                    "handed back at %.1f s: another worker continues", result.progress.position
+                )
+                return State.QUEUED, result.progress.position
             log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
             _finish(store, rid, State.STOPPED, Reason=result.reason, **trtc.on_stop(settings, doc))
             return State.STOPPED, result.progress.position
@@ -149,6 +167,16 @@ def _run(
             callbacks.finish()
         if bookmark is not None:
             bookmark.close()
+
+
+def _hand_back(store: JobStore, rid: str) -> bool:
+    """This worker is shutting down: queue the push again for another one."""
+    try:
+        job = store.get(rid)
+        return job is not None and store.hand_back(job, "worker shut down: handed back")
+    except redis.RedisError as exc:
+        log.warning("could not hand the push back: %s", exc)
+        return False
 
 
 def _start_callbacks(

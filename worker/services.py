@@ -25,4 +25,16 @@ def get_redis() -> redis.Redis:
 def get_store() -> JobStore:
     """The job records."""
     s = get_settings()
-    return JobStore(get_redis(), ttl=s.job_ttl_seconds, lost_after=s.worker_lost_seconds)
+    return JobStore(
+        get_redis(),
+        ttl=s.job_ttl_seconds,
+        lost_after=s.worker_lost_seconds,
+        requeue=_requeue,
+        max_attempts=s.max_attempts,
+    )
+
+
+def _requeue(request_id: str) -> None:
+    from .tasks import push_task  # noqa: PLC0415 - the tasks module imports this one
+
+    push_task.apply_async(args=[request_id], task_id=request_id)

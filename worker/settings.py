@@ -47,6 +47,9 @@ class Settings(BaseSettings):
             "CA bundle (PEM) trusted, besides the system CAs, for RedisTls=true progress Redis."
         ),
     )
+    max_attempts: int = Field(
+        3, description="Runs of one push at most: a lost worker's push is handed back until then."
+    )
     heartbeat_seconds: float = Field(2.0, description="How often a running push proves it lives.")
     worker_lost_seconds: float = Field(
         15.0, description="A running push silent for this long is reported 'worker lost'."

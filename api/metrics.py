@@ -1,0 +1,110 @@
+"""``GET /metrics``: the whole service in Prometheus text format, read from Redis at scrape time.
+
+The workers keep no HTTP server of their own: every worker process writes its pushes' state
+and counters into Redis (``worker.jobs.METRICS_KEY``, the job records), so one scrape of any
+API process sees every worker. A scrape costs a handful of Redis calls: the per-state counts,
+one hash of counters, and the progress of the running pushes (for lag and reconnects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+from flask import Blueprint, Response, current_app
+from flask.typing import ResponseReturnValue
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from worker.jobs import JobStore, State
+
+bp = Blueprint("metrics", __name__)
+
+#: At most this many running pushes are read for the lag and reconnect gauges; a scrape
+#: must stay cheap even on a busy service.
+RUNNING_SAMPLE = 1000
+
+
+class StoreCollector(Collector):
+    """Turns the job store's counts and counters into metric families, on each scrape."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Every roomcast metric, read now."""
+        stats = self.store.stats()
+        pushes = GaugeMetricFamily(
+            "roomcast_pushes",
+            "Push records in each state (records are kept ROOMCAST_JOB_TTL_SECONDS).",
+            labels=["state"],
+        )
+        for state, count in stats.items():
+            pushes.add_metric([state], count)
+        yield pushes
+        yield GaugeMetricFamily(
+            "roomcast_pushes_active", "Pushes running now.", value=stats[State.RUNNING.value]
+        )
+
+        counters = self.store.counters()
+        yield CounterMetricFamily(
+            "roomcast_pushes_created", "Pushes accepted.", value=counters.get("created", 0)
+        )
+        ended = CounterMetricFamily(
+            "roomcast_pushes_ended", "Pushes that ended, by final state.", labels=["state"]
+        )
+        for state in State:
+            if state.finished:
+                ended.add_metric([state.value], counters.get(f"ended:{state.value}", 0))
+        yield ended
+        errors = CounterMetricFamily(
+            "roomcast_push_errors", "Failed pushes by Error.Code.", labels=["code"]
+        )
+        for name, count in sorted(counters.items()):
+            if name.startswith("error:"):
+                errors.add_metric([name.removeprefix("error:")], count)
+        yield errors
+        yield CounterMetricFamily(
+            "roomcast_sent_bytes",
+            "Bytes sent to rooms, all pushes.",
+            value=counters.get("sent_bytes", 0),
+        )
+        yield CounterMetricFamily(
+            "roomcast_sent_frames",
+            "Video frames sent to rooms, all pushes.",
+            value=counters.get("sent_frames", 0),
+        )
+
+        yield from self._running(stats[State.RUNNING.value])
+
+    def _running(self, running: int) -> Iterator[Metric]:
+        """Gauges over the running pushes' latest progress."""
+        lag = reconnects = 0.0
+        if running:
+            for job in self.store.list(state=State.RUNNING, limit=RUNNING_SAMPLE):
+                progress = job.progress or {}
+                lag = max(lag, float(progress.get("Lag") or 0))
+                reconnects += (progress.get("Source") or {}).get("Reconnects") or 0
+        yield GaugeMetricFamily(
+            "roomcast_pacing_lag_max_seconds",
+            "The largest pacing lag (behind the wall clock) among the running pushes.",
+            value=lag,
+        )
+        yield GaugeMetricFamily(
+            "roomcast_source_reconnects",
+            "Live source reconnects so far, summed over the running pushes.",
+            value=reconnects,
+        )
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus metrics of the whole service (every worker's pushes)."""
+    store = cast(JobStore, current_app.extensions["roomcast.store"])
+    # A registry per scrape: the collector reads Redis, so there is no state to keep, and
+    # the process-wide default registry would add this process's own metrics, which say
+    # nothing about pushes.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store))
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

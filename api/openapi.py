@@ -1,0 +1,357 @@
+"""``GET /openapi.json`` and ``GET /docs``: the API described from the models that run it.
+
+Request schemas are the pydantic models that validate requests (``PushRequest``, the player
+commands of ``api.player.COMMANDS``); response schemas are ``api.responses``; summaries are the
+views' own docstrings. Nothing here repeats a field, so the document cannot drift from what
+the API accepts. The docs page is Swagger UI, vendored from npm by ``scripts/setup`` into
+``api/static/vendor/`` and served from here: the browser loads nothing from elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import metadata
+from typing import Any, cast
+
+from flask import Blueprint, current_app, jsonify, send_from_directory
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from worker.jobs import State
+from worker.settings import Settings
+
+from . import events, metrics, views
+from .models import PushRequest
+from .player import COMMANDS, NoBody
+from .responses import (
+    Accepted,
+    CommandSent,
+    ErrorAnswer,
+    Health,
+    PushList,
+    PushStatus,
+)
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+#: The browser may load scripts, styles and data only from this API (no CDN, no validator
+#: badge); Swagger UI sets inline styles and uses data: images, hence those two exceptions.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> ResponseReturnValue:
+    """The OpenAPI 3.1 document of this API."""
+    settings = cast(Settings, current_app.extensions["roomcast.settings"])
+    return jsonify(document(bool(settings.keys), settings.metrics_public))
+
+
+@bp.get("/docs")
+def docs() -> ResponseReturnValue:
+    """A browsable page of the API document (Swagger UI, served from this API)."""
+    response = send_from_directory(cast(str, current_app.static_folder), "docs.html")
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
+
+
+@lru_cache(maxsize=4)
+def document(with_auth: bool = False, metrics_public: bool = True) -> dict[str, Any]:
+    """The OpenAPI document; ``with_auth``: calls need a bearer key (ROOMCAST_API_KEYS)."""
+    schemas = _schemas()
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "roomcast",
+            "version": _version(),
+            "summary": "Push recorded video and live streams into TRTC rooms over RTMP.",
+            "description": (
+                "Start a push with the Tencent Cloud push-to-room template's request body, "
+                "follow it, steer a switchable push, stop it. Every error answer is "
+                '`{"Error": {"Code", "Message"[, "Field"]}}`.'
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if with_auth:
+        doc["security"] = [{"bearerAuth": []}]
+        for path, item in doc["paths"].items():
+            if path in PUBLIC_PATHS or (path == "/metrics" and metrics_public):
+                for operation in item.values():
+                    operation["security"] = []  # answers without a key
+    return doc
+
+
+#: Paths that answer without an API key even when keys are configured: liveness, and the
+#: API's documentation with the docs page's files under /static/ (the contract is no secret;
+#: the page sends a key for the calls it tries). /metrics: ROOMCAST_METRICS_PUBLIC.
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
+
+
+def _version() -> str:
+    try:
+        return metadata.version("roomcast")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "0"
+
+
+def _schemas() -> dict[str, Any]:
+    """Every model's JSON schema, with references between them as OpenAPI components."""
+    models: list[type[BaseModel]] = [
+        PushRequest,
+        *dict.fromkeys(COMMANDS.values()),
+        Accepted,
+        PushStatus,
+        PushList,
+        CommandSent,
+        ErrorAnswer,
+        Health,
+    ]
+    refs, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    defs: dict[str, Any] = top.get("$defs", {})
+    return defs
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    """Error answers, which all share one shape; what each status means is in README.md."""
+    meaning = {
+        400: "A bad request; Error.Field names the field to blame.",
+        401: "API keys are configured and the bearer key is missing or wrong.",
+        404: "No push with that id (or its record has expired).",
+        409: "A conflict with the push's state (see Error.Code).",
+        413: "The body is larger than 64 KiB.",
+        415: "The body is not sent as application/json.",
+        503: "Redis is unavailable; try again shortly.",
+    }
+    return {str(s): _json(ErrorAnswer, meaning[s]) for s in statuses}
+
+
+def _summary(documented: Callable[..., Any] | type) -> str:
+    """The first line of a view's (or model's) docstring: the summary, kept with its code."""
+    return (documented.__doc__ or "").strip().splitlines()[0].rstrip(".")
+
+
+_ID = {
+    "name": "RequestId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The push's request id, as answered by the submit call.",
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _paths() -> dict[str, Any]:
+    submit = {
+        "summary": _summary(views.submit),
+        "tags": ["pushes"],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(PushRequest)}},
+        },
+        "responses": {
+            "202": {
+                **_json(Accepted, "Accepted and queued."),
+                "headers": {
+                    name: {"schema": {"type": "string"}, "description": text}
+                    for name, text in (
+                        ("X-Request-Id", "The push's request id."),
+                        ("x-scf-reqid", "The same, under the template's name."),
+                        ("Location", "The push's status URL."),
+                    )
+                },
+            },
+            **_errors(400, 401, 409, 413, 415, 503),
+        },
+    }
+    stop = {
+        "summary": _summary(views.stop),
+        "tags": ["pushes"],
+        "parameters": [_ID],
+        "responses": {
+            "200": _json(PushStatus, "The push has stopped (or had stopped already)."),
+            "202": _json(PushStatus, "The stop is still under way."),
+            **_errors(401, 404, 409, 503),
+        },
+    }
+    paths: dict[str, Any] = {
+        "/v1/pushes": {
+            "post": {**submit, "operationId": "submitPush"},
+            "get": {
+                "operationId": "listPushes",
+                "summary": _summary(views.listing),
+                "tags": ["pushes"],
+                "parameters": [
+                    _query("State", {"enum": [s.value for s in State]}, "Only this state."),
+                    _query(
+                        "Limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                        "At most this many pushes.",
+                    ),
+                    _query("SdkAppId", {"type": "integer"}, "Required with UserId or Room."),
+                    _query("UserId", {"type": "string"}, "Only this user's pushes."),
+                    _query(
+                        "Room", {"type": "string"}, "Only pushes into this RTMP room (RtmpRoom)."
+                    ),
+                    _query("Since", {"type": "number"}, "Created at or after (Unix seconds)."),
+                    _query("Until", {"type": "number"}, "Created at or before (Unix seconds)."),
+                ],
+                "responses": {
+                    "200": _json(PushList, "Pushes newest first, and the count in each state."),
+                    **_errors(400, 401, 503),
+                },
+            },
+        },
+        "/": {"post": {**submit, "operationId": "submitPushTemplate"}},
+        "/v1/pushes/{RequestId}": {
+            "get": {
+                "operationId": "getPush",
+                "summary": _summary(views.status),
+                "tags": ["pushes"],
+                "parameters": [_ID],
+                "responses": {
+                    "200": _json(PushStatus, "The push's status."),
+                    **_errors(401, 404, 503),
+                },
+            },
+            "delete": {**stop, "operationId": "deletePush"},
+        },
+        "/v1/pushes/{RequestId}/stop": {"post": {**stop, "operationId": "stopPush"}},
+        "/v1/pushes/{RequestId}/events": {
+            "get": {
+                "operationId": "pushEvents",
+                "summary": _summary(events.events),
+                "description": (
+                    "Server-sent events: `id` is the Redis stream id (send it back as "
+                    "Last-Event-ID to resume), `event` the event's name (running, succeeded, "
+                    "failed, stopped, clip-start, switch…), `data` its JSON."
+                ),
+                "tags": ["pushes"],
+                "parameters": [
+                    _ID,
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Continue after this event.",
+                    },
+                    _query("After", {"type": "string"}, "Continue after this event id."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The events, until the push's final state.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": _summary(views.healthz),
+                "tags": ["service"],
+                "responses": {"200": _json(Health, "Up."), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": _summary(metrics.metrics),
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": _summary(openapi_json),
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "This document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/docs": {
+            "get": {
+                "operationId": "docs",
+                "summary": _summary(docs),
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "HTML.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    }
+    for name, model in COMMANDS.items():
+        paths[f"/v1/pushes/{{RequestId}}/{name}"] = {"post": _command(name, model)}
+    return paths
+
+
+#: The two commands without a body share one model, whose docstring cannot tell them apart.
+_COMMAND_SUMMARIES = {
+    "pause": "Hold the last picture, with silence, until resumed",
+    "resume": "Continue at the next frame",
+}
+
+
+def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
+    """A player command's operation; its body schema is the model that validates it."""
+    return {
+        "operationId": f"{name}Push",
+        "summary": f"{name}: {_COMMAND_SUMMARIES.get(name) or _summary(model)}",
+        "description": (
+            "Only a running switchable push takes commands: 409 NotRunning, NotSwitchable or "
+            "NotListening otherwise."
+        ),
+        "tags": ["player"],
+        "parameters": [_ID],
+        "requestBody": {
+            # pause and resume take no body at all.
+            "required": model is not NoBody,
+            "content": {"application/json": {"schema": _ref(model)}},
+        },
+        "responses": {
+            "202": _json(CommandSent, "Sent to the push, which applies it between two packets."),
+            **_errors(400, 401, 404, 409, 503),
+        },
+    }
