@@ -84,9 +84,11 @@ def test_live_source_is_relayed_frame_for_frame_with_under_a_second_of_delay(
         for n, t in zip(numbers, at_room.arrivals, strict=True)
         if n in seen_at_source
     ]
+    steady = delays[2 * FPS :]  # after the first 2 s (the open's stream analysis)
     print(
         f"live delay added by roomcast: median {statistics.median(delays) * 1000:.0f} ms, "
-        f"p95 {statistics.quantiles(delays, n=20)[-1] * 1000:.0f} ms over {len(delays)} frames"
+        f"p95 {statistics.quantiles(delays, n=20)[-1] * 1000:.0f} ms over {len(delays)} "
+        f"frames; after the first 2 s: p95 {statistics.quantiles(steady, n=20)[-1] * 1000:.0f} ms"
     )
     assert statistics.median(delays) < 1.0, statistics.median(delays)
     assert final["Progress"]["Source"]["State"] in {"connected", "reconnecting"}
