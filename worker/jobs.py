@@ -410,7 +410,11 @@ class JobStore:
         Returns False when another live job holds the lease (this one lost it, e.g. while
         cut off from Redis for longer than the lease): the push must stop publishing.
         """
-        self.redis.hset(job_key(request_id), "heartbeat", now())
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(job_key(request_id), "heartbeat", now())
+        # A push may outlive the record TTL (MaxDuration up to 7 days): keep it alive.
+        pipe.expire(job_key(request_id), self.ttl)
+        pipe.execute()
         return self._claim_once(request_id) is None
 
     def request_stop(self, request_id: str, reason: str) -> None:

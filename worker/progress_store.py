@@ -202,14 +202,22 @@ class Bookmark:
         except redis.RedisError as exc:
             log.warning("could not delete the finished bookmark: %s", _reason(exc))
 
-    def close(self) -> None:
-        """Stop the background writer (after its last write) and release the connections."""
+    def stop_writer(self) -> None:
+        """Stop the background writer and wait for a write in flight.
+
+        Called before the final save or the delete, so an older position written late can
+        never bring back a bookmark that the end of the source removed.
+        """
         with self._wake:
             self._closed = True
             self._pending = None
             self._wake.notify()
         if self._writer is not None:
             self._writer.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop the background writer (after its last write) and release the connections."""
+        self.stop_writer()
         self._redis.close()
 
 

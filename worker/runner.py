@@ -93,6 +93,7 @@ def _run(
         data["RtmpRoom"] = doc["Room"]["RtmpRoom"]
         if bookmark is not None:
             if final:
+                bookmark.stop_writer()
                 bookmark.save(rid, progress.position, progress.duration)
             else:
                 bookmark.save_soon(rid, progress.position, progress.duration)
@@ -149,6 +150,7 @@ def _run(
     except RoomcastError as exc:
         log.error("push failed: %s: %s", exc.code, exc.message)
         if bookmark is not None and last.position > 0:
+            bookmark.stop_writer()
             bookmark.save(rid, last.position, last.duration)
         _finish(store, rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
         return State.FAILED, last.position
