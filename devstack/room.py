@@ -16,6 +16,7 @@ import pwd
 import re
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
@@ -133,6 +134,10 @@ class LocalRoom:
     def stat_url(self) -> str:
         """nginx-rtmp's XML statistics (active streams and their clients)."""
         return f"{self.http_base}/stat"
+
+    def publishers(self, stream: str) -> int:
+        """How many clients publish into ``stream`` now (0 or 1 with nginx-rtmp)."""
+        return publishers_at(self.stat_url, stream)
 
     @property
     def preview_url(self) -> str:
@@ -259,3 +264,18 @@ class LocalRoom:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def publishers_at(stat_url: str, stream: str) -> int:
+    """Publishing clients of ``stream`` in an nginx-rtmp ``/stat`` document.
+
+    A stream block says ``<publishing/>`` once for the stream and once in its publishing
+    client's block, so the clients are counted, not the markers.
+    """
+    with urllib.request.urlopen(stat_url, timeout=5) as resp:
+        xml = resp.read().decode()
+    marker = f"<name>{stream}</name>"
+    if marker not in xml:
+        return 0
+    block = xml.split(marker, 1)[1].split("</stream>", 1)[0]
+    return sum("<publishing/>" in client for client in block.split("<client>")[1:])

@@ -14,7 +14,6 @@ import json
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,21 +80,6 @@ def own_stack(
     client.close()
     stop(proc)
     stop(worker)
-
-
-def publishing_clients(room: LocalRoom, room_name: str) -> int:
-    """How many clients publish into a room, per nginx-rtmp's /stat.
-
-    A stream block says ``<publishing/>`` once for the stream and once in its publishing
-    client's block, so the clients are counted, not the markers.
-    """
-    with urllib.request.urlopen(room.http_base + "/stat", timeout=5) as resp:
-        xml = resp.read().decode()
-    marker = f"<name>{room_name}</name>"
-    if marker not in xml:
-        return 0
-    stream = xml.split(marker, 1)[1].split("</stream>", 1)[0]
-    return sum("<publishing/>" in client for client in stream.split("<client>")[1:])
 
 
 def running_push(api: Api, room: LocalRoom, clip: str, room_name: str) -> str:
@@ -204,9 +188,9 @@ def test_replace_stops_the_running_push_and_starts_the_new_one_with_one_publishe
     api.wait_state(second, {"running"}, timeout=15)
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        assert publishing_clients(room, room_name) <= 1
+        assert room.publishers(room_name) <= 1
         time.sleep(0.1)
-    assert publishing_clients(room, room_name) == 1
+    assert room.publishers(room_name) == 1
     assert api.call("POST", f"/v1/pushes/{second}/stop").status == 200
 
 
@@ -391,7 +375,7 @@ def test_an_hls_playlist_listing_local_files_or_data_uris_never_reads_them(
         assert final["State"] == "failed", (kind, final)
         assert final["Progress"] is None, (kind, final)  # never reached the room
         assert passwd_line not in json.dumps(final)
-        assert publishing_clients(room, f"{room_name}_{kind}") == 0
+        assert room.publishers(f"{room_name}_{kind}") == 0
     assert passwd_line not in worker_log.read_text(errors="replace")
 
 

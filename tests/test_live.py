@@ -6,7 +6,6 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -43,11 +42,8 @@ def live_job(room: LocalRoom, src: str, room_name: str) -> dict[str, object]:
 
 
 def publishing(room: LocalRoom, name: str) -> bool:
-    """Whether nginx-rtmp's /stat shows a publisher in the stream ``name``."""
-    with urllib.request.urlopen(room.http_base + "/stat", timeout=5) as resp:
-        xml = resp.read().decode()
-    marker = f"<name>{name}</name>"
-    return marker in xml and "<publishing/>" in xml.split(marker, 1)[1].split("</stream>")[0]
+    """Whether someone publishes into the stream ``name`` of the local nginx."""
+    return room.publishers(name) > 0
 
 
 def wait_publishing(room: LocalRoom, name: str, timeout: float = 10) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,6 @@ from devstack.room import LocalRoom
 from .conftest import job_for
 from .stack import Api, start_api, start_worker, stop
 from .viewer import Viewer
-
-
-def publishers(room: LocalRoom, room_name: str) -> int:
-    """How many publishers nginx-rtmp's /stat shows in a room."""
-    with urllib.request.urlopen(room.http_base + "/stat", timeout=5) as resp:
-        xml = resp.read().decode()
-    marker = f"<name>{room_name}</name>"
-    if marker not in xml:
-        return 0
-    block = xml.split(marker, 1)[1].split("</stream>", 1)[0]
-    return block.count("<publishing/>")
 
 
 def test_stopping_a_running_push_ends_the_publish_within_a_second(
@@ -44,7 +32,7 @@ def test_stopping_a_running_push_ends_the_publish_within_a_second(
     answer = api.call("POST", f"/v1/pushes/{rid}/stop")
     assert answer.status == 200, answer.body
     assert answer.body["State"] == "stopped"
-    assert publishers(room, room_name) == 0
+    assert room.publishers(room_name) == 0
     viewer.join(10)
     last = viewer.capture.last_arrival
     assert last is not None and last - stopped_at < 1.0

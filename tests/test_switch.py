@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from devstack.room import LocalRoom
+from devstack.room import LocalRoom, publishers_at
 
 from .conftest import CALLBACK_SECRET, job_for
 from .media import make_numbered_clip, read_clip_id, read_frame_number
@@ -82,10 +82,7 @@ class RoomWatcher(threading.Thread):
             container.close()
 
     def _published(self) -> bool:
-        with urllib.request.urlopen(self.stat_url, timeout=5) as resp:
-            xml = resp.read().decode()
-        marker = f"<name>{self.room}</name>"
-        return marker in xml and "<publishing/>" in xml.split(marker, 1)[1].split("</stream>")[0]
+        return publishers_at(self.stat_url, self.room) > 0
 
 
 @pytest.fixture(scope="session")
