@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from worker.services import get_store
     from worker.settings import get_settings
 
+    from .console import bp as console_bp
     from .errors import register_error_handlers
     from .events import bp as events_bp
     from .metrics import bp as metrics_bp
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(events_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(console_bp)
     return app
 
 

@@ -4,6 +4,10 @@ The workers keep no HTTP server of their own: every worker process writes its pu
 and counters into Redis (``worker.jobs.METRICS_KEY``, the job records), so one scrape of any
 API process sees every worker. A scrape costs a handful of Redis calls: the per-state counts,
 one hash of counters, and the progress of the running pushes (for lag and reconnects).
+
+Per-worker gauges (``roomcast_worker_*{worker="<celery hostname>"}``) come from the beat each
+worker's main process writes into Redis (``worker/metrics.py``, which says why not an HTTP
+exporter per worker): one more round trip per scrape.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from worker.jobs import JobStore, State
+from worker.metrics import read_workers
 
 bp = Blueprint("metrics", __name__)
 
@@ -98,13 +103,76 @@ class StoreCollector(Collector):
         )
 
 
+class WorkerCollector(Collector):
+    """Each worker's latest beat as gauges labelled ``worker`` (its Celery hostname)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Every worker seen lately: up or down, and the vital signs of those up."""
+        workers = read_workers(self.store.redis)
+        families = {
+            "up": GaugeMetricFamily(
+                "roomcast_worker_up",
+                "1 while the worker beats; 0 once silent for ROOMCAST_WORKER_LOST_SECONDS "
+                "(killed, hung or cut off from Redis). A worker that stops cleanly leaves.",
+                labels=["worker"],
+            ),
+            "active": GaugeMetricFamily(
+                "roomcast_worker_active_pushes", "Pushes the worker runs now.", labels=["worker"]
+            ),
+            "concurrency": GaugeMetricFamily(
+                "roomcast_worker_concurrency",
+                "Pushes the worker can run at once (pool size).",
+                labels=["worker"],
+            ),
+            "rss": GaugeMetricFamily(
+                "roomcast_worker_rss_bytes",
+                "Resident memory of the worker's main and pool processes.",
+                labels=["worker"],
+            ),
+            "started": GaugeMetricFamily(
+                "roomcast_worker_start_time_seconds",
+                "When the worker started (Unix time).",
+                labels=["worker"],
+            ),
+            "seen": GaugeMetricFamily(
+                "roomcast_worker_last_beat_seconds",
+                "When the worker last wrote its metrics (Unix time).",
+                labels=["worker"],
+            ),
+        }
+        info = GaugeMetricFamily(
+            "roomcast_worker_info",
+            "Always 1; the worker's main process id and pool type as labels.",
+            labels=["worker", "pid", "pool"],
+        )
+        for w in workers:
+            families["up"].add_metric([w.name], 1 if w.up else 0)
+            families["seen"].add_metric([w.name], w.last_beat)
+            for key, value in (
+                ("active", w.active),
+                ("concurrency", w.concurrency),
+                ("rss", w.rss_bytes),
+                ("started", w.started_at),
+            ):
+                if value is not None:
+                    families[key].add_metric([w.name], value)
+            if w.up:
+                info.add_metric([w.name, str(w.pid or ""), w.pool or ""], 1)
+        yield from families.values()
+        yield info
+
+
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    """Prometheus metrics of the whole service (every worker's pushes)."""
+    """Prometheus metrics of the whole service (every worker's pushes) and of each worker."""
     store = cast(JobStore, current_app.extensions["roomcast.store"])
     # A registry per scrape: the collector reads Redis, so there is no state to keep, and
     # the process-wide default registry would add this process's own metrics, which say
     # nothing about pushes.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
+    registry.register(WorkerCollector(store))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -127,6 +127,16 @@ class PushRequest(BaseModel):
         ),
     )
 
+    Engine: Literal["worker", "cloud"] = Field(
+        "worker",
+        description=(
+            "roomcast extension: who pushes the media. worker: roomcast's own workers, over "
+            "RTMP; cloud: TRTC's cloud ingest (StartStreamIngest), followed and stopped by "
+            "roomcast. cloud needs Tencent Cloud API credentials on the service, and takes "
+            "no Playlist, Switchable or Redis."
+        ),
+    )
+
     CallbackUrl: Annotated[
         StrictStr | None,
         Field(
@@ -163,6 +173,16 @@ class PushRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_room_and_redis(self) -> PushRequest:
+        if self.Engine == "cloud":
+            # TRTC's cloud ingest plays one StreamUrl (looped at most), takes no player
+            # commands and reports no position to resume from.
+            for name in ("Playlist", "Switchable", "Redis"):
+                if getattr(self, name):
+                    raise FieldError(
+                        name,
+                        f"{name} needs Engine=worker: TRTC's cloud ingest plays one VideoSrc, "
+                        "takes no player commands and reports no position",
+                    )
         if self.Mode == "live" and self.switchable:
             raise FieldError("Mode", "Playlist, Loop and Switchable need Mode=vod")
         if self.Redis and self.switchable:

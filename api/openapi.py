@@ -22,7 +22,7 @@ from pydantic.json_schema import models_json_schema
 from worker.jobs import State
 from worker.settings import Settings
 
-from . import events, metrics, views
+from . import console, events, metrics, views
 from .models import PushRequest
 from .player import COMMANDS, NoBody
 from .responses import (
@@ -93,8 +93,9 @@ def document(with_auth: bool = False, metrics_public: bool = True) -> dict[str, 
 
 #: Paths that answer without an API key even when keys are configured: liveness, and the
 #: API's documentation with the docs page's files under /static/ (the contract is no secret;
-#: the page sends a key for the calls it tries). /metrics: ROOMCAST_METRICS_PUBLIC.
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
+#: the page sends a key for the calls it tries), and the console page, which holds no data
+#: (it asks the person for the key its calls need). /metrics: ROOMCAST_METRICS_PUBLIC.
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/console"})
 
 
 def _version() -> str:
@@ -312,6 +313,19 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "docs",
                 "summary": _summary(docs),
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "HTML.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/console": {
+            "get": {
+                "operationId": "console",
+                "summary": _summary(console.console),
                 "tags": ["service"],
                 "responses": {
                     "200": {

@@ -115,6 +115,30 @@ class PushProgress(BaseModel):
     )
 
 
+class CloudTask(BaseModel):
+    """Engine=cloud: TRTC's ingest task, as DescribeStreamIngest last reported it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    TaskId: str | None = Field(description="TRTC's TaskId (StartStreamIngest).")
+    Status: str | None = Field(description="InProgress, or NotExist once TRTC ended the task.")
+    StartedAt: str | None = Field(description="ISO 8601 UTC.")
+    CheckedAt: str | None = Field(description="When TRTC was last asked, ISO 8601 UTC.")
+    Error: PushError | None = Field(
+        None, description="Why the last status query failed (retried at the next poll)."
+    )
+
+
+class CloudProgress(BaseModel):
+    """Engine=cloud: TRTC pushes, so there is no position or byte count, only the task."""
+
+    model_config = ConfigDict(extra="allow")
+
+    Elapsed: float = Field(description="Seconds since the task started.")
+    RtmpRoom: str | None = None
+    Cloud: CloudTask
+
+
 class PushStatus(_Answer):
     """One push: ``GET /v1/pushes/{RequestId}``, and the answer of a stop."""
 
@@ -126,7 +150,9 @@ class PushStatus(_Answer):
     UserId: str
     VideoSrc: str = Field(description="The source, passwords and signature values masked.")
     Redis: bool
-    Progress: PushProgress | None = Field(description="null until the push first reports.")
+    Progress: PushProgress | CloudProgress | None = Field(
+        description="null until the push first reports."
+    )
     Reason: str | None = Field(description="Why the push ended.")
     Error: PushError | None = Field(description="Why the push failed.")
     Trtc: dict[str, Any] | None = Field(

@@ -14,6 +14,7 @@ from redis import RedisError
 
 from pipeline.errors import InvalidJob, SourceError
 from pipeline.redact import redact_url
+from worker.cloud import missing_configuration
 from worker.jobs import FINISHED, JobStore, PublisherBusy, State, now
 from worker.netguard import check_source_address
 from worker.rooms import rtmp_room
@@ -66,6 +67,12 @@ def submit() -> ResponseReturnValue:
         raise invalid_job_from(exc) from None
     if _settings().block_private_addresses:
         _guard_sources(job)
+    if job.Engine == "cloud" and (missing := missing_configuration(_settings())):
+        raise InvalidJob(
+            "Engine=cloud hands the push to TRTC's cloud ingest through its API, which needs "
+            f"{', '.join(missing)} set on the service (API and workers)",
+            field="Engine",
+        )
     user_sig = _user_sig(job)
     request_id = str(uuid.uuid4())
     room = _room(job)
@@ -84,6 +91,7 @@ def submit() -> ResponseReturnValue:
         "Playlist": [redact_url(u) for u in job.Playlist or []],
         "Loop": job.Loop,
         "CallbackUrl": redact_url(job.CallbackUrl) if job.CallbackUrl else None,
+        "Engine": job.Engine,
         "CreatedAt": now(),
     }
     secrets = {
@@ -218,6 +226,13 @@ def _user_sig(job: PushRequest) -> str:
 
 def _room(job: PushRequest) -> dict[str, Any]:
     rtmp = rtmp_room(job.RoomId, job.StrRoomId)
+    if job.RoomId is not None and job.Engine == "cloud":
+        # The cloud ingest enters numeric rooms (RoomIdType 1); RtmpRoom stays the room's key.
+        return {
+            "RoomId": job.RoomId,
+            "RtmpRoom": rtmp,
+            "Note": f"Engine=cloud: TRTC's cloud ingest enters numeric room {job.RoomId}",
+        }
     if job.RoomId is not None:
         return {
             "RoomId": job.RoomId,

@@ -1,6 +1,7 @@
 """CPU per push: roomcast's pipeline next to the ffmpeg command line, same clip, same run.
 
-    .venv/bin/python -m bench.cpu_per_push [--seconds 10] [--runs 3] [--size 1280x720]
+    .venv/bin/python -m bench.cpu_per_push [--seconds 60] [--runs 3] [--size 1280x720]
+        [--jobs remux,re-encode]
 
 Both push a 720p30 clip from the local room's HTTP server into the local nginx-rtmp room
 in real time (``ffmpeg -re``), once remuxing (``-c copy``) a clip the room accepts, once
@@ -39,9 +40,10 @@ def cpu_of(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--jobs", default="remux,re-encode", help="comma-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,8 @@ def main() -> None:
             f"{'per-push ratio':>15}  wall r/f"
         )
         for name, (clip, ffargs) in cases.items():
+            if name not in args.jobs.split(","):
+                continue
             ours, theirs, walls = [], [], []
             for run in range(args.runs):
                 src = room.media_url(clip)

@@ -143,6 +143,8 @@ def _start_honcho(
         FLOWER_PORT=str(flower_port),
         PYTHONUNBUFFERED="1",
         ROOMCAST_SDK_SECRET_KEYS=f"{DEV_SDK_APP_ID}:{DEV_SECRET_KEY}",
+        # The web console's player shows the local room's HLS preview.
+        ROOMCAST_CONSOLE_PREVIEW_URL=ends.room.preview_url,
     )
     # Own session: we decide when honcho stops (after Ctrl-C reaches us), then it stops
     # its processes; the room and Redis outlive them, so pushes end cleanly.
@@ -211,6 +213,7 @@ def _banner(ends: Endpoints, request_id: str | None) -> str:
         "",
         f"watch the room    {room.preview_url}#{DEMO_ROOM}",
         f"  or with ffplay  ffplay {room.play_url(DEMO_ROOM)}",
+        f"web console       {ends.api}/console",
         f"API               {ends.api}",
         f"Flower            {ends.flower}",
         f"Redis             {ends.redis_url}",

@@ -44,6 +44,8 @@ MAX_DEMUX_ERRORS = 50
 SWITCHABLE = Decision(Action.TRANSCODE, "switchable push: every clip re-encoded to one format")
 #: A live timestamp jumping back, or forward by more than this, starts a new segment.
 LIVE_JUMP = Fraction(5)
+#: FFmpeg's internal time base, for a stream that announces none.
+MICROSECOND = Fraction(1, av.time_base)
 
 
 class Outcome(StrEnum):
@@ -229,7 +231,9 @@ def _routes_for(
             continue
         is_video = stream.type == "video"
         if output.decision.action is Action.REMUX:
-            routes[stream.index] = RemuxRoute(output.stream, timeline, is_video)
+            routes[stream.index] = RemuxRoute(
+                output.stream, timeline, is_video, Fraction(stream.time_base or MICROSECOND)
+            )
         elif is_video:
             ctx: Any = stream.codec_context
             if not ctx.is_open:  # the probe may have opened it already, threaded

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
 
 from .control import Control
@@ -35,7 +33,7 @@ class Relay:
         self._max_duration = spec.max_duration
         self._paced = not live
         self.progress = progress
-        self.pacer = Pacer(control, lead=spec.pace_lead)
+        self.pacer = Pacer(control, lead=spec.pace_lead, batch=spec.pace_batch)
         self.meter = ProgressMeter(progress, on_progress)
         self.limit_reason: str | None = None
         #: False while a paused push sends filler: the source position stands still.
@@ -43,7 +41,7 @@ class Relay:
 
     def restart_clock(self) -> None:
         """A new live connection: measure the delay from its first packet again."""
-        self.pacer = Pacer(self._control, lead=self.pacer.lead)
+        self.pacer = Pacer(self._control, lead=self.pacer.lead, batch=self.pacer.batch)
 
     @property
     def stopped(self) -> bool:
@@ -61,11 +59,12 @@ class Relay:
             ticks = out.dts if out.dts is not None else out.pts
             if ticks is None:
                 continue
-            out_time = ticks * Fraction(out.time_base)
-            if self._max_duration is not None and out_time >= self._max_duration:
+            # Float seconds from here on: exact enough for pacing and progress, and a
+            # fraction of the cost of Fraction arithmetic on every packet.
+            seconds = ticks * float(out.time_base)
+            if self._max_duration is not None and seconds >= self._max_duration:
                 self.limit_reason = f"time limit reached ({self._max_duration:g} s)"
                 return False
-            seconds = float(out_time)
             if self._paced and not self.pacer.wait(seconds):
                 return False
             if not self._paced:
@@ -79,7 +78,7 @@ class Relay:
             progress.output_time = seconds
             if self.track_position:
                 progress.position = (
-                    float(self._timeline.to_source(out_time)) if self._paced else seconds
+                    self._timeline.source_seconds(seconds) if self._paced else seconds
                 )
             # vod: how late the pacer runs; live: how far the relay fell behind the source
             # since this connection began (a growing value is a growing delay).

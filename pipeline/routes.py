@@ -63,14 +63,23 @@ def frame_time(frame: av.VideoFrame | av.AudioFrame, stream: av.stream.Stream) -
 class RemuxRoute:
     """Copies packets as they are; only their timestamps change."""
 
-    def __init__(self, out_stream: av.stream.Stream, timeline: Timeline, is_video: bool) -> None:
+    def __init__(
+        self,
+        out_stream: av.stream.Stream,
+        timeline: Timeline,
+        is_video: bool,
+        time_base: Fraction | None = None,
+    ) -> None:
+        """``time_base``: the source stream's, which all its packets carry."""
         self.is_video = is_video
         self._out = out_stream
+        self._key = out_stream.index
         self._timeline = timeline
+        self._time_base = time_base
 
     def process(self, packet: av.Packet) -> Iterator[av.Packet]:
         """Retime the packet onto the output timeline and point it at the output stream."""
-        self._timeline.place_packet(packet, self._out.index)
+        self._timeline.place_packet(packet, self._key, self._time_base)
         packet.stream = self._out
         yield packet
 

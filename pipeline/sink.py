@@ -13,6 +13,7 @@ import av.stream
 
 from .errors import RoomDisconnected, RoomUnreachable
 from .redact import redact_text, redact_url
+from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
 
 log = logging.getLogger(__name__)
@@ -26,27 +27,38 @@ class RtmpSink:
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
         self._container: av.container.OutputContainer | None = None
+        self._connection: RtmpConnection | None = None
         # After a reconnect, packets addressed to the first connection's streams (index)
         # go to the streams of the current one; encoders stay as they are.
         self._current: dict[int, Any] = {}
         self.reconnects = 0
 
     def open(self) -> RtmpSink:
-        """Prepare the FLV output; :meth:`start` connects. Raises :class:`RoomUnreachable`."""
+        """Connect to the room and prepare the FLV output. Raises :class:`RoomUnreachable`."""
         try:
-            self._container = av.open(
-                self.url,
-                mode="w",
-                format="flv",
-                # The output is not seekable: do not try to rewrite the header at the end.
-                options={"flvflags": "no_duration_filesize"},
-                timeout=(self._timeouts.room_open, self._timeouts.room_open),
-            )
+            self._connection, self._container = self._connect()
         except Exception as exc:  # noqa: BLE001 - reported as a typed error
             raise RoomUnreachable(
-                f"could not connect to the room at {redact_url(self.url)}: {self._detail(exc)}"
+                # Connecting and publishing are one step: a refused UserSig shows up here.
+                f"could not publish to the room at {redact_url(self.url)}: {self._detail(exc)}"
             ) from None
         return self
+
+    def _connect(self) -> tuple[RtmpConnection, av.container.OutputContainer]:
+        """A published RTMP connection and an FLV muxer writing into it."""
+        connection = RtmpConnection(self.url, self._timeouts.room_open)
+        try:
+            container = av.open(
+                connection,
+                mode="w",
+                format="flv",
+                # Not seekable: no header rewrite at the end; each packet goes out at once.
+                options={"flvflags": "no_duration_filesize", "flush_packets": "1"},
+            )
+        except BaseException:
+            connection.close()
+            raise
+        return connection, container
 
     @property
     def container(self) -> av.container.OutputContainer:
@@ -92,11 +104,7 @@ class RtmpSink:
         return stream
 
     def start(self) -> None:
-        """Connect and write the FLV header, once every output stream is added.
-
-        PyAV opens the network connection only here (not in ``av.open``), so this is
-        where an unreachable or refusing ingest shows up.
-        """
+        """Write the FLV header, once every output stream is added."""
         try:
             self.container.start_encoding()
         except Exception as exc:  # noqa: BLE001 - reported as a typed error
@@ -128,14 +136,9 @@ class RtmpSink:
 
     def _reconnect(self, cause: BaseException) -> None:
         """A new publish on the same URL carrying the same streams (copied parameters)."""
-        old = self.container
-        streams = list(old.streams)
+        streams = list(self.container.streams)
         log.warning("the room connection broke (%s); reconnecting", self._detail(cause))
-        try:
-            old.close()
-        except (av.error.FFmpegError, OSError):
-            pass  # the connection is gone: nothing to finish
-        self._container = None
+        self._close_connection()
         deadline = time.monotonic() + self._timeouts.room_reconnect
         delay = 0.25
         last: BaseException = cause
@@ -143,19 +146,18 @@ class RtmpSink:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
             try:
-                container = av.open(
-                    self.url,
-                    mode="w",
-                    format="flv",
-                    options={"flvflags": "no_duration_filesize"},
-                    timeout=(self._timeouts.room_open, self._timeouts.room_open),
-                )
+                connection, container = self._connect()
+            except (av.error.FFmpegError, OSError) as exc:
+                last = exc
+                continue
+            try:
                 fresh = [container.add_stream_from_template(s) for s in streams]
                 container.start_encoding()
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
+                connection.close()
                 continue
-            self._container = container
+            self._connection, self._container = connection, container
             # Streams are added in the same order, so an index names the same stream in
             # every connection; routes keep addressing the first connection's streams.
             self._current = {f.index: f for f in fresh}
@@ -170,12 +172,25 @@ class RtmpSink:
     def close(self) -> None:
         """Finish the FLV stream and close the connection (the room sees the user leave)."""
         container, self._container = self._container, None
-        if container is None:
-            return
         try:
-            container.close()
+            if container is not None:
+                container.close()
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("closing the room connection failed: %s", self._detail(exc))
+        finally:
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Drop the muxer and the connection without finishing the stream (it is gone)."""
+        container, self._container = self._container, None
+        connection, self._connection = self._connection, None
+        if container is not None:
+            try:
+                container.close()
+            except (av.error.FFmpegError, OSError):
+                pass  # the connection is gone: nothing to finish
+        if connection is not None:
+            connection.close()
 
     def _detail(self, exc: BaseException) -> str:
         return redact_text(str(getattr(exc, "strerror", None) or exc), list(self._secrets))

@@ -89,7 +89,13 @@ def open_source(
         options.update(
             {"fflags": "nobuffer", "analyzeduration": str(int(analyze * 1e6)), "probesize": "2M"}
         )
-    read_timeout = timeouts.live_read if live else timeouts.source_read
+    read_timeout: float | None = timeouts.live_read if live else timeouts.source_read
+    if url.startswith(("http://", "https://")) and read_timeout is not None:
+        # FFmpeg's own I/O timeout, not PyAV's read timeout: PyAV's checks the clock in a
+        # callback that takes the GIL several times per packet, which stalls a worker that
+        # carries many pushes as threads. HLS passes it on to every segment it opens.
+        options["rw_timeout"] = str(int(read_timeout * 1e6))
+        read_timeout = None
     try:
         container = av.open(
             url, mode="r", options=options, timeout=(timeouts.source_open, read_timeout)

@@ -43,8 +43,10 @@ class PushSpec:
 
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
     output) is the job's execution limit; a live source that stays away ``live_grace``
-    seconds has ended. A ``switchable`` push plays ``source`` then ``playlist`` (``loop``:
-    none, last, all) and obeys player commands; every clip is re-encoded to one format.
+    seconds has ended. Packets due within ``pace_batch`` seconds go out together (see
+    :class:`~pipeline.pacer.Pacer`). A ``switchable`` push plays ``source`` then
+    ``playlist`` (``loop``: none, last, all) and obeys player commands; every clip is
+    re-encoded to one format.
     ``secrets`` lists values to mask in messages.
     """
 
@@ -56,6 +58,7 @@ class PushSpec:
     profile: OutputProfile = field(default_factory=OutputProfile)
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
+    pace_batch: float = 0.04
     live_grace: float = 30.0
     switchable: bool = False
     playlist: tuple[str, ...] = ()

@@ -6,13 +6,28 @@ seeks (resume), source switches, loops and live reconnects. Each of those starts
 default, where the previous segment ended), and every timestamp of the segment is shifted
 by the same offset. Timestamps stay integers in their own ``time_base`` (PyAV's advice);
 seconds appear only at the edges.
+
+Remuxed packets are the hot path (every packet of every push): their offset is turned into
+integer ticks once per segment and stream, so placing a packet is integer arithmetic only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+
+
+@dataclass(slots=True)
+class _Track:
+    """A remuxed output stream's state, in integer ticks of its packets' time base."""
+
+    time_base: Fraction
+    segment: int
+    offset: int
+    last_dts: int
+    end: int
 
 
 class Timeline:
@@ -20,14 +35,18 @@ class Timeline:
 
     def __init__(self) -> None:
         self._offset = Fraction(0)
+        self._offset_seconds = 0.0
+        self._segment = 0
         self._end = Fraction(0)
         self._last_dts: dict[int, Fraction] = {}
         self._key_end: dict[int, Fraction] = {}
+        self._tracks: dict[int, _Track] = {}
 
     @property
     def end(self) -> Fraction:
         """Output time (seconds) just after the last packet placed on the timeline."""
-        return self._end
+        ends = [t.end * t.time_base for t in self._tracks.values()]
+        return max(self._end, *ends) if ends else self._end
 
     def end_of(self, key: int) -> Fraction:
         """Where one output stream's placed media ends (the whole output's end if unknown)."""
@@ -35,8 +54,10 @@ class Timeline:
 
     def begin_segment(self, source_start: Fraction, output_start: Fraction | None = None) -> None:
         """Map ``source_start`` (seconds, source clock) to ``output_start`` (default: the end)."""
-        start = self._end if output_start is None else output_start
+        start = self.end if output_start is None else output_start
         self._offset = start - source_start
+        self._offset_seconds = float(self._offset)
+        self._segment += 1
 
     def to_output(self, source_time: Fraction) -> Fraction:
         """Output time (seconds) of a source instant in the current segment."""
@@ -46,24 +67,51 @@ class Timeline:
         """Source time (seconds) of an output instant in the current segment."""
         return output_time - self._offset
 
-    def place_packet(self, packet: av.Packet, key: int) -> Fraction:
-        """Shift a remuxed packet onto the timeline in place; return its output dts (seconds).
+    def source_seconds(self, output_seconds: float) -> float:
+        """:meth:`to_source` in floating-point seconds, for progress figures."""
+        return output_seconds - self._offset_seconds
+
+    def place_packet(self, packet: av.Packet, key: int, time_base: Fraction | None = None) -> int:
+        """Shift a remuxed packet onto the timeline in place; return its output dts (ticks).
 
         ``key`` identifies the output stream: dts never decreases within it, and nothing
-        goes below 0 (the muxer rejects both).
+        goes below 0 (the muxer rejects both). ``time_base`` is the packet's, when the
+        caller knows it (PyAV builds a new Fraction on every ``packet.time_base`` read).
         """
-        tb = Fraction(packet.time_base)
-        dts_ticks = packet.dts if packet.dts is not None else packet.pts
+        tb = packet.time_base if time_base is None else time_base
+        track = self._tracks.get(key)
+        if (
+            track is None
+            or track.segment != self._segment
+            or (track.time_base is not tb and track.time_base != tb)
+        ):
+            track = self._track(key, tb)
+        pts_in, dts_in = packet.pts, packet.dts
+        dts_ticks = dts_in if dts_in is not None else pts_in
         assert dts_ticks is not None, "packets without timestamps are dropped before this"
-        dts = max(self.to_output(dts_ticks * tb), self._last_dts.get(key, Fraction(0)))
-        pts = dts if packet.pts is None else max(self.to_output(packet.pts * tb), dts)
-        new_dts = round(dts / tb)
-        packet.dts = new_dts
-        packet.pts = max(round(pts / tb), new_dts)
-        self._last_dts[key] = dts
-        duration = (packet.duration or 0) * tb
-        self._end = max(self._end, pts + duration)
+        dts = max(dts_ticks + track.offset, track.last_dts)
+        pts = dts if pts_in is None else max(pts_in + track.offset, dts)
+        packet.dts = dts
+        packet.pts = pts
+        track.last_dts = dts
+        end = pts + (packet.duration or 0)
+        if end > track.end:
+            track.end = end
         return dts
+
+    def _track(self, key: int, tb: Fraction) -> _Track:
+        """A key's track for the current segment, its limits carried over in ``tb`` ticks."""
+        old = self._tracks.get(key)
+        if old is None:
+            last, end = 0, 0
+        else:
+            # Round up so that nothing placed later goes back before what was sent.
+            last = -((-old.last_dts * old.time_base) // tb)
+            end = -((-old.end * old.time_base) // tb)
+            self._end = max(self._end, old.end * old.time_base)
+        track = _Track(tb, self._segment, round(self._offset / tb), int(last), int(end))
+        self._tracks[key] = track
+        return track
 
     def extend_to(self, output_time: Fraction) -> None:
         """Note that output now reaches ``output_time`` (audio numbered by a sample counter)."""

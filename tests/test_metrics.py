@@ -1,19 +1,26 @@
-"""GET /metrics: the whole service in Prometheus text format, counted by the workers in Redis."""
+"""GET /metrics: the whole service in Prometheus text format, counted by the workers in Redis,
+and each worker's own gauges (worker/metrics.py), labelled by worker."""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.redis import RedisServer
 from devstack.room import LocalRoom
+from worker.metrics import FORGET_SECONDS, WORKERS_KEY, read_workers, worker_key
 
 from .conftest import job_for
-from .stack import Api, start_api, stop
+from .stack import Api, spawn, start_api, stop
 
 FINAL = {"succeeded", "failed", "stopped"}
 STATES = {"queued", "running", "succeeded", "failed", "stopped"}
@@ -118,3 +125,106 @@ def test_metrics_public_false_asks_scrapers_for_the_key(keyed_apis: dict[str, st
     assert scrape(keyed_apis["false"])[0] == 401
     assert scrape(keyed_apis["false"], key="wrong")[0] == 401
     assert scrape(keyed_apis["false"], key=KEY)[0] == 200
+
+
+# --- per worker -------------------------------------------------------------------------------
+
+
+def workers_in(samples: Samples, name: str) -> dict[str, float]:
+    """``{worker: value}`` of one per-worker gauge."""
+    return {dict(labels)["worker"]: v for (n, labels), v in samples.items() if n == name}
+
+
+def wait_for_metric(
+    base: str, name: str, worker: str, want: float | None, timeout: float
+) -> Samples:
+    """Scrape until ``name{worker}`` equals ``want`` (None: until it is absent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(base)[2]
+        if workers_in(samples, name).get(worker) == want:
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}{{worker={worker!r}}} is not {want}: {samples}")
+        time.sleep(0.2)
+
+
+def test_each_worker_reports_its_pushes_memory_and_pool(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    # The session's worker (tests/conftest.py): prefork, concurrency 2, named test@<host>.
+    name = f"test@{socket.gethostname()}"
+    samples = scrape(api.base)[2]
+    assert workers_in(samples, "roomcast_worker_up")[name] == 1, samples
+    assert workers_in(samples, "roomcast_worker_concurrency")[name] == 2
+    # A Python process with Celery and PyAV loaded, plus its two pool processes.
+    assert workers_in(samples, "roomcast_worker_rss_bytes")[name] > 50e6
+    assert 0 < time.time() - workers_in(samples, "roomcast_worker_start_time_seconds")[name] < 3600
+    info = [dict(labels) for n, labels in samples if n == "roomcast_worker_info"]
+    assert {"worker": name, "pool": "prefork"}.items() <= next(
+        i for i in info if i["worker"] == name
+    ).items()
+
+    rid = api.submit(**job_for(room, long_clip, room_name))
+    api.wait_state(rid, {"running"}, timeout=15)
+    wait_for_metric(api.base, "roomcast_worker_active_pushes", name, 1, timeout=5)
+    assert api.call("POST", f"/v1/pushes/{rid}/stop").status in (200, 202)
+    api.wait_state(rid, FINAL, timeout=15)
+    wait_for_metric(api.base, "roomcast_worker_active_pushes", name, 0, timeout=5)
+
+
+def _start_idle_workers(env: dict[str, str], workdir: Path, names: list[str]) -> list:
+    """Workers on a queue of their own (so they never take a push), started side by side."""
+    procs = []
+    for name in names:
+        log = workdir / f"{name}.log"
+        procs.append((spawn(
+            ["celery", "-A", "worker", "worker", "-P", "solo", "-Q", f"{name}_only",
+             "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
+            env, log,
+        ), log))  # fmt: skip
+    deadline = time.monotonic() + 60
+    for proc, log in procs:
+        while " ready." not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    return [proc for proc, _ in procs]
+
+
+def test_a_killed_worker_shows_down_and_a_stopped_one_leaves(
+    api: Api, service_env: dict[str, str], workdir: Path
+) -> None:
+    host = socket.gethostname()
+    killed_name, stopped_name = f"killed{os.getpid()}", f"stopped{os.getpid()}"
+    killed, stopped = _start_idle_workers(service_env, workdir, [killed_name, stopped_name])
+    killed_at = f"{killed_name}@{host}"
+    stopped_at = f"{stopped_name}@{host}"
+    try:
+        samples = wait_for_metric(api.base, "roomcast_worker_up", killed_at, 1, timeout=5)
+        assert workers_in(samples, "roomcast_worker_up")[stopped_at] == 1
+        assert workers_in(samples, "roomcast_worker_active_pushes")[killed_at] == 0
+        stop(killed, sig=9)  # no goodbye: silent after its last beat
+        stop(stopped)  # SIGTERM: a clean shutdown removes it at once
+        assert stopped_at not in workers_in(scrape(api.base)[2], "roomcast_worker_up")
+        # Down once silent for ROOMCAST_WORKER_LOST_SECONDS (6 s in the tests' environment).
+        samples = wait_for_metric(api.base, "roomcast_worker_up", killed_at, 0, timeout=10)
+        assert killed_at not in workers_in(samples, "roomcast_worker_rss_bytes")
+        assert killed_at in workers_in(samples, "roomcast_worker_last_beat_seconds")
+    finally:
+        stop(killed, sig=9)
+        stop(stopped)
+        redis.Redis.from_url(service_env["ROOMCAST_REDIS_URL"]).zrem(WORKERS_KEY, killed_at)
+
+
+def test_a_worker_silent_for_long_is_forgotten(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    now = time.time()
+    client.zadd(WORKERS_KEY, {"gone@old-host": now - FORGET_SECONDS - 1, "late@host": now - 60})
+    try:
+        seen = {w.name: w for w in read_workers(client, now)}
+        assert "gone@old-host" not in seen
+        assert client.zscore(WORKERS_KEY, "gone@old-host") is None  # pruned, not just hidden
+        assert seen["late@host"].up is False and seen["late@host"].rss_bytes is None
+        assert not client.exists(worker_key("late@host"))
+    finally:
+        client.zrem(WORKERS_KEY, "late@host")

@@ -55,7 +55,7 @@ def test_timeline_shifts_a_segment_so_its_source_start_lands_on_its_output_start
     timeline = Timeline()
     timeline.begin_segment(Fraction(10), Fraction(0))
     p = packet(pts=10_500, dts=10_500)
-    assert timeline.place_packet(p, key=0) == Fraction(1, 2)
+    assert timeline.place_packet(p, key=0) == 500
     assert stamps(p) == (500, 500)
 
 
@@ -66,7 +66,7 @@ def test_timeline_next_segment_starts_where_the_previous_one_ended() -> None:
     assert timeline.end == Fraction(540, 1000)
     timeline.begin_segment(Fraction(3))
     p = packet(pts=3_000, dts=3_000)
-    assert timeline.place_packet(p, key=0) == Fraction(540, 1000)
+    assert timeline.place_packet(p, key=0) == 540
     assert stamps(p) == (540, 540)
 
 
@@ -125,7 +125,7 @@ def test_timeline_keeps_timestamps_in_the_packets_own_time_base() -> None:
     timeline = Timeline()
     timeline.begin_segment(Fraction(2), Fraction(0))
     p = packet(pts=3 * 90_000, dts=3 * 90_000, time_base=Fraction(1, 90_000))
-    assert timeline.place_packet(p, key=0) == 1
+    assert timeline.place_packet(p, key=0) == 90_000
     assert stamps(p) == (90_000, 90_000)
 
 
@@ -133,8 +133,20 @@ def test_timeline_packet_without_dts_is_placed_by_its_pts() -> None:
     timeline = Timeline()
     timeline.begin_segment(Fraction(0), Fraction(0))
     p = packet(pts=700, dts=None)
-    assert timeline.place_packet(p, key=0) == Fraction(7, 10)
+    assert timeline.place_packet(p, key=0) == 700
     assert p.dts == 700
+
+
+def test_timeline_carries_a_streams_limits_over_a_change_of_time_base() -> None:
+    timeline = Timeline()
+    timeline.begin_segment(Fraction(0), Fraction(0))
+    timeline.place_packet(packet(pts=1_000, dts=1_000, duration=40), key=0)
+    # A reconnected source whose packets count in 1/90000 and restart at 0.
+    timeline.begin_segment(Fraction(0), Fraction(0))
+    p = packet(pts=0, dts=0, time_base=Fraction(1, 90_000))
+    timeline.place_packet(p, key=0)
+    assert stamps(p) == (90_000, 90_000)
+    assert timeline.end == Fraction(1_040, 1_000)
 
 
 # --- Control -------------------------------------------------------------------------------
@@ -264,6 +276,34 @@ def test_pacer_sends_lead_seconds_early(control: Control, monkeypatch: pytest.Mo
     pacer.wait(0.0)
     pacer.wait(1.0)
     assert asked == [pytest.approx(0.8)]
+
+
+def test_pacer_sends_packets_due_within_the_batch_window_with_one_wake_up(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    asked = sleeping_control(control, clock, monkeypatch)
+    pacer = Pacer(control, clock=clock, batch=0.04)
+    pacer.wait(0.0)
+    for media_time in (0.5, 0.52, 0.54, 0.55):
+        assert pacer.wait(media_time) is True
+    # 0.5 wakes the push; 0.52 and 0.54 ride along; 0.55 is past the window: a new wake-up.
+    assert asked == [pytest.approx(0.5), pytest.approx(0.05)]
+
+
+def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    sleeping_control(control, clock, monkeypatch)
+    pacer = Pacer(control, clock=clock, batch=0.04)
+    start = clock.now
+    pacer.wait(0.0)
+    for n in range(1, 300):
+        media_time = n / 77  # audio and video interleaved, about 77 packets a second
+        pacer.wait(media_time)
+        early = start + media_time - clock.now
+        assert -1e-9 <= early <= 0.04 + 1e-9
 
 
 def test_pacer_error_does_not_accumulate_over_ten_thousand_frames(

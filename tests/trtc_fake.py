@@ -5,6 +5,21 @@ Content-Type headers as sent, the body) with its own implementation of Tencent C
 documented algorithm, not the SDK's, and answers in TRTC's JSON shape: ``{"Response":
 {"RequestId": ...}}`` or ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``,
 always with HTTP 200 as the real endpoint does.
+
+Actions, with the parameter types of TRTC's API reference (product/647) checked:
+
+* ``RemoveUserByStrRoomId``.
+* The cloud ingest: ``StartStreamIngest`` answers a ``TaskId`` and the task runs until
+  ``StopStreamIngest`` or :meth:`FakeTrtc.end_task`; ``DescribeStreamIngest`` answers
+  ``Status`` ``InProgress`` while it runs and ``NotExist`` after (the two documented values);
+  stopping a task that no longer runs answers ``FailedOperation.TaskNotExist``.
+* Room data: ``DescribeRoomInfo`` lists a room's unfinished session (``CommId``
+  ``<app>_<room>_<created>``) while anyone is in it, ``DescribeUserInfo`` lists that
+  session's users. Who is in a room: the running ingest tasks' robots, plus whoever
+  ``members`` (e.g. the local room's publishers) names, less ``hidden`` users.
+
+Faults: ``fail_next`` answers the next valid call with an error, ``fail`` every call of an
+action; a wrong key fails the signature check as TRTC would.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +99,15 @@ class Call:
 
 
 @dataclass
+class Task:
+    """One cloud ingest task."""
+
+    task_id: str
+    params: dict[str, Any]
+    running: bool = True
+
+
+@dataclass
 class FakeTrtc:
     """The fake endpoint: ``credentials`` maps SecretId → SecretKey."""
 
@@ -91,6 +116,15 @@ class FakeTrtc:
     refused: list[str] = field(default_factory=list)
     #: Error code to answer the next valid call with (then cleared), e.g. a missing room.
     fail_next: tuple[str, str] | None = None
+    #: Error code to answer every valid call of an action with, until removed.
+    fail: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Users in a room besides the ingest robots: (SdkAppId, room) → user ids.
+    members: Callable[[int, str], set[str]] | None = None
+    #: Users TRTC does not see, wherever they push.
+    hidden: set[str] = field(default_factory=set)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    _sessions: dict[tuple[int, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -143,13 +177,132 @@ class FakeTrtc:
             code, message = self.fail_next
             self.fail_next = None
             return {"Error": {"Code": code, "Message": message}, "RequestId": request_id}
-        if action != "RemoveUserByStrRoomId":
+        if action in self.fail:
+            return _error(*self.fail[action], request_id)
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | str]] = {
+            "RemoveUserByStrRoomId": _check_remove_user,
+            "StartStreamIngest": self._start_ingest,
+            "DescribeStreamIngest": self._describe_ingest,
+            "StopStreamIngest": self._stop_ingest,
+            "DescribeRoomInfo": self._describe_room,
+            "DescribeUserInfo": self._describe_users,
+        }
+        handler = handlers.get(action)
+        if handler is None:
             return _error("InvalidAction", f"the action {action} is not supported", request_id)
-        bad = _check_remove_user(params)
-        if bad is not None:
-            return _error("InvalidParameter", bad, request_id)
+        with self._lock:
+            answer = handler(params)
+        if isinstance(answer, str):
+            code, _, message = answer.partition(": ")
+            return _error(code, message, request_id)
         self.calls.append(Call(action, params, h.get("x-tc-region"), request_id))
-        return {"RequestId": request_id}
+        return {**answer, "RequestId": request_id}
+
+    def of(self, action: str) -> list[Call]:
+        """The valid calls of one action, in order."""
+        return [c for c in self.calls if c.action == action]
+
+    def end_task(self, task_id: str) -> None:
+        """End an ingest task on TRTC's side (its source played out, TRTC stopped it)."""
+        with self._lock:
+            self.tasks[task_id].running = False
+
+    # --- cloud ingest ---------------------------------------------------------------------
+
+    def _start_ingest(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        bad = _check_start_ingest(params)
+        if bad is not None:
+            return f"InvalidParameter: {bad}"
+        task = Task(f"task-{uuid.uuid4().hex[:12]}", params)
+        self.tasks[task.task_id] = task
+        return {"TaskId": task.task_id}
+
+    def _task_of(self, params: dict[str, Any]) -> Task | str:
+        if not isinstance(params.get("SdkAppId"), int):
+            return "InvalidParameter: SdkAppId must be an integer"
+        if not isinstance(params.get("TaskId"), str) or not params["TaskId"]:
+            return "MissingParameter.TaskId: TaskId must be a non-empty string"
+        task = self.tasks.get(params["TaskId"])
+        if task is None or task.params["SdkAppId"] != params["SdkAppId"]:
+            return "InvalidParameter.TaskId: no such task"
+        return task
+
+    def _describe_ingest(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        task = self._task_of(params)
+        if isinstance(task, str):
+            return task
+        return {"Status": "InProgress" if task.running else "NotExist"}
+
+    def _stop_ingest(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        task = self._task_of(params)
+        if isinstance(task, str):
+            return task
+        if not task.running:
+            return "FailedOperation.TaskNotExist: the task does not exist"
+        task.running = False
+        return {}
+
+    # --- room data ------------------------------------------------------------------------
+
+    def _users_in(self, app: int, room: str) -> set[str]:
+        users = set(self.members(app, room)) if self.members is not None else set()
+        for task in self.tasks.values():
+            if task.running and (task.params["SdkAppId"], task.params["RoomId"]) == (app, room):
+                users.add(task.params["UserId"])
+        return users - self.hidden
+
+    def _describe_room(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        bad = _check_range(params, 24 * 3600)
+        if bad is not None:
+            return f"InvalidParameter: {bad}"
+        app, room = params["SdkAppId"], params.get("RoomId")
+        if not isinstance(room, str) or not room:
+            return "InvalidParameter: RoomId must be a non-empty string"
+        rooms = []
+        if self._users_in(app, room):
+            created = self._sessions.setdefault((app, room), int(time.time()))
+            rooms.append(
+                {
+                    "CommId": f"{app}_{room}_{created}",
+                    "RoomString": room,
+                    "CreateTime": created,
+                    "DestroyTime": 0,
+                    "IsFinished": False,
+                    "UserId": "",
+                }
+            )
+        else:
+            self._sessions.pop((app, room), None)  # the session ended with its last user
+        return {"Total": len(rooms), "RoomList": rooms}
+
+    def _describe_users(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        bad = _check_range(params, 4 * 3600)
+        if bad is not None:
+            return f"InvalidParameter: {bad}"
+        comm_id = params.get("CommId")
+        if not isinstance(comm_id, str) or comm_id.count("_") < 2:
+            return "InvalidParameter: CommId must be <SdkAppId>_<room>_<created>"
+        app, _, rest = comm_id.partition("_")
+        room, _, created = rest.rpartition("_")
+        wanted = params.get("UserIds")
+        if wanted is not None and (not isinstance(wanted, list) or not 1 <= len(wanted) <= 100):
+            return "InvalidParameter: UserIds must list 1 to 100 users"
+        users = sorted(self._users_in(int(app), room))
+        listed = [
+            {
+                "RoomStr": room,
+                "UserId": user,
+                "JoinTs": int(created),
+                "LeaveTs": int(time.time()),
+                "DeviceType": "RTMP",
+                "SdkVersion": "",
+                "ClientIp": "127.0.0.1",
+                "Finished": False,
+            }
+            for user in users
+            if wanted is None or user in wanted
+        ]
+        return {"Total": len(listed), "UserList": listed}
 
     def _authenticate(
         self, method: str, path: str, h: dict[str, str], body: bytes
@@ -193,15 +346,72 @@ def _error(code: str, message: str, request_id: str) -> dict[str, Any]:
     return {"Error": {"Code": code, "Message": message}, "RequestId": request_id}
 
 
-def _check_remove_user(params: dict[str, Any]) -> str | None:
+def _check_remove_user(params: dict[str, Any]) -> dict[str, Any] | str:
     """RemoveUserByStrRoomId's documented parameters and types."""
     if not isinstance(params.get("SdkAppId"), int):
-        return "SdkAppId must be an integer"
+        return "InvalidParameter: SdkAppId must be an integer"
     if not isinstance(params.get("RoomId"), str) or not params["RoomId"]:
-        return "RoomId must be a non-empty string"
+        return "InvalidParameter: RoomId must be a non-empty string"
     users = params.get("UserIds")
     if not isinstance(users, list) or not 1 <= len(users) <= 10:
-        return "UserIds must list 1 to 10 users"
+        return "InvalidParameter: UserIds must list 1 to 10 users"
     if not all(isinstance(u, str) and u for u in users):
-        return "UserIds must be strings"
+        return "InvalidParameter: UserIds must be strings"
+    return {}
+
+
+#: StartStreamIngest's parameters (SDK models.py) and their JSON types.
+_START_TYPES: dict[str, type | tuple[type, ...]] = {
+    "SdkAppId": int,
+    "RoomId": str,
+    "RoomIdType": int,
+    "UserId": str,
+    "UserSig": str,
+    "StreamUrl": str,
+    "PrivateMapKey": str,
+    "SeekSecond": int,
+    "AutoPush": bool,
+    "RepeatNum": int,
+    "MaxDuration": int,
+    "Volume": int,
+    "EnableProgress": bool,
+    "Tempo": (int, float),
+    "IdleTimeout": int,
+}
+
+
+def _check_start_ingest(params: dict[str, Any]) -> str | None:
+    """StartStreamIngest's documented parameters, types and ranges."""
+    for name in ("SdkAppId", "RoomId", "RoomIdType", "UserId", "UserSig", "StreamUrl"):
+        if name not in params:
+            return f"{name} is required"
+    for name, value in params.items():
+        kind = _START_TYPES.get(name)
+        if kind is None:
+            return f"unknown parameter {name}"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{name} has the wrong type"
+    if params["RoomIdType"] not in (0, 1):
+        return "RoomIdType must be 0 (string room) or 1 (numeric room)"
+    if params["RoomIdType"] == 1 and not params["RoomId"].isdigit():
+        return "RoomIdType 1 needs the digits of a numeric room"
+    repeat = params.get("RepeatNum")
+    if repeat is not None and (repeat == 0 or not -1 <= repeat <= 1000):
+        return "RepeatNum must be -1 or 1 to 1000"
+    if "MaxDuration" in params and (repeat != -1 or not 1 <= params["MaxDuration"] <= 10080):
+        return "MaxDuration (1 to 10080 minutes) applies to RepeatNum -1 only"
+    return None
+
+
+def _check_range(params: dict[str, Any], span: int) -> str | None:
+    """The monitoring APIs' SdkAppId and time range: at most ``span`` s, within 14 days."""
+    if not isinstance(params.get("SdkAppId"), int):
+        return "SdkAppId must be an integer"
+    start, end = params.get("StartTime"), params.get("EndTime")
+    if not isinstance(start, int) or not isinstance(end, int) or not start < end:
+        return "StartTime and EndTime must be integers, StartTime first"
+    if end - start > span:
+        return f"EndTime - StartTime must not exceed {span} s"
+    if start < time.time() - 14 * 24 * 3600:
+        return "only the last 14 days can be queried"
     return None

@@ -11,6 +11,7 @@ from celery import Celery, signals
 
 from .control import SHUTDOWN_REASON, mark_pool_child, start_watchdog, stop_pushes
 from .logs import configure_logging
+from .metrics import start_worker_beat, stop_worker_beat
 from .settings import get_settings
 
 app = Celery("roomcast")
@@ -36,6 +37,18 @@ def _start_watchdog(**_: Any) -> None:
     # Every worker looks for pushes whose worker died, so one is handed back within
     # ROOMCAST_WORKER_LOST_SECONDS plus a few seconds even when nobody reads the status.
     start_watchdog()
+
+
+@signals.worker_ready.connect
+def _start_worker_metrics(sender: Any, **_: Any) -> None:
+    # This worker's vital signs for GET /metrics (worker/metrics.py says why through Redis).
+    start_worker_beat(sender)
+
+
+@signals.worker_shutdown.connect
+def _stop_worker_metrics(**_: Any) -> None:
+    # Sent once the worker has stopped (not from a signal handler, so Redis calls are fine).
+    stop_worker_beat()
 
 
 @signals.worker_shutting_down.connect

@@ -18,7 +18,8 @@ from pipeline import Control, Outcome, Progress, PushSpec, push
 from pipeline.errors import RoomcastError
 
 from . import trtc
-from .control import SHUTDOWN_REASON, ControlListener, signal_stops
+from .cloud import CloudIngest
+from .control import SHUTDOWN_REASON, TAKEN_OVER_REASON, ControlListener, signal_stops
 from .events import CallbackSender
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
@@ -83,6 +84,7 @@ def _run(
     listener = ControlListener(store, rid, control, settings.heartbeat_seconds, run_id)
     listener.start()
     callbacks = _start_callbacks(store, settings, rid, secrets)
+    presence = trtc.watch_presence(store, settings, rid, doc)
     bookmark: Bookmark | None = None
     last = Progress()
 
@@ -113,6 +115,8 @@ def _run(
             if settings.block_private_addresses:
                 # Checked again here, not only at submit: DNS may answer differently now.
                 check_source_addresses([secrets["VideoSrc"], *(secrets.get("Playlist") or [])])
+            if doc.get("Engine") == "cloud":
+                return _run_cloud(store, settings, job, secrets, control, on_progress)
             # A push handed back by a lost or stopping worker continues where it was.
             start = float(doc.get("ResumeFrom") or 0.0)
             if start:
@@ -139,13 +143,18 @@ def _run(
                 log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
                 _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
                 return State.SUCCEEDED, result.progress.position
+            if result.reason == TAKEN_OVER_REASON:
+                # The job runs elsewhere now (a newer RunId): its record is not ours to end.
+                log.info("stopped at %.1f s: %s", result.progress.position, result.reason)
+                return State.RUNNING, result.progress.position
             if result.reason == SHUTDOWN_REASON and _hand_back(store, rid):
                 log.info(
                     "handed back at %.1f s: another worker continues", result.progress.position
                 )
                 return State.QUEUED, result.progress.position
             log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
-            _finish(store, rid, State.STOPPED, Reason=result.reason, **trtc.on_stop(settings, doc))
+            trtc_fields = trtc.on_stop(settings, doc, presence)
+            _finish(store, rid, State.STOPPED, Reason=result.reason, **trtc_fields)
             return State.STOPPED, result.progress.position
     except RoomcastError as exc:
         log.error("push failed: %s: %s", exc.code, exc.message)
@@ -163,12 +172,41 @@ def _run(
         _finish(store, rid, State.FAILED, Error=error, Reason=error["Message"])
         return State.FAILED, last.position
     finally:
+        if presence is not None:
+            presence.stop()
         listener.stop()
         control.close()
         if callbacks is not None:
             callbacks.finish()
         if bookmark is not None:
             bookmark.close()
+
+
+def _run_cloud(
+    store: JobStore,
+    settings: Settings,
+    job: Job,
+    secrets: dict[str, Any],
+    control: Control,
+    on_progress: ProgressHook | None,
+) -> tuple[State, float]:
+    """Engine=cloud: follow TRTC's ingest task (worker/cloud.py) instead of pushing media."""
+    rid = job.request_id
+    ingest = CloudIngest(store, settings, job, secrets, on_progress)
+    end = ingest.follow(control)
+    # In these two cases TRTC goes on pushing, and the run that continues the job (another
+    # worker's, or the one that took it over) re-attaches to the task: not ours to stop.
+    if end.reason == TAKEN_OVER_REASON:
+        log.info("another run follows TRTC ingest task %s now", ingest.task_id)
+        return State.RUNNING, ingest.elapsed
+    if end.reason == SHUTDOWN_REASON and _hand_back(store, rid):
+        log.info("handed back: another worker follows TRTC ingest task %s", ingest.task_id)
+        return State.QUEUED, ingest.elapsed
+    if end.state is State.STOPPED:
+        ingest.stop()
+    log.info("cloud push %s: %s", end.state.value, end.reason)
+    _finish(store, rid, end.state, Reason=end.reason)
+    return end.state, ingest.elapsed
 
 
 def _hand_back(store: JobStore, rid: str) -> bool:
@@ -231,6 +269,7 @@ def _spec(
         profile=settings.output_profile(),
         timeouts=settings.timeouts(),
         pace_lead=settings.pace_lead_seconds,
+        pace_batch=settings.pace_batch_seconds,
         live_grace=settings.live_grace_seconds,
         secrets=secret_values(secrets),
         switchable=bool(doc.get("Switchable")),

@@ -12,13 +12,23 @@ from .settings import get_settings
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts."""
+    """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts.
+
+    Every running push holds one connection of the pool for its control channel (a
+    subscription) and borrows others briefly, so the pool is sized for the pushes a
+    threads-pool worker carries, well past redis-py's default of 100.
+    """
     return redis.Redis.from_url(
         get_settings().redis_url,
         socket_timeout=5,
         socket_connect_timeout=3,
         health_check_interval=30,
+        max_connections=MAX_REDIS_CONNECTIONS,
     )
+
+
+#: Connections one worker process may open to the service's Redis (see get_redis).
+MAX_REDIS_CONNECTIONS = 4096
 
 
 @lru_cache(maxsize=1)

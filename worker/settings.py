@@ -50,9 +50,16 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         3, description="Runs of one push at most: a lost worker's push is handed back until then."
     )
-    heartbeat_seconds: float = Field(2.0, description="How often a running push proves it lives.")
+    heartbeat_seconds: float = Field(
+        2.0,
+        description="How often a running push proves it lives, and each worker beats its metrics.",
+    )
     worker_lost_seconds: float = Field(
-        15.0, description="A running push silent for this long is reported 'worker lost'."
+        15.0,
+        description=(
+            "A running push silent for this long is reported 'worker lost'; a worker whose "
+            "metrics beat is, roomcast_worker_up 0."
+        ),
     )
     allowed_schemes: str = Field(
         "http,https,rtmp,rtmps", description="URL schemes VideoSrc may use (comma-separated)."
@@ -80,17 +87,42 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="One JSON object per log line.")
 
     # Output defaults live in one place, the pipeline's OutputProfile.
-    max_width: int = _PROFILE.max_width
-    max_height: int = _PROFILE.max_height
-    max_fps: float = _PROFILE.max_fps
-    video_bitrate: int = _PROFILE.video_bitrate
-    audio_bitrate: int = _PROFILE.audio_bitrate
-    gop_seconds: float = _PROFILE.gop_seconds
-    max_remux_gop_seconds: float = _PROFILE.max_remux_gop_seconds
-    x264_preset: str = _PROFILE.x264_preset
+    # The descriptions feed docs/architecture.md's table (tests/test_docs.py checks it).
+    max_width: int = Field(
+        _PROFILE.max_width, description="Wider video is re-encoded and scaled down."
+    )
+    max_height: int = Field(
+        _PROFILE.max_height, description="Taller video is re-encoded and scaled down."
+    )
+    max_fps: float = Field(
+        _PROFILE.max_fps, description="Faster video is re-encoded at this rate (frames dropped)."
+    )
+    video_bitrate: int = Field(_PROFILE.video_bitrate, description="bit/s of re-encoded video.")
+    audio_bitrate: int = Field(_PROFILE.audio_bitrate, description="bit/s of re-encoded audio.")
+    gop_seconds: float = Field(
+        _PROFILE.gop_seconds, description="Keyframe interval of re-encoded video."
+    )
+    max_remux_gop_seconds: float = Field(
+        _PROFILE.max_remux_gop_seconds,
+        description="Video whose keyframes are further apart than this is re-encoded.",
+    )
+    x264_preset: str = Field(_PROFILE.x264_preset, description="x264 preset for re-encoding.")
     pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
-    source_timeout_seconds: float = _TIMEOUTS.source_open
-    room_timeout_seconds: float = _TIMEOUTS.room_open
+    pace_batch_seconds: float = Field(
+        0.04,
+        ge=0,
+        le=0.5,
+        description=(
+            "Packets due within this window of a wake-up are sent together: fewer wake-ups, "
+            "less CPU per push, at most this much early."
+        ),
+    )
+    source_timeout_seconds: float = Field(
+        _TIMEOUTS.source_open, description="Time limit to open and to read the source."
+    )
+    room_timeout_seconds: float = Field(
+        _TIMEOUTS.room_open, description="Time limit to connect to the room's ingest."
+    )
     room_reconnect_seconds: float = Field(
         _TIMEOUTS.room_reconnect,
         description="How long a broken room connection is retried before the push fails.",
@@ -122,11 +154,38 @@ class Settings(BaseSettings):
     trtc_endpoint: str = Field("trtc.tencentcloudapi.com", description="TRTC API endpoint.")
     trtc_region: str = Field("", description="TRTC API region (empty: not sent).")
     trtc_timeout_seconds: int = Field(5, description="Time limit of one TRTC API call.")
+    trtc_ingest_poll_seconds: float = Field(
+        5.0,
+        description=(
+            "Engine=cloud: how often the ingest task's status is read (DescribeStreamIngest; "
+            "TRTC allows 20 calls/s per account)."
+        ),
+    )
+    trtc_presence_seconds: float = Field(
+        0.0,
+        description=(
+            "How often a running push asks TRTC whether its user is in the room "
+            "(Trtc.Presence; TRTC's paid monitoring APIs). 0: never."
+        ),
+    )
     tencentcloud_secret_id: SecretStr = Field(
-        SecretStr(""), validation_alias=AliasChoices("TENCENTCLOUD_SECRET_ID")
+        SecretStr(""),
+        validation_alias=AliasChoices("TENCENTCLOUD_SECRET_ID"),
+        description="Tencent Cloud API credentials (the SDK's standard name), for the TRTC API.",
     )
     tencentcloud_secret_key: SecretStr = Field(
-        SecretStr(""), validation_alias=AliasChoices("TENCENTCLOUD_SECRET_KEY")
+        SecretStr(""),
+        validation_alias=AliasChoices("TENCENTCLOUD_SECRET_KEY"),
+        description="The secret key of TENCENTCLOUD_SECRET_ID.",
+    )
+
+    # The web console (GET /console, api/console.py).
+    console_preview_url: str = Field(
+        "",
+        description=(
+            "Base URL of the room's HTTP preview server, whose HLS the console plays "
+            "(<url>/hls/<stream>.m3u8: the local room's preview_url). Empty: no player."
+        ),
     )
 
     def output_profile(self) -> OutputProfile:

@@ -1,0 +1,456 @@
+"""Concurrent pushes on one machine: roomcast's workers next to one ffmpeg per push.
+
+    .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
+        [--size 640x360] [--receivers 20] [--workers 2] [--pool threads] [--no-reference]
+
+For each N, N remux pushes of the same clip (each into its own room of the local nginx-rtmp
+server) are submitted at once through the real API to real Celery workers; then, as the
+reference, N ``ffmpeg -re -i … -c copy -f flv`` processes do the same job. Reported per row:
+
+* CPU: cores used by the pushing processes (the workers, or the ffmpeg processes) while
+  the pushes run, and by the room server (nginx), which both sides share;
+* RSS per push: (the workers' RSS during the run − at rest) / N, or the ffmpeg processes'
+  RSS / N;
+* frames: video frames the sampled viewers received, of those the clip has;
+* pacing at the receiving side: ``--receivers`` viewers (a sample when N is larger; each
+  viewer costs CPU too) pull from the room in a separate process and note each frame's
+  arrival; the error is |arrival − timestamp| against the stream's median offset, p50/p99
+  over all frames after the first second, and the worst after the first second;
+* start: submit (or process start) → first packet at a viewer, p50/p95.
+
+Then ``--stops`` pushes are stopped one by one through the API (or ffmpeg is sent SIGINT),
+timing the stop call → the publisher gone from the room's ``/stat``.
+
+Drift over a long push is the same measurement with one push:
+``--pushes 1 --seconds 600 --no-reference`` (the "worst" column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.receiver import pacing_errors
+from devstack.redis import RedisServer
+from devstack.room import LocalRoom, publishers_at
+from tests.media import make_clip
+from tests.stack import Api, start_api, start_worker, stop
+
+REPO = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _pids_where(match: Callable[[int, list[str]], bool]) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(int(entry.name), stat):
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every process in process group ``pgid`` (a worker and its pool children)."""
+    return _pids_where(lambda pid, stat: int(stat[2]) == pgid)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes (all their threads) have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(stat[11]) + int(stat[12])
+    return total / TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of the processes, summed."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+# --- measurement -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One side of one N."""
+
+    side: str
+    pushes: int
+    cores: float = 0.0
+    room_cores: float = 0.0
+    rss_per_push: float = 0.0
+    frames: tuple[int, int] = (0, 0)
+    pacing: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    start: tuple[float, float] = (0.0, 0.0)
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One table row (markdown)."""
+        got, want = self.frames
+        p50, p99, worst = (1000 * v for v in self.pacing)
+        s50, s95 = (1000 * v for v in self.start)
+        return (
+            f"| {self.pushes} | {self.side} | {self.cores:.2f} | {self.room_cores:.2f} | "
+            f"{self.rss_per_push / 2**20:.1f} | {got}/{want} | {p50:.1f} / {p99:.1f} / "
+            f"{worst:.1f} | {s50:.0f} / {s95:.0f} | {self.failed} |"
+        )
+
+
+HEADER = (
+    "| N | side | CPU cores | room CPU | RSS/push MiB | frames seen | "
+    "pacing p50 / p99 / worst ms | start p50 / p95 ms | failed |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The value under which ``p`` percent of ``values`` lie (0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+@contextmanager
+def receivers(
+    urls: list[str], workdir: Path, idle: float
+) -> Iterator[Callable[[], dict[str, Any]]]:
+    """Viewers of ``urls`` in their own process; yields a function that collects their report."""
+    out = workdir / f"arrivals-{time.monotonic_ns()}.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.receiver", "--out", str(out), "--idle", str(idle), *urls],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "ready": every viewer thread is started
+
+    def collect() -> dict[str, Any]:
+        proc.wait(timeout=600)
+        return dict(json.loads(out.read_text()))
+
+    try:
+        yield collect
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+def summarize(row: Row, seen: dict[str, Any], started: dict[str, float], frames: int) -> None:
+    """Fill the viewer figures of ``row`` from the receivers' report."""
+    errors: list[float] = []
+    worst = 0.0
+    starts = []
+    got = 0
+    for url, arrivals in seen.items():
+        video = [(a, d) for a, d in arrivals["video"]]
+        got += len(video)
+        steady = pacing_errors(video, skip=1.0)
+        errors += steady
+        worst = max([worst, *steady])
+        if arrivals["first"] is not None and url in started:
+            starts.append(arrivals["first"] - started[url])
+        if arrivals["error"]:
+            row.notes.append(f"{url}: {arrivals['error']}")
+    row.frames = (got, frames * len(seen))
+    row.pacing = (percentile(errors, 50), percentile(errors, 99), worst)
+    row.start = (percentile(starts, 50), percentile(starts, 95))
+
+
+# --- the two sides ---------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """What both sides push through: the room, the clip, and roomcast's service."""
+
+    room: LocalRoom
+    clip_url: str
+    frames: int
+    seconds: float
+    api: Api
+    workers: list[subprocess.Popen[bytes]]
+    workdir: Path
+    sample: int
+
+    def room_pids(self) -> list[int]:
+        """The room's nginx processes: the master and its workers."""
+        master = int(self.room.pid_file.read_text().strip())
+        return _pids_where(lambda pid, stat: master in (pid, int(stat[1])))
+
+    def worker_pids(self) -> list[int]:
+        """Every worker process (pool children included)."""
+        return [pid for w in self.workers for pid in group_pids(w.pid)]
+
+    def sampled(self, rooms: list[str]) -> list[str]:
+        """Rooms that get a viewer: evenly spread over the batch."""
+        step = max(1, math.ceil(len(rooms) / self.sample))
+        return rooms[::step][: self.sample]
+
+
+def job(stack: Stack, room: str) -> dict[str, Any]:
+    """A remux push of the clip into ``room``."""
+    return {
+        "VideoSrc": stack.clip_url,
+        "SdkAppId": 1400000001,
+        "StrRoomId": room,
+        "UserId": "bench",
+        "UserSig": "sig-for-bench",
+        "Mode": "vod",
+    }
+
+
+def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
+    """N pushes through the API; wait until every one has ended."""
+    row = Row("roomcast", n)
+    rooms = [f"rc{tag}_{n}_{i}" for i in range(n)]
+    watched = stack.sampled(rooms)
+    urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
+    rest = rss_bytes(stack.worker_pids())
+    with receivers(list(urls.values()), stack.workdir, idle=4.0) as collect:
+        cpu0, room0 = cpu_seconds(stack.worker_pids()), cpu_seconds(stack.room_pids())
+        t0 = time.monotonic()
+        started: dict[str, float] = {}
+
+        def submit(room: str) -> str:
+            sent = time.monotonic()
+            request_id = stack.api.submit(**job(stack, room))
+            if room in urls:
+                started[urls[room]] = sent
+            return request_id
+
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(submit, rooms))
+        # Memory at mid-run, when every push is under way.
+        time.sleep(min(stack.seconds / 2, max(1.0, stack.seconds - 2)))
+        row.rss_per_push = max(0, rss_bytes(stack.worker_pids()) - rest) / n
+        states = wait_ended(stack.api, ids, timeout=stack.seconds * 3 + 60)
+        elapsed = time.monotonic() - t0
+        row.cores = (cpu_seconds(stack.worker_pids()) - cpu0) / elapsed
+        row.room_cores = (cpu_seconds(stack.room_pids()) - room0) / elapsed
+        row.failed = sum(1 for state, _ in states if state != "succeeded")
+        reasons = {reason for state, reason in states if state != "succeeded"}
+        row.notes += [f"failed: {reason}" for reason in sorted(reasons)]
+        summarize(row, collect(), started, stack.frames)
+    return row
+
+
+def wait_ended(api: Api, ids: list[str], timeout: float) -> list[tuple[str, str]]:
+    """Poll the jobs until each has ended; their final states and reasons."""
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    ended: dict[str, tuple[str, str]] = {}
+    while pending and time.monotonic() < deadline:
+        for request_id in list(pending):
+            status = api.status(request_id)
+            if status["State"] in {"succeeded", "failed", "stopped"}:
+                pending.discard(request_id)
+                ended[request_id] = (status["State"], str(status.get("Reason") or ""))
+        time.sleep(1.0)
+    return [ended.get(i, ("timed out", "still running")) for i in ids]
+
+
+def ffmpeg_push(source: str, target: str) -> list[str]:
+    """The reference: the ffmpeg command line doing the same remux push."""
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", source,
+        "-c", "copy", "-f", "flv", target,
+    ]  # fmt: skip
+
+
+def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
+    """N ffmpeg processes; wait until every one has exited."""
+    row = Row("ffmpeg", n)
+    rooms = [f"ff{tag}_{n}_{i}" for i in range(n)]
+    watched = stack.sampled(rooms)
+    urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
+    with receivers(list(urls.values()), stack.workdir, idle=4.0) as collect:
+        room0, t0 = cpu_seconds(stack.room_pids()), time.monotonic()
+        started: dict[str, float] = {}
+        procs = []
+        for room in rooms:
+            if room in urls:
+                started[urls[room]] = time.monotonic()
+            target = f"{stack.room.rtmp_base}/{room}?sdkappid=1400000001&userid=bench&usersig=x"
+            procs.append(subprocess.Popen(ffmpeg_push(stack.clip_url, target)))
+        time.sleep(min(stack.seconds / 2, max(1.0, stack.seconds - 2)))
+        row.rss_per_push = rss_bytes([p.pid for p in procs]) / n
+        cpu = 0.0
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            row.failed += proc.returncode != 0
+            cpu += usage.ru_utime + usage.ru_stime
+        elapsed = time.monotonic() - t0
+        row.cores = cpu / elapsed
+        row.room_cores = (cpu_seconds(stack.room_pids()) - room0) / elapsed
+        summarize(row, collect(), started, stack.frames)
+    return row
+
+
+def wait_publishing(stat_url: str, rooms: list[str], timeout: float = 60) -> None:
+    """Until every room has its publisher."""
+    deadline = time.monotonic() + timeout
+    while any(publishers_at(stat_url, room) == 0 for room in rooms):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the pushes did not start publishing")
+        time.sleep(0.1)
+
+
+def gone_after(stat_url: str, room: str, since: float) -> float:
+    """Seconds from ``since`` until ``room`` has no publisher."""
+    while publishers_at(stat_url, room) > 0:
+        time.sleep(0.005)
+    return time.monotonic() - since
+
+
+def stop_latencies(stack: Stack, count: int) -> tuple[list[float], list[float]]:
+    """Stop call → publisher gone, for roomcast's API and for ffmpeg's SIGINT."""
+    stat = stack.room.stat_url
+    rooms = [f"stop_{i}" for i in range(count)]
+    ids = [stack.api.submit(**job(stack, room)) for room in rooms]
+    wait_publishing(stat, rooms)
+    ours = []
+    for room, request_id in zip(rooms, ids, strict=True):
+        t0 = time.monotonic()
+        answer = stack.api.call("POST", f"/v1/pushes/{request_id}/stop")
+        assert answer.status in (200, 202), answer.body
+        ours.append(gone_after(stat, room, t0))
+    rooms = [f"ffstop_{i}" for i in range(count)]
+    procs = [
+        subprocess.Popen(
+            ffmpeg_push(stack.clip_url, f"{stack.room.rtmp_base}/{room}?sdkappid=1&userid=b")
+        )
+        for room in rooms
+    ]
+    wait_publishing(stat, rooms)
+    theirs = []
+    for room, proc in zip(rooms, procs, strict=True):
+        t0 = time.monotonic()
+        proc.send_signal(2)
+        theirs.append(gone_after(stat, room, t0))
+        proc.wait(10)
+    return ours, theirs
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
+    """The service's settings for the benchmark: defaults, plus where Redis and the room are."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
+    env.update(
+        {
+            "ROOMCAST_REDIS_URL": redis_url,
+            "ROOMCAST_RTMP_BASE": room.rtmp_base,
+            "ROOMCAST_USERSIG_CHECK": "off",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the sweep and print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pushes", default="1,10,50,100,200")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--receivers", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--pool", default="threads", help="Celery pool: threads or prefork")
+    parser.add_argument("--stops", type=int, default=10)
+    parser.add_argument("--no-reference", action="store_true", help="skip the ffmpeg side")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.pushes.split(",")]
+    # Each worker process carries its share of the largest N (plus the stop test's pushes).
+    per_worker = math.ceil((max(counts) + args.stops) / args.workers)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis_server:
+        workdir = Path(tmp)
+        with LocalRoom(workdir / "room") as room:
+            room.media_dir.mkdir(parents=True, exist_ok=True)
+            fps = 30
+            make_clip(room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps)
+            env = service_env(redis_server.url, room)
+            api_proc, base = start_api(env, workdir / "api.log")
+            workers = [
+                start_worker(env, workdir / f"worker{i}.log", f"bench{i}", per_worker, args.pool)
+                for i in range(args.workers)
+            ]
+            try:
+                stack = Stack(
+                    room,
+                    room.media_url("clip.mp4"),
+                    int(args.seconds * fps),
+                    args.seconds,
+                    Api(base),
+                    workers,
+                    workdir,
+                    args.receivers,
+                )
+                print(
+                    f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "
+                    f"H.264+AAC, remuxed; roomcast: {args.workers} workers, pool "
+                    f"{args.pool}, concurrency {per_worker} each; up to {args.receivers} "
+                    "viewers per row",
+                    flush=True,
+                )
+                print(HEADER, flush=True)
+                for tag, n in enumerate(counts):
+                    for run in (run_roomcast, *(() if args.no_reference else (run_ffmpeg,))):
+                        row = run(stack, n, str(tag))
+                        print(row.line(), flush=True)
+                        for note in row.notes[:5]:
+                            print(f"    note: {note}", flush=True)
+                if args.stops:
+                    ours, theirs = stop_latencies(stack, args.stops)
+                    print(
+                        f"stop → publisher gone ({args.stops} each): roomcast p50 "
+                        f"{1000 * statistics.median(ours):.0f} ms, max {1000 * max(ours):.0f} "
+                        f"ms; ffmpeg SIGINT p50 {1000 * statistics.median(theirs):.0f} ms, "
+                        f"max {1000 * max(theirs):.0f} ms",
+                        flush=True,
+                    )
+            finally:
+                for proc in workers:
+                    stop(proc)
+                stop(api_proc)
+
+
+if __name__ == "__main__":
+    main()

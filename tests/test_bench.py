@@ -1,0 +1,45 @@
+"""The benchmarks keep working: their measuring parts, and a tiny run of the concurrency one.
+
+Benchmarks are scripts, not timed assertions: nothing here checks a speed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench.receiver import pacing_errors
+from tests.stack import REPO
+
+
+def test_pacing_error_ignores_a_constant_delay() -> None:
+    video = [(100.0 + 0.25 + n / 30, round(n * 1000 / 30)) for n in range(90)]
+    assert max(pacing_errors(video)) < 0.001
+
+
+def test_pacing_error_counts_early_and_late_frames_alike() -> None:
+    video = [(n / 30 + (0.02 if n % 2 else -0.02), round(n * 1000 / 30)) for n in range(90)]
+    errors = pacing_errors(video)
+    assert min(errors) > 0.015 and max(errors) < 0.045
+
+
+def test_pacing_error_leaves_out_the_first_second_when_asked() -> None:
+    video = [(n / 30 + (1.0 if n < 10 else 0.0), round(n * 1000 / 30)) for n in range(90)]
+    assert max(pacing_errors(video, skip=1.0)) < 0.001
+    assert max(pacing_errors(video)) > 0.9
+
+
+def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.concurrency", "--pushes", "2", "--seconds", "3",
+         "--receivers", "2", "--workers", "1", "--stops", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 2 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["roomcast", "ffmpeg"], run.stdout
+    for row in rows:
+        cells = [cell.strip() for cell in row.split("|")]
+        assert cells[6] == "180/180", row  # every frame of both viewed pushes arrived
+        assert cells[9] == "0", row  # none failed
+    assert "stop → publisher gone" in run.stdout

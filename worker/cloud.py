@@ -1,0 +1,358 @@
+"""``Engine=cloud``: TRTC's own cloud ingest pushes the source; roomcast starts, follows, stops it.
+
+TRTC's "online media stream input" (输入在线媒体流) pulls ``StreamUrl`` itself and enters the
+room as a robot user. Such a push keeps everything else a push has: the same request, record
+and states, the same Celery task (Flower shows it), the stop endpoint and control channel,
+the publisher lease, the heartbeat and the hand-back. Only the media work moves to TRTC::
+
+    StartStreamIngest ──TaskId──▶ Progress.Cloud {TaskId, Status, StartedAt, CheckedAt}
+    DescribeStreamIngest every ROOMCAST_TRTC_INGEST_POLL_SECONDS
+        InProgress: go on.  NotExist (or FailedOperation.TaskNotExist): TRTC ended it → succeeded
+    stop (the API, revoke, MaxDuration, publisher lease lost) → StopStreamIngest → stopped
+    worker shutting down, or another run took the job over: the task is left running, and
+    the next run of the job re-attaches to its TaskId instead of starting another
+
+Errors, added to the tree of ``pipeline/errors.py``::
+
+    RoomcastError
+    ├── TrtcApiError        TRTC refused a call (AuthFailure…, InvalidParameter…, LimitExceeded…);
+    │                       the message names the action, TRTC's code and message, RequestId
+    └── TrtcNotConfigured   this worker has no Tencent Cloud API credentials or region
+
+Every call's outcome is also kept in the record's ``Trtc.Cloud`` (``Start``, ``Stop``) with
+TRTC's own error code. A failure after the task started tries to stop it, so that TRTC never
+goes on pushing for a push reported failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+import redis
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+    TencentCloudSDKException,
+)
+from tencentcloud.trtc.v20190722 import models
+from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
+
+from pipeline.control import Control
+from pipeline.errors import RoomcastError
+
+from . import trtc
+from .jobs import Job, JobStore, State, iso, now
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[dict[str, Any]], None]
+
+#: DescribeStreamIngest's documented statuses (models.py of the SDK): the task is running,
+#: or it no longer exists (played to its end, stopped, or ended by TRTC).
+IN_PROGRESS = "InProgress"
+NOT_EXIST = "NotExist"
+#: Error codes that say the task is gone: read as NotExist, not as a failure.
+TASK_GONE = frozenset({"FailedOperation.TaskNotExist", "FailedOperation.TaskFinished"})
+#: Failures worth another try at the next poll (the SDK's own retry list, and TRTC's internal
+#: errors): the task may well be running, so the push is not failed for them.
+TRANSIENT_PREFIXES = (
+    "ClientNetworkError",
+    "ServerNetworkError",
+    "RequestLimitExceeded",
+    "InternalError",
+)
+#: StartStreamIngest's MaxDuration is in minutes, 1 to 10080 (7 days).
+MAX_DURATION_MINUTES = 10080
+
+_HINTS = (
+    ("AuthFailure", "check TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY and their permissions"),
+    ("UnauthorizedOperation", "these credentials may not use this SdkAppId"),
+    ("LimitExceeded", "TRTC's limit of ingest tasks is reached; stop one or raise the quota"),
+    ("UnsupportedOperation.TaskLimit", "TRTC's limit of ingest tasks is reached"),
+    ("InvalidParameter", "check the room, UserId/UserSig and VideoSrc"),
+    ("FailedOperation.RoomNotExist", "check the room"),
+)
+
+
+class TrtcApiError(RoomcastError):
+    """TRTC refused a call; ``outcome`` is the record's ``{"Result", "Error", "RequestId"}``."""
+
+    code = "TrtcApiError"
+
+    def __init__(self, action: str, outcome: dict[str, Any]) -> None:
+        error, request_id = outcome["Error"], outcome.get("RequestId")
+        message = f"TRTC {action} failed: {error['Code']}: {error['Message']}"
+        hint = next((h for prefix, h in _HINTS if error["Code"].startswith(prefix)), None)
+        if hint:
+            message += f" ({hint})"
+        if request_id:
+            message += f" [TRTC RequestId {request_id}]"
+        super().__init__(message)
+        self.action = action
+        self.outcome = outcome
+
+
+class TrtcNotConfigured(RoomcastError):
+    """Engine=cloud on a worker without Tencent Cloud API credentials or region."""
+
+    code = "TrtcNotConfigured"
+
+
+def missing_configuration(settings: Settings) -> list[str]:
+    """What Engine=cloud needs and ``settings`` lacks (the API refuses such jobs at submit).
+
+    The region is required: TRTC's cloud ingest APIs exist in some regions only, and the
+    SDK sends no region when none is set.
+    """
+    needed = {
+        "TENCENTCLOUD_SECRET_ID": settings.tencentcloud_secret_id.get_secret_value(),
+        "TENCENTCLOUD_SECRET_KEY": settings.tencentcloud_secret_key.get_secret_value(),
+        "ROOMCAST_TRTC_REGION": settings.trtc_region,
+    }
+    return [name for name, value in needed.items() if not value]
+
+
+def time_limit(settings: Settings, doc: dict[str, Any]) -> float | None:
+    """The push's limit in seconds: its MaxDuration, else the service default (0: none)."""
+    return doc.get("MaxDuration") or settings.max_duration_seconds or None
+
+
+def start_request(
+    settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]
+) -> models.StartStreamIngestRequest:
+    """The StartStreamIngest request of a job (parameter names and types: the SDK's models).
+
+    Unlike the RTMP ingest, the cloud ingest enters numeric rooms too: a ``RoomId`` job goes
+    to numeric room ``RoomId`` (RoomIdType 1), a ``StrRoomId`` job to its string room (0).
+    ``Loop`` (one clip here) is ``RepeatNum`` -1, bounded by ``MaxDuration`` in minutes, which
+    TRTC applies to loops only; roomcast enforces the limit itself in every case.
+    """
+    room = doc["Room"]
+    request = models.StartStreamIngestRequest()
+    request.SdkAppId = int(doc["SdkAppId"])
+    if room.get("StrRoomId"):
+        request.RoomId, request.RoomIdType = str(room["StrRoomId"]), 0
+    else:
+        request.RoomId, request.RoomIdType = str(room["RoomId"]), 1
+    request.UserId = str(doc["UserId"])
+    request.UserSig = str(secrets["UserSig"])
+    request.StreamUrl = str(secrets["VideoSrc"])
+    if (doc.get("Loop") or "none") != "none":
+        request.RepeatNum = -1
+        limit = time_limit(settings, doc)
+        if limit is not None:
+            request.MaxDuration = min(max(math.ceil(limit / 60), 1), MAX_DURATION_MINUTES)
+    return request
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How following the task ended: the job's next state and why."""
+
+    state: State
+    reason: str
+
+
+class CloudIngest:
+    """One run's view of a job's TRTC ingest task: start (or re-attach), follow, stop."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        job: Job,
+        secrets: dict[str, Any],
+        on_progress: ProgressHook | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._rid = job.request_id
+        self._doc = job.doc
+        self._secrets = secrets
+        self._on_progress = on_progress
+        # A run after a hand-back finds the task of the previous one in the record.
+        cloud = (job.progress or {}).get("Cloud") or {}
+        self.task_id: str | None = cloud.get("TaskId")
+        self.status: str | None = cloud.get("Status")
+        self.started_at = _epoch(cloud.get("StartedAt")) or now()
+        self._calls: dict[str, Any] = dict((job.doc.get("Trtc") or {}).get("Cloud") or {})
+        self._api: TrtcClient | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the task started."""
+        return max(0.0, now() - self.started_at) if self.task_id else 0.0
+
+    @property
+    def ended(self) -> bool:
+        """Whether TRTC says the task no longer exists."""
+        return self.status == NOT_EXIST
+
+    def follow(self, control: Control) -> Ending:
+        """Start the task (or re-attach to it) and follow it until it ends or must stop.
+
+        Raises :class:`TrtcApiError` (after trying to stop the task) when TRTC refuses a
+        call for good, :class:`TrtcNotConfigured` without credentials.
+        """
+        missing = missing_configuration(self._settings)
+        self._api = trtc.client(self._settings)
+        if missing or self._api is None:
+            raise TrtcNotConfigured(
+                f"Engine=cloud needs {', '.join(missing)} on the workers too (TRTC's API)"
+            )
+        try:
+            return self._follow(control)
+        except Exception:
+            # Whatever failed (TRTC refusing, an answer the SDK could not read), the push
+            # is reported failed: TRTC must not go on pushing for it.
+            self.stop()
+            raise
+
+    def _follow(self, control: Control) -> Ending:
+        if self.task_id is None:
+            self._start()
+        else:
+            log.info("re-attaching to TRTC ingest task %s", self.task_id)
+        limit = time_limit(self._settings, self._doc)
+        poll = self._settings.trtc_ingest_poll_seconds
+        while True:
+            self._describe()
+            if self.ended:
+                return Ending(
+                    State.SUCCEEDED, "TRTC's ingest task ended (DescribeStreamIngest: NotExist)"
+                )
+            if limit is not None and self.elapsed >= limit:
+                return Ending(State.STOPPED, f"time limit reached ({limit:g} s)")
+            wait = poll if limit is None else min(poll, limit - self.elapsed)
+            if control.wait(max(wait, 0.0)):
+                return Ending(State.STOPPED, control.stop_reason or "stopped by request")
+
+    def _start(self) -> None:
+        request = start_request(self._settings, self._doc, self._secrets)
+        try:
+            response = self._client().StartStreamIngest(request)
+        except TencentCloudSDKException as exc:
+            # A timed-out start is not retried: TRTC may have started the task anyway, and a
+            # second one would push the same user twice.
+            self._fail("Start", "StartStreamIngest", exc)
+        self.task_id = str(response.TaskId)
+        self.started_at = now()
+        self.status = IN_PROGRESS
+        log.info("TRTC ingest task %s started (request %s)", self.task_id, response.RequestId)
+        # The TaskId is written at once: a run that follows this one must find it.
+        self._report()
+        self._record(
+            "Start", {"Result": "ok", "TaskId": self.task_id, "RequestId": response.RequestId}
+        )
+
+    def _describe(self) -> None:
+        request = models.DescribeStreamIngestRequest()
+        request.SdkAppId = int(self._doc["SdkAppId"])
+        request.TaskId = self.task_id
+        try:
+            response = self._client().DescribeStreamIngest(request)
+        except TencentCloudSDKException as exc:
+            code = str(exc.get_code())
+            if code in TASK_GONE:
+                self.status = NOT_EXIST
+            elif code.startswith(TRANSIENT_PREFIXES):
+                log.warning("DescribeStreamIngest failed, trying again: %s", code)
+                self._report(error=self._masked(trtc.error_of(exc)))
+                return
+            else:
+                self._fail("Describe", "DescribeStreamIngest", exc)
+        else:
+            self.status = str(response.Status)
+        self._report()
+
+    def stop(self) -> None:
+        """Stop the task unless TRTC already ended it; the outcome goes into ``Trtc.Cloud``.
+
+        Never raises: the push ends however this goes.
+        """
+        if self.task_id is None or self.ended or self._api is None:
+            return
+        request = models.StopStreamIngestRequest()
+        request.SdkAppId = int(self._doc["SdkAppId"])
+        request.TaskId = self.task_id
+        try:
+            response = self._api.StopStreamIngest(request)
+            outcome: dict[str, Any] = {"Result": "ok", "RequestId": response.RequestId}
+            log.info("TRTC ingest task %s stopped", self.task_id)
+        except TencentCloudSDKException as exc:
+            if str(exc.get_code()) in TASK_GONE:
+                outcome = {"Result": "ended", "RequestId": exc.get_request_id() or None}
+            else:
+                outcome = self._masked(trtc.failure(exc))
+                log.warning("TRTC did not stop ingest task %s: %s", self.task_id, outcome)
+        except Exception as exc:  # noqa: BLE001 - the push is over; this must not change it
+            log.exception("StopStreamIngest raised")
+            error = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
+            outcome = {"Result": "failed", "Error": error}
+        self._record("Stop", outcome)
+
+    def _client(self) -> TrtcClient:
+        assert self._api is not None, "follow() creates the client"
+        return self._api
+
+    def _fail(self, step: str, action: str, exc: TencentCloudSDKException) -> NoReturn:
+        """Record a refused call and raise it as a :class:`TrtcApiError`."""
+        outcome = self._masked(trtc.failure(exc))
+        self._record(step, outcome)
+        raise TrtcApiError(action, outcome) from None
+
+    def _masked(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``value`` with the job's secrets masked: TRTC's messages may quote a parameter."""
+        error = value.get("Error", value)
+        message = str(error.get("Message", ""))
+        for secret in (self._secrets.get("UserSig"), self._secrets.get("VideoSrc")):
+            if secret:
+                message = message.replace(str(secret), "***")
+        if "Message" in error:
+            error["Message"] = message
+        return value
+
+    def _report(self, error: dict[str, str] | None = None) -> None:
+        """The task's state as the job's progress (status API) and the task's meta (Flower)."""
+        cloud: dict[str, Any] = {
+            "TaskId": self.task_id,
+            "Status": self.status,
+            "StartedAt": iso(self.started_at),
+            "CheckedAt": iso(now()),
+        }
+        if error is not None:
+            cloud["Error"] = error
+        data = {
+            "Elapsed": round(self.elapsed, 3),
+            "RtmpRoom": self._doc["Room"]["RtmpRoom"],
+            "Cloud": cloud,
+        }
+        try:
+            self._store.set_progress(self._rid, data)
+            if self._on_progress is not None:
+                self._on_progress(data)
+        except (redis.RedisError, OSError) as exc:
+            # As with the pipeline's progress: Redis restarting must not end the push.
+            log.warning("could not record progress (the push goes on): %s", exc)
+
+    def _record(self, step: str, outcome: dict[str, Any]) -> None:
+        """Keep a call's outcome in the record's ``Trtc.Cloud``."""
+        self._calls[step] = outcome
+        try:
+            trtc.record(self._store.redis, self._rid, "Cloud", self._calls)
+        except redis.RedisError as exc:
+            log.warning("could not record TRTC's answer to %s: %s", step, exc)
+
+
+def _epoch(stamp: str | None) -> float | None:
+    """An ISO 8601 time of a record (``…Z``) as epoch seconds."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
