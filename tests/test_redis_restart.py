@@ -17,7 +17,9 @@ def test_a_redis_restart_mid_push_loses_neither_the_push_nor_its_record(
 ) -> None:
     server = RedisServer(tmp_path / "redis", persistent=True)
     server.start()
-    env = dict(service_env, ROOMCAST_REDIS_URL=server.url)
+    # A worker that hears nothing from Redis for (lost − heartbeat) seconds stops its pushes
+    # (tests/test_partition.py); the suite's 6 s would leave little room for the restart.
+    env = dict(service_env, ROOMCAST_REDIS_URL=server.url, ROOMCAST_WORKER_LOST_SECONDS="12")
     worker = start_worker(env, tmp_path / "worker.log", "redisless", concurrency=1)
     api_proc, base = start_api(env, tmp_path / "api.log")
     api = Api(base)

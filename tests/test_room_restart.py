@@ -67,6 +67,7 @@ def test_a_room_restart_mid_push_is_survived_with_a_reconnect(
         assert time.monotonic() < deadline, viewer.capture.error or "no media after the restart"
         time.sleep(0.05)
     first_packet = viewer.capture.packets[0].arrival
+    print(f"\nroom back → first packet at a viewer: {first_packet - back:.2f} s")
     status = api.status(rid)
     api.call("POST", f"/v1/pushes/{rid}/stop")
     viewer.join(10)

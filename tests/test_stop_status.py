@@ -131,6 +131,9 @@ def test_a_push_whose_worker_is_killed_continues_on_another_worker_within_30_sec
     while True:
         status = api.status(rid)
         if status["State"] == "running" and status["Worker"] != first["Worker"]:
+            print(
+                f"\nworker killed → running on the other worker: {time.monotonic() - killed:.1f} s"
+            )
             break
         assert time.monotonic() < deadline, f"not taken over within 30 s: {status}"
         time.sleep(0.2)

@@ -25,6 +25,10 @@ PLAYER_COMMANDS = frozenset({"switch", "queue", "seek", "pause", "resume", "loop
 SHUTDOWN_REASON = "worker shutting down"
 TAKEN_OVER_REASON = "another worker took this push over"
 LEASE_LOST_REASON = "another push took over this UserId in this room (publisher lease lost)"
+FENCED_REASON = (
+    "this worker lost contact with Redis: it stopped publishing so that another worker can "
+    "take the push over without two publishers"
+)
 
 # Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
 # billiard, not to Celery's warm-shutdown handler of the main process.
@@ -42,6 +46,11 @@ class ControlListener(threading.Thread):
 
     The heartbeat lives here, not in the media loop, so that it says "this worker is
     alive" even while a source read is slow.
+
+    ``fence_after``: once no heartbeat has reached Redis for this long, the push is stopped
+    (:data:`FENCED_REASON`). Set a heartbeat short of the time after which other workers
+    take a silent push for lost, it makes sure a worker cut off from Redis has stopped
+    publishing before another one starts the same push.
     """
 
     def __init__(
@@ -51,9 +60,12 @@ class ControlListener(threading.Thread):
         control: Control,
         heartbeat: float,
         run_id: str = "",
+        fence_after: float | None = None,
     ) -> None:
         super().__init__(name=f"control-{request_id[:8]}", daemon=True)
         self._run_id = run_id
+        self._fence_after = fence_after
+        self._last_beat = time.monotonic()
         self._store = store
         self._request_id = request_id
         self._control = control
@@ -67,12 +79,26 @@ class ControlListener(threading.Thread):
 
     def run(self) -> None:
         """Subscribe, pick up a stop sent before we listened, then listen and beat."""
+        if self._fence_after is not None:
+            # Its own thread: a Redis call may hang for its whole socket timeout when the
+            # network drops packets, and the fence must not wait for it.
+            threading.Thread(target=self._fence, name=f"fence-{self.name}", daemon=True).start()
         while not self._done.is_set():
             try:
                 self._listen()
             except redis.RedisError as exc:
                 log.warning("control channel lost (%s); retrying", exc)
                 self._done.wait(1.0)
+
+    def _fence(self) -> None:
+        """Stop the push once no heartbeat has reached Redis for ``fence_after`` seconds."""
+        assert self._fence_after is not None
+        while not self._done.wait(min(1.0, self._heartbeat)):
+            silent = time.monotonic() - self._last_beat
+            if silent > self._fence_after:
+                log.error("no heartbeat reached Redis for %.1f s: stopping the push", silent)
+                self._control.request_stop(FENCED_REASON)
+                return
 
     def _listen(self) -> None:
         pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -88,6 +114,7 @@ class ControlListener(threading.Thread):
                     if not self._store.beat(self._request_id):
                         # Renewing the lease found another live job holding it: stop publishing.
                         self._control.request_stop(LEASE_LOST_REASON)
+                    self._last_beat = now
                     current = self._store.run_id(self._request_id)
                     if self._run_id and current not in (None, self._run_id):
                         # This worker was taken for lost and the push runs elsewhere now.

@@ -19,7 +19,13 @@ from pipeline.errors import RoomcastError
 
 from . import trtc
 from .cloud import CloudIngest
-from .control import SHUTDOWN_REASON, TAKEN_OVER_REASON, ControlListener, signal_stops
+from .control import (
+    FENCED_REASON,
+    SHUTDOWN_REASON,
+    TAKEN_OVER_REASON,
+    ControlListener,
+    signal_stops,
+)
 from .events import CallbackSender
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
@@ -81,7 +87,17 @@ def _run(
     rid = job.request_id
     doc = job.doc
     control = Control()
-    listener = ControlListener(store, rid, control, settings.heartbeat_seconds, run_id)
+    listener = ControlListener(
+        store,
+        rid,
+        control,
+        settings.heartbeat_seconds,
+        run_id,
+        # Stop one heartbeat before other workers may take this push for lost.
+        fence_after=max(
+            settings.worker_lost_seconds - settings.heartbeat_seconds, settings.heartbeat_seconds
+        ),
+    )
     listener.start()
     callbacks = _start_callbacks(store, settings, rid, secrets)
     presence = trtc.watch_presence(store, settings, rid, doc)
@@ -143,8 +159,9 @@ def _run(
                 log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
                 _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
                 return State.SUCCEEDED, result.progress.position
-            if result.reason == TAKEN_OVER_REASON:
-                # The job runs elsewhere now (a newer RunId): its record is not ours to end.
+            if result.reason in (TAKEN_OVER_REASON, FENCED_REASON):
+                # The job runs elsewhere now (a newer RunId), or will once a worker that
+                # reaches Redis finds it silent: its record is not ours to end.
                 log.info("stopped at %.1f s: %s", result.progress.position, result.reason)
                 return State.RUNNING, result.progress.position
             if result.reason == SHUTDOWN_REASON and _hand_back(store, rid):
@@ -196,7 +213,7 @@ def _run_cloud(
     end = ingest.follow(control)
     # In these two cases TRTC goes on pushing, and the run that continues the job (another
     # worker's, or the one that took it over) re-attaches to the task: not ours to stop.
-    if end.reason == TAKEN_OVER_REASON:
+    if end.reason in (TAKEN_OVER_REASON, FENCED_REASON):
         log.info("another run follows TRTC ingest task %s now", ingest.task_id)
         return State.RUNNING, ingest.elapsed
     if end.reason == SHUTDOWN_REASON and _hand_back(store, rid):
