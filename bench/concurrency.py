@@ -22,7 +22,8 @@ Then ``--stops`` pushes are stopped one by one through the API (or ffmpeg is sen
 timing the stop call → the publisher gone from the room's ``/stat``.
 
 Drift over a long push is the same measurement with one push:
-``--pushes 1 --seconds 600 --no-reference`` (the "worst" column).
+``--pushes 1 --seconds 600 --no-reference`` (the "worst" column); ``--batch 0`` paces each
+packet on its own instead of in 40 ms batches.
 """
 
 from __future__ import annotations
@@ -396,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", default="threads", help="Celery pool: threads or prefork")
     parser.add_argument("--stops", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the ffmpeg side")
+    parser.add_argument(
+        "--batch", type=float, default=None, help="ROOMCAST_PACE_BATCH_SECONDS for the workers"
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.pushes.split(",")]
     # Each worker process carries its share of the largest N (plus the stop test's pushes).
@@ -407,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
             fps = 30
             make_clip(room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps)
             env = service_env(redis_server.url, room)
+            if args.batch is not None:
+                env["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
             api_proc, base = start_api(env, workdir / "api.log")
             workers = [
                 start_worker(env, workdir / f"worker{i}.log", f"bench{i}", per_worker, args.pool)
