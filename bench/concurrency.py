@@ -179,7 +179,7 @@ def summarize(row: Row, seen: dict[str, Any], started: dict[str, float], frames:
     starts = []
     got = 0
     for url, arrivals in seen.items():
-        video = [(a, d) for a, d in arrivals["video"]]
+        video = arrivals["video"]
         got += len(video)
         steady = pacing_errors(video, skip=1.0)
         errors += steady

@@ -22,9 +22,8 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import FrameType
-from typing import Any
 
 import av
 import av.error
@@ -39,16 +38,6 @@ class Arrivals:
     first: float | None = None
     last: float | None = None
     error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "video": self.video,
-            "audio": self.audio,
-            "first": self.first,
-            "last": self.last,
-            "error": self.error,
-        }
 
 
 def watch(url: str, arrivals: Arrivals, idle: float, wait: float) -> None:
@@ -115,7 +104,7 @@ def main() -> None:
 
     def write() -> None:
         with open(args.out, "w") as out:
-            json.dump({url: a.as_dict() for url, a in seen.items()}, out)
+            json.dump({url: asdict(a) for url, a in seen.items()}, out)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         write()

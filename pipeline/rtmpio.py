@@ -20,6 +20,7 @@ import ctypes.util
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -63,34 +64,36 @@ def _loaded_library(stem: str) -> str:
     return found
 
 
+_INT, _TEXT, _POINTER = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
+#: The functions used here: library → name → (return type, argument types).
+_SIGNATURES: dict[str, dict[str, tuple[Any, list[Any]]]] = {
+    "avformat": {
+        "avio_open2": (
+            _INT,
+            [ctypes.POINTER(_Context), _TEXT, _INT, _POINTER, ctypes.POINTER(_POINTER)],
+        ),
+        "avio_write": (None, [_Context, _TEXT, _INT]),
+        "avio_closep": (_INT, [ctypes.POINTER(_Context)]),
+    },
+    "avutil": {
+        "av_dict_set": (_INT, [ctypes.POINTER(_POINTER), _TEXT, _TEXT, _INT]),
+        "av_dict_free": (None, [ctypes.POINTER(_POINTER)]),
+        "av_strerror": (_INT, [_INT, _TEXT, ctypes.c_size_t]),
+    },
+}
+
+
 @cache
 def _ffmpeg() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     """libavformat and libavutil with the signatures used here (CDLL: calls drop the GIL)."""
-    avformat = ctypes.CDLL(_loaded_library("avformat"))
-    avutil = ctypes.CDLL(_loaded_library("avutil"))
-    avformat.avio_open2.argtypes = [
-        ctypes.POINTER(_Context),
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.POINTER(ctypes.c_void_p),
-    ]
-    avformat.avio_open2.restype = ctypes.c_int
-    avformat.avio_write.argtypes = [_Context, ctypes.c_char_p, ctypes.c_int]
-    avformat.avio_write.restype = None
-    avformat.avio_closep.argtypes = [ctypes.POINTER(_Context)]
-    avformat.avio_closep.restype = ctypes.c_int
-    avutil.av_dict_set.argtypes = [
-        ctypes.POINTER(ctypes.c_void_p),
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_int,
-    ]
-    avutil.av_dict_set.restype = ctypes.c_int
-    avutil.av_dict_free.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-    avutil.av_dict_free.restype = None
-    avutil.av_strerror.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-    avutil.av_strerror.restype = ctypes.c_int
+    libraries = []
+    for stem, functions in _SIGNATURES.items():
+        library = ctypes.CDLL(_loaded_library(stem))
+        for name, (restype, argtypes) in functions.items():
+            function = getattr(library, name)
+            function.restype, function.argtypes = restype, argtypes
+        libraries.append(library)
+    avformat, avutil = libraries
     return avformat, avutil
 
 
@@ -130,18 +133,13 @@ class RtmpConnection:
             avutil.av_dict_free(ctypes.byref(options))
         if code < 0:
             raise _error(code)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection was closed."""
-        return not self._context
+        self._avio_write = avformat.avio_write  # looked up once, not per packet
 
     def write(self, data: bytes) -> int:
         """Send ``data`` now; raises OSError once the connection has failed."""
         if not self._context:
             raise OSError("the room connection is closed")
-        avformat, _ = _ffmpeg()
-        avformat.avio_write(self._context, data, len(data))
+        self._avio_write(self._context, data, len(data))
         error = self._context.contents.error
         if error < 0:
             raise _error(error)

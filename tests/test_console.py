@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from devstack.room import LocalRoom
 
 from .conftest import job_for
+from .pages import Page, assert_assets_served_locally, fetch
 from .stack import REPO, Api, start_api, stop
-from .test_openapi import fetch
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts"
@@ -176,21 +174,6 @@ def test_the_console_shows_what_users_typed_as_text(
 # --- the page, over plain HTTP ----------------------------------------------------------------
 
 
-class _Page(HTMLParser):
-    """Every src=/href= of a page, and its <meta name=... content=...> values."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refs: list[str] = []
-        self.meta: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        self.refs += [v for n, v in attrs if n in ("src", "href") and v]
-        if tag == "meta" and values.get("name"):
-            self.meta[str(values["name"])] = values.get("content") or ""
-
-
 def test_the_console_page_is_public_and_loads_only_from_the_api_and_the_room(
     console_api: Api, room: LocalRoom
 ) -> None:
@@ -201,15 +184,10 @@ def test_the_console_page_is_public_and_loads_only_from_the_api_and_the_room(
     room_origin = room.http_base
     assert "default-src 'self'" in csp and "'unsafe-inline'" not in csp
     assert f"connect-src 'self' {room_origin};" in csp
-    page = _Page()
-    page.feed(body.decode())
+    page = Page(body.decode())
     assert page.meta["roomcast-preview-url"] == room.preview_url
-    scripts = [r for r in page.refs if r.endswith(".js")]
-    assert any(r.endswith("hls.min.js") for r in scripts), page.refs
-    for ref in page.refs:
-        assert not urlsplit(ref).scheme and not urlsplit(ref).netloc, ref  # no CDN
-        asset_status, _, asset = fetch(urljoin(console_api.base + "/console", ref))
-        assert asset_status == 200 and asset, ref
+    assert any(r.endswith("hls.min.js") for r in page.scripts), page.refs
+    assert_assets_served_locally(console_api.base + "/console", page)
 
 
 def test_the_preview_url_setting_is_escaped_and_empty_means_no_player(
@@ -222,14 +200,12 @@ def test_the_preview_url_setting_is_escaped_and_empty_means_no_player(
     hostile = 'http://room.example/"><script>alert(1)</script>'
     client = create_app(Settings(console_preview_url=hostile)).test_client()
     answer = client.get("/console")
-    page = _Page()
-    page.feed(answer.get_data(as_text=True))
+    page = Page(answer.get_data(as_text=True))
     assert page.meta["roomcast-preview-url"] == hostile + "/"  # one attribute, nothing more
     assert "<script>alert" not in answer.get_data(as_text=True)
     assert "connect-src 'self' http://room.example;" in answer.headers["Content-Security-Policy"]
 
     answer = create_app(Settings(console_preview_url="")).test_client().get("/console")
-    page = _Page()
-    page.feed(answer.get_data(as_text=True))
+    page = Page(answer.get_data(as_text=True))
     assert page.meta["roomcast-preview-url"] == ""
     assert "connect-src 'self';" in answer.headers["Content-Security-Policy"]

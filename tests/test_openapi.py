@@ -3,12 +3,10 @@ browsable GET /docs page, whose every file is served by the API itself."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import pytest
 from openapi_spec_validator import validate
@@ -19,6 +17,7 @@ from api.responses import Accepted, ErrorAnswer, PushList, PushStatus
 from devstack.room import LocalRoom
 
 from .conftest import job_for
+from .pages import Page, assert_assets_served_locally, fetch
 from .stack import Api, start_api, stop
 
 #: The request fields of Tencent Cloud's push-to-room template, which the API keeps as they are.
@@ -27,16 +26,6 @@ TEMPLATE_FIELDS = {
     "Redis", "RedisHost", "RedisPort", "RedisPassword",
 }  # fmt: skip
 FINAL = {"succeeded", "failed", "stopped"}
-
-
-def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url``; the status, headers and raw body (HTTP errors included)."""
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
 
 
 def document(api: Api) -> dict[str, Any]:
@@ -121,31 +110,15 @@ def test_real_answers_match_the_documented_response_schemas(
 # --- the docs page ----------------------------------------------------------------------------
 
 
-class _Assets(HTMLParser):
-    """Every src= and href= of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.refs += [value for name, value in attrs if name in ("src", "href") and value]
-
-
 def test_docs_page_is_html_whose_every_asset_is_served_by_the_api(api: Api) -> None:
     status, headers, body = fetch(api.base + "/docs")
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     # The browser itself is told to load nothing from elsewhere.
     assert "default-src 'self'" in headers["Content-Security-Policy"]
-    page = _Assets()
-    page.feed(body.decode())
-    scripts = [r for r in page.refs if r.endswith(".js")]
-    assert any(r.endswith("swagger-ui-bundle.js") for r in scripts), page.refs
-    for ref in page.refs:
-        assert not urlsplit(ref).scheme and not urlsplit(ref).netloc, ref  # no CDN
-        asset_status, _, asset = fetch(urljoin(api.base + "/docs", ref))
-        assert asset_status == 200 and asset, ref
+    page = Page(body.decode())
+    assert any(r.endswith("swagger-ui-bundle.js") for r in page.scripts), page.refs
+    assert_assets_served_locally(api.base + "/docs", page)
     _, _, init = fetch(urljoin(api.base + "/docs", "static/docs.js"))
     assert b'url: "openapi.json"' in init and b"validatorUrl: null" in init
 
