@@ -6,9 +6,11 @@ Why these values (docs/celery.md has the long version):
   last hours, longer than the Redis transport's ``visibility_timeout``; with late acks it
   would be redelivered and published twice. A worker that dies mid-push is detected by the
   job's heartbeat instead ("worker lost"), not by redelivery.
-* ``worker_prefetch_multiplier = 1``: the smallest reservation Celery allows (one waiting
-  push per busy process); run workers with a concurrency that matches the pushes a
-  machine should carry.
+* ``worker_prefetch_multiplier = 1`` and ``worker_disable_prefetch = True``: a worker
+  takes a push only when it has a free slot. With early acks a reserved push no longer
+  counts against the prefetch window, so a full worker kept taking pushes it could not
+  start while another worker sat idle: in bench/concurrency.py, 3 of 100 pushes waited 30 s
+  for a slot. Run workers with a concurrency that matches the pushes a machine should carry.
 * events on, so Flower sees tasks; task messages carry only the request id.
 """
 
@@ -29,6 +31,7 @@ result_expires = _settings.job_ttl_seconds
 
 task_acks_late = False
 worker_prefetch_multiplier = 1
+worker_disable_prefetch = True
 task_track_started = True
 task_send_sent_event = True
 worker_send_task_events = True

@@ -15,8 +15,10 @@ reference, N ``ffmpeg -re -i … -c copy -f flv`` processes do the same job. Rep
 * pacing at the receiving side: ``--receivers`` viewers (a sample when N is larger; each
   viewer costs CPU too) pull from the room in a separate process and note each frame's
   arrival; the error is |arrival − timestamp| against the stream's median offset, p50/p99
-  over all frames after the first second, and the worst after the first second;
-* start: submit (or process start) → first packet at a viewer, p50/p95.
+  over all frames after the first two seconds (a viewer's stream analysis holds the first
+  second back), and the worst of them;
+* start: submit (or process start) → media time 0 at a viewer, p50/p95: the stream's
+  median offset (arrival − timestamp), so the analysis does not count.
 
 Then ``--stops`` pushes are stopped one by one through the API (or ffmpeg is sent SIGINT),
 timing the stop call → the publisher gone from the room's ``/stat``.
@@ -41,12 +43,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.receiver import pacing_errors
+from bench.receiver import pacing_errors, stream_start
 from devstack.redis import RedisServer
-from devstack.room import LocalRoom, publishers_at
+from devstack.room import LocalRoom, players_at, publishers_at
 from tests.media import make_clip
 from tests.stack import Api, start_api, start_worker, stop
 
@@ -147,9 +150,13 @@ def percentile(values: list[float], p: float) -> float:
 
 @contextmanager
 def receivers(
-    urls: list[str], workdir: Path, idle: float
+    urls: list[str], workdir: Path, idle: float, stat_url: str
 ) -> Iterator[Callable[[], dict[str, Any]]]:
-    """Viewers of ``urls`` in their own process; yields a function that collects their report."""
+    """Viewers of ``urls`` in their own process; yields a function that collects their report.
+
+    Yields once the room lists every viewer: one that joined after its publish began would
+    wait for the next keyframe, and its frames before it would count as lost.
+    """
     out = workdir / f"arrivals-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.receiver", "--out", str(out), "--idle", str(idle), *urls],
@@ -159,6 +166,10 @@ def receivers(
     )
     assert proc.stdout is not None
     proc.stdout.readline()  # "ready": every viewer thread is started
+    deadline = time.monotonic() + 30
+    streams = [url.rsplit("/", 1)[1] for url in urls]
+    while any(players_at(stat_url, s) == 0 for s in streams) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     def collect() -> dict[str, Any]:
         proc.wait(timeout=600)
@@ -181,16 +192,22 @@ def summarize(row: Row, seen: dict[str, Any], started: dict[str, float], frames:
     for url, arrivals in seen.items():
         video = arrivals["video"]
         got += len(video)
-        steady = pacing_errors(video, skip=1.0)
+        steady = pacing_errors(video, skip=STARTUP_SKIP)
         errors += steady
         worst = max([worst, *steady])
-        if arrivals["first"] is not None and url in started:
-            starts.append(arrivals["first"] - started[url])
+        begin = stream_start(video)
+        if begin is not None and url in started:
+            starts.append(begin - started[url])
         if arrivals["error"]:
             row.notes.append(f"{url}: {arrivals['error']}")
     row.frames = (got, frames * len(seen))
     row.pacing = (percentile(errors, 50), percentile(errors, 99), worst)
     row.start = (percentile(starts, 50), percentile(starts, 95))
+
+
+#: Media seconds at the start of each stream left out of the pacing figures: the viewer's
+#: stream analysis holds about the first second back.
+STARTUP_SKIP = 2.0
 
 
 # --- the two sides ---------------------------------------------------------------------------
@@ -243,7 +260,9 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
     watched = stack.sampled(rooms)
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
     rest = rss_bytes(stack.worker_pids())
-    with receivers(list(urls.values()), stack.workdir, idle=4.0) as collect:
+    with receivers(
+        list(urls.values()), stack.workdir, idle=4.0, stat_url=stack.room.stat_url
+    ) as collect:
         cpu0, room0 = cpu_seconds(stack.worker_pids()), cpu_seconds(stack.room_pids())
         t0 = time.monotonic()
         started: dict[str, float] = {}
@@ -260,7 +279,9 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
         # Memory at mid-run, when every push is under way.
         time.sleep(min(stack.seconds / 2, max(1.0, stack.seconds - 2)))
         row.rss_per_push = max(0, rss_bytes(stack.worker_pids()) - rest) / n
-        states = wait_ended(stack.api, ids, timeout=stack.seconds * 3 + 60)
+        states = wait_ended(
+            stack.api, ids, timeout=stack.seconds * 3 + 60, not_before=t0 + stack.seconds
+        )
         elapsed = time.monotonic() - t0
         row.cores = (cpu_seconds(stack.worker_pids()) - cpu0) / elapsed
         row.room_cores = (cpu_seconds(stack.room_pids()) - room0) / elapsed
@@ -271,8 +292,15 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
     return row
 
 
-def wait_ended(api: Api, ids: list[str], timeout: float) -> list[tuple[str, str]]:
-    """Poll the jobs until each has ended; their final states and reasons."""
+def wait_ended(
+    api: Api, ids: list[str], timeout: float, not_before: float = 0.0
+) -> list[tuple[str, str]]:
+    """Poll the jobs until each has ended; their final states and reasons.
+
+    No polling before ``not_before`` (a ``time.monotonic()`` instant): hundreds of status
+    calls a second would cost the machine CPU that the pushes being measured need.
+    """
+    time.sleep(max(0.0, not_before - time.monotonic()))
     deadline = time.monotonic() + timeout
     pending = set(ids)
     ended: dict[str, tuple[str, str]] = {}
@@ -282,8 +310,19 @@ def wait_ended(api: Api, ids: list[str], timeout: float) -> list[tuple[str, str]
             if status["State"] in {"succeeded", "failed", "stopped"}:
                 pending.discard(request_id)
                 ended[request_id] = (status["State"], str(status.get("Reason") or ""))
+                queued = _seconds_between(status.get("CreatedAt"), status.get("StartedAt"))
+                if queued > 1.0:
+                    print(f"{request_id} waited {queued:.1f} s for a worker", file=sys.stderr)
         time.sleep(1.0)
     return [ended.get(i, ("timed out", "still running")) for i in ids]
+
+
+def _seconds_between(first: str | None, then: str | None) -> float:
+    """Seconds between two of the API's ISO times (0 when either is missing)."""
+    if not first or not then:
+        return 0.0
+    stamps = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (first, then)]
+    return (stamps[1] - stamps[0]).total_seconds()
 
 
 def ffmpeg_push(source: str, target: str) -> list[str]:
@@ -300,7 +339,9 @@ def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
     rooms = [f"ff{tag}_{n}_{i}" for i in range(n)]
     watched = stack.sampled(rooms)
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
-    with receivers(list(urls.values()), stack.workdir, idle=4.0) as collect:
+    with receivers(
+        list(urls.values()), stack.workdir, idle=4.0, stat_url=stack.room.stat_url
+    ) as collect:
         room0, t0 = cpu_seconds(stack.room_pids()), time.monotonic()
         started: dict[str, float] = {}
         procs = []

@@ -43,11 +43,14 @@ class Arrivals:
 def watch(url: str, arrivals: Arrivals, idle: float, wait: float) -> None:
     """Pull ``url`` until it goes silent; record every packet's arrival."""
     try:
-        # No analysis: the FLV header names the streams, and probing would hold the first
-        # packets back (their arrival times would then be those of the end of the probe).
+        # A viewer that joins between two keyframes gets audio first, and PyAV drops the
+        # packets of a stream found after demuxing began: analyse a second, so that both
+        # streams are found. Packets held by the analysis arrive late in this record, so
+        # pacing is judged after the first two seconds and the start of a stream is taken
+        # from the steady arrivals (see ``stream_start``), not from its first packet.
         container = av.open(
             url,
-            options={"analyzeduration": "0", "probesize": "4096"},
+            options={"analyzeduration": "1000000"},
             timeout=(wait, idle),
         )
     except (av.error.FFmpegError, OSError) as exc:
@@ -81,11 +84,19 @@ def pacing_errors(video: list[tuple[float, int]], skip: float = 0.0) -> list[flo
     """
     if not video:
         return []
-    offset = statistics.median(arrival - dts / 1000 for arrival, dts in video)
+    offset = stream_start(video)
+    assert offset is not None
     first = video[0][1]
     return [
         abs(arrival - dts / 1000 - offset) for arrival, dts in video if dts - first >= skip * 1000
     ]
+
+
+def stream_start(video: list[tuple[float, int]]) -> float | None:
+    """When media time 0 was on the wall clock: the median of arrival − timestamp."""
+    if not video:
+        return None
+    return statistics.median(arrival - dts / 1000 for arrival, dts in video)
 
 
 def main() -> None:

@@ -272,10 +272,20 @@ def publishers_at(stat_url: str, stream: str) -> int:
     A stream block says ``<publishing/>`` once for the stream and once in its publishing
     client's block, so the clients are counted, not the markers.
     """
+    return sum("<publishing/>" in client for client in _clients_at(stat_url, stream))
+
+
+def players_at(stat_url: str, stream: str) -> int:
+    """Playing clients (viewers) of ``stream``, waiting for a publisher or watching."""
+    return sum("<publishing/>" not in client for client in _clients_at(stat_url, stream))
+
+
+def _clients_at(stat_url: str, stream: str) -> list[str]:
+    """The ``<client>`` blocks of ``stream`` in an nginx-rtmp ``/stat`` document."""
     with urllib.request.urlopen(stat_url, timeout=5) as resp:
         xml = resp.read().decode()
     marker = f"<name>{stream}</name>"
     if marker not in xml:
-        return 0
+        return []
     block = xml.split(marker, 1)[1].split("</stream>", 1)[0]
-    return sum("<publishing/>" in client for client in block.split("<client>")[1:])
+    return block.split("<client>")[1:]

@@ -53,16 +53,37 @@ class Control:
         except (BlockingIOError, OSError):
             pass  # the pipe is full or closed: the flag above is enough
 
+    def poke(self) -> None:
+        """Wake a ``wait()`` early without asking for a stop (the sender has news)."""
+        if self._write_fd < 0:
+            return
+        try:
+            os.write(self._write_fd, b"p")
+        except (BlockingIOError, OSError):
+            pass  # full: the waiter wakes anyway
+
     def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; return early (True) when a stop is requested."""
+        """Sleep up to ``timeout`` seconds; return early (True) when a stop is requested.
+
+        A ``poke()`` also ends the sleep early, returning False.
+        """
         if self.stop_requested:
             return True
         if timeout > 0:
             try:
-                select.select([self._read_fd], [], [], timeout)
+                readable, _, _ = select.select([self._read_fd], [], [], timeout)
             except InterruptedError:
-                pass
+                readable = []
+            if readable and not self.stop_requested:
+                self._drain()
         return self.stop_requested
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._read_fd, 64):
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def close(self) -> None:
         """Release the pipe (a late stop request then only sets the flag)."""

@@ -42,6 +42,12 @@ class Pacer:
         """Whether the first packet has set the clock's origin."""
         return self._start is not None
 
+    def due(self, media_time: float) -> float:
+        """The clock instant ``media_time`` falls due (the first call sets the origin)."""
+        if self._start is None:
+            self._start = self._clock() - media_time
+        return self._start + media_time - self.lead
+
     def lag(self, media_time: float) -> float:
         """How late (positive) or early the clock is relative to ``media_time``."""
         if self._start is None:

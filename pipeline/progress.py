@@ -96,12 +96,20 @@ class ProgressMeter:
         self._window: deque[tuple[float, int]] = deque(maxlen=8)
 
     def count(self, size: int, is_video_frame: bool) -> None:
-        """Account for one packet sent to the room."""
+        """Account for one packet sent to the room, reporting when the interval is up."""
+        self.add(size, is_video_frame)
+        self.maybe_report()
+
+    def add(self, size: int, is_video_frame: bool) -> None:
+        """Account for one packet sent to the room, without reporting."""
         p = self.progress
         p.packets += 1
         p.bytes += size
         if is_video_frame:
             p.frames += 1
+
+    def maybe_report(self) -> None:
+        """Report if ``interval`` has passed since the last report."""
         now = self._clock()
         if now >= self._next:
             self._next = now + self._interval

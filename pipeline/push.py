@@ -123,11 +123,14 @@ def push(
                 on_connected(progress.copy())
             timeline = Timeline()
             relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
-            if live:
-                return _push_live(spec, control, source, outputs, relay, timeline)
-            if spec.switchable:
-                return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
-            return _push_file(spec, source, outputs, relay, timeline)
+            try:
+                if live:
+                    return _push_live(spec, control, source, outputs, relay, timeline)
+                if spec.switchable:
+                    return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
+                return _push_file(spec, source, outputs, relay, timeline)
+            finally:
+                relay.close()  # before the sink closes: the shared sender lets go of it
         finally:
             sink.close()
     finally:
@@ -305,6 +308,7 @@ def _push_file(
         )
         raise SourceUnreachable(f"reading the source failed: {detail}") from None
 
+    relay.finish()
     relay.meter.report()
     progress = relay.progress
     if relay.stopped:

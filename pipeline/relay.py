@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+
 import av
 
 from .control import Control
 from .pacer import Pacer
 from .progress import Progress, ProgressCallback, ProgressMeter
+from .redact import redact_url
+from .sender import READ_AHEAD, SLOW_WRITE, Lane, Queued, Sender, shared_sender
 from .sink import RtmpSink
 from .spec import PushSpec
 from .timeline import Timeline
 
+log = logging.getLogger(__name__)
+
 
 class Relay:
-    """The room side of a push: pacer, sink, progress and the execution limit."""
+    """The room side of a push: pacer, sink, progress and the execution limit.
+
+    A paced push that is not switchable queues its packets about a second ahead for the
+    process's shared sender (:mod:`pipeline.sender`); others are sent from this thread.
+    """
 
     def __init__(
         self,
@@ -38,6 +48,12 @@ class Relay:
         self.limit_reason: str | None = None
         #: False while a paused push sends filler: the source position stands still.
         self.track_position = True
+        self._sender: Sender | None = None
+        self._lane: Lane | None = None
+        if self._paced and spec.shared_sender and not spec.switchable:
+            self._sender = shared_sender(spec.pace_batch)
+            self._lane = Lane(sink.send_bytes, progress, self.meter, control.poke)
+            self._sender.attach(self._lane)
 
     def restart_clock(self) -> None:
         """A new live connection: measure the delay from its first packet again."""
@@ -65,6 +81,10 @@ class Relay:
             if self._max_duration is not None and seconds >= self._max_duration:
                 self.limit_reason = f"time limit reached ({self._max_duration:g} s)"
                 return False
+            if self._lane is not None:
+                if not self._queue(self._lane, out, seconds, is_video):
+                    return False
+                continue
             if self._paced and not self.pacer.wait(seconds):
                 return False
             if not self._paced:
@@ -85,3 +105,80 @@ class Relay:
             progress.lag = self.pacer.lag(seconds)
             self.meter.count(out.size, is_video)
         return True
+
+    def _queue(self, lane: Lane, out: av.Packet, seconds: float, is_video: bool) -> bool:
+        """Hand a packet to the shared sender; sleep while a second or more is queued."""
+        position = self._timeline.source_seconds(seconds) if self.track_position else None
+        was_empty = not lane.entries
+        data = self._sink.encode(out)  # here, not on the shared thread
+        lane.entries.append(Queued(self.pacer.due(seconds), data, seconds, position, is_video))
+        if was_empty and self._sender is not None:
+            self._sender.poke()
+        self.meter.maybe_report()
+        if lane.backlog > READ_AHEAD:
+            return self._wait_for_lane(READ_AHEAD / 2)
+        return not self._control.stop_requested
+
+    def finish(self) -> None:
+        """Wait until every queued packet is sent (unless stopped), then leave the sender."""
+        if self._lane is not None and not self._control.stop_requested:
+            self._wait_for_lane(0.0)
+        self.close()
+
+    def close(self) -> None:
+        """Leave the shared sender, dropping what is queued (the push is over)."""
+        lane, self._lane = self._lane, None
+        if lane is not None and self._sender is not None:
+            self._sender.detach(lane)
+
+    def _wait_for_lane(self, level: float) -> bool:
+        """Sleep until at most ``level`` seconds are queued (0: all sent); False on a stop.
+
+        Wakes early when the sender hands the lane back: a broken room connection is
+        repaired here, and a slow room's remaining packets are sent from this thread.
+        """
+        assert self._sender is not None
+        while (lane := self._lane) is not None:
+            if lane.error is not None:
+                self._repair(lane, lane.error)
+                continue
+            if lane.evicted:
+                return self._go_solo(lane)
+            backlog = lane.backlog
+            if backlog <= level and (level > 0 or not lane.entries):
+                break
+            if self._control.wait(max(backlog - level, self._sender.batch)):
+                return False
+            self.meter.maybe_report()
+        return not self._control.stop_requested
+
+    def _repair(self, lane: Lane, cause: BaseException) -> None:
+        """Reconnect to the room here (the sender must not wait for it), then hand back."""
+        head = lane.entries[0]
+        self._sink.resend(cause, head.data)  # raises RoomDisconnected if it stays away
+        lane.entries.popleft()
+        lane.record(head, self.pacer.due(head.seconds))
+        self.progress.room_reconnects = self._sink.reconnects
+        lane.resume()
+        assert self._sender is not None
+        self._sender.poke()
+
+    def _go_solo(self, lane: Lane) -> bool:
+        """The room was too slow for the shared sender: pace this push from its own thread."""
+        log.warning(
+            "the room at %s took over %g s to take a batch of packets: this push is paced "
+            "from its own thread from now on",
+            redact_url(self._sink.url),
+            SLOW_WRITE,
+        )
+        self.close()
+        for queued in list(lane.entries):
+            if not self.pacer.wait(queued.seconds):
+                return False
+            try:
+                self._sink.send_bytes(queued.data)
+            except OSError as exc:
+                self._sink.resend(exc, queued.data)
+            lane.record(queued, queued.due)
+        self.progress.room_reconnects = self._sink.reconnects
+        return not self._control.stop_requested

@@ -19,15 +19,33 @@ from .spec import OutputProfile, Timeouts
 log = logging.getLogger(__name__)
 
 
+class _Tap:
+    """What the FLV muxer writes into: the room connection, or a list while encoding ahead."""
+
+    def __init__(self, connection: RtmpConnection) -> None:
+        self.connection = connection
+        self.capture: list[bytes] | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.capture is not None:
+            self.capture.append(data)
+            return len(data)
+        return self.connection.write(data)
+
+
 class RtmpSink:
-    """An FLV publisher connected to one room URL; ``close()`` ends the publish cleanly."""
+    """An FLV publisher connected to one room URL; ``close()`` ends the publish cleanly.
+
+    Packets are either sent at once (``send``) or encoded ahead of time (``encode``) and
+    their FLV bytes sent when due (``send_bytes``), by the process's shared sender.
+    """
 
     def __init__(self, url: str, timeouts: Timeouts, secrets: tuple[str, ...] = ()) -> None:
         self.url = url
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
         self._container: av.container.OutputContainer | None = None
-        self._connection: RtmpConnection | None = None
+        self._tap: _Tap | None = None
         # After a reconnect, packets addressed to the first connection's streams (index)
         # go to the streams of the current one; encoders stay as they are.
         self._current: dict[int, Any] = {}
@@ -36,7 +54,7 @@ class RtmpSink:
     def open(self) -> RtmpSink:
         """Connect to the room and prepare the FLV output. Raises :class:`RoomUnreachable`."""
         try:
-            self._connection, self._container = self._connect()
+            self._tap, self._container = self._connect()
         except Exception as exc:  # noqa: BLE001 - reported as a typed error
             raise RoomUnreachable(
                 # Connecting and publishing are one step: a refused UserSig shows up here.
@@ -44,12 +62,13 @@ class RtmpSink:
             ) from None
         return self
 
-    def _connect(self) -> tuple[RtmpConnection, av.container.OutputContainer]:
+    def _connect(self) -> tuple[_Tap, av.container.OutputContainer]:
         """A published RTMP connection and an FLV muxer writing into it."""
         connection = RtmpConnection(self.url, self._timeouts.room_open)
+        tap = _Tap(connection)
         try:
             container = av.open(
-                connection,
+                tap,
                 mode="w",
                 format="flv",
                 # Not seekable: no header rewrite at the end; each packet goes out at once.
@@ -58,7 +77,7 @@ class RtmpSink:
         except BaseException:
             connection.close()
             raise
-        return connection, container
+        return tap, container
 
     @property
     def container(self) -> av.container.OutputContainer:
@@ -113,26 +132,73 @@ class RtmpSink:
                 f"could not publish to the room at {redact_url(self.url)}: {self._detail(exc)}"
             ) from None
 
+    def write(self, packet: av.Packet) -> None:
+        """Write one packet now; raises FFmpeg's error if the connection has failed."""
+        if self._current:
+            packet.stream = self._current[packet.stream.index]
+        self.container.mux(packet)
+
     def send(self, packet: av.Packet) -> None:
         """Write one packet, reconnecting once the connection breaks (the room restarted).
 
         Raises :class:`RoomDisconnected` when the room stays away for
         ``Timeouts.room_reconnect`` seconds.
         """
+        try:
+            self.write(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            self.recover(exc, packet)
+
+    def encode(self, packet: av.Packet) -> bytes:
+        """Mux ``packet`` now and return the FLV bytes, to be sent with ``send_bytes``.
+
+        The muxer interleaves the streams, so the bytes may be those of the packet before.
+        """
         if self._current:
             packet.stream = self._current[packet.stream.index]
+        tap = self._tap
+        if tap is None:
+            raise OSError("the room connection is closed")
+        tap.capture = []
         try:
             self.container.mux(packet)
-        except (av.error.FFmpegError, OSError) as exc:
-            self._reconnect(exc)
-            packet.stream = self._current[packet.stream.index]
-            try:
-                self.container.mux(packet)
-            except (av.error.FFmpegError, OSError) as again:
-                raise RoomDisconnected(
-                    f"the room connection to {redact_url(self.url)} broke again right after "
-                    f"reconnecting: {self._detail(again)}"
-                ) from None
+        finally:
+            chunks, tap.capture = tap.capture, None
+        return b"".join(chunks)
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send encoded FLV bytes now; raises OSError if the connection has failed."""
+        tap = self._tap
+        if tap is None:
+            raise OSError("the room connection is closed")
+        if data:
+            tap.connection.write(data)
+
+    def resend(self, cause: BaseException, data: bytes) -> None:
+        """Reconnect after ``send_bytes(data)`` failed, then send ``data`` again.
+
+        FLV tags carry absolute timestamps, so bytes encoded for the broken connection
+        continue the new one after its header.
+        """
+        self._reconnect(cause)
+        try:
+            self.send_bytes(data)
+        except OSError as again:
+            raise self._broke_again(again) from None
+
+    def _broke_again(self, again: BaseException) -> RoomDisconnected:
+        return RoomDisconnected(
+            f"the room connection to {redact_url(self.url)} broke again right after "
+            f"reconnecting: {self._detail(again)}"
+        )
+
+    def recover(self, cause: BaseException, packet: av.Packet) -> None:
+        """Reconnect after a failed write of ``packet``, then write it again."""
+        self._reconnect(cause)
+        try:
+            self.write(packet)
+        except (av.error.FFmpegError, OSError) as again:
+            raise self._broke_again(again) from None
 
     def _reconnect(self, cause: BaseException) -> None:
         """A new publish on the same URL carrying the same streams (copied parameters)."""
@@ -146,7 +212,7 @@ class RtmpSink:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
             try:
-                connection, container = self._connect()
+                tap, container = self._connect()
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
                 continue
@@ -155,9 +221,9 @@ class RtmpSink:
                 container.start_encoding()
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
-                connection.close()
+                tap.connection.close()
                 continue
-            self._connection, self._container = connection, container
+            self._tap, self._container = tap, container
             # Streams are added in the same order, so an index names the same stream in
             # every connection; routes keep addressing the first connection's streams.
             self._current = {f.index: f for f in fresh}
@@ -183,14 +249,14 @@ class RtmpSink:
     def _close_connection(self) -> None:
         """Drop the muxer and the connection without finishing the stream (it is gone)."""
         container, self._container = self._container, None
-        connection, self._connection = self._connection, None
+        tap, self._tap = self._tap, None
         if container is not None:
             try:
                 container.close()
             except (av.error.FFmpegError, OSError):
                 pass  # the connection is gone: nothing to finish
-        if connection is not None:
-            connection.close()
+        if tap is not None:
+            tap.connection.close()
 
     def _detail(self, exc: BaseException) -> str:
         return redact_text(str(getattr(exc, "strerror", None) or exc), list(self._secrets))

@@ -6,7 +6,7 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -164,16 +164,47 @@ def test_control_wait_without_a_stop_sleeps_the_whole_timeout(control: Control) 
     assert time.monotonic() - started >= 0.045
 
 
-def test_control_stop_from_another_thread_wakes_a_wait_promptly(control: Control) -> None:
-    timer = threading.Timer(0.1, control.request_stop, args=("from a thread",))
+def blocked_until(wait: Callable[[], bool], action: Callable[[], None]) -> tuple[bool, float]:
+    """Run ``action`` from another thread 0.1 s into ``wait()``: its result and duration."""
+    timer = threading.Timer(0.1, action)
     started = time.monotonic()
     timer.start()
     try:
-        assert control.wait(10) is True
+        return wait(), time.monotonic() - started
     finally:
         timer.join()
-    assert time.monotonic() - started < 1.0
+
+
+def test_control_stop_from_another_thread_wakes_a_wait_promptly(control: Control) -> None:
+    stopped, took = blocked_until(
+        lambda: control.wait(10), lambda: control.request_stop("from a thread")
+    )
+    assert stopped is True
+    assert took < 1.0
     assert control.stop_reason == "from a thread"
+
+
+def test_control_poke_ends_a_wait_early_without_a_stop(control: Control) -> None:
+    stopped, took = blocked_until(lambda: control.wait(10), control.poke)
+    assert stopped is False
+    assert took < 1.0
+    assert not control.stop_requested
+
+
+def test_control_poke_is_consumed_so_the_next_wait_sleeps_again(control: Control) -> None:
+    control.poke()
+    control.poke()
+    assert control.wait(1) is False
+    started = time.monotonic()
+    assert control.wait(0.05) is False
+    assert time.monotonic() - started >= 0.045
+
+
+def test_control_stop_after_a_poke_still_stops(control: Control) -> None:
+    control.poke()
+    control.request_stop("after a poke")
+    assert control.wait(1) is True
+    assert control.wait(1) is True
 
 
 def test_control_wait_after_a_stop_returns_at_once(control: Control) -> None:
@@ -324,14 +355,9 @@ def test_pacer_error_does_not_accumulate_over_ten_thousand_frames(
 def test_pacer_returns_false_once_a_stop_is_requested(control: Control) -> None:
     pacer = Pacer(control)
     assert pacer.wait(0.0) is True
-    timer = threading.Timer(0.1, control.request_stop)
-    started = time.monotonic()
-    timer.start()
-    try:
-        assert pacer.wait(30.0) is False
-    finally:
-        timer.join()
-    assert time.monotonic() - started < 1.0
+    sent, took = blocked_until(lambda: pacer.wait(30.0), control.request_stop)
+    assert sent is False
+    assert took < 1.0
 
 
 # --- redaction -----------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Configuration comes from ``celeryconfig.py``, which reads ``ROOMCAST_*`` setting
 
 from __future__ import annotations
 
+import gc
+import sys
 from typing import Any
 
 from celery import Celery, signals
@@ -13,6 +15,9 @@ from .control import SHUTDOWN_REASON, mark_pool_child, start_watchdog, stop_push
 from .logs import configure_logging
 from .metrics import start_worker_beat, stop_worker_beat
 from .settings import get_settings
+
+#: Seconds a thread may hold the GIL while another waits (Python's default is 5 ms).
+SWITCH_INTERVAL = 0.0005
 
 app = Celery("roomcast")
 app.config_from_object("celeryconfig")
@@ -30,6 +35,20 @@ def _setup_logging(**_: Any) -> None:
 def _pool_child_started(**_: Any) -> None:
     # Lets the runner claim SIGTERM in prefork children only (see control.signal_stops).
     mark_pool_child()
+
+
+@signals.worker_ready.connect
+@signals.worker_process_init.connect
+def _tune_for_many_pushes(**_: Any) -> None:
+    # Measured with bench/concurrency.py, 50 pushes per process (docs/benchmarks.md):
+    # A full garbage collection walks every object in the process, about 110 ms with
+    # Celery, kombu, pydantic and PyAV loaded, during which no push sends. What is loaded
+    # by now lives as long as the process, so it is moved out of the collector's sight.
+    gc.freeze()
+    # The shared sender (pipeline/sender.py) gives the GIL up for each room write and
+    # then waits for it behind busy threads, up to one switch interval each time: at
+    # Python's 5 ms, a pass over 50 rooms took up to 230 ms while pushes were starting.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
 
 
 @signals.worker_ready.connect

@@ -111,16 +111,18 @@ class ControlListener(threading.Thread):
             while not self._done.is_set():
                 now = time.monotonic()
                 if now >= next_beat:
-                    if not self._store.beat(self._request_id):
+                    held, current = self._store.heartbeat(self._request_id)
+                    if not held:
                         # Renewing the lease found another live job holding it: stop publishing.
                         self._control.request_stop(LEASE_LOST_REASON)
                     self._last_beat = now
-                    current = self._store.run_id(self._request_id)
                     if self._run_id and current not in (None, self._run_id):
                         # This worker was taken for lost and the push runs elsewhere now.
                         self._control.request_stop(TAKEN_OVER_REASON)
                     next_beat = now + self._heartbeat
-                message = pubsub.get_message(timeout=min(0.5, self._heartbeat))
+                # A message ends the wait at once; the timeout only paces the heartbeat and
+                # the check for the end of the push (each wake-up costs every push CPU).
+                message = pubsub.get_message(timeout=min(1.0, self._heartbeat))
                 if message is not None:
                     self._handle(message.get("data"))
         finally:

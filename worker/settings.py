@@ -117,6 +117,21 @@ class Settings(BaseSettings):
             "less CPU per push, at most this much early."
         ),
     )
+    shared_sender: bool = Field(
+        True,
+        description=(
+            "Paced pushes queue about a second ahead and one thread per worker process "
+            "sends for all of them (pipeline/sender.py); off: each push paces itself."
+        ),
+    )
+    task_state_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "How often a running push's progress is copied into its Celery task state (what "
+            "Flower and AsyncResult show); the status API's progress is updated every second."
+        ),
+    )
     source_timeout_seconds: float = Field(
         _TIMEOUTS.source_open, description="Time limit to open and to read the source."
     )

@@ -7,6 +7,7 @@ UserSig or a password.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task, shared_task
@@ -22,13 +23,22 @@ PUSH_TASK = "roomcast.push"
 def push_task(self: Task, request_id: str) -> dict[str, Any]:
     """Push job ``request_id`` into its room until it ends, is stopped or fails."""
 
+    settings = get_settings()
+    shown = 0.0
+
     def show_progress(progress: dict[str, Any]) -> None:
-        # Flower and AsyncResult see the live progress as the task's meta.
-        self.update_state(state="PROGRESS", meta=progress)
+        # Flower and AsyncResult see the live progress as the task's meta. Less often than
+        # the status API: storing a task state costs two Redis round trips and a publish,
+        # a seventh of a busy worker's time when done every second (bench/concurrency.py).
+        nonlocal shown
+        now = time.monotonic()
+        if now - shown >= settings.task_state_seconds:
+            shown = now
+            self.update_state(state="PROGRESS", meta=progress)
 
     return run_push(
         get_store(),
-        get_settings(),
+        settings,
         request_id,
         worker=self.request.hostname or "",
         on_progress=show_progress,

@@ -1,0 +1,233 @@
+"""One sending thread per process for all the paced pushes it carries.
+
+A paced push used to wake its own thread for every batch of packets: 25 wake-ups a second
+per push, each one a GIL hand-over, and past a few dozen pushes in one process the waiting
+for the GIL showed up as frames arriving late (docs/benchmarks.md). Here each push's own
+thread reads, retimes (or re-encodes) and muxes about a second ahead, and queues each
+packet's FLV bytes with its due time in a :class:`Lane`; one :class:`Sender` thread per
+process wakes when the first queued packet falls due, writes everything due within
+``batch`` seconds after it for every lane (one write per lane), and sleeps until the next.
+Wake-ups per process no longer grow with the number of pushes, and a push's thread wakes
+about twice a second.
+
+What must not happen on the shared thread is kept off it: a room that breaks is handed back
+to its push's thread (which reconnects, as it always did), and a room that takes longer
+than :data:`SLOW_WRITE` to accept a batch is evicted, so that its push paces itself from
+then on and the other pushes are not held up behind it. Progress callbacks (Redis writes)
+run on the push's thread too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+
+from .progress import Progress, ProgressMeter
+
+log = logging.getLogger(__name__)
+
+#: How far ahead of the room a push reads; its thread wakes when half of it is left.
+READ_AHEAD = 1.0
+#: A lane whose batch takes longer than this to write is sent from its own thread.
+SLOW_WRITE = 0.1
+
+#: The longest the sender sleeps with nothing known to be due when it carries lanes.
+MIN_LOOK_AGAIN = 0.01
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Queued:
+    """A packet's FLV bytes waiting for their time, with what sending them tells the progress."""
+
+    due: float
+    data: bytes
+    seconds: float
+    position: float | None
+    is_video: bool
+
+
+class Lane:
+    """One push's packets waiting for the shared sender, and what became of them.
+
+    The push's thread appends to ``entries`` and the sender pops from the front; CPython's
+    deque makes both safe without a lock. ``lock`` is held while the sender writes to the
+    sink, so that ``close()`` returns only once the sender will not touch the sink again.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        progress: Progress,
+        meter: ProgressMeter,
+        wake_owner: Callable[[], None],
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.entries: deque[Queued] = deque()
+        self.lock = threading.Lock()
+        #: Set by the sender when a write failed: the owner reconnects, then ``resume()``.
+        self.error: BaseException | None = None
+        #: Set by the sender when the room was slow: the owner sends the rest itself.
+        self.evicted = False
+        self.closed = False
+        self._write = write
+        self._progress = progress
+        self._meter = meter
+        self._wake_owner = wake_owner
+        self._clock = clock
+
+    @property
+    def backlog(self) -> float:
+        """Seconds until the last queued packet is due (0 when nothing is queued)."""
+        entries = self.entries
+        return max(0.0, entries[-1].due - self._clock()) if entries else 0.0
+
+    @property
+    def held(self) -> bool:
+        """Whether the sender skips this lane (failed, evicted or closed)."""
+        return self.error is not None or self.evicted or self.closed
+
+    def send_due(self, horizon: float) -> float:
+        """Write the packets due before ``horizon``; the next one's due time (or inf).
+
+        Runs on the sender's thread: one write (one GIL hand-over) for the whole batch.
+        """
+        entries = self.entries
+        with self.lock:
+            if self.held:
+                return float("inf")
+            count = 0
+            # Indexing, not iterating: the owner may append meanwhile.
+            while count < len(entries) and entries[count].due <= horizon:
+                count += 1
+            if count:
+                started = self._clock()
+                try:
+                    self._write(b"".join([entries[i].data for i in range(count)]))
+                except (av.error.FFmpegError, OSError) as exc:
+                    self.fail(exc)  # nothing popped: the owner resends from the head
+                    return float("inf")
+                for _ in range(count):
+                    self.record(entries.popleft(), started)
+                if self._clock() - started > SLOW_WRITE:
+                    self.evicted = True
+                    self._wake_owner()
+                    return float("inf")
+        return entries[0].due if entries else float("inf")
+
+    def record(self, queued: Queued, now: float) -> None:
+        """Count a packet that reached the room."""
+        progress = self._progress
+        progress.output_time = queued.seconds
+        if queued.position is not None:
+            progress.position = queued.position
+        progress.lag = now - queued.due
+        self._meter.add(len(queued.data), queued.is_video)
+
+    def fail(self, exc: BaseException) -> None:
+        """Hold the lane and hand ``exc`` to its owner (called on the sender's thread)."""
+        self.error = exc
+        self._wake_owner()
+
+    def resume(self) -> None:
+        """The owner repaired the room connection: the sender takes the lane up again."""
+        self.error = None
+
+    def close(self) -> None:
+        """Take the lane off the sender; returns once no write of the sender is under way."""
+        with self.lock:
+            self.closed = True
+
+
+class Sender:
+    """The thread that writes every lane's due packets.
+
+    It wakes when the earliest queued packet falls due and sends, with it, every packet due
+    within ``batch`` seconds: packets go out up to ``batch`` early and never late while the
+    thread keeps up, and wake-ups are at least ``batch`` apart while packets flow.
+    """
+
+    def __init__(self, batch: float, clock: Clock = time.monotonic) -> None:
+        self.batch = batch
+        self._clock = clock
+        self._lanes: list[Lane] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # Set by poke() so that a wake-up asked for between two waits is not lost.
+        self._poked = False
+
+    def attach(self, lane: Lane) -> None:
+        """Start sending ``lane``'s packets (the thread starts with the first lane)."""
+        with self._changed:
+            self._lanes.append(lane)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="roomcast-sender", daemon=True
+                )
+                self._thread.start()
+            self._poked = True
+            self._changed.notify()
+
+    def detach(self, lane: Lane) -> None:
+        """Stop sending ``lane`` (closing it first, so no write is under way afterwards)."""
+        lane.close()
+        with self._changed:
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+
+    def poke(self) -> None:
+        """Wake the thread now: a lane that was empty (or held) has packets due."""
+        with self._changed:
+            self._poked = True
+            self._changed.notify()
+
+    @property
+    def lanes(self) -> int:
+        """How many pushes this sender carries."""
+        return len(self._lanes)
+
+    def _run(self) -> None:
+        next_due = float("inf")
+        while True:
+            with self._changed:
+                # With nothing due, still look again after a batch: a packet queued just
+                # as its lane was emptied may have gone unannounced (the owner pokes only
+                # when it finds the lane empty), and must not wait for the next one.
+                idle = max(self.batch, MIN_LOOK_AGAIN) if self._lanes else 3600.0
+                timeout = min(next_due - self._clock(), idle)
+                if not self._poked and timeout > 0:
+                    self._changed.wait(timeout)
+                self._poked = False
+                lanes = list(self._lanes)
+            # Wake at the first packet beyond the last horizon: it goes out on time, and
+            # whatever falls due within ``batch`` after it goes with it.
+            horizon = self._clock() + self.batch
+            next_due = float("inf")
+            for lane in lanes:
+                try:
+                    next_due = min(next_due, lane.send_due(horizon))
+                except Exception as exc:  # noqa: BLE001 - one push's bug must not stop the rest
+                    log.exception("sending a push's packets failed")
+                    lane.fail(exc)
+
+
+_senders: dict[tuple[int, float], Sender] = {}
+_senders_lock = threading.Lock()
+
+
+def shared_sender(batch: float) -> Sender:
+    """This process's sender for ``batch`` (a forked child gets its own)."""
+    key = (os.getpid(), batch)
+    with _senders_lock:
+        sender = _senders.get(key)
+        if sender is None:
+            sender = _senders[key] = Sender(batch)
+        return sender

@@ -1,0 +1,195 @@
+"""The shared sender: when packets go out, and what happens to a lane whose room misbehaves.
+
+These drive :mod:`pipeline.sender` with a recording write function in place of a room
+connection; the pushes through a real room are in test_push_e2e, test_room_restart and
+bench/concurrency.py.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pipeline.progress import Progress, ProgressMeter
+from pipeline.sender import SLOW_WRITE, Lane, Queued, Sender
+
+BATCH = 0.04
+
+
+class Room:
+    """Records when each packet was written; can fail or stall on its n-th write."""
+
+    def __init__(self, fail_at: int | None = None, stall_at: int | None = None) -> None:
+        self.sent: list[tuple[float, float]] = []  # (due, written at)
+        self.writes = 0
+        self.fail_at = fail_at
+        self.stall_at = stall_at
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            self.fail_at = None
+            raise OSError(32, "Broken pipe")
+        if self.writes == self.stall_at:
+            time.sleep(SLOW_WRITE * 2)
+        now = time.monotonic()
+        # Each test packet's bytes are its due time.
+        self.sent += [(due, now) for (due,) in struct.iter_unpack("d", data)]
+
+
+@pytest.fixture
+def sender() -> Iterator[Sender]:
+    yield Sender(BATCH)
+
+
+def lane_for(room: Room, owner_woken: threading.Event | None = None) -> Lane:
+    progress = Progress()
+    wake: Callable[[], None] = (owner_woken or threading.Event()).set
+    return Lane(room.write, progress, ProgressMeter(progress, None), wake)
+
+
+def queue(
+    lane: Lane, sender: Sender, count: int, fps: float = 30.0, announce: bool = True
+) -> float:
+    """Queue ``count`` packets from now at ``fps``; the due time of the last one."""
+    start = time.monotonic() + 0.05
+    due = start
+    for n in range(count):
+        due = start + n / fps
+        lane.entries.append(Queued(due, struct.pack("d", due), n / fps, None, True))
+    if announce:
+        sender.poke()
+    return due
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_sender_writes_each_packet_no_later_than_due_and_at_most_one_batch_early(
+    sender: Sender,
+) -> None:
+    room = Room()
+    lane = lane_for(room)
+    sender.attach(lane)
+    queue(lane, sender, 30)
+    wait_until(lambda: len(room.sent) == 30)
+    early = [due - at for due, at in room.sent]
+    assert max(early) <= BATCH + 0.001
+    # Late only by the scheduler's own wake-up delay, never by a batch or more.
+    assert min(early) > -0.015
+
+
+def test_packets_queued_without_a_poke_still_go_out_within_a_batch(sender: Sender) -> None:
+    # The owner pokes only when it finds its lane empty; one that appends just as the
+    # sender empties the lane does not, and the sender must find the packets anyway.
+    room = Room()
+    lane = lane_for(room)
+    sender.attach(lane)
+    time.sleep(0.1)  # the sender has looked and found nothing
+    queue(lane, sender, 10, announce=False)
+    wait_until(lambda: len(room.sent) == 10, timeout=2)
+    assert max(at - due for due, at in room.sent) < BATCH + 0.015
+
+
+def test_sender_counts_sent_packets_into_the_pushs_progress(sender: Sender) -> None:
+    room = Room()
+    lane = lane_for(room)
+    sender.attach(lane)
+    queue(lane, sender, 10)
+    wait_until(lambda: len(room.sent) == 10)
+    wait_until(lambda: lane._progress.packets == 10)
+    assert lane._progress.frames == 10
+    assert lane._progress.bytes == 10 * 8
+    assert lane._progress.output_time == pytest.approx(9 / 30)
+
+
+def test_sender_wakes_about_once_per_batch_however_many_lanes_it_carries(
+    sender: Sender,
+) -> None:
+    rooms = [Room() for _ in range(50)]
+    lanes = [lane_for(room) for room in rooms]
+    for lane in lanes:
+        sender.attach(lane)
+    wakes: list[float] = []
+    original = Lane.send_due
+
+    def counting(self: Lane, horizon: float) -> float:
+        if self is lanes[0]:
+            wakes.append(time.monotonic())
+        return original(self, horizon)
+
+    Lane.send_due = counting  # type: ignore[method-assign]
+    try:
+        # Two seconds at 30 fps each, the lanes slightly offset.
+        last = max(queue(lane, sender, 60) for lane, room in zip(lanes, rooms, strict=True))
+        wait_until(lambda: all(len(room.sent) == 60 for room in rooms))
+    finally:
+        Lane.send_due = original  # type: ignore[method-assign]
+    # The steady second (the pokes of queueing are over): 50 lanes × 30 packets, which
+    # per-packet waking would send with 1500 wake-ups.
+    steady = [t for t in wakes if last - 1.0 <= t < last]
+    assert len(steady) <= 1.0 / BATCH + 2
+
+
+def failed_lane(sender: Sender) -> tuple[Room, Lane]:
+    """A lane of 10 packets whose room fails the third write; returns once it has."""
+    room = Room(fail_at=3)
+    woken = threading.Event()
+    lane = lane_for(room, woken)
+    sender.attach(lane)
+    queue(lane, sender, 10)
+    assert woken.wait(2)
+    return room, lane
+
+
+def test_a_failed_write_holds_the_lane_and_wakes_its_owner(sender: Sender) -> None:
+    room, lane = failed_lane(sender)
+    assert isinstance(lane.error, OSError)
+    sent = len(room.sent)
+    time.sleep(0.4)
+    assert len(room.sent) == sent  # nothing more until the owner repaired the connection
+    assert sent + len(lane.entries) == 10  # the failed batch is kept, from its first packet
+
+
+def test_a_resumed_lane_sends_the_rest(sender: Sender) -> None:
+    room, lane = failed_lane(sender)
+    lane.resume()
+    sender.poke()
+    wait_until(lambda: len(room.sent) == 10)
+
+
+def test_a_slow_room_is_evicted_and_does_not_hold_up_the_other_lanes(sender: Sender) -> None:
+    slow, fast = Room(stall_at=2), Room()
+    woken = threading.Event()
+    slow_lane, fast_lane = lane_for(slow, woken), lane_for(fast)
+    sender.attach(slow_lane)
+    sender.attach(fast_lane)
+    queue(slow_lane, sender, 30)
+    queue(fast_lane, sender, 30)
+    assert woken.wait(2)
+    assert slow_lane.evicted
+    wait_until(lambda: len(fast.sent) == 30)
+    assert len(slow.sent) < 30
+    # Packets due during the stall were late; once the slow lane is out, all keep time.
+    assert all(at - due < 0.015 for due, at in fast.sent[-15:])
+
+
+def test_a_detached_lane_is_never_written_again(sender: Sender) -> None:
+    room = Room()
+    lane = lane_for(room)
+    sender.attach(lane)
+    queue(lane, sender, 30)
+    wait_until(lambda: len(room.sent) >= 3)
+    sender.detach(lane)
+    written = len(room.sent)
+    time.sleep(0.3)
+    assert len(room.sent) == written
+    assert sender.lanes == 0
