@@ -115,7 +115,9 @@ class Relay:
         if was_empty and self._sender is not None:
             self._sender.poke()
         self.meter.maybe_report()
-        if lane.backlog > READ_AHEAD:
+        # A lane the sender gave back is seen to at once: a push that only keeps up with
+        # real time never builds the backlog that would otherwise bring it here.
+        if lane.error is not None or lane.evicted or lane.backlog > READ_AHEAD:
             return self._wait_for_lane(READ_AHEAD / 2)
         return not self._control.stop_requested
 
@@ -142,7 +144,7 @@ class Relay:
             if lane.error is not None:
                 self._repair(lane, lane.error)
                 continue
-            if lane.evicted:
+            if lane.evicted or not self._sender.alive:
                 return self._go_solo(lane)
             backlog = lane.backlog
             if backlog <= level and (level > 0 or not lane.entries):
@@ -154,10 +156,12 @@ class Relay:
 
     def _repair(self, lane: Lane, cause: BaseException) -> None:
         """Reconnect to the room here (the sender must not wait for it), then hand back."""
-        head = lane.entries[0]
-        self._sink.resend(cause, head.data)  # raises RoomDisconnected if it stays away
-        lane.entries.popleft()
-        lane.record(head, self.pacer.due(head.seconds))
+        head = lane.entries[0] if lane.entries else None
+        # Raises RoomDisconnected if the room stays away.
+        self._sink.resend(cause, head.data if head is not None else b"")
+        if head is not None:
+            lane.entries.popleft()
+            lane.record(head, self.pacer.due(head.seconds))
         self.progress.room_reconnects = self._sink.reconnects
         lane.resume()
         assert self._sender is not None
@@ -166,8 +170,8 @@ class Relay:
     def _go_solo(self, lane: Lane) -> bool:
         """The room was too slow for the shared sender: pace this push from its own thread."""
         log.warning(
-            "the room at %s took over %g s to take a batch of packets: this push is paced "
-            "from its own thread from now on",
+            "the room at %s took over %g s to take a batch of packets (or the shared sender "
+            "stopped): this push is paced from its own thread from now on",
             redact_url(self._sink.url),
             SLOW_WRITE,
         )

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 #: How far ahead of the room a push reads; its thread wakes when half of it is left.
 READ_AHEAD = 1.0
-#: A lane whose batch takes longer than this to write is sent from its own thread.
-SLOW_WRITE = 0.1
+#: A lane whose batch takes longer than this to write is sent from its own thread (long
+#: enough not to be a garbage collection or a wait for the GIL on a busy worker).
+SLOW_WRITE = 0.2
 
 #: The longest the sender sleeps with nothing known to be due when it carries lanes.
 MIN_LOOK_AGAIN = 0.01
@@ -101,6 +102,8 @@ class Lane:
         Runs on the sender's thread: one write (one GIL hand-over) for the whole batch.
         """
         entries = self.entries
+        if self.held:  # before the lock: a write stuck on this lane may hold it
+            return float("inf")
         with self.lock:
             if self.held:
                 return float("inf")
@@ -118,8 +121,7 @@ class Lane:
                 for _ in range(count):
                     self.record(entries.popleft(), started)
                 if self._clock() - started > SLOW_WRITE:
-                    self.evicted = True
-                    self._wake_owner()
+                    self.evict()
                     return float("inf")
         return entries[0].due if entries else float("inf")
 
@@ -131,6 +133,11 @@ class Lane:
             progress.position = queued.position
         progress.lag = now - queued.due
         self._meter.add(len(queued.data), queued.is_video)
+
+    def evict(self) -> None:
+        """Leave the shared sender for good: the owner sends the rest from its own thread."""
+        self.evicted = True
+        self._wake_owner()
 
     def fail(self, exc: BaseException) -> None:
         """Hold the lane and hand ``exc`` to its owner (called on the sender's thread)."""
@@ -163,16 +170,20 @@ class Sender:
         self._thread: threading.Thread | None = None
         # Set by poke() so that a wake-up asked for between two waits is not lost.
         self._poked = False
+        # The lane being written and since when, for the watchdog; a thread whose
+        # generation is no longer current finishes its write and ends.
+        self._busy: tuple[Lane, float] | None = None
+        self._generation = 0
 
     def attach(self, lane: Lane) -> None:
         """Start sending ``lane``'s packets (the thread starts with the first lane)."""
         with self._changed:
             self._lanes.append(lane)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="roomcast-sender", daemon=True
-                )
-                self._thread.start()
+                self._start_thread()
+                threading.Thread(
+                    target=self._watch, name="roomcast-sender-watch", daemon=True
+                ).start()
             self._poked = True
             self._changed.notify()
 
@@ -194,29 +205,81 @@ class Sender:
         """How many pushes this sender carries."""
         return len(self._lanes)
 
-    def _run(self) -> None:
-        next_due = float("inf")
+    @property
+    def alive(self) -> bool:
+        """Whether a sending thread is running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _start_thread(self) -> None:
+        """A new sending thread; any older one ends after its current write."""
+        self._generation += 1
+        self._thread = threading.Thread(
+            target=self._run, args=(self._generation,), name="roomcast-sender", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        """Replace a sending thread stuck in one room's write (or one that died).
+
+        A room that stops reading blocks the write for up to the connection's
+        ``rw_timeout``; eviction after the write returns would leave every other push in the
+        process without packets until then. So the stuck lane is evicted now and a fresh
+        thread carries the others; the stuck one finishes its write and ends.
+        """
         while True:
+            time.sleep(SLOW_WRITE / 2)
+            busy = self._busy
+            stuck = busy is not None and self._clock() - busy[1] > SLOW_WRITE
+            if not stuck and self.alive:
+                continue
             with self._changed:
-                # With nothing due, still look again after a batch: a packet queued just
-                # as its lane was emptied may have gone unannounced (the owner pokes only
-                # when it finds the lane empty), and must not wait for the next one.
-                idle = max(self.batch, MIN_LOOK_AGAIN) if self._lanes else 3600.0
-                timeout = min(next_due - self._clock(), idle)
-                if not self._poked and timeout > 0:
-                    self._changed.wait(timeout)
-                self._poked = False
-                lanes = list(self._lanes)
-            # Wake at the first packet beyond the last horizon: it goes out on time, and
-            # whatever falls due within ``batch`` after it goes with it.
-            horizon = self._clock() + self.batch
-            next_due = float("inf")
-            for lane in lanes:
-                try:
-                    next_due = min(next_due, lane.send_due(horizon))
-                except Exception as exc:  # noqa: BLE001 - one push's bug must not stop the rest
-                    log.exception("sending a push's packets failed")
-                    lane.fail(exc)
+                if busy is not None and stuck and self._busy is busy:
+                    log.warning("a room stopped taking data: sending the other pushes anew")
+                    busy[0].evict()
+                    self._start_thread()
+                elif not self.alive:
+                    log.error("the sending thread died: starting another")
+                    self._start_thread()
+
+    def _run(self, generation: int) -> None:
+        next_due = float("inf")
+        while generation == self._generation:
+            try:
+                next_due = self._pass(next_due, generation)
+            except Exception:  # noqa: BLE001 - the thread must outlive any one bug
+                log.exception("the shared sender failed a pass")
+                next_due = self._clock()
+
+    def _pass(self, next_due: float, generation: int) -> float:
+        """Sleep until ``next_due`` (or a poke), then send what is due; the next due time."""
+        with self._changed:
+            # With nothing due, still look again after a batch: a packet queued just as its
+            # lane was emptied may have gone unannounced (the owner pokes only when it finds
+            # the lane empty), and must not wait for the next one.
+            idle = max(self.batch, MIN_LOOK_AGAIN) if self._lanes else 3600.0
+            timeout = min(next_due - self._clock(), idle)
+            if not self._poked and timeout > 0:
+                self._changed.wait(timeout)
+            self._poked = False
+            lanes = list(self._lanes)
+        # Wake at the first packet beyond the last horizon: it goes out on time, and whatever
+        # falls due within ``batch`` after it goes with it.
+        horizon = self._clock() + self.batch
+        next_due = float("inf")
+        for lane in lanes:
+            if generation != self._generation:
+                break  # replaced while stuck in a write: the new thread carries on
+            self._busy = busy = (lane, self._clock())
+            try:
+                next_due = min(next_due, lane.send_due(horizon))
+            except Exception:  # noqa: BLE001 - one push's bug must not stop the rest
+                log.exception("sending a push's packets failed: it paces itself from now on")
+                lane.evict()
+            finally:
+                if self._busy is busy:  # not a newer thread's mark
+                    self._busy = None
+        return next_due
 
 
 _senders: dict[tuple[int, float], Sender] = {}

@@ -23,11 +23,14 @@ BATCH = 0.04
 class Room:
     """Records when each packet was written; can fail or stall on its n-th write."""
 
-    def __init__(self, fail_at: int | None = None, stall_at: int | None = None) -> None:
+    def __init__(
+        self, fail_at: int | None = None, stall_at: int | None = None, stall: float = 0.0
+    ) -> None:
         self.sent: list[tuple[float, float]] = []  # (due, written at)
         self.writes = 0
         self.fail_at = fail_at
         self.stall_at = stall_at
+        self.stall = stall or SLOW_WRITE * 2
 
     def write(self, data: bytes) -> None:
         self.writes += 1
@@ -35,7 +38,7 @@ class Room:
             self.fail_at = None
             raise OSError(32, "Broken pipe")
         if self.writes == self.stall_at:
-            time.sleep(SLOW_WRITE * 2)
+            time.sleep(self.stall)
         now = time.monotonic()
         # Each test packet's bytes are its due time.
         self.sent += [(due, now) for (due,) in struct.iter_unpack("d", data)]
@@ -166,20 +169,36 @@ def test_a_resumed_lane_sends_the_rest(sender: Sender) -> None:
     wait_until(lambda: len(room.sent) == 10)
 
 
-def test_a_slow_room_is_evicted_and_does_not_hold_up_the_other_lanes(sender: Sender) -> None:
-    slow, fast = Room(stall_at=2), Room()
+def stalled_next_to_fast(sender: Sender, stall: float, count: int) -> tuple[Room, Lane, Room]:
+    """A lane whose room stalls on its second write, next to a healthy one; returns once
+    the stalled lane's owner was woken."""
+    slow, fast = Room(stall_at=2, stall=stall), Room()
     woken = threading.Event()
     slow_lane, fast_lane = lane_for(slow, woken), lane_for(fast)
     sender.attach(slow_lane)
     sender.attach(fast_lane)
-    queue(slow_lane, sender, 30)
-    queue(fast_lane, sender, 30)
+    queue(slow_lane, sender, count)
+    queue(fast_lane, sender, count)
     assert woken.wait(2)
+    return slow, slow_lane, fast
+
+
+def test_a_slow_room_is_evicted_and_does_not_hold_up_the_other_lanes(sender: Sender) -> None:
+    slow, slow_lane, fast = stalled_next_to_fast(sender, SLOW_WRITE * 2, 30)
     assert slow_lane.evicted
     wait_until(lambda: len(fast.sent) == 30)
     assert len(slow.sent) < 30
     # Packets due during the stall were late; once the slow lane is out, all keep time.
     assert all(at - due < 0.015 for due, at in fast.sent[-15:])
+
+
+def test_a_room_that_stops_taking_data_does_not_stop_the_others(sender: Sender) -> None:
+    # The write blocks (a room that stopped reading, until the connection's timeout):
+    # another thread takes over the other lanes long before it returns.
+    _, stuck_lane, fast = stalled_next_to_fast(sender, 3.0, 60)
+    assert stuck_lane.evicted  # while its write is still blocked
+    wait_until(lambda: len(fast.sent) == 60)
+    assert max(at - due for due, at in fast.sent) < 4 * SLOW_WRITE
 
 
 def test_a_detached_lane_is_never_written_again(sender: Sender) -> None:
