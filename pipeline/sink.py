@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -154,14 +155,12 @@ class RtmpSink:
 
         The muxer interleaves the streams, so the bytes may be those of the packet before.
         """
-        if self._current:
-            packet.stream = self._current[packet.stream.index]
         tap = self._tap
         if tap is None:
             raise OSError("the room connection is closed")
         tap.capture = []
         try:
-            self.container.mux(packet)
+            self.write(packet)
         finally:
             chunks, tap.capture = tap.capture, None
         return b"".join(chunks)
@@ -180,25 +179,22 @@ class RtmpSink:
         FLV tags carry absolute timestamps, so bytes encoded for the broken connection
         continue the new one after its header.
         """
-        self._reconnect(cause)
-        try:
-            self.send_bytes(data)
-        except OSError as again:
-            raise self._broke_again(again) from None
-
-    def _broke_again(self, again: BaseException) -> RoomDisconnected:
-        return RoomDisconnected(
-            f"the room connection to {redact_url(self.url)} broke again right after "
-            f"reconnecting: {self._detail(again)}"
-        )
+        self._retry(cause, lambda: self.send_bytes(data))
 
     def recover(self, cause: BaseException, packet: av.Packet) -> None:
         """Reconnect after a failed write of ``packet``, then write it again."""
+        self._retry(cause, lambda: self.write(packet))
+
+    def _retry(self, cause: BaseException, again: Callable[[], None]) -> None:
+        """Reconnect after ``cause``, then do ``again`` once; RoomDisconnected if it fails."""
         self._reconnect(cause)
         try:
-            self.write(packet)
-        except (av.error.FFmpegError, OSError) as again:
-            raise self._broke_again(again) from None
+            again()
+        except (av.error.FFmpegError, OSError) as exc:
+            raise RoomDisconnected(
+                f"the room connection to {redact_url(self.url)} broke again right after "
+                f"reconnecting: {self._detail(exc)}"
+            ) from None
 
     def _reconnect(self, cause: BaseException) -> None:
         """A new publish on the same URL carrying the same streams (copied parameters)."""
