@@ -420,15 +420,25 @@ class JobStore:
         worker, separate round trips were a tenth of the worker's time.
         """
         key = job_key(request_id)
+        try:
+            _, _, holder, raw = self._heartbeat_pipeline(key, request_id).execute()
+        except redis.exceptions.NoScriptError:
+            # Redis lost its scripts (a restart): load the claim again and beat once more.
+            self.redis.script_load(_CLAIM)
+            _, _, holder, raw = self._heartbeat_pipeline(key, request_id).execute()
+        run_id = None if raw is None else json.loads(raw).get("RunId")
+        return holder is None, run_id
+
+    def _heartbeat_pipeline(self, key: str, request_id: str) -> Any:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, "heartbeat", now())
         # A push may outlive the record TTL (MaxDuration up to 7 days): keep it alive.
         pipe.expire(key, self.ttl)
-        self._claim(keys=[key], args=self._claim_args(request_id), client=pipe)
+        # EVALSHA, not the registered Script: in a pipeline, redis-py asks SCRIPT EXISTS
+        # first, a second round trip on every beat of every push.
+        pipe.evalsha(self._claim.sha, 1, key, *self._claim_args(request_id))
         pipe.hget(key, "doc")
-        _, _, holder, raw = pipe.execute()
-        run_id = None if raw is None else json.loads(raw).get("RunId")
-        return holder is None, run_id
+        return pipe
 
     def request_stop(self, request_id: str, reason: str) -> None:
         """Ask a running push to stop: a flag it reads at start, and a message it hears."""
