@@ -1,7 +1,8 @@
 """Concurrent pushes on one machine: roomcast's workers next to one ffmpeg per push.
 
     .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
-        [--size 640x360] [--receivers 20] [--workers 2] [--pool threads] [--no-reference]
+        [--size 640x360] [--receivers 20] [--workers 4] [--pool threads] [--no-reference]
+        [--set ROOMCAST_X=VALUE ...] [--keep DIR]
 
 For each N, N remux pushes of the same clip (each into its own room of the local nginx-rtmp
 server) are submitted at once through the real API to real Celery workers; then, as the
@@ -34,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,12 +152,13 @@ def percentile(values: list[float], p: float) -> float:
 
 @contextmanager
 def receivers(
-    urls: list[str], workdir: Path, idle: float, stat_url: str
+    urls: list[str], workdir: Path, idle: float, stat_url: str, keep: Path | None = None
 ) -> Iterator[Callable[[], dict[str, Any]]]:
     """Viewers of ``urls`` in their own process; yields a function that collects their report.
 
     Yields once the room lists every viewer: one that joined after its publish began would
-    wait for the next keyframe, and its frames before it would count as lost.
+    wait for the next keyframe, and its frames before it would count as lost. ``keep``: a
+    directory that gets a copy of the viewers' records.
     """
     out = workdir / f"arrivals-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
@@ -173,6 +176,8 @@ def receivers(
 
     def collect() -> dict[str, Any]:
         proc.wait(timeout=600)
+        if keep is not None:
+            shutil.copy(out, keep / out.name)
         return dict(json.loads(out.read_text()))
 
     try:
@@ -225,6 +230,7 @@ class Stack:
     workers: list[subprocess.Popen[bytes]]
     workdir: Path
     sample: int
+    keep: Path | None = None
 
     def room_pids(self) -> list[int]:
         """The room's nginx processes: the master and its workers."""
@@ -261,7 +267,7 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
     rest = rss_bytes(stack.worker_pids())
     with receivers(
-        list(urls.values()), stack.workdir, idle=4.0, stat_url=stack.room.stat_url
+        list(urls.values()), stack.workdir, 4.0, stack.room.stat_url, stack.keep
     ) as collect:
         cpu0, room0 = cpu_seconds(stack.worker_pids()), cpu_seconds(stack.room_pids())
         t0 = time.monotonic()
@@ -340,7 +346,7 @@ def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
     watched = stack.sampled(rooms)
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
     with receivers(
-        list(urls.values()), stack.workdir, idle=4.0, stat_url=stack.room.stat_url
+        list(urls.values()), stack.workdir, 4.0, stack.room.stat_url, stack.keep
     ) as collect:
         room0, t0 = cpu_seconds(stack.room_pids()), time.monotonic()
         started: dict[str, float] = {}
@@ -434,12 +440,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--receivers", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=4, help="worker processes (about 50 pushes each)"
+    )
     parser.add_argument("--pool", default="threads", help="Celery pool: threads or prefork")
     parser.add_argument("--stops", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the ffmpeg side")
     parser.add_argument(
         "--batch", type=float, default=None, help="ROOMCAST_PACE_BATCH_SECONDS for the workers"
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the viewers' arrival records here"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ROOMCAST_X=VALUE",
+        help="a worker setting, to compare a design choice with its alternative",
     )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.pushes.split(",")]
@@ -447,13 +465,14 @@ def main(argv: list[str] | None = None) -> None:
     per_worker = math.ceil((max(counts) + args.stops) / args.workers)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis_server:
         workdir = Path(tmp)
-        with LocalRoom(workdir / "room") as room:
+        with LocalRoom(workdir / "room", hls=False) as room:
             room.media_dir.mkdir(parents=True, exist_ok=True)
             fps = 30
             make_clip(room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps)
             env = service_env(redis_server.url, room)
             if args.batch is not None:
                 env["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
+            env.update(setting.split("=", 1) for setting in args.set)
             api_proc, base = start_api(env, workdir / "api.log")
             workers = [
                 start_worker(env, workdir / f"worker{i}.log", f"bench{i}", per_worker, args.pool)
@@ -469,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
                     workers,
                     workdir,
                     args.receivers,
+                    args.keep,
                 )
                 print(
                     f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "

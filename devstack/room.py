@@ -65,15 +65,19 @@ class LocalRoom:
         rtmp_port: int | None = None,
         http_port: int | None = None,
         secret_keys: dict[int, str] | None = None,
+        hls: bool = True,
     ):
         """``secret_keys`` (SdkAppId → key): check each publish's UserSig like TRTC and keep
-        each user's stream apart (devstack/publish_auth.py). None: accept every publish."""
+        each user's stream apart (devstack/publish_auth.py). None: accept every publish.
+        ``hls``: also cut every stream into HLS for the browser preview (off for benchmarks:
+        nginx-rtmp writes each 188-byte TS packet with its own system call)."""
         self._workdir = Path(workdir).resolve()
         self._media_dir = Path(media_dir).resolve() if media_dir else self._workdir / "media"
         self._rtmp_port = rtmp_port if rtmp_port is not None else free_port()
         self._http_port = http_port if http_port is not None else free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self.auth = PublishAuth(secret_keys) if secret_keys is not None else None
+        self._hls = hls
         self.config_path = self._workdir / "nginx.conf"
         self.error_log = self._workdir / "error.log"
         self.hls_dir = self._workdir / "hls"
@@ -234,6 +238,7 @@ class LocalRoom:
             "http_port": str(self._http_port),
             "publish_auth": self._publish_auth_lines(),
             "publishers_location": self._publishers_location(),
+            "hls": "on" if self._hls else "off",
         }
         self.config_path.write_text(render_template(TEMPLATE.read_text(), values))
 

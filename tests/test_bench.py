@@ -5,10 +5,13 @@ Benchmarks are scripts, not timed assertions: nothing here checks a speed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.receiver import pacing_errors
+from devstack.room import LocalRoom
 from tests.stack import REPO
 
 
@@ -29,10 +32,11 @@ def test_pacing_error_leaves_out_the_first_second_when_asked() -> None:
     assert max(pacing_errors(video)) > 0.9
 
 
-def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size() -> None:
+def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "bench.concurrency", "--pushes", "2", "--seconds", "3",
-         "--receivers", "2", "--workers", "1", "--stops", "1"],
+         "--receivers", "2", "--workers", "1", "--stops", "1", "--keep", str(tmp_path),
+         "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -43,3 +47,13 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size() -> None:
         assert cells[6] == "180/180", row  # every frame of both viewed pushes arrived
         assert cells[9] == "0", row  # none failed
     assert "stop → publisher gone" in run.stdout
+    kept = [json.loads(path.read_text()) for path in tmp_path.glob("arrivals-*.json")]
+    assert len(kept) == 2  # one record per side, each with both viewers
+    assert all(len(record) == 2 for record in kept)
+
+
+def test_the_benchmark_room_cuts_no_hls(tmp_path: Path) -> None:
+    with LocalRoom(tmp_path / "room", hls=False) as room:
+        config = room.config_path.read_text()
+    assert "hls off;" in config
+    assert "hls on;" not in config
