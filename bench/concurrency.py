@@ -433,6 +433,14 @@ def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
     return env
 
 
+def worker_setting(text: str) -> tuple[str, str]:
+    """``ROOMCAST_X=VALUE`` as a (name, value) pair for the workers' environment."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("ROOMCAST_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not ROOMCAST_<SETTING>=<value>")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the sweep and print the table."""
     parser = argparse.ArgumentParser()
@@ -456,6 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         "--set",
         action="append",
         default=[],
+        type=worker_setting,
         metavar="ROOMCAST_X=VALUE",
         help="a worker setting, to compare a design choice with its alternative",
     )
@@ -472,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
             env = service_env(redis_server.url, room)
             if args.batch is not None:
                 env["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
-            env.update(setting.split("=", 1) for setting in args.set)
+            env.update(args.set)
             api_proc, base = start_api(env, workdir / "api.log")
             workers = [
                 start_worker(env, workdir / f"worker{i}.log", f"bench{i}", per_worker, args.pool)

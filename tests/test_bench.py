@@ -5,11 +5,15 @@ Benchmarks are scripts, not timed assertions: nothing here checks a speed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.concurrency import worker_setting
 from bench.receiver import pacing_errors
 from devstack.room import LocalRoom
 from tests.stack import REPO
@@ -57,3 +61,13 @@ def test_the_benchmark_room_cuts_no_hls(tmp_path: Path) -> None:
         config = room.config_path.read_text()
     assert "hls off;" in config
     assert "hls on;" not in config
+
+
+def test_a_worker_setting_for_the_bench_is_a_roomcast_name_and_value() -> None:
+    assert worker_setting("ROOMCAST_PACE_BATCH_SECONDS=0.02") == (
+        "ROOMCAST_PACE_BATCH_SECONDS",
+        "0.02",
+    )
+    for wrong in ("ROOMCAST_PACE_BATCH_SECONDS", "PATH=/tmp"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_setting(wrong)
