@@ -1,7 +1,7 @@
 """Concurrent pushes on one machine: roomcast's workers next to one ffmpeg per push.
 
     .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
-        [--size 640x360] [--receivers 20] [--workers 4] [--pool threads] [--no-reference]
+        [--size 640x360] [--receivers 20] [--workers 8] [--pool threads] [--no-reference]
         [--set ROOMCAST_X=VALUE ...] [--keep DIR]
 
 For each N, N remux pushes of the same clip (each into its own room of the local nginx-rtmp
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument(
-        "--workers", type=int, default=4, help="worker processes (about 50 pushes each)"
+        "--workers", type=int, default=8, help="worker processes (about 25 pushes each)"
     )
     parser.add_argument("--pool", default="threads", help="Celery pool: threads or prefork")
     parser.add_argument("--stops", type=int, default=10)
