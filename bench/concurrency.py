@@ -267,7 +267,11 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
     rest = rss_bytes(stack.worker_pids())
     with receivers(
-        list(urls.values()), stack.workdir, 4.0, stack.room.stat_url, stack.keep
+        list(urls.values()),
+        stack.workdir,
+        idle=4.0,
+        stat_url=stack.room.stat_url,
+        keep=stack.keep,
     ) as collect:
         cpu0, room0 = cpu_seconds(stack.worker_pids()), cpu_seconds(stack.room_pids())
         t0 = time.monotonic()
@@ -346,7 +350,11 @@ def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
     watched = stack.sampled(rooms)
     urls = {room: f"{stack.room.rtmp_base}/{room}" for room in watched}
     with receivers(
-        list(urls.values()), stack.workdir, 4.0, stack.room.stat_url, stack.keep
+        list(urls.values()),
+        stack.workdir,
+        idle=4.0,
+        stat_url=stack.room.stat_url,
+        keep=stack.keep,
     ) as collect:
         room0, t0 = cpu_seconds(stack.room_pids()), time.monotonic()
         started: dict[str, float] = {}

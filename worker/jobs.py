@@ -429,7 +429,7 @@ class JobStore:
         run_id = None if raw is None else json.loads(raw).get("RunId")
         return holder is None, run_id
 
-    def _heartbeat_pipeline(self, key: str, request_id: str) -> Any:
+    def _heartbeat_pipeline(self, key: str, request_id: str) -> redis.client.Pipeline:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, "heartbeat", now())
         # A push may outlive the record TTL (MaxDuration up to 7 days): keep it alive.
