@@ -48,6 +48,8 @@ class Relay:
         self.limit_reason: str | None = None
         #: False while a paused push sends filler: the source position stands still.
         self.track_position = True
+        self._last_video: float | None = None
+        self._frame_interval = 0.0
         self._sender: Sender | None = None
         self._lane: Lane | None = None
         if self._paced and spec.shared_sender and not spec.switchable:
@@ -96,19 +98,40 @@ class Relay:
             progress = self.progress
             progress.room_reconnects = self._sink.reconnects
             progress.output_time = seconds
-            if self.track_position:
-                progress.position = (
-                    self._timeline.source_seconds(seconds) if self._paced else seconds
-                )
+            position = self._position_after(out, seconds, is_video)
+            if position is not None:
+                progress.position = position
             # vod: how late the pacer runs; live: how far the relay fell behind the source
             # since this connection began (a growing value is a growing delay).
             progress.lag = self.pacer.lag(seconds)
             self.meter.count(out.size, is_video)
         return True
 
+    def _position_after(self, out: av.Packet, seconds: float, is_video: bool) -> float | None:
+        """The source position reached once ``out`` is in the room; None: no change.
+
+        The end of the packet, not its start, so that a push resumed from there starts on
+        the next frame: no frame shown twice, none missing. Once the push has video, only
+        video moves it: audio runs ahead of the picture by the decoder's delay, and the
+        frames still held there when a push stops never reach the room.
+        """
+        if not self.track_position:
+            return None
+        length = (out.duration or 0) * float(out.time_base)
+        if is_video:
+            # Encoders leave a packet's duration at 0: the frame interval stands in for it.
+            if self._last_video is not None and seconds > self._last_video:
+                self._frame_interval = seconds - self._last_video
+            self._last_video = seconds
+            length = length or self._frame_interval
+        elif self._last_video is not None:
+            return None
+        end = seconds + length
+        return self._timeline.source_seconds(end) if self._paced else end
+
     def _queue(self, lane: Lane, out: av.Packet, seconds: float, is_video: bool) -> bool:
         """Hand a packet to the shared sender; sleep while a second or more is queued."""
-        position = self._timeline.source_seconds(seconds) if self.track_position else None
+        position = self._position_after(out, seconds, is_video)
         was_empty = not lane.entries
         data = self._sink.encode(out)  # here, not on the shared thread
         lane.entries.append(Queued(self.pacer.due(seconds), data, seconds, position, is_video))

@@ -133,10 +133,21 @@ class FrameNumberViewer(threading.Thread):
             if not container.streams.video:
                 self.error = f"no video stream in {[s.type for s in container.streams]}"
                 return
-            for frame in container.decode(video=0):
-                self.numbers.append(read_frame_number(frame))
-                self.arrivals.append(time.monotonic())
-        except (av.error.ExitError, av.error.EOFError, OSError):
-            pass
+            stream = container.streams.video[0]
+            try:
+                for packet in container.demux(stream):
+                    for frame in stream.decode(packet):
+                        self.numbers.append(read_frame_number(frame))
+                        self.arrivals.append(time.monotonic())
+            except (av.error.ExitError, av.error.EOFError, OSError):
+                pass
+            # The publisher left without an end of stream: the frames the decoder still
+            # holds (its threads keep a few) are frames the room delivered.
+            try:
+                for frame in stream.codec_context.decode(None):
+                    self.numbers.append(read_frame_number(frame))
+                    self.arrivals.append(time.monotonic())
+            except av.error.EOFError:
+                pass  # a clean end of stream drained it already
         finally:
             container.close()
