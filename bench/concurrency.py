@@ -39,7 +39,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.receiver import pacing_errors, stream_start
-from devstack.redis import RedisServer
+from bench.service import running_service
 from devstack.room import LocalRoom, players_at, publishers_at
 from tests.media import make_clip
-from tests.stack import Api, start_api, start_worker, stop
+from tests.stack import Api
 
 REPO = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -177,6 +176,7 @@ def receivers(
     def collect() -> dict[str, Any]:
         proc.wait(timeout=600)
         if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
             shutil.copy(out, keep / out.name)
         return dict(json.loads(out.read_text()))
 
@@ -427,20 +427,6 @@ def stop_latencies(stack: Stack, count: int) -> tuple[list[float], list[float]]:
 # --- main ------------------------------------------------------------------------------------
 
 
-def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
-    """The service's settings for the benchmark: defaults, plus where Redis and the room are."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    env.update(
-        {
-            "ROOMCAST_REDIS_URL": redis_url,
-            "ROOMCAST_RTMP_BASE": room.rtmp_base,
-            "ROOMCAST_USERSIG_CHECK": "off",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
 def worker_setting(text: str) -> tuple[str, str]:
     """``ROOMCAST_X=VALUE`` as a (name, value) pair for the workers' environment."""
     name, sep, value = text.partition("=")
@@ -480,60 +466,48 @@ def main(argv: list[str] | None = None) -> None:
     counts = [int(n) for n in args.pushes.split(",")]
     # Each worker process carries its share of the largest N (plus the stop test's pushes).
     per_worker = math.ceil((max(counts) + args.stops) / args.workers)
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis_server:
-        workdir = Path(tmp)
-        with LocalRoom(workdir / "room", hls=False) as room:
-            room.media_dir.mkdir(parents=True, exist_ok=True)
-            fps = 30
-            make_clip(room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps)
-            env = service_env(redis_server.url, room)
-            if args.batch is not None:
-                env["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
-            env.update(args.set)
-            api_proc, base = start_api(env, workdir / "api.log")
-            workers = [
-                start_worker(env, workdir / f"worker{i}.log", f"bench{i}", per_worker, args.pool)
-                for i in range(args.workers)
-            ]
-            try:
-                stack = Stack(
-                    room,
-                    room.media_url("clip.mp4"),
-                    int(args.seconds * fps),
-                    args.seconds,
-                    Api(base),
-                    workers,
-                    workdir,
-                    args.receivers,
-                    args.keep,
-                )
-                print(
-                    f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "
-                    f"H.264+AAC, remuxed; roomcast: {args.workers} workers, pool "
-                    f"{args.pool}, concurrency {per_worker} each; up to {args.receivers} "
-                    "viewers per row",
-                    flush=True,
-                )
-                print(HEADER, flush=True)
-                for tag, n in enumerate(counts):
-                    for run in (run_roomcast, *(() if args.no_reference else (run_ffmpeg,))):
-                        row = run(stack, n, str(tag))
-                        print(row.line(), flush=True)
-                        for note in row.notes[:5]:
-                            print(f"    note: {note}", flush=True)
-                if args.stops:
-                    ours, theirs = stop_latencies(stack, args.stops)
-                    print(
-                        f"stop → publisher gone ({args.stops} each): roomcast p50 "
-                        f"{1000 * statistics.median(ours):.0f} ms, max {1000 * max(ours):.0f} "
-                        f"ms; ffmpeg SIGINT p50 {1000 * statistics.median(theirs):.0f} ms, "
-                        f"max {1000 * max(theirs):.0f} ms",
-                        flush=True,
-                    )
-            finally:
-                for proc in workers:
-                    stop(proc)
-                stop(api_proc)
+    settings = dict(args.set)
+    if args.batch is not None:
+        settings["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
+    with running_service(args.workers, per_worker, args.pool, settings) as service:
+        fps = 30
+        make_clip(
+            service.room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps
+        )
+        stack = Stack(
+            service.room,
+            service.room.media_url("clip.mp4"),
+            int(args.seconds * fps),
+            args.seconds,
+            service.api,
+            service.workers,
+            service.workdir,
+            args.receivers,
+            args.keep,
+        )
+        print(
+            f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "
+            f"H.264+AAC, remuxed; roomcast: {args.workers} workers, pool "
+            f"{args.pool}, concurrency {per_worker} each; up to {args.receivers} "
+            "viewers per row",
+            flush=True,
+        )
+        print(HEADER, flush=True)
+        for tag, n in enumerate(counts):
+            for run in (run_roomcast, *(() if args.no_reference else (run_ffmpeg,))):
+                row = run(stack, n, str(tag))
+                print(row.line(), flush=True)
+                for note in row.notes[:5]:
+                    print(f"    note: {note}", flush=True)
+        if args.stops:
+            ours, theirs = stop_latencies(stack, args.stops)
+            print(
+                f"stop → publisher gone ({args.stops} each): roomcast p50 "
+                f"{1000 * statistics.median(ours):.0f} ms, max {1000 * max(ours):.0f} "
+                f"ms; ffmpeg SIGINT p50 {1000 * statistics.median(theirs):.0f} ms, "
+                f"max {1000 * max(theirs):.0f} ms",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""The service a benchmark measures: its own Redis, the local room, the API and workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.redis import RedisServer
+from devstack.room import LocalRoom
+from tests.stack import Api, start_api, start_worker, stop
+
+
+@dataclass
+class Service:
+    """A running roomcast: what a benchmark pushes through and measures."""
+
+    workdir: Path
+    redis: RedisServer
+    room: LocalRoom
+    api: Api
+    workers: list[subprocess.Popen[bytes]]
+
+
+def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
+    """The service's settings for a benchmark: defaults, plus where Redis and the room are."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
+    env.update(
+        {
+            "ROOMCAST_REDIS_URL": redis_url,
+            "ROOMCAST_RTMP_BASE": room.rtmp_base,
+            "ROOMCAST_USERSIG_CHECK": "off",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@contextmanager
+def running_service(
+    workers: int,
+    concurrency: int,
+    pool: str = "threads",
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[Service]:
+    """Redis, a room without HLS, the API and ``workers`` Celery workers, in a temp dir.
+
+    The room cuts no HLS: nginx-rtmp writes each TS packet with its own system call, CPU
+    that a benchmark would take from the pushes it measures (docs/benchmarks.md).
+    """
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis_server:
+        workdir = Path(tmp)
+        with LocalRoom(workdir / "room", hls=False) as room:
+            room.media_dir.mkdir(parents=True, exist_ok=True)
+            env = service_env(redis_server.url, room)
+            env.update(settings or {})
+            api_proc, base = start_api(env, workdir / "api.log")
+            procs: list[subprocess.Popen[bytes]] = []
+            try:
+                for i in range(workers):
+                    log = workdir / f"worker{i}.log"
+                    procs.append(start_worker(env, log, f"bench{i}", concurrency, pool))
+                yield Service(workdir, redis_server, room, Api(base), procs)
+            finally:
+                for proc in procs:
+                    stop(proc)
+                stop(api_proc)
