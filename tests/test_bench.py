@@ -1,4 +1,4 @@
-"""The benchmarks keep working: their measuring parts, and a tiny run of the concurrency one.
+"""The benchmarks keep working: their measuring parts, and tiny runs of the scripts.
 
 Benchmarks are scripts, not timed assertions: nothing here checks a speed.
 """
@@ -37,9 +37,10 @@ def test_pacing_error_leaves_out_the_first_second_when_asked() -> None:
 
 
 def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path) -> None:
+    keep = tmp_path / "records"  # made by the bench
     run = subprocess.run(
         [sys.executable, "-m", "bench.concurrency", "--pushes", "2", "--seconds", "3",
-         "--receivers", "2", "--workers", "1", "--stops", "1", "--keep", str(tmp_path),
+         "--receivers", "2", "--workers", "1", "--stops", "1", "--keep", str(keep),
          "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
@@ -51,7 +52,7 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path
         assert cells[6] == "180/180", row  # every frame of both viewed pushes arrived
         assert cells[9] == "0", row  # none failed
     assert "stop → publisher gone" in run.stdout
-    kept = [json.loads(path.read_text()) for path in tmp_path.glob("arrivals-*.json")]
+    kept = [json.loads(path.read_text()) for path in keep.glob("arrivals-*.json")]
     assert len(kept) == 2  # one record per side, each with both viewers
     assert all(len(record) == 2 for record in kept)
 
@@ -71,3 +72,21 @@ def test_a_worker_setting_for_the_bench_is_a_roomcast_name_and_value() -> None:
     for wrong in ("ROOMCAST_PACE_BATCH_SECONDS", "PATH=/tmp"):
         with pytest.raises(argparse.ArgumentTypeError):
             worker_setting(wrong)
+
+
+def test_the_resume_benchmark_measures_both_sides_seams_on_a_tiny_size() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.resume", "--trials", "1", "--seconds", "12"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| re")]
+    assert [(row[1].strip()[:4], row[2].strip()) for row in rows] == [
+        ("remu", "roomcast"), ("remu", "ffmpeg"), ("re-e", "roomcast"), ("re-e", "ffmpeg")
+    ], run.stdout  # fmt: skip
+    assert all(row[3].strip() == "1/1" for row in rows), run.stdout
+    seams = [int(line.split()[-1]) for line in run.stdout.splitlines() if "seams:" in line]
+    # roomcast: a remux restarts on the keyframe at or before its bookmark (1 s GOP: up to
+    # 25 frames again); a re-encode restarts on the frame after the last one sent.
+    assert -25 <= seams[0] <= 0, run.stdout
+    assert abs(seams[2]) <= 1, run.stdout
