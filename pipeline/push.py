@@ -314,9 +314,11 @@ def _push_file(
     if relay.stopped:
         return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
     duration = progress.duration
-    if duration is not None and progress.position < duration - EARLY_END_TOLERANCE:
+    # Not the position: that follows the picture, which may end before the sound.
+    reached = relay.source_reached
+    if duration is not None and reached < duration - EARLY_END_TOLERANCE:
         raise SourceEndedEarly(
-            f"the source ended early, at {progress.position:.1f} s of an announced {duration:.1f} s"
+            f"the source ended early, at {reached:.1f} s of an announced {duration:.1f} s"
         )
     return PushResult(Outcome.COMPLETED, "the source ended", progress.copy())
 

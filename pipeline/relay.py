@@ -50,6 +50,8 @@ class Relay:
         self.track_position = True
         self._last_video: float | None = None
         self._frame_interval = 0.0
+        #: The furthest source time handed on, any stream: how much of a file was read.
+        self.source_reached = 0.0
         self._sender: Sender | None = None
         self._lane: Lane | None = None
         if self._paced and spec.shared_sender and not spec.switchable:
@@ -124,10 +126,12 @@ class Relay:
                 self._frame_interval = seconds - self._last_video
             self._last_video = seconds
             length = length or self._frame_interval
-        elif self._last_video is not None:
-            return None
         end = seconds + length
-        return self._timeline.source_seconds(end) if self._paced else end
+        position = self._timeline.source_seconds(end) if self._paced else end
+        self.source_reached = max(self.source_reached, position)
+        if not is_video and self._last_video is not None:
+            return None
+        return position
 
     def _queue(self, lane: Lane, out: av.Packet, seconds: float, is_video: bool) -> bool:
         """Hand a packet to the shared sender; sleep while a second or more is queued."""
