@@ -89,7 +89,7 @@ class Relay:
                 if not self._queue(self._lane, out, seconds, is_video):
                     return False
                 continue
-            if self._paced and not self.pacer.wait(seconds):
+            if self._paced and not self.pacer.wait(seconds, is_video):
                 return False
             if not self._paced:
                 if self._control.stop_requested:
@@ -136,10 +136,9 @@ class Relay:
     def _queue(self, lane: Lane, out: av.Packet, seconds: float, is_video: bool) -> bool:
         """Hand a packet to the shared sender; sleep while a second or more is queued."""
         position = self._position_after(out, seconds, is_video)
-        was_empty = not lane.entries
         data = self._sink.encode(out)  # here, not on the shared thread
-        lane.entries.append(Queued(self.pacer.due(seconds), data, seconds, position, is_video))
-        if was_empty and self._sender is not None:
+        queued = Queued(self.pacer.due(seconds), data, seconds, position, is_video)
+        if lane.add(queued) and self._sender is not None:
             self._sender.poke()
         self.meter.maybe_report()
         # A lane the sender gave back is seen to at once: a push that only keeps up with
@@ -204,7 +203,7 @@ class Relay:
         )
         self.close()
         for queued in list(lane.entries):
-            if not self.pacer.wait(queued.seconds):
+            if not self.pacer.wait(queued.seconds, queued.is_video):
                 return False
             try:
                 self._sink.send_bytes(queued.data)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import av
 
+from .pacer import early_allowance
 from .progress import Progress, ProgressMeter
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,11 @@ READ_AHEAD = 1.0
 #: enough not to be a garbage collection or a wait for the GIL on a busy worker).
 SLOW_WRITE = 0.2
 
-#: The longest the sender sleeps with nothing known to be due when it carries lanes.
-MIN_LOOK_AGAIN = 0.01
+#: The longest the sender sleeps while it carries lanes, should a wake-up ever be missed.
+#: Pokes cover every way a lane gets a packet due sooner than the sender's next wake-up, so
+#: this is a safety net: waking at every batch instead cost a lone push more than its
+#: packets did (50 wake-ups a second at 20 ms batches, for 30 frames).
+LOOK_AGAIN = 0.5
 
 Clock = Callable[[], float]
 
@@ -85,6 +89,16 @@ class Lane:
         self._wake_owner = wake_owner
         self._clock = clock
 
+    def add(self, queued: Queued) -> bool:
+        """Queue a packet (owner's thread); True if the sender must be poked to see it.
+
+        Checked after the append, not before: if the sender emptied the lane in between,
+        it found nothing to wait for, and only a poke tells it about this packet. A packet
+        behind others is due no sooner than they are, so the sender's next wake-up holds.
+        """
+        self.entries.append(queued)
+        return len(self.entries) == 1
+
     @property
     def backlog(self) -> float:
         """Seconds until the last queued packet is due (0 when nothing is queued)."""
@@ -96,22 +110,30 @@ class Lane:
         """Whether the sender skips this lane (failed, evicted or closed)."""
         return self.error is not None or self.evicted or self.closed
 
-    def send_due(self, horizon: float) -> float:
+    def send_due(self, horizon: float, audio_horizon: float | None = None) -> float:
         """Write the packets due before ``horizon``; the next one's due time (or inf).
 
-        Runs on the sender's thread: one write (one GIL hand-over) for the whole batch.
+        Audio due before ``audio_horizon`` goes along with them, but alone never makes a
+        write (see :mod:`pipeline.pacer`). Runs on the sender's thread: one write (one GIL
+        hand-over) for the whole batch.
         """
         entries = self.entries
         if self.held:  # before the lock: a write stuck on this lane may hold it
             return float("inf")
+        audio_horizon = horizon if audio_horizon is None else max(horizon, audio_horizon)
         with self.lock:
             if self.held:
                 return float("inf")
             count = 0
+            due_now = False
             # Indexing, not iterating: the owner may append meanwhile.
-            while count < len(entries) and entries[count].due <= horizon:
+            while count < len(entries):
+                entry = entries[count]
+                if entry.due > (horizon if entry.is_video else audio_horizon):
+                    break
+                due_now = due_now or entry.due <= horizon
                 count += 1
-            if count:
+            if due_now:
                 started = self._clock()
                 try:
                     self._write(b"".join([entries[i].data for i in range(count)]))
@@ -157,9 +179,10 @@ class Lane:
 class Sender:
     """The thread that writes every lane's due packets.
 
-    It wakes when the earliest queued packet falls due and sends, with it, every packet due
-    within ``batch`` seconds: packets go out up to ``batch`` early and never late while the
-    thread keeps up, and wake-ups are at least ``batch`` apart while packets flow.
+    It wakes when the earliest queued packet falls due and sends, with it, every video packet
+    due within ``batch`` seconds (and the audio among them due within
+    :data:`~pipeline.pacer.AUDIO_EARLY`): packets go out early by at most that and never late
+    while the thread keeps up, and wake-ups are at least ``batch`` apart while packets flow.
     """
 
     def __init__(self, batch: float, clock: Clock = time.monotonic) -> None:
@@ -228,7 +251,7 @@ class Sender:
         thread carries the others; the stuck one finishes its write and ends.
         """
         while True:
-            time.sleep(SLOW_WRITE / 2)
+            time.sleep(SLOW_WRITE)  # a stuck write is caught within twice SLOW_WRITE
             busy = self._busy
             stuck = busy is not None and self._clock() - busy[1] > SLOW_WRITE
             if not stuck and self.alive:
@@ -243,7 +266,7 @@ class Sender:
                     self._start_thread()
 
     def _run(self, generation: int) -> None:
-        next_due = float("inf")
+        next_due = float("-inf")  # look at once: a replacement thread has packets waiting
         while generation == self._generation:
             try:
                 next_due = self._pass(next_due, generation)
@@ -254,25 +277,24 @@ class Sender:
     def _pass(self, next_due: float, generation: int) -> float:
         """Sleep until ``next_due`` (or a poke), then send what is due; the next due time."""
         with self._changed:
-            # With nothing due, still look again after a batch: a packet queued just as its
-            # lane was emptied may have gone unannounced (the owner pokes only when it finds
-            # the lane empty), and must not wait for the next one.
-            idle = max(self.batch, MIN_LOOK_AGAIN) if self._lanes else 3600.0
+            idle = LOOK_AGAIN if self._lanes else 3600.0
             timeout = min(next_due - self._clock(), idle)
             if not self._poked and timeout > 0:
                 self._changed.wait(timeout)
             self._poked = False
             lanes = list(self._lanes)
         # Wake at the first packet beyond the last horizon: it goes out on time, and whatever
-        # falls due within ``batch`` after it goes with it.
-        horizon = self._clock() + self.batch
+        # falls due within ``batch`` after it goes with it (audio within AUDIO_EARLY).
+        now = self._clock()
+        horizon = now + self.batch
+        audio_horizon = now + early_allowance(self.batch, is_video=False)
         next_due = float("inf")
         for lane in lanes:
             if generation != self._generation:
                 break  # replaced while stuck in a write: the new thread carries on
             self._busy = busy = (lane, self._clock())
             try:
-                next_due = min(next_due, lane.send_due(horizon))
+                next_due = min(next_due, lane.send_due(horizon, audio_horizon))
             except Exception:  # noqa: BLE001 - one push's bug must not stop the rest
                 log.exception("sending a push's packets failed: it paces itself from now on")
                 lane.evict()

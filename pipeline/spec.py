@@ -43,7 +43,7 @@ class PushSpec:
 
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
     output) is the job's execution limit; a live source that stays away ``live_grace``
-    seconds has ended. Packets due within ``pace_batch`` seconds go out together (see
+    seconds has ended. Video due within ``pace_batch`` seconds goes out together (see
     :class:`~pipeline.pacer.Pacer`); a paced push that is not switchable is sent by its
     process's ``shared_sender`` (:mod:`pipeline.sender`) unless that is off. A
     ``switchable`` push plays ``source`` then ``playlist`` (``loop``: none, last, all) and
@@ -59,7 +59,7 @@ class PushSpec:
     profile: OutputProfile = field(default_factory=OutputProfile)
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
-    pace_batch: float = 0.04
+    pace_batch: float = 0.02
     shared_sender: bool = True
     live_grace: float = 30.0
     switchable: bool = False

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.control import Control
 from pipeline.errors import SourceError
-from pipeline.pacer import Pacer
+from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
 from pipeline.push import output_size
 from pipeline.redact import MASK, redact_text, redact_url
@@ -335,6 +335,40 @@ def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(
         pacer.wait(media_time)
         early = start + media_time - clock.now
         assert -1e-9 <= early <= 0.04 + 1e-9
+
+
+def test_pacer_lets_sound_ride_with_the_picture_instead_of_waking_for_it(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    asked = sleeping_control(control, clock, monkeypatch)
+    pacer = Pacer(control, clock=clock, batch=0.02)
+    start = clock.now
+    pacer.wait(0.0)
+    # One second of 30 fps video and 48 kHz AAC (1024 samples), in decoding order.
+    video = [(n / 30, True) for n in range(1, 30)]
+    audio = [(n * 1024 / 48000, False) for n in range(1, 47)]
+    for media_time, is_video in sorted(video + audio):
+        assert pacer.wait(media_time, is_video) is True
+        if is_video:
+            assert clock.now == pytest.approx(start + media_time)  # the picture: on time, not early
+    assert len(asked) == len(video)  # one wake-up per frame; the 46 audio packets none
+
+
+def test_pacer_wakes_for_sound_that_has_no_picture_to_ride_with(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    asked = sleeping_control(control, clock, monkeypatch)
+    pacer = Pacer(control, clock=clock, batch=0.02)
+    start = clock.now
+    pacer.wait(0.0, is_video=False)
+    for n in range(1, 48):
+        media_time = n * 1024 / 48000
+        pacer.wait(media_time, is_video=False)
+        early = start + media_time - clock.now
+        assert -1e-9 <= early <= AUDIO_EARLY + 1e-9
+    assert 0 < len(asked) <= 11  # about one wake-up per AUDIO_EARLY of sound
 
 
 def test_pacer_error_does_not_accumulate_over_ten_thousand_frames(

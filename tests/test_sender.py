@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pipeline.pacer import AUDIO_EARLY
 from pipeline.progress import Progress, ProgressMeter
 from pipeline.sender import SLOW_WRITE, Lane, Queued, Sender
 
@@ -90,16 +91,37 @@ def test_sender_writes_each_packet_no_later_than_due_and_at_most_one_batch_early
     assert min(early) > -0.015
 
 
-def test_packets_queued_without_a_poke_still_go_out_within_a_batch(sender: Sender) -> None:
-    # The owner pokes only when it finds its lane empty; one that appends just as the
-    # sender empties the lane does not, and the sender must find the packets anyway.
+def test_a_packet_asks_for_a_poke_only_when_it_lands_in_an_empty_lane() -> None:
+    # Checked after the append: if the sender emptied the lane meanwhile, it is asleep with
+    # nothing to wait for and must be told; behind other packets it already has a wake-up.
+    lane = lane_for(Room())
+    packet = Queued(0.0, b"", 0.0, None, True)
+    assert lane.add(packet) is True
+    assert lane.add(packet) is False
+    lane.entries.clear()
+    assert lane.add(packet) is True
+
+
+def test_sender_sleeps_until_the_next_packet_is_due_not_once_per_batch(sender: Sender) -> None:
     room = Room()
     lane = lane_for(room)
     sender.attach(lane)
-    time.sleep(0.1)  # the sender has looked and found nothing
-    queue(lane, sender, 10, announce=False)
-    wait_until(lambda: len(room.sent) == 10, timeout=2)
-    assert max(at - due for due, at in room.sent) < BATCH + 0.015
+    passes: list[float] = []
+    original = Lane.send_due
+
+    def counting(self: Lane, horizon: float, audio_horizon: float | None = None) -> float:
+        passes.append(time.monotonic())
+        return original(self, horizon, audio_horizon)
+
+    Lane.send_due = counting  # type: ignore[method-assign]
+    try:
+        queue(lane, sender, 4, fps=4)  # a packet every 250 ms
+        wait_until(lambda: len(room.sent) == 4)
+    finally:
+        Lane.send_due = original  # type: ignore[method-assign]
+    # A pass per packet, one per poke and one of the safety net's, where waking at every
+    # batch would take 19.
+    assert len(passes) <= 8
 
 
 def test_sender_counts_sent_packets_into_the_pushs_progress(sender: Sender) -> None:
@@ -124,10 +146,10 @@ def test_sender_wakes_about_once_per_batch_however_many_lanes_it_carries(
     wakes: list[float] = []
     original = Lane.send_due
 
-    def counting(self: Lane, horizon: float) -> float:
+    def counting(self: Lane, horizon: float, audio_horizon: float | None = None) -> float:
         if self is lanes[0]:
             wakes.append(time.monotonic())
-        return original(self, horizon)
+        return original(self, horizon, audio_horizon)
 
     Lane.send_due = counting  # type: ignore[method-assign]
     try:
@@ -140,6 +162,26 @@ def test_sender_wakes_about_once_per_batch_however_many_lanes_it_carries(
     # per-packet waking would send with 1500 wake-ups.
     steady = [t for t in wakes if last - 1.0 <= t < last]
     assert len(steady) <= 1.0 / BATCH + 2
+
+
+def test_sound_rides_with_the_picture_and_never_makes_a_write_of_its_own() -> None:
+    sender = Sender(0.02)  # shorter than a frame interval: a write per frame
+    room = Room()
+    lane = lane_for(room)
+    sender.attach(lane)
+    # One second of 30 fps video and 48 kHz AAC, in decoding order.
+    start = time.monotonic() + 0.05
+    video = [(n / 30, True) for n in range(30)]
+    audio = [(n * 1024 / 48000, False) for n in range(47)]
+    for seconds, is_video in sorted(video + audio):
+        due = start + seconds
+        lane.entries.append(Queued(due, struct.pack("d", due), seconds, None, is_video))
+    sender.poke()
+    wait_until(lambda: len(room.sent) == len(video) + len(audio))
+    assert room.writes <= len(video)  # a write per frame at most, the sound inside them
+    early = {due: due - at for due, at in room.sent}
+    assert all(early[start + s] <= 0.02 + 0.001 for s, _ in video)
+    assert all(early[start + s] <= AUDIO_EARLY + 0.001 for s, _ in audio)
 
 
 def failed_lane(sender: Sender) -> tuple[Room, Lane]:
