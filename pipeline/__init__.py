@@ -5,6 +5,13 @@ Reads as the data flows: :mod:`.source` → :mod:`.plan` (remux or re-encode, pe
 :mod:`.sink`. :func:`push` wires them for one job.
 """
 
+import os
+
+# numpy (used for filler frames) starts an OpenBLAS thread per core at import, and they spin
+# for a while: about 60 ms of CPU in every process that loads the pipeline, more than a lone
+# remux push spends in two seconds. The pipeline does no linear algebra.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from .control import Control
 from .errors import RoomcastError
 from .progress import Progress
