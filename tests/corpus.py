@@ -247,6 +247,15 @@ def audio_only(media: Path) -> Clip:
     return Clip("c_audio_only.m4a", SECONDS, video=False)
 
 
+@corpus_clip("short_picture")
+def short_picture(media: Path) -> Clip:
+    """A lesson whose picture stops after 2 s while its sound goes on to 5 s."""
+    path = media / "c_short_picture.mp4"
+    if not _exists(path):
+        ffmpeg(*lavfi_video(2), *tone(), *x264(), *AAC, *FASTSTART, str(path))
+    return Clip(path.name, SECONDS)
+
+
 @corpus_clip("mp3_cover")
 def mp3_cover(media: Path) -> Clip:
     """An MP3 with cover art (an attached picture, not a video track)."""

@@ -237,6 +237,15 @@ def test_audio_without_video_arrives_as_audio_only(pushed):
     assert_clean_push(pushed["audio_only"], {"audio": "remux"})
 
 
+@uses("short_picture")
+def test_a_file_whose_picture_ends_before_its_sound_plays_the_sound_to_the_end(pushed):
+    p = pushed["short_picture"]
+    status, cap = p.status, p.seen.capture
+    assert status["State"] == "succeeded", (status["Error"], status["Reason"])
+    assert abs(cap.media_seconds("audio") - 5.0) <= TOLERANCE
+    assert abs(cap.media_seconds("video") - 2.0) <= TOLERANCE
+
+
 # --- re-encode exactly what the room would reject ------------------------------------
 
 
