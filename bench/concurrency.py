@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.receiver import pacing_errors, stream_start
-from bench.service import running_service
+from bench.service import push_job, running_service
 from devstack.room import LocalRoom, players_at, publishers_at
 from tests.media import make_clip
 from tests.stack import Api
@@ -249,14 +249,7 @@ class Stack:
 
 def job(stack: Stack, room: str) -> dict[str, Any]:
     """A remux push of the clip into ``room``."""
-    return {
-        "VideoSrc": stack.clip_url,
-        "SdkAppId": 1400000001,
-        "StrRoomId": room,
-        "UserId": "bench",
-        "UserSig": "sig-for-bench",
-        "Mode": "vod",
-    }
+    return push_job(stack.clip_url, room)
 
 
 def run_roomcast(stack: Stack, n: int, tag: str) -> Row:

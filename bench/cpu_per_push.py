@@ -1,12 +1,14 @@
 """CPU per push: roomcast's pipeline next to the ffmpeg command line, same clip, same run.
 
     .venv/bin/python -m bench.cpu_per_push [--seconds 60] [--runs 3] [--size 1280x720]
-        [--jobs remux,re-encode]
+        [--jobs remux,re-encode] [--batch SECONDS]
 
 Both push a 720p30 clip from the local room's HTTP server into the local nginx-rtmp room
 in real time (``ffmpeg -re``), once remuxing (``-c copy``) a clip the room accepts, once
 re-encoding a clip with B-frames (libx264 veryfast, zerolatency, no B-frames, 2 s GOP,
 2.5 Mb/s; audio copied), and reports user+system CPU seconds of each process and the ratio.
+``--batch`` sets roomcast's send batch (``ROOMCAST_PACE_BATCH_SECONDS``; default: the
+pipeline's).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--jobs", default="remux,re-encode", help="comma-separated")
+    parser.add_argument("--batch", type=float, default=None, help="roomcast's send batch")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +104,8 @@ def main() -> None:
             for run in range(args.runs):
                 src = room.media_url(clip)
                 url = f"{room.rtmp_base}/bench_{name}_{run}?sdkappid=1&userid=b&usersig=x"
-                cpu_r, wall_r = cpu_of([sys.executable, "-m", "bench.push_one", src, url])
+                batch = [] if args.batch is None else [str(args.batch)]
+                cpu_r, wall_r = cpu_of([sys.executable, "-m", "bench.push_one", src, url, *batch])
                 cpu_f, wall_f = cpu_of([*ffmpeg, src, *ffargs, "-f", "flv", url + "f"])
                 ours.append(cpu_r)
                 theirs.append(cpu_f)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from bench.service import Service, running_service
+from bench.service import Service, push_job, running_service
 from devstack.room import players_at
 from tests.media import make_numbered_clip
 from tests.viewer import FrameNumberViewer
@@ -161,15 +161,7 @@ def continued(viewer: FrameNumberViewer, number: int) -> float:
 def roomcast_trial(service: Service, clip: Clip, room: str, point: float) -> Trial:
     """Push with Redis=true, stop through the API past ``point``, submit the job again."""
     api = service.api
-    job = {
-        "VideoSrc": service.room.media_url(clip.name),
-        "SdkAppId": 1400000001,
-        "StrRoomId": room,
-        "UserId": "bench",
-        "UserSig": "sig-for-bench",
-        "Mode": "vod",
-        "Redis": True,
-    }
+    job = push_job(service.room.media_url(clip.name), room, Redis=True)
     before = watching(service, room)
     request_id = api.submit(**job)
     wait_until(

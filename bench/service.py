@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
@@ -24,6 +25,19 @@ class Service:
     room: LocalRoom
     api: Api
     workers: list[subprocess.Popen[bytes]]
+
+
+def push_job(video_src: str, room: str, **fields: Any) -> dict[str, Any]:
+    """A vod push request of ``video_src`` into ``room``, with any further ``fields``."""
+    return {
+        "VideoSrc": video_src,
+        "SdkAppId": 1400000001,
+        "StrRoomId": room,
+        "UserId": "bench",
+        "UserSig": "sig-for-bench",
+        "Mode": "vod",
+        **fields,
+    }
 
 
 def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
