@@ -90,3 +90,17 @@ def test_the_resume_benchmark_measures_both_sides_seams_on_a_tiny_size() -> None
     # 25 frames again); a re-encode restarts on the frame after the last one viewers saw.
     assert -25 < seams[0] <= 0, run.stdout
     assert seams[2] == 0, run.stdout
+
+
+def test_the_wake_cost_benchmark_prints_its_four_figures() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.wake_cost", "--wakes", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    figures = [line.rsplit(maxsplit=3)[1] for line in run.stdout.splitlines()]
+    assert len(figures) == 4, run.stdout
+    assert all(float(figure) > 0 for figure in figures), run.stdout
