@@ -110,17 +110,16 @@ class Lane:
         """Whether the sender skips this lane (failed, evicted or closed)."""
         return self.error is not None or self.evicted or self.closed
 
-    def send_due(self, horizon: float, audio_horizon: float | None = None) -> float:
+    def send_due(self, horizon: float, audio_horizon: float) -> float:
         """Write the packets due before ``horizon``; the next one's due time (or inf).
 
-        Audio due before ``audio_horizon`` goes along with them, but alone never makes a
-        write (see :mod:`pipeline.pacer`). Runs on the sender's thread: one write (one GIL
-        hand-over) for the whole batch.
+        Audio due before ``audio_horizon`` (no earlier than ``horizon``) goes along with
+        them, but alone never makes a write (see :mod:`pipeline.pacer`). Runs on the
+        sender's thread: one write (one GIL hand-over) for the whole batch.
         """
         entries = self.entries
         if self.held:  # before the lock: a write stuck on this lane may hold it
             return float("inf")
-        audio_horizon = horizon if audio_horizon is None else max(horizon, audio_horizon)
         with self.lock:
             if self.held:
                 return float("inf")

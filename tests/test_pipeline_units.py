@@ -262,6 +262,19 @@ def sleeping_control(
     return asked
 
 
+def started_pacer(
+    control: Control, monkeypatch: pytest.MonkeyPatch, batch: float, is_video: bool = True
+) -> tuple[Pacer, FakeClock, list[float], float]:
+    """A pacer on a fake clock whose first packet (media time 0) has set the origin: the
+    pacer, the clock, the waits it asks for, and the instant media time 0 is due."""
+    clock = FakeClock()
+    asked = sleeping_control(control, clock, monkeypatch)
+    pacer = Pacer(control, clock=clock, batch=batch)
+    start = clock.now
+    pacer.wait(0.0, is_video)
+    return pacer, clock, asked, start
+
+
 def test_pacer_first_packet_is_sent_at_once_and_sets_the_origin(
     control: Control, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,10 +325,7 @@ def test_pacer_sends_lead_seconds_early(control: Control, monkeypatch: pytest.Mo
 def test_pacer_sends_packets_due_within_the_batch_window_with_one_wake_up(
     control: Control, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
-    pacer = Pacer(control, clock=clock, batch=0.04)
-    pacer.wait(0.0)
+    pacer, _, asked, _ = started_pacer(control, monkeypatch, batch=0.04)
     for media_time in (0.5, 0.52, 0.54, 0.55):
         assert pacer.wait(media_time) is True
     # 0.5 wakes the push; 0.52 and 0.54 ride along; 0.55 is past the window: a new wake-up.
@@ -325,11 +335,7 @@ def test_pacer_sends_packets_due_within_the_batch_window_with_one_wake_up(
 def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(
     control: Control, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    sleeping_control(control, clock, monkeypatch)
-    pacer = Pacer(control, clock=clock, batch=0.04)
-    start = clock.now
-    pacer.wait(0.0)
+    pacer, clock, _, start = started_pacer(control, monkeypatch, batch=0.04)
     for n in range(1, 300):
         media_time = n / 77  # audio and video interleaved, about 77 packets a second
         pacer.wait(media_time)
@@ -340,11 +346,7 @@ def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(
 def test_pacer_lets_sound_ride_with_the_picture_instead_of_waking_for_it(
     control: Control, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
-    pacer = Pacer(control, clock=clock, batch=0.02)
-    start = clock.now
-    pacer.wait(0.0)
+    pacer, clock, asked, start = started_pacer(control, monkeypatch, batch=0.02)
     # One second of 30 fps video and 48 kHz AAC (1024 samples), in decoding order.
     video = [(n / 30, True) for n in range(1, 30)]
     audio = [(n * 1024 / 48000, False) for n in range(1, 47)]
@@ -358,11 +360,7 @@ def test_pacer_lets_sound_ride_with_the_picture_instead_of_waking_for_it(
 def test_pacer_wakes_for_sound_that_has_no_picture_to_ride_with(
     control: Control, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
-    pacer = Pacer(control, clock=clock, batch=0.02)
-    start = clock.now
-    pacer.wait(0.0, is_video=False)
+    pacer, clock, asked, start = started_pacer(control, monkeypatch, batch=0.02, is_video=False)
     for n in range(1, 48):
         media_time = n * 1024 / 48000
         pacer.wait(media_time, is_video=False)

@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -56,18 +57,38 @@ def lane_for(room: Room, owner_woken: threading.Event | None = None) -> Lane:
     return Lane(room.write, progress, ProgressMeter(progress, None), wake)
 
 
-def queue(
-    lane: Lane, sender: Sender, count: int, fps: float = 30.0, announce: bool = True
-) -> float:
+def packet(due: float, seconds: float, is_video: bool = True) -> Queued:
+    """A queued packet whose bytes are its due time (what Room records)."""
+    return Queued(due, struct.pack("d", due), seconds, None, is_video)
+
+
+def queue(lane: Lane, sender: Sender, count: int, fps: float = 30.0) -> float:
     """Queue ``count`` packets from now at ``fps``; the due time of the last one."""
     start = time.monotonic() + 0.05
     due = start
     for n in range(count):
         due = start + n / fps
-        lane.entries.append(Queued(due, struct.pack("d", due), n / fps, None, True))
-    if announce:
-        sender.poke()
+        lane.entries.append(packet(due, n / fps))
+    sender.poke()
     return due
+
+
+@contextmanager
+def counting_passes(lane: Lane) -> Iterator[list[float]]:
+    """Record when the sender looks at ``lane`` (each of its passes) while inside."""
+    passes: list[float] = []
+    original = Lane.send_due
+
+    def counting(self: Lane, horizon: float, audio_horizon: float) -> float:
+        if self is lane:
+            passes.append(time.monotonic())
+        return original(self, horizon, audio_horizon)
+
+    Lane.send_due = counting  # type: ignore[method-assign]
+    try:
+        yield passes
+    finally:
+        Lane.send_due = original  # type: ignore[method-assign]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -95,30 +116,20 @@ def test_a_packet_asks_for_a_poke_only_when_it_lands_in_an_empty_lane() -> None:
     # Checked after the append: if the sender emptied the lane meanwhile, it is asleep with
     # nothing to wait for and must be told; behind other packets it already has a wake-up.
     lane = lane_for(Room())
-    packet = Queued(0.0, b"", 0.0, None, True)
-    assert lane.add(packet) is True
-    assert lane.add(packet) is False
+    queued = packet(0.0, 0.0)
+    assert lane.add(queued) is True
+    assert lane.add(queued) is False
     lane.entries.clear()
-    assert lane.add(packet) is True
+    assert lane.add(queued) is True
 
 
 def test_sender_sleeps_until_the_next_packet_is_due_not_once_per_batch(sender: Sender) -> None:
     room = Room()
     lane = lane_for(room)
     sender.attach(lane)
-    passes: list[float] = []
-    original = Lane.send_due
-
-    def counting(self: Lane, horizon: float, audio_horizon: float | None = None) -> float:
-        passes.append(time.monotonic())
-        return original(self, horizon, audio_horizon)
-
-    Lane.send_due = counting  # type: ignore[method-assign]
-    try:
+    with counting_passes(lane) as passes:
         queue(lane, sender, 4, fps=4)  # a packet every 250 ms
         wait_until(lambda: len(room.sent) == 4)
-    finally:
-        Lane.send_due = original  # type: ignore[method-assign]
     # A pass per packet, one per poke and one of the safety net's, where waking at every
     # batch would take 19.
     assert len(passes) <= 8
@@ -143,21 +154,10 @@ def test_sender_wakes_about_once_per_batch_however_many_lanes_it_carries(
     lanes = [lane_for(room) for room in rooms]
     for lane in lanes:
         sender.attach(lane)
-    wakes: list[float] = []
-    original = Lane.send_due
-
-    def counting(self: Lane, horizon: float, audio_horizon: float | None = None) -> float:
-        if self is lanes[0]:
-            wakes.append(time.monotonic())
-        return original(self, horizon, audio_horizon)
-
-    Lane.send_due = counting  # type: ignore[method-assign]
-    try:
+    with counting_passes(lanes[0]) as wakes:
         # Two seconds at 30 fps each, the lanes slightly offset.
         last = max(queue(lane, sender, 60) for lane, room in zip(lanes, rooms, strict=True))
         wait_until(lambda: all(len(room.sent) == 60 for room in rooms))
-    finally:
-        Lane.send_due = original  # type: ignore[method-assign]
     # The steady second (the pokes of queueing are over): 50 lanes × 30 packets, which
     # per-packet waking would send with 1500 wake-ups.
     steady = [t for t in wakes if last - 1.0 <= t < last]
@@ -174,8 +174,7 @@ def test_sound_rides_with_the_picture_and_never_makes_a_write_of_its_own() -> No
     video = [(n / 30, True) for n in range(30)]
     audio = [(n * 1024 / 48000, False) for n in range(47)]
     for seconds, is_video in sorted(video + audio):
-        due = start + seconds
-        lane.entries.append(Queued(due, struct.pack("d", due), seconds, None, is_video))
+        lane.entries.append(packet(start + seconds, seconds, is_video))
     sender.poke()
     wait_until(lambda: len(room.sent) == len(video) + len(audio))
     assert room.writes <= len(video)  # a write per frame at most, the sound inside them
