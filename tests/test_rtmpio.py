@@ -1,0 +1,86 @@
+"""The room connection: FFmpeg's RTMP client, written in full TCP segments.
+
+Against the real local room (nginx-rtmp). That what is written arrives intact and plays is
+what every push test checks through this same connection.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import av
+import pytest
+
+from devstack.room import LocalRoom
+from pipeline.rtmpio import RtmpConnection
+
+from .media import make_clip
+
+
+@pytest.fixture(scope="module")
+def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """2 s of 720p30 video and 48 kHz sound as one FLV byte stream (about 150 tags)."""
+    clip = make_clip(tmp_path_factory.mktemp("rtmpio") / "clip.mp4", seconds=2)
+    out = io.BytesIO()
+    with av.open(str(clip)) as source, av.open(out, "w", format="flv") as flv:
+        streams = {s.index: flv.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                flv.mux(packet)
+    return out.getvalue()
+
+
+@pytest.fixture
+def connection(room: LocalRoom, room_name: str) -> Iterator[RtmpConnection]:
+    publish = RtmpConnection(f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s", 5)
+    yield publish
+    publish.close()
+
+
+def tags_of(flv: bytes) -> list[bytes]:
+    """The FLV tags after the 13-byte file header, each with its previous-tag-size."""
+    tags, offset = [], 13
+    while offset + 11 <= len(flv):
+        end = offset + 11 + int.from_bytes(flv[offset + 1 : offset + 4], "big") + 4
+        tags.append(flv[offset:end])
+        offset = end
+    return tags
+
+
+def test_each_write_leaves_at_once_in_as_few_tcp_segments_as_its_size_allows(
+    connection: RtmpConnection, flv: bytes
+) -> None:
+    assert connection.coalesced
+    connection.write(flv[:13])
+    for tag in tags_of(flv)[:20]:
+        before = connection.segments_sent
+        assert before is not None
+        connection.write(tag)
+        sent = connection.segments_sent
+        assert sent is not None
+        # Uncorked, FFmpeg sends a header, chunks and 1-byte markers as segments of their
+        # own; corked and never let go, a tag shorter than a segment would wait 200 ms.
+        # The loopback's segments are 64 KiB: at most one per 16 kB is generous.
+        assert 1 <= sent - before <= len(tag) // 16_000 + 1
+
+
+def test_a_connection_that_is_not_rtmp_over_tcp_is_written_as_ffmpeg_sends_it(
+    room: LocalRoom,
+) -> None:
+    plain = RtmpConnection(f"tcp://127.0.0.1:{room.rtmp_port}", 5)
+    try:
+        assert not plain.coalesced
+        assert plain.segments_sent is None
+        assert plain.write(b"\x03" + bytes(1536)) == 1537  # an RTMP C0+C1 handshake
+    finally:
+        plain.close()
+
+
+def test_a_closed_connection_refuses_writes(room: LocalRoom, room_name: str) -> None:
+    closed = RtmpConnection(f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s", 5)
+    closed.close()
+    assert not closed.coalesced
+    with pytest.raises(OSError, match="closed"):
+        closed.write(b"x")
