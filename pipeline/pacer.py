@@ -19,6 +19,7 @@ a second at 30 fps, where sending every packet on time would take 77.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -46,7 +47,7 @@ class Pacer:
         self._clock = clock
         self._start: float | None = None
         # When the last wake-up was: packets due soon after it go out with it.
-        self._woke = float("-inf")
+        self._woke = -math.inf
 
     @property
     def started(self) -> bool:

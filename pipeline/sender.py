@@ -20,6 +20,7 @@ run on the push's thread too.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -119,10 +120,10 @@ class Lane:
         """
         entries = self.entries
         if self.held:  # before the lock: a write stuck on this lane may hold it
-            return float("inf")
+            return math.inf
         with self.lock:
             if self.held:
-                return float("inf")
+                return math.inf
             count = 0
             due_now = False
             # Indexing, not iterating: the owner may append meanwhile.
@@ -138,13 +139,13 @@ class Lane:
                     self._write(b"".join([entries[i].data for i in range(count)]))
                 except (av.error.FFmpegError, OSError) as exc:
                     self.fail(exc)  # nothing popped: the owner resends from the head
-                    return float("inf")
+                    return math.inf
                 for _ in range(count):
                     self.record(entries.popleft(), started)
                 if self._clock() - started > SLOW_WRITE:
                     self.evict()
-                    return float("inf")
-        return entries[0].due if entries else float("inf")
+                    return math.inf
+        return entries[0].due if entries else math.inf
 
     def record(self, queued: Queued, now: float) -> None:
         """Count a packet that reached the room."""
@@ -265,7 +266,7 @@ class Sender:
                     self._start_thread()
 
     def _run(self, generation: int) -> None:
-        next_due = float("-inf")  # look at once: a replacement thread has packets waiting
+        next_due = -math.inf  # look at once: a replacement thread has packets waiting
         while generation == self._generation:
             try:
                 next_due = self._pass(next_due, generation)
@@ -287,7 +288,7 @@ class Sender:
         now = self._clock()
         horizon = now + self.batch
         audio_horizon = now + early_allowance(self.batch, is_video=False)
-        next_due = float("inf")
+        next_due = math.inf
         for lane in lanes:
             if generation != self._generation:
                 break  # replaced while stuck in a write: the new thread carries on
