@@ -6,7 +6,8 @@
 Both push a 720p30 clip from the local room's HTTP server into the local nginx-rtmp room
 in real time (``ffmpeg -re``), once remuxing (``-c copy``) a clip the room accepts, once
 re-encoding a clip with B-frames (libx264 veryfast, zerolatency, no B-frames, 2 s GOP,
-2.5 Mb/s; audio copied), and reports user+system CPU seconds of each process and the ratio.
+2.5 Mb/s; audio copied), and reports user+system CPU seconds of each process and the ratio,
+and the TCP segments per second each sent to the room (read with ``ss`` from iproute2).
 ``--batch`` sets roomcast's send batch (``ROOMCAST_PACE_BATCH_SECONDS``; default: the
 pipeline's).
 """
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.room import LocalRoom
@@ -28,15 +32,65 @@ from tests.media import make_clip
 REPO = Path(__file__).resolve().parent.parent
 
 
-def cpu_of(cmd: list[str]) -> tuple[float, float]:
-    """Run a command; return (CPU seconds user+sys, wall seconds)."""
+@dataclass(frozen=True)
+class Run:
+    """What one command cost."""
+
+    cpu: float  #: user+system CPU seconds
+    wall: float  #: seconds
+    segments: float | None  #: TCP segments a second to the watched port (None without ss)
+
+
+def segments_to(port: int) -> int | None:
+    """TCP segments sent so far on this machine's connections to local ``port``."""
+    try:
+        listing = subprocess.run(
+            ["ss", "-tinH", "dst", f"127.0.0.1:{port}"], capture_output=True, text=True
+        ).stdout
+    except OSError:  # no iproute2
+        return None
+    return sum(int(count) for count in re.findall(r"\bsegs_out:(\d+)", listing))
+
+
+def cost_of(cmd: list[str], port: int) -> Run:
+    """Run a command that publishes to local ``port``; what it cost."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The connection is gone once the process is: the last look before then counts.
+    seen: list[tuple[float, int | None]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            seen.append((time.monotonic() - start, segments_to(port)))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    done.set()
+    watcher.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_utime + usage.ru_stime, wall
+    counted = [(at, count) for at, count in seen if count]
+    segments = max(counted, key=lambda look: look[1], default=None)
+    return Run(
+        usage.ru_utime + usage.ru_stime,
+        wall,
+        segments[1] / segments[0] if segments is not None else None,
+    )
+
+
+def middle(runs: list[Run], field: str) -> str:
+    """The median of one field over the runs, for the table ("n/a" where not measured)."""
+    values = [getattr(run, field) for run in runs]
+    if None in values:
+        return "n/a"
+    return (
+        f"{statistics.median(values):.0f}"
+        if field == "segments"
+        else f"{statistics.median(values):.1f}"
+    )
 
 
 def main() -> None:
@@ -86,7 +140,8 @@ def main() -> None:
         # A worker pays for the interpreter and the imports once, not per push: measured
         # apart so the table shows both the one-shot process and the per-push cost.
         startup = statistics.median(
-            cpu_of([sys.executable, "-c", "import pipeline"])[0] for _ in range(args.runs)
+            cost_of([sys.executable, "-c", "import pipeline"], room.rtmp_port).cpu
+            for _ in range(args.runs)
         )
         print(
             f"{args.seconds:g} s {args.size} 30 fps clip, {args.runs} runs each, "
@@ -95,28 +150,29 @@ def main() -> None:
         print(f"roomcast process start-up (python + imports): {startup:.2f} s")
         print(
             f"{'job':<10} {'roomcast':>10} {'per push':>9} {'ffmpeg':>8} {'ratio':>7} "
-            f"{'per-push ratio':>15}  wall r/f"
+            f"{'per-push ratio':>15}  wall r/f  TCP segments/s r/f"
         )
         for name, (clip, ffargs) in cases.items():
             if name not in args.jobs.split(","):
                 continue
-            ours, theirs, walls = [], [], []
+            ours, theirs = [], []
             for run in range(args.runs):
                 src = room.media_url(clip)
                 url = f"{room.rtmp_base}/bench_{name}_{run}?sdkappid=1&userid=b&usersig=x"
                 batch = [] if args.batch is None else [str(args.batch)]
-                cpu_r, wall_r = cpu_of([sys.executable, "-m", "bench.push_one", src, url, *batch])
-                cpu_f, wall_f = cpu_of([*ffmpeg, src, *ffargs, "-f", "flv", url + "f"])
-                ours.append(cpu_r)
-                theirs.append(cpu_f)
-                walls.append((wall_r, wall_f))
-            r, f = statistics.median(ours), statistics.median(theirs)
-            wr, wf = walls[len(walls) // 2]
+                push = [sys.executable, "-m", "bench.push_one", src, url, *batch]
+                ours.append(cost_of(push, room.rtmp_port))
+                theirs.append(
+                    cost_of([*ffmpeg, src, *ffargs, "-f", "flv", url + "f"], room.rtmp_port)
+                )
+            r = statistics.median(run.cpu for run in ours)
+            f = statistics.median(run.cpu for run in theirs)
             per_push = max(r - startup, 0.0)
             print(
                 f"{name:<10} {r:>10.2f} {per_push:>9.2f} {f:>8.2f} {r / f:>6.2f}x "
-                f"{per_push / f:>14.2f}x  {wr:.1f}/{wf:.1f}  core share per push: "
-                f"roomcast {per_push / args.seconds:.1%}, ffmpeg {f / args.seconds:.1%}"
+                f"{per_push / f:>14.2f}x  {middle(ours, 'wall')}/{middle(theirs, 'wall')}  "
+                f"{middle(ours, 'segments'):>8}/{middle(theirs, 'segments')}  core share per "
+                f"push: roomcast {per_push / args.seconds:.1%}, ffmpeg {f / args.seconds:.1%}"
             )
 
 
