@@ -26,14 +26,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import socket
 import struct
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import av
+
+log = logging.getLogger(__name__)
 
 AVIO_FLAG_WRITE = 2
 #: Writes go straight to the protocol, not through a buffer that would need a flush call:
@@ -41,9 +45,9 @@ AVIO_FLAG_WRITE = 2
 AVIO_FLAG_DIRECT = 0x8000
 #: Linux only; elsewhere writes leave as FFmpeg sends them.
 _CORKABLE = hasattr(socket, "TCP_CORK") and hasattr(socket, "TCP_INFO")
-#: ``tcpi_segs_out`` in Linux's ``struct tcp_info`` (since Linux 4.2).
-_SEGS_OUT = struct.Struct("=I")
-_SEGS_OUT_OFFSET = 136
+#: ``tcpi_notsent_bytes`` … ``tcpi_data_segs_out`` in Linux's ``struct tcp_info`` (Linux 4.6).
+_TCP_INFO_TAIL = struct.Struct("=IIII")
+_TCP_INFO_TAIL_OFFSET = 144
 _POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
 
 
@@ -165,15 +169,25 @@ def _tcp_socket(context: Any) -> socket.socket | None:
     tcp = _child(stream, b"tcp") if _class_name(stream) == b"URLContext" else None
     if tcp is None:
         return None
-    fd = ctypes.c_int.from_address(tcp + _POINTER_SIZE).value
+    duplicate = os.dup(ctypes.c_int.from_address(tcp + _POINTER_SIZE).value)
     try:
-        found = socket.socket(fileno=os.dup(fd))
+        found = socket.socket(fileno=duplicate)
     except OSError:
+        os.close(duplicate)
         return None
     if found.type != socket.SOCK_STREAM or found.family not in (socket.AF_INET, socket.AF_INET6):
         found.close()
         return None
     return found
+
+
+@dataclass(frozen=True)
+class TcpStats:
+    """What Linux says about a room connection's socket."""
+
+    data_segments: int  #: segments carrying data sent so far
+    unsent: int  #: bytes written but not sent yet
+    corked: bool  #: whether ``TCP_CORK`` holds partial segments back now
 
 
 class RtmpConnection:
@@ -205,35 +219,44 @@ class RtmpConnection:
             raise _error(code)
         self._avio_write = avformat.avio_write  # looked up once, not per packet
         # Our own descriptor for FFmpeg's socket: closing it never closes FFmpeg's.
-        self._socket = _tcp_socket(self._context)
+        self._socket: socket.socket | None = None
+        try:
+            self._socket = _tcp_socket(self._context)
+        except (OSError, ValueError, ctypes.ArgumentError):  # written uncorked, then
+            log.warning("the room connection's socket was not found", exc_info=True)
 
     @property
     def coalesced(self) -> bool:
         """Whether each write leaves as full TCP segments (the socket was found; Linux)."""
         return self._socket is not None
 
-    @property
-    def segments_sent(self) -> int | None:
-        """TCP segments sent so far (Linux's ``TCP_INFO``); None if the socket is unknown."""
+    def tcp_stats(self) -> TcpStats | None:
+        """The socket's counters (Linux 4.6 and later); None if the socket is unknown."""
         if self._socket is None:
             return None
-        size = _SEGS_OUT_OFFSET + _SEGS_OUT.size
+        size = _TCP_INFO_TAIL_OFFSET + _TCP_INFO_TAIL.size
         info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
-        if len(info) < size:  # a kernel older than 4.2
+        if len(info) < size:
             return None
-        return int(_SEGS_OUT.unpack_from(info, _SEGS_OUT_OFFSET)[0])
+        unsent, _, _, data_segments = _TCP_INFO_TAIL.unpack_from(info, _TCP_INFO_TAIL_OFFSET)
+        corked = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+        return TcpStats(data_segments=data_segments, unsent=unsent, corked=bool(corked))
 
     def write(self, data: bytes) -> int:
         """Send ``data`` now; raises OSError once the connection has failed."""
         if not self._context:
             raise OSError("the room connection is closed")
         corked = self._socket
-        if corked is not None:
+        if corked is None:
+            self._avio_write(self._context, data, len(data))
+        else:
             corked.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-        self._avio_write(self._context, data, len(data))
-        if corked is not None:
-            # Let go: what is held leaves now, not after the kernel's 200 ms.
-            corked.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            try:
+                self._avio_write(self._context, data, len(data))
+            finally:
+                # Let go: what is held leaves now, not after the kernel's 200 ms. This call
+                # keeps the GIL, but it never blocks: it hands the tail to the network stack.
+                corked.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
         error = self._context.contents.error
         if error < 0:
             raise _error(error)

@@ -7,13 +7,14 @@ what every push test checks through this same connection.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 
 import av
 import pytest
 
 from devstack.room import LocalRoom
-from pipeline.rtmpio import RtmpConnection
+from pipeline.rtmpio import RtmpConnection, TcpStats
 
 from .media import make_clip
 
@@ -49,21 +50,42 @@ def tags_of(flv: bytes) -> list[bytes]:
     return tags
 
 
-def test_each_write_leaves_at_once_in_as_few_tcp_segments_as_its_size_allows(
+def drained(connection: RtmpConnection) -> TcpStats:
+    """The socket's counters once what was written has left (the room keeps reading)."""
+    deadline = time.monotonic() + 5
+    while True:
+        stats = connection.tcp_stats()
+        assert stats is not None
+        if stats.unsent == 0 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.005)
+
+
+def test_each_write_leaves_in_as_few_tcp_segments_as_its_size_allows(
     connection: RtmpConnection, flv: bytes
 ) -> None:
     assert connection.coalesced
     connection.write(flv[:13])
-    for tag in tags_of(flv)[:20]:
-        before = connection.segments_sent
-        assert before is not None
+    before = drained(connection).data_segments
+    tags = tags_of(flv)[:30]
+    for tag in tags:
         connection.write(tag)
-        sent = connection.segments_sent
-        assert sent is not None
-        # Uncorked, FFmpeg sends a header, chunks and 1-byte markers as segments of their
-        # own; corked and never let go, a tag shorter than a segment would wait 200 ms.
-        # The loopback's segments are 64 KiB: at most one per 16 kB is generous.
-        assert 1 <= sent - before <= len(tag) // 16_000 + 1
+        drained(connection)  # so that no write joins a queue left by the one before
+    after = drained(connection)
+    assert after.unsent == 0
+    # Uncorked, FFmpeg sends a tag's message header, chunks and 1-byte chunk markers as
+    # segments of their own (two to four a tag). Corked, a write is full segments (64 KiB
+    # on the loopback; 16 kB is generous) and at most one partial one.
+    assert after.data_segments - before <= sum(len(tag) // 16_000 + 1 for tag in tags)
+
+
+def test_no_write_leaves_the_socket_corked(connection: RtmpConnection, flv: bytes) -> None:
+    connection.write(flv[:13])
+    for tag in tags_of(flv)[:10]:
+        connection.write(tag)
+        stats = connection.tcp_stats()
+        assert stats is not None
+        assert not stats.corked  # else a tag shorter than a segment would wait 200 ms
 
 
 def test_a_connection_that_is_not_rtmp_over_tcp_is_written_as_ffmpeg_sends_it(
@@ -72,7 +94,7 @@ def test_a_connection_that_is_not_rtmp_over_tcp_is_written_as_ffmpeg_sends_it(
     plain = RtmpConnection(f"tcp://127.0.0.1:{room.rtmp_port}", 5)
     try:
         assert not plain.coalesced
-        assert plain.segments_sent is None
+        assert plain.tcp_stats() is None
         assert plain.write(b"\x03" + bytes(1536)) == 1537  # an RTMP C0+C1 handshake
     finally:
         plain.close()
