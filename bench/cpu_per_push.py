@@ -56,7 +56,7 @@ def cost_of(cmd: list[str], port: int) -> Run:
     """Run a command that publishes to local ``port``; what it cost."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # The connection is gone once the process is: the last look before then counts.
+    # Looked at while it runs: the connection is gone with the process.
     seen: list[tuple[float, int | None]] = []
     done = threading.Event()
 
@@ -64,21 +64,29 @@ def cost_of(cmd: list[str], port: int) -> Run:
         while not done.wait(0.5):
             seen.append((time.monotonic() - start, segments_to(port)))
 
-    watcher = threading.Thread(target=watch)
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    done.set()
-    watcher.join()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+    finally:
+        done.set()
+        watcher.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
+    return Run(usage.ru_utime + usage.ru_stime, wall, rate(seen))
+
+
+def rate(seen: list[tuple[float, int | None]]) -> float | None:
+    """Segments a second between the first and the last look that saw the connection.
+
+    Not since the process started: Python takes longer than ffmpeg to start and connect.
+    """
     counted = [(at, count) for at, count in seen if count]
-    segments = max(counted, key=lambda look: look[1], default=None)
-    return Run(
-        usage.ru_utime + usage.ru_stime,
-        wall,
-        segments[1] / segments[0] if segments is not None else None,
-    )
+    if len(counted) < 2 or counted[-1][0] <= counted[0][0]:
+        return None
+    (first_at, first), (last_at, last) = counted[0], counted[-1]
+    return (last - first) / (last_at - first_at)
 
 
 def middle(runs: list[Run], field: str) -> str:

@@ -115,6 +115,7 @@ def test_the_cpu_benchmark_measures_both_sides_and_the_segments_they_send() -> N
     assert run.returncode == 0, run.stderr[-3000:]
     row = next(line.split() for line in run.stdout.splitlines() if line.startswith("remux"))
     assert float(row[1]) > 0 and float(row[3]) > 0, run.stdout  # CPU of each side
+    assert "n/a" not in row[7], f"no segment counts (is iproute2's ss installed?): {run.stdout}"
     ours, theirs = (float(side) for side in row[7].split("/"))
     # Not a speed: FFmpeg's RTMP client sends a chunk, a marker or a header per send(), and
     # roomcast corks each write into full segments (pipeline/rtmpio.py); ffmpeg does not.
