@@ -52,26 +52,28 @@ def segments_to(port: int) -> int | None:
     return sum(int(count) for count in re.findall(r"\bsegs_out:(\d+)", listing))
 
 
-def cost_of(cmd: list[str], port: int) -> Run:
-    """Run a command that publishes to local ``port``; what it cost."""
+def cost_of(cmd: list[str], port: int | None = None) -> Run:
+    """Run a command; what it cost (and its segments to local ``port``, if given)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # Looked at while it runs: the connection is gone with the process.
     seen: list[tuple[float, int | None]] = []
     done = threading.Event()
 
-    def watch() -> None:
+    def watch(port: int) -> None:
         while not done.wait(0.5):
             seen.append((time.monotonic() - start, segments_to(port)))
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    watcher = threading.Thread(target=watch, args=(port,), daemon=True)
+    if port is not None:
+        watcher.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - start
     finally:
         done.set()
-        watcher.join()
+        if watcher.is_alive():
+            watcher.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
     return Run(usage.ru_utime + usage.ru_stime, wall, rate(seen))
@@ -89,16 +91,12 @@ def rate(seen: list[tuple[float, int | None]]) -> float | None:
     return (last - first) / (last_at - first_at)
 
 
-def middle(runs: list[Run], field: str) -> str:
-    """The median of one field over the runs, for the table ("n/a" where not measured)."""
-    values = [getattr(run, field) for run in runs]
-    if None in values:
+def middle(values: list[float | None], digits: int) -> str:
+    """The median of one measure over the runs, for the table ("n/a" where not measured)."""
+    measured = [value for value in values if value is not None]
+    if len(measured) < len(values):
         return "n/a"
-    return (
-        f"{statistics.median(values):.0f}"
-        if field == "segments"
-        else f"{statistics.median(values):.1f}"
-    )
+    return f"{statistics.median(measured):.{digits}f}"
 
 
 def main() -> None:
@@ -148,8 +146,7 @@ def main() -> None:
         # A worker pays for the interpreter and the imports once, not per push: measured
         # apart so the table shows both the one-shot process and the per-push cost.
         startup = statistics.median(
-            cost_of([sys.executable, "-c", "import pipeline"], room.rtmp_port).cpu
-            for _ in range(args.runs)
+            cost_of([sys.executable, "-c", "import pipeline"]).cpu for _ in range(args.runs)
         )
         print(
             f"{args.seconds:g} s {args.size} 30 fps clip, {args.runs} runs each, "
@@ -178,9 +175,11 @@ def main() -> None:
             per_push = max(r - startup, 0.0)
             print(
                 f"{name:<10} {r:>10.2f} {per_push:>9.2f} {f:>8.2f} {r / f:>6.2f}x "
-                f"{per_push / f:>14.2f}x  {middle(ours, 'wall')}/{middle(theirs, 'wall')}  "
-                f"{middle(ours, 'segments'):>8}/{middle(theirs, 'segments')}  core share per "
-                f"push: roomcast {per_push / args.seconds:.1%}, ffmpeg {f / args.seconds:.1%}"
+                f"{per_push / f:>14.2f}x  "
+                f"{middle([r.wall for r in ours], 1)}/{middle([r.wall for r in theirs], 1)}  "
+                f"{middle([r.segments for r in ours], 0):>8}/"
+                f"{middle([r.segments for r in theirs], 0)}  core share per push: "
+                f"roomcast {per_push / args.seconds:.1%}, ffmpeg {f / args.seconds:.1%}"
             )
 
 

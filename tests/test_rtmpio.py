@@ -33,9 +33,14 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return out.getvalue()
 
 
+def publish_url(room: LocalRoom, room_name: str) -> str:
+    """Where a publisher of ``room_name`` connects (the suite's room takes any UserSig)."""
+    return f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s"
+
+
 @pytest.fixture
 def connection(room: LocalRoom, room_name: str) -> Iterator[RtmpConnection]:
-    publish = RtmpConnection(f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s", 5)
+    publish = RtmpConnection(publish_url(room, room_name), 5)
     yield publish
     publish.close()
 
@@ -101,7 +106,7 @@ def test_a_connection_that_is_not_rtmp_over_tcp_is_written_as_ffmpeg_sends_it(
 
 
 def test_a_closed_connection_refuses_writes(room: LocalRoom, room_name: str) -> None:
-    closed = RtmpConnection(f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s", 5)
+    closed = RtmpConnection(publish_url(room, room_name), 5)
     closed.close()
     assert not closed.coalesced
     with pytest.raises(OSError, match="closed"):
