@@ -392,12 +392,22 @@ def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
 
     A live FLV stream announces a video stream only with its first video packets, which a
     short analysis can miss: one longer try tells an audio-only source from a slow one.
+
+    The packets the first analysis reads are relayed: an RTMP server starts a new player's
+    picture at a keyframe, and dropping it would leave the room without a picture until
+    the next one, a whole GOP later. The longer try's are dropped: for an audio-only
+    source they would reach the room as seconds of sound in one burst.
     """
     source = open_source(spec.source, spec.timeouts, live=True, secrets=spec.secrets)
     if source.video is None and expect_video:
         source.close()
         source = open_source(
-            spec.source, spec.timeouts, live=True, secrets=spec.secrets, analyze=LIVE_ANALYZE_LONG
+            spec.source,
+            spec.timeouts,
+            live=True,
+            secrets=spec.secrets,
+            analyze=LIVE_ANALYZE_LONG,
+            keep_analysed=False,
         )
     return source
 

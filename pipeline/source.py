@@ -61,7 +61,7 @@ class Source:
         self.container.close()
 
 
-#: Seconds of a live stream read to find its streams; longer only when video is missing.
+#: Most seconds of a live stream read to find its streams; longer only when video is missing.
 LIVE_ANALYZE = 1.0
 LIVE_ANALYZE_LONG = 3.0
 
@@ -72,12 +72,15 @@ def open_source(
     live: bool = False,
     secrets: tuple[str, ...] = (),
     analyze: float = LIVE_ANALYZE,
+    keep_analysed: bool = True,
 ) -> Source:
     """Open ``url`` and pick its first video and first audio stream.
 
-    A live source is analysed for only ``analyze`` seconds, since every second spent
-    there is delay before the room sees the stream. Raises a :class:`SourceError`
-    subclass whose message says what is wrong.
+    A live source is analysed until its audio and video are both known, or for at most
+    ``analyze`` seconds (a source with one kind only), since every second spent there is
+    delay before the room sees the stream. The packets analysed are relayed unless
+    ``keep_analysed`` is False. Raises a :class:`SourceError` subclass whose message says
+    what is wrong.
     """
     options = {"protocol_whitelist": SOURCE_PROTOCOLS}
     if url.startswith(("http://", "https://")):
@@ -87,8 +90,17 @@ def open_source(
         )
     if live:
         options.update(
-            {"fflags": "nobuffer", "analyzeduration": str(int(analyze * 1e6)), "probesize": "2M"}
+            {
+                "analyzeduration": str(int(analyze * 1e6)),
+                "probesize": "2M",
+                # Stop analysing once every stream's parameters are known (FLV with both
+                # audio and video lets it), not after 20 frames counted for a frame rate
+                # that the stream's metadata gives anyway.
+                "fpsprobesize": "0",
+            }
         )
+        if not keep_analysed:
+            options["fflags"] = "nobuffer"
     read_timeout: float | None = timeouts.live_read if live else timeouts.source_read
     if url.startswith(("http://", "https://")) and read_timeout is not None:
         # FFmpeg's own I/O timeout, not PyAV's read timeout: PyAV's checks the clock in a
