@@ -8,10 +8,15 @@ waits on the pipe instead of sleeping, so a stop wakes it at once.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import select
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Control:
@@ -100,3 +105,51 @@ class Control:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def call_until_stopped(
+    control: Control, call: Callable[[], T], discard: Callable[[T], None]
+) -> T | None:
+    """``call()`` on a helper thread; its result, or None as soon as a stop is requested.
+
+    For a call that blocks in FFmpeg, where a stop cannot reach it (opening a live source
+    that is away waits for it up to the open timeout). A result that comes after the stop
+    is handed to ``discard``; an exception the call raises is raised here.
+    """
+    lock = threading.Lock()
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    abandoned = False
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            failure.append(exc)
+        else:
+            with lock:
+                kept = not abandoned
+                if kept:
+                    outcome.append(result)
+            if not kept:
+                discard(result)
+        finally:
+            done.set()
+            control.poke()
+
+    context = contextvars.copy_context()  # the job's log context (request id, secrets)
+    threading.Thread(
+        target=context.run, args=(run,), name="roomcast-stoppable", daemon=True
+    ).start()
+    while not done.is_set():
+        if control.wait(1.0):
+            with lock:
+                abandoned = True
+                late, outcome[:] = outcome[:], []
+            for result in late:  # it finished just as the stop came
+                discard(result)
+            return None
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -19,7 +19,7 @@ from typing import Any
 import av
 import av.error
 
-from .control import Control
+from .control import Control, call_until_stopped
 from .errors import SourceEndedEarly, SourceError, SourceUnreachable
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
@@ -84,14 +84,12 @@ def push(
     """Push ``spec.source`` into ``spec.target`` until it ends or is stopped.
 
     The source is opened and checked before the room is connected to, so a bad source
-    fails fast without the room ever seeing the user. ``on_connected`` is called once the
-    room connection is open.
+    fails fast without the room ever seeing the user; a stop does not wait for the open.
+    ``on_connected`` is called once the room connection is open.
     """
-    source = (
-        open_live_source(spec, expect_video=True)
-        if spec.live
-        else open_source(spec.source, spec.timeouts, secrets=spec.secrets)
-    )
+    source = call_until_stopped(control, lambda: _open_first(spec), Source.close)
+    if source is None:
+        return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", Progress())
     try:
         live = _is_live(spec, source)
         probe = (
@@ -135,6 +133,13 @@ def push(
             sink.close()
     finally:
         source.close()
+
+
+def _open_first(spec: PushSpec) -> Source:
+    """Open the source to push (a live one waits at its server for the stream to start)."""
+    if spec.live:
+        return open_live_source(spec, expect_video=True)
+    return open_source(spec.source, spec.timeouts, secrets=spec.secrets)
 
 
 def _play(
@@ -427,11 +432,19 @@ def _reconnect(
         delay = min(delay * 2, 2.0)
         progress.reconnects += 1
         try:
-            source = open_live_source(spec, expect_video="video" in relay_outputs)
+            # On a helper thread: an attempt waits at the source server for the source to
+            # come back, up to the open timeout, and a stop must not wait with it.
+            source = call_until_stopped(
+                control,
+                lambda: open_live_source(spec, expect_video="video" in relay_outputs),
+                Source.close,
+            )
         except SourceError as exc:
             log.info("live source still away (attempt %d): %s", progress.reconnects, exc)
             relay.meter.report()
             continue
+        if source is None:
+            return None  # stopped
         log.info("live source back after %.1f s", time.monotonic() - lost)
         progress.source_state = "connected"
         relay.meter.report()

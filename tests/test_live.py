@@ -36,6 +36,16 @@ def publish(path: Path, url: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+def relay_a_publishing_source(
+    api: Api, room: LocalRoom, room_name: str, clip: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Publish ``clip`` as the live source ``<room>_src``, then submit its relay to the room."""
+    src = f"{room_name}_src"
+    publisher = publish(clip, f"{room.live_base}/{src}")
+    wait_publishing(room, src)
+    return publisher, api.submit(**live_job(room, src, room_name))
+
+
 def live_job(room: LocalRoom, src: str, room_name: str) -> dict[str, object]:
     job = job_for(room, "unused", room_name, Mode="live")
     job["VideoSrc"] = f"{room.live_base}/{src}"
@@ -109,9 +119,7 @@ def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
     src = f"{room_name}_src"
     viewer = Viewer(room.play_url(room_name), idle=10)
     viewer.start()
-    first = publish(live_clip, f"{room.live_base}/{src}")
-    wait_publishing(room, src)
-    rid = api.submit(**live_job(room, src, room_name))
+    first, rid = relay_a_publishing_source(api, room, room_name, live_clip)
     room_publishing: list[bool] = []
     sampling = True
 
@@ -153,6 +161,40 @@ def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
     assert max(gaps) < 1.0, "a huge jump forward in the output timestamps"
 
 
+def test_stopping_a_live_push_while_its_source_is_away_ends_the_publish_at_once(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
+    wait_publishing(room, room_name)
+    publisher.kill()
+    publisher.wait()
+    wait_until(
+        lambda: api.status(rid)["Progress"]["Source"]["State"] == "reconnecting",
+        "the push did not notice the source was gone",
+    )
+    time.sleep(1)  # its attempt to reopen the source now waits at the source server
+    asked = time.monotonic()
+    api.call("POST", f"/v1/pushes/{rid}/stop")
+    wait_until(lambda: not publishing(room, room_name), "the publisher stayed in the room")
+    took = time.monotonic() - asked
+    print(f"stop while the live source is away: publisher gone after {took * 1000:.0f} ms")
+    assert took < 1.0
+    assert api.status(rid)["State"] == "stopped"
+
+
+def test_stopping_a_live_push_that_waits_for_its_source_to_start_ends_it_at_once(
+    api: Api, room: LocalRoom, room_name: str
+) -> None:
+    src = f"{room_name}_src"
+    rid = api.submit(**live_job(room, src, room_name))
+    wait_playing(room, src)  # the push waits at the source for a publisher
+    asked = time.monotonic()
+    api.call("POST", f"/v1/pushes/{rid}/stop")
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=10)
+    assert time.monotonic() - asked < 1.0
+    assert final["State"] == "stopped"
+
+
 def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_frame(
     api: Api, room: LocalRoom, room_name: str, live_clip: Path
 ) -> None:
@@ -177,10 +219,7 @@ def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_fram
 def test_live_source_gone_longer_than_the_grace_period_ends_the_push(
     api: Api, room: LocalRoom, room_name: str, live_clip: Path
 ) -> None:
-    src = f"{room_name}_src"
-    publisher = publish(live_clip, f"{room.live_base}/{src}")
-    wait_publishing(room, src)
-    rid = api.submit(**live_job(room, src, room_name))
+    publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
     publisher.wait(20)
     final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
     assert final["State"] == "succeeded"

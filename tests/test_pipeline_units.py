@@ -14,7 +14,7 @@ from typing import Any
 import av
 import pytest
 
-from pipeline.control import Control
+from pipeline.control import Control, call_until_stopped
 from pipeline.errors import SourceError
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
@@ -212,6 +212,34 @@ def test_control_wait_after_a_stop_returns_at_once(control: Control) -> None:
     started = time.monotonic()
     assert control.wait(10) is True
     assert time.monotonic() - started < 0.1
+
+
+def test_call_until_stopped_returns_what_the_call_returns(control: Control) -> None:
+    assert call_until_stopped(control, lambda: 42, lambda _: None) == 42
+
+
+def test_call_until_stopped_raises_what_the_call_raises(control: Control) -> None:
+    def fail() -> int:
+        raise SourceError("away")
+
+    with pytest.raises(SourceError, match="away"):
+        call_until_stopped(control, fail, lambda _: None)
+
+
+def test_call_until_stopped_returns_at_a_stop_and_discards_the_late_result(
+    control: Control,
+) -> None:
+    release = threading.Event()
+    discarded: list[int] = []
+    threading.Timer(0.2, control.request_stop).start()
+    started = time.monotonic()
+    assert call_until_stopped(control, lambda: release.wait(10) and 7, discarded.append) is None
+    assert time.monotonic() - started < 1.0
+    release.set()
+    deadline = time.monotonic() + 5
+    while not discarded and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert discarded == [7]
 
 
 def test_control_request_stop_is_idempotent_and_keeps_the_first_reason(
