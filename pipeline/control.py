@@ -83,6 +83,11 @@ class Control:
                 self._drain()
         return self.stop_requested
 
+    def clear_pokes(self) -> None:
+        """Forget pokes not yet seen by a ``wait()`` (a stop request stays)."""
+        if self._read_fd >= 0:
+            self._drain()
+
     def _drain(self) -> None:
         try:
             while os.read(self._read_fd, 64):
@@ -116,17 +121,20 @@ def call_until_stopped(
     that is away waits for it up to the open timeout). A result that comes after the stop
     is handed to ``discard``; an exception the call raises is raised here.
     """
+    if control.stop_requested:
+        return None
     lock = threading.Lock()
     outcome: list[T] = []
     failure: list[BaseException] = []
-    abandoned = False
-    done = threading.Event()
+    finished = abandoned = False
 
     def run() -> None:
+        nonlocal finished
         try:
             result = call()
         except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
             failure.append(exc)
+            kept = True
         else:
             with lock:
                 kept = not abandoned
@@ -134,22 +142,32 @@ def call_until_stopped(
                     outcome.append(result)
             if not kept:
                 discard(result)
-        finally:
-            done.set()
-            control.poke()
+        with lock:
+            # With the flag, under the lock: the waiter clears this poke when it sees the
+            # flag, so no later wait of the push wakes early on it.
+            finished = True
+            if kept and not abandoned:
+                control.poke()
 
     context = contextvars.copy_context()  # the job's log context (request id, secrets)
     threading.Thread(
         target=context.run, args=(run,), name="roomcast-stoppable", daemon=True
     ).start()
-    while not done.is_set():
-        if control.wait(1.0):
+    try:
+        while True:
+            stopped = control.wait(1.0)
             with lock:
-                abandoned = True
-                late, outcome[:] = outcome[:], []
-            for result in late:  # it finished just as the stop came
-                discard(result)
-            return None
-    if failure:
-        raise failure[0]
-    return outcome[0]
+                if finished:
+                    control.clear_pokes()
+                    if failure:
+                        raise failure[0]
+                    result, outcome[:] = outcome[0], []
+                    return result
+                if stopped:
+                    return None
+    finally:
+        with lock:
+            abandoned = True
+            late, outcome[:] = outcome[:], []
+        for result in late:  # a result not returned: left by an exception while waiting
+            discard(result)

@@ -19,6 +19,7 @@ from typing import Any
 import av
 import av.error
 
+from .catchup import from_live_edge
 from .control import Control, call_until_stopped
 from .errors import SourceEndedEarly, SourceError, SourceUnreachable
 from .plan import Action, Decision, decide_audio, decide_video
@@ -44,6 +45,8 @@ MAX_DEMUX_ERRORS = 50
 SWITCHABLE = Decision(Action.TRANSCODE, "switchable push: every clip re-encoded to one format")
 #: A live timestamp jumping back, or forward by more than this, starts a new segment.
 LIVE_JUMP = Fraction(5)
+#: Above this a stream's frame rate is a time base mistaken for one.
+MAX_PLAUSIBLE_FPS = 240
 #: FFmpeg's internal time base, for a stream that announces none.
 MICROSECOND = Fraction(1, av.time_base)
 
@@ -89,7 +92,8 @@ def push(
     """
     source = call_until_stopped(control, lambda: _open_first(spec), Source.close)
     if source is None:
-        return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", Progress())
+        unstarted = Progress(position=_starting_position(spec))
+        return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", unstarted)
     try:
         live = _is_live(spec, source)
         probe = (
@@ -101,6 +105,7 @@ def push(
         if spec.switchable:
             decisions = {s: SWITCHABLE for s in decisions}
         progress = Progress(
+            position=_starting_position(spec),
             duration=None if live else source.duration,
             streams=[
                 StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
@@ -133,6 +138,12 @@ def push(
             sink.close()
     finally:
         source.close()
+
+
+def _starting_position(spec: PushSpec) -> float:
+    """Where a file push starts in its source: what a stop before any packet must report,
+    so that the resume point is kept (a switchable push plays its first clip from 0)."""
+    return 0.0 if spec.live or spec.switchable else spec.start_position
 
 
 def _open_first(spec: PushSpec) -> Source:
@@ -196,7 +207,10 @@ def output_size(width: int, height: int, profile: OutputProfile) -> tuple[int, i
 
 
 def _source_fps(stream: av.stream.Stream) -> Fraction:
-    return Fraction(stream.average_rate or stream.guessed_rate or Fraction(30))
+    rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+    # A live stream's rate comes from its metadata (the analysis stops before estimating
+    # one); without it FFmpeg guesses the time base's 1000 "frames" a second.
+    return rate if 0 < rate <= MAX_PLAUSIBLE_FPS else Fraction(30)
 
 
 def _output_fps(stream: av.stream.Stream, profile: OutputProfile) -> Fraction:
@@ -368,7 +382,7 @@ def _relay_connection(
     last: dict[int, Fraction] = {}
     need_keyframe = any(r.is_video for r in routes.values())
     started = False
-    for packet in _packets(source):
+    for packet in from_live_edge(_packets(source)):
         if relay.stopped:
             return
         t = packet_time(packet)
@@ -398,10 +412,9 @@ def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
     A live FLV stream announces a video stream only with its first video packets, which a
     short analysis can miss: one longer try tells an audio-only source from a slow one.
 
-    The packets the first analysis reads are relayed: an RTMP server starts a new player's
-    picture at a keyframe, and dropping it would leave the room without a picture until
-    the next one, a whole GOP later. The longer try's are dropped: for an audio-only
-    source they would reach the room as seconds of sound in one burst.
+    The packets the analysis reads are kept: an RTMP server starts a new player's picture
+    at a keyframe, and dropping it would leave the room without a picture until the next
+    one, a whole GOP later (:mod:`pipeline.catchup` keeps what is stale out of the room).
     """
     source = open_source(spec.source, spec.timeouts, live=True, secrets=spec.secrets)
     if source.video is None and expect_video:
@@ -412,7 +425,6 @@ def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
             live=True,
             secrets=spec.secrets,
             analyze=LIVE_ANALYZE_LONG,
-            keep_analysed=False,
         )
     return source
 
@@ -426,6 +438,7 @@ def _reconnect(
     relay.meter.report()
     lost = time.monotonic()
     delay = 0.25
+    expect_video = "video" in relay_outputs
     while time.monotonic() - lost < spec.live_grace:
         if control.wait(delay):
             return None
@@ -435,9 +448,7 @@ def _reconnect(
             # On a helper thread: an attempt waits at the source server for the source to
             # come back, up to the open timeout, and a stop must not wait with it.
             source = call_until_stopped(
-                control,
-                lambda: open_live_source(spec, expect_video="video" in relay_outputs),
-                Source.close,
+                control, lambda: open_live_source(spec, expect_video), Source.close
             )
         except SourceError as exc:
             log.info("live source still away (attempt %d): %s", progress.reconnects, exc)

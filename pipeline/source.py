@@ -72,15 +72,13 @@ def open_source(
     live: bool = False,
     secrets: tuple[str, ...] = (),
     analyze: float = LIVE_ANALYZE,
-    keep_analysed: bool = True,
 ) -> Source:
     """Open ``url`` and pick its first video and first audio stream.
 
     A live source is analysed until its audio and video are both known, or for at most
     ``analyze`` seconds (a source with one kind only), since every second spent there is
-    delay before the room sees the stream. The packets analysed are relayed unless
-    ``keep_analysed`` is False. Raises a :class:`SourceError` subclass whose message says
-    what is wrong.
+    delay before the room sees the stream; the packets it reads are kept (they start at a
+    keyframe). Raises a :class:`SourceError` subclass whose message says what is wrong.
     """
     options = {"protocol_whitelist": SOURCE_PROTOCOLS}
     if url.startswith(("http://", "https://")):
@@ -94,13 +92,11 @@ def open_source(
                 "analyzeduration": str(int(analyze * 1e6)),
                 "probesize": "2M",
                 # Stop analysing once every stream's parameters are known (FLV with both
-                # audio and video lets it), not after 20 frames counted for a frame rate
+                # audio and video lets it), not after counting 40 frames for a frame rate
                 # that the stream's metadata gives anyway.
                 "fpsprobesize": "0",
             }
         )
-        if not keep_analysed:
-            options["fflags"] = "nobuffer"
     read_timeout: float | None = timeouts.live_read if live else timeouts.source_read
     if url.startswith(("http://", "https://")) and read_timeout is not None:
         # FFmpeg's own I/O timeout, not PyAV's read timeout: PyAV's checks the clock in a

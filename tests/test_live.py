@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import pytest
 
 from devstack.room import LocalRoom, players_at
@@ -42,8 +43,34 @@ def relay_a_publishing_source(
     """Publish ``clip`` as the live source ``<room>_src``, then submit its relay to the room."""
     src = f"{room_name}_src"
     publisher = publish(clip, f"{room.live_base}/{src}")
-    wait_publishing(room, src)
-    return publisher, api.submit(**live_job(room, src, room_name))
+    try:
+        wait_publishing(room, src)
+        return publisher, api.submit(**live_job(room, src, room_name))
+    except BaseException:
+        publisher.kill()
+        raise
+
+
+def publish_after_a_replay(path: Path, url: str, replay: float) -> threading.Thread:
+    """A source server with a GOP cache, imitated: the first ``replay`` seconds of ``path``
+    are sent at once, the rest in real time (as ffmpeg -re would, shifted)."""
+
+    def run() -> None:
+        with av.open(str(path)) as src, av.open(url, "w", format="flv") as out:
+            streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+            start = time.monotonic()
+            for packet in src.demux():
+                if packet.dts is None:
+                    continue
+                ahead = start + float(packet.dts * packet.time_base) - replay - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def live_job(room: LocalRoom, src: str, room_name: str) -> dict[str, object]:
@@ -63,6 +90,12 @@ def wait_publishing(room: LocalRoom, name: str) -> None:
 
 def wait_playing(room: LocalRoom, name: str) -> None:
     wait_until(lambda: players_at(room.stat_url, name) > 0, f"nobody plays {name}")
+
+
+def source_state(api: Api, rid: str) -> str | None:
+    """The push's ``Progress.Source.State``; None until its first progress report."""
+    progress = api.status(rid).get("Progress") or {}
+    return (progress.get("Source") or {}).get("State")
 
 
 def wait_until(condition: Callable[[], bool], failure: str, timeout: float = 10) -> None:
@@ -131,6 +164,7 @@ def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
     wait_publishing(room, room_name)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    second: subprocess.Popen[bytes] | None = None
     try:
         first.wait(20)
         time.sleep(5)
@@ -141,7 +175,9 @@ def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
         second.wait(20)
     finally:
         sampling = False
-        first.kill()
+        for publisher in (first, second):
+            if publisher is not None:
+                publisher.kill()
     sampler.join()
     api.call("POST", f"/v1/pushes/{rid}/stop")
     viewer.join(20)
@@ -165,11 +201,13 @@ def test_stopping_a_live_push_while_its_source_is_away_ends_the_publish_at_once(
     api: Api, room: LocalRoom, room_name: str, live_clip: Path
 ) -> None:
     publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
-    wait_publishing(room, room_name)
-    publisher.kill()
-    publisher.wait()
+    try:
+        wait_publishing(room, room_name)
+    finally:
+        publisher.kill()  # the source is away from now on
+        publisher.wait()
     wait_until(
-        lambda: api.status(rid)["Progress"]["Source"]["State"] == "reconnecting",
+        lambda: source_state(api, rid) == "reconnecting",
         "the push did not notice the source was gone",
     )
     time.sleep(1)  # its attempt to reopen the source now waits at the source server
@@ -195,32 +233,61 @@ def test_stopping_a_live_push_that_waits_for_its_source_to_start_ends_it_at_once
     assert final["State"] == "stopped"
 
 
-def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_frame(
-    api: Api, room: LocalRoom, room_name: str, live_clip: Path
-) -> None:
+def viewed_once_the_source_publishes(
+    api: Api, room: LocalRoom, room_name: str, publish_until_done: Callable[[str], None]
+) -> FrameNumberViewer:
+    """Submit a live push of ``<room>_src`` before anyone publishes it, then publish it
+    with ``publish_until_done(url)``; a viewer of the room, once the push is stopped."""
     src = f"{room_name}_src"
     at_room = FrameNumberViewer(room.play_url(room_name), idle=4)
     at_room.start()
     rid = api.submit(**live_job(room, src, room_name))
     wait_playing(room, src)  # the push waits at the source for a publisher
-    publisher = publish(live_clip, f"{room.live_base}/{src}")
-    try:
-        publisher.wait(20)
-        at_room.join(15)
-    finally:
-        publisher.kill()
+    publish_until_done(f"{room.live_base}/{src}")
+    at_room.join(15)
     api.call("POST", f"/v1/pushes/{rid}/stop")
+    return at_room
+
+
+def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_frame(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    def publish_clip(url: str) -> None:
+        publisher = publish(live_clip, url)
+        try:
+            publisher.wait(20)
+        finally:
+            publisher.kill()
+
+    at_room = viewed_once_the_source_publishes(api, room, room_name, publish_clip)
     numbers = at_room.numbers
     # Frame 0 is the keyframe the stream analysis reads: it is relayed, not dropped.
     assert numbers[:1] == [0], at_room.error or numbers[:1]
     assert numbers == list(range(len(numbers))), "frames lost"
 
 
+def test_a_replay_of_a_past_gop_at_connect_is_skipped_for_the_live_picture(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    at_room = viewed_once_the_source_publishes(
+        api, room, room_name, lambda url: publish_after_a_replay(live_clip, url, 2.0).join(20)
+    )
+    numbers = at_room.numbers
+    print(f"after a 2 s replay at connect, the room starts at frame {numbers[:1]}")
+    # Frames 0-49 reach the push at once: the room starts at a keyframe sent live (50),
+    # or at worst at the one a second before; never two seconds behind the source.
+    assert numbers[:1] and numbers[0] >= FPS, at_room.error or numbers[:1]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "frames lost"
+
+
 def test_live_source_gone_longer_than_the_grace_period_ends_the_push(
     api: Api, room: LocalRoom, room_name: str, live_clip: Path
 ) -> None:
     publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
-    publisher.wait(20)
+    try:
+        publisher.wait(20)
+    finally:
+        publisher.kill()
     final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
     assert final["State"] == "succeeded"
     assert final["Reason"] == "source ended"

@@ -29,6 +29,7 @@ class Partition:
         self.port = self._server.getsockname()[1]
         self._cut = threading.Event()
         self._sockets: list[socket.socket] = []
+        self._pipes: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -43,7 +44,9 @@ class Partition:
             upstream = socket.create_connection(self._target)
             self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                pipe = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                self._pipes.append(pipe)
+                pipe.start()
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -62,9 +65,14 @@ class Partition:
                 s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        """Stop relaying."""
+        """Stop relaying, and close every socket (not left to the garbage collector, which
+        would warn about them in whichever test runs then)."""
         self.cut()
         self._server.close()
+        for pipe in self._pipes:
+            pipe.join(5)
+        for s in self._sockets:
+            s.close()
 
 
 def with_address(url: str, port: int, db: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import av
 import pytest
 
+from pipeline.catchup import from_live_edge
 from pipeline.control import Control, call_until_stopped
 from pipeline.errors import SourceError
 from pipeline.pacer import AUDIO_EARLY, Pacer
@@ -255,6 +256,49 @@ def test_control_request_stop_survives_a_full_pipe(control: Control) -> None:
     for _ in range(100_000):  # far more than a pipe's 64 KiB buffer
         control.request_stop("again")
     assert control.wait(1) is True
+
+
+# --- catching up with a live stream --------------------------------------------------------
+
+
+def arriving(schedule: list[tuple[float, float]], now: list[float]) -> Iterator[av.Packet]:
+    """Packets with the given (arrival, media time) seconds; ``now`` is the clock they set."""
+    for arrival, seconds in schedule:
+        now[0] = arrival
+        packet = av.Packet(b"x")
+        packet.time_base = Fraction(1, 1000)
+        packet.pts = packet.dts = round(seconds * 1000)
+        yield packet
+
+
+def relayed(schedule: list[tuple[float, float]]) -> list[float]:
+    """Media times of the packets from_live_edge passes on, for packets that arrive so."""
+    now = [0.0]
+    packets = from_live_edge(arriving(schedule, now), clock=lambda: now[0])
+    return [float(p.pts * p.time_base) for p in packets]
+
+
+def test_a_fresh_publish_is_relayed_from_its_first_packet() -> None:
+    # The analysis held a keyframe and some sound; the next packet comes 20 ms later.
+    schedule = [(0.0, 0.0), (0.0, 0.02), (0.02, 0.04), (0.06, 0.08)]
+    assert relayed(schedule) == [0.0, 0.02, 0.04, 0.08]
+
+
+def test_a_replayed_gop_is_cut_to_its_last_half_second() -> None:
+    burst = [(0.0, t / 10) for t in range(20)]  # 0.0 … 1.9 s of media at once
+    live = [(0.1, 2.0), (0.2, 2.1)]
+    assert relayed(burst + live) == [1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1]
+
+
+def test_a_source_faster_than_real_time_is_relayed_once_the_catch_up_limit_passes() -> None:
+    fast = [(t / 1000, t / 100) for t in range(4000)]  # ten times real time, never waits
+    out = relayed(fast)
+    assert out[-1] == 39.99
+    assert 29 < out[0] < 31  # held for 3 s, then cut to its last half second
+
+
+def test_a_connection_that_ends_while_catching_up_passes_on_what_it_held() -> None:
+    assert relayed([(0.0, 0.0), (0.0, 1.0)]) == [0.0, 1.0]
 
 
 # --- Pacer ---------------------------------------------------------------------------------
