@@ -87,10 +87,11 @@ def push(
     """Push ``spec.source`` into ``spec.target`` until it ends or is stopped.
 
     The source is opened and checked before the room is connected to, so a bad source
-    fails fast without the room ever seeing the user; a stop does not wait for the open.
+    fails fast without the room ever seeing the user; a stop does not wait for a live
+    source to start.
     ``on_connected`` is called once the room connection is open.
     """
-    source = call_until_stopped(control, lambda: _open_first(spec), Source.close)
+    source = _open_first(spec, control)
     if source is None:
         unstarted = Progress(position=_starting_position(spec))
         return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", unstarted)
@@ -146,10 +147,18 @@ def _starting_position(spec: PushSpec) -> float:
     return 0.0 if spec.live or spec.switchable else spec.start_position
 
 
-def _open_first(spec: PushSpec) -> Source:
-    """Open the source to push (a live one waits at its server for the stream to start)."""
+def _open_first(spec: PushSpec, control: Control) -> Source | None:
+    """Open the source to push; None if a stop came first.
+
+    A live source may not be publishing yet: its open then waits at the source server for
+    the stream, up to the open timeout, on a helper thread so that a stop does not wait
+    with it. A file opens on this thread: when 200 pushes start at once, a helper thread
+    each made the start-up burst longer (bench/concurrency.py).
+    """
     if spec.live:
-        return open_live_source(spec, expect_video=True)
+        return call_until_stopped(
+            control, lambda: open_live_source(spec, expect_video=True), Source.close
+        )
     return open_source(spec.source, spec.timeouts, secrets=spec.secrets)
 
 
