@@ -42,7 +42,7 @@ def from_live_edge(
             yield from packets
             return
         held.append(packet)
-        read_at = clock()
+        read_at = now  # the next read starts here
     yield from held  # the connection ended while still catching up
 
 

@@ -88,8 +88,7 @@ def push(
 
     The source is opened and checked before the room is connected to, so a bad source
     fails fast without the room ever seeing the user; a stop does not wait for a live
-    source to start.
-    ``on_connected`` is called once the room connection is open.
+    source to start. ``on_connected`` is called once the room connection is open.
     """
     source = _open_first(spec, control)
     if source is None:
@@ -429,11 +428,7 @@ def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
     if source.video is None and expect_video:
         source.close()
         source = open_source(
-            spec.source,
-            spec.timeouts,
-            live=True,
-            secrets=spec.secrets,
-            analyze=LIVE_ANALYZE_LONG,
+            spec.source, spec.timeouts, live=True, secrets=spec.secrets, analyze=LIVE_ANALYZE_LONG
         )
     return source
 
