@@ -4,6 +4,12 @@ A :class:`Control` is a self-pipe: ``request_stop`` only writes a byte, so it is
 call from another thread (a Redis listener) and from a signal handler (Celery's revoke
 with ``terminate=True`` delivers SIGUSR1 to the process running the task). The pacer
 waits on the pipe instead of sleeping, so a stop wakes it at once.
+
+A stop is acted on by the push's own thread, between two packets. Where that thread is held
+up in a call a stop cannot interrupt (the read of a live source that went silent waits up
+to its read timeout; a room that stopped reading holds a write up to its write timeout),
+whoever asked for the stop can end the publish itself a moment later with
+:meth:`Control.cut_off`, and the room sees the user leave at once.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import os
 import queue
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +35,7 @@ class Control:
         os.set_blocking(self._write_fd, False)
         self.stop_reason: str | None = None
         self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._cuts: list[Callable[[], None]] = []
 
     def send(self, command: dict[str, Any]) -> None:
         """Queue a player command (switch, seek, pause…); read between packets."""
@@ -82,6 +90,25 @@ class Control:
             if readable and not self.stop_requested:
                 self._drain()
         return self.stop_requested
+
+    @contextmanager
+    def cuts_off(self, cut: Callable[[], None]) -> Iterator[None]:
+        """While in the block, :meth:`cut_off` calls ``cut`` (which ends a publish)."""
+        self._cuts.append(cut)
+        try:
+            yield
+        finally:
+            self._cuts.remove(cut)
+
+    def cut_off(self) -> None:
+        """End the push's publish now, from another thread (not from a signal handler).
+
+        For a stop that the push's thread has not acted on a moment after it was asked
+        for: the thread is held up in a call a stop cannot interrupt. The room sees the
+        user leave now, and the push ends as stopped once that call returns.
+        """
+        for cut in list(self._cuts):
+            cut()
 
     def clear_pokes(self) -> None:
         """Forget pokes not yet seen by a ``wait()`` (a stop request stays)."""

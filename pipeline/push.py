@@ -29,7 +29,7 @@ from .progress import Progress, ProgressCallback, StreamReport
 from .redact import redact_text, redact_url
 from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
-from .sink import RtmpSink
+from .sink import PublishCut, RtmpSink
 from .source import LIVE_ANALYZE_LONG, Source, open_source
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
@@ -93,7 +93,7 @@ def push(
     source = _open_first(spec, control)
     if source is None:
         unstarted = Progress(position=_starting_position(spec))
-        return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", unstarted)
+        return _stopped(control, unstarted)
     try:
         live = _is_live(spec, source)
         probe = (
@@ -116,28 +116,40 @@ def push(
         for report in progress.streams:
             log.info("%s %s: %s (%s)", report.type, report.codec, report.action, report.reason)
         if control.stop_requested:
-            return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", progress)
+            return _stopped(control, progress)
         sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
-        try:
-            outputs = _open_outputs(spec, source, sink, decisions, probe)
-            sink.start()
-            log.info("publishing to the room at %s", redact_url(spec.target))
-            if on_connected is not None:
-                on_connected(progress.copy())
-            timeline = Timeline()
-            relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
+        # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
+        with control.cuts_off(sink.cut):
             try:
-                if live:
-                    return _push_live(spec, control, source, outputs, relay, timeline)
-                if spec.switchable:
-                    return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
-                return _push_file(spec, source, outputs, relay, timeline)
+                outputs = _open_outputs(spec, source, sink, decisions, probe)
+                sink.start()
+                log.info("publishing to the room at %s", redact_url(spec.target))
+                if on_connected is not None:
+                    on_connected(progress.copy())
+                timeline = Timeline()
+                relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
+                try:
+                    if live:
+                        return _push_live(spec, control, source, outputs, relay, timeline)
+                    if spec.switchable:
+                        return _play(
+                            spec, control, source, outputs, relay, timeline, probe, on_event
+                        )
+                    return _push_file(spec, source, outputs, relay, timeline)
+                finally:
+                    relay.close()  # before the sink closes: the shared sender lets go of it
+            except PublishCut:
+                log.info("the stop ended the publish before this push got to it")
+                return _stopped(control, progress)
             finally:
-                relay.close()  # before the sink closes: the shared sender lets go of it
-        finally:
-            sink.close()
+                sink.close()
     finally:
         source.close()
+
+
+def _stopped(control: Control, progress: Progress) -> PushResult:
+    """The result of a push stopped by ``control`` (not by its relay's time limit)."""
+    return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", progress.copy())
 
 
 def _starting_position(spec: PushSpec) -> float:

@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -220,6 +221,9 @@ class RtmpConnection:
         self._avio_write = avformat.avio_write  # looked up once, not per packet
         # Our own descriptor for FFmpeg's socket: closing it never closes FFmpeg's.
         self._socket: socket.socket | None = None
+        # Held while the socket is shut down from another thread (``cut``) or closed, so
+        # that a cut never reaches a descriptor number already reused for something else.
+        self._socket_lock = threading.Lock()
         try:
             self._socket = _tcp_socket(self._context)
         except (OSError, ValueError, ctypes.ArgumentError):  # written uncorked, then
@@ -262,11 +266,28 @@ class RtmpConnection:
             raise _error(error)
         return len(data)
 
+    def cut(self) -> None:
+        """End the connection now, from any thread: the room sees the user leave at once.
+
+        For a push whose own thread is held up where a stop cannot reach it. Only the TCP
+        connection is shut down: FFmpeg's descriptor and context stay as they are, so
+        nothing is freed under the thread that uses them. Its next write fails, and
+        ``close()`` releases the rest. Does nothing where the socket is unknown (not Linux,
+        ``rtmps``).
+        """
+        with self._socket_lock:
+            if self._socket is not None:
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the connection had already gone
+
     def close(self) -> None:
         """End the publish (the room sees the user leave) and release the connection."""
-        if self._socket is not None:
-            self._socket.close()  # first: FFmpeg's close is the one that ends the connection
-            self._socket = None
+        with self._socket_lock:
+            if self._socket is not None:
+                self._socket.close()  # first: FFmpeg's close is the one that ends the connection
+                self._socket = None
         if self._context:
             avformat, _ = _ffmpeg()
             avformat.avio_closep(ctypes.byref(self._context))

@@ -20,6 +20,13 @@ from .spec import OutputProfile, Timeouts
 log = logging.getLogger(__name__)
 
 
+class PublishCut(Exception):
+    """The publish was ended from another thread by a stop (:meth:`RtmpSink.cut`).
+
+    Not an error: the push ends as stopped. Raised instead of reconnecting.
+    """
+
+
 class _Tap:
     """What the FLV muxer writes into: the room connection, or a list while encoding ahead."""
 
@@ -51,6 +58,7 @@ class RtmpSink:
         # go to the streams of the current one; encoders stay as they are.
         self._current: dict[int, Any] = {}
         self.reconnects = 0
+        self._cut = False
 
     def open(self) -> RtmpSink:
         """Connect to the room and prepare the FLV output. Raises :class:`RoomUnreachable`."""
@@ -129,6 +137,7 @@ class RtmpSink:
             self.container.start_encoding()
         except Exception as exc:  # noqa: BLE001 - reported as a typed error
             self.close()
+            self._raise_if_cut()
             raise RoomUnreachable(
                 f"could not publish to the room at {redact_url(self.url)}: {self._detail(exc)}"
             ) from None
@@ -185,12 +194,25 @@ class RtmpSink:
         """Reconnect after a failed write of ``packet``, then write it again."""
         self._retry(cause, lambda: self.write(packet))
 
+    def cut(self) -> None:
+        """End the publish now, from any thread, and never reconnect: the push is stopping.
+
+        The stop's backstop for a push whose thread is held up in a call the stop cannot
+        interrupt (see :meth:`Control.cut_off`). Writes fail from now on, and what would
+        have reconnected raises :class:`PublishCut` instead.
+        """
+        self._cut = True
+        tap = self._tap
+        if tap is not None:
+            tap.connection.cut()
+
     def _retry(self, cause: BaseException, again: Callable[[], None]) -> None:
         """Reconnect after ``cause``, then do ``again`` once; RoomDisconnected if it fails."""
         self._reconnect(cause)
         try:
             again()
         except (av.error.FFmpegError, OSError) as exc:
+            self._raise_if_cut()
             raise RoomDisconnected(
                 f"the room connection to {redact_url(self.url)} broke again right after "
                 f"reconnecting: {self._detail(exc)}"
@@ -198,13 +220,14 @@ class RtmpSink:
 
     def _reconnect(self, cause: BaseException) -> None:
         """A new publish on the same URL carrying the same streams (copied parameters)."""
+        self._raise_if_cut()
         streams = list(self.container.streams)
         log.warning("the room connection broke (%s); reconnecting", self._detail(cause))
         self._close_connection()
         deadline = time.monotonic() + self._timeouts.room_reconnect
         delay = 0.25
         last: BaseException = cause
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._cut:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
             try:
@@ -220,16 +243,22 @@ class RtmpSink:
                 tap.connection.close()
                 continue
             self._tap, self._container = tap, container
+            self._raise_if_cut()  # after the tap is set: a cut either sees it or is seen here
             # Streams are added in the same order, so an index names the same stream in
             # every connection; routes keep addressing the first connection's streams.
             self._current = {f.index: f for f in fresh}
             self.reconnects += 1
             log.info("reconnected to the room (reconnect %d)", self.reconnects)
             return
+        self._raise_if_cut()
         raise RoomDisconnected(
             f"the room connection to {redact_url(self.url)} broke and did not come back within "
             f"{self._timeouts.room_reconnect:g} s: {self._detail(last)}"
         ) from None
+
+    def _raise_if_cut(self) -> None:
+        if self._cut:
+            raise PublishCut("the publish was ended by a stop")
 
     def close(self) -> None:
         """Finish the FLV stream and close the connection (the room sees the user leave)."""
@@ -238,7 +267,8 @@ class RtmpSink:
             if container is not None:
                 container.close()
         except (av.error.FFmpegError, OSError) as exc:
-            log.warning("closing the room connection failed: %s", self._detail(exc))
+            if not self._cut:  # a cut connection cannot take the stream's end
+                log.warning("closing the room connection failed: %s", self._detail(exc))
         finally:
             self._close_connection()
 

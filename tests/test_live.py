@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
 import subprocess
 import threading
@@ -96,6 +97,22 @@ def source_state(api: Api, rid: str) -> str | None:
     """The push's ``Progress.Source.State``; None until its first progress report."""
     progress = api.status(rid).get("Progress") or {}
     return (progress.get("Source") or {}).get("State")
+
+
+def stop_and_time_the_publisher_leaving(
+    api: Api, room: LocalRoom, room_name: str, rid: str
+) -> float:
+    """Stop ``rid`` through the API; the seconds until its publisher left the room.
+
+    The stop call answers only once the push has ended: the room is watched meanwhile.
+    """
+    stop = threading.Thread(target=api.call, args=("POST", f"/v1/pushes/{rid}/stop"))
+    asked = time.monotonic()
+    stop.start()
+    wait_until(lambda: not publishing(room, room_name), "the publisher stayed in the room")
+    took = time.monotonic() - asked
+    stop.join()
+    return took
 
 
 def wait_until(condition: Callable[[], bool], failure: str, timeout: float = 10) -> None:
@@ -211,11 +228,29 @@ def test_stopping_a_live_push_while_its_source_is_away_ends_the_publish_at_once(
         "the push did not notice the source was gone",
     )
     time.sleep(1)  # its attempt to reopen the source now waits at the source server
-    asked = time.monotonic()
-    api.call("POST", f"/v1/pushes/{rid}/stop")
-    wait_until(lambda: not publishing(room, room_name), "the publisher stayed in the room")
-    took = time.monotonic() - asked
+    took = stop_and_time_the_publisher_leaving(api, room, room_name, rid)
     print(f"stop while the live source is away: publisher gone after {took * 1000:.0f} ms")
+    assert took < 1.0
+    assert api.status(rid)["State"] == "stopped"
+
+
+def test_stopping_a_live_push_whose_source_went_silent_ends_the_publish_at_once(
+    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+) -> None:
+    publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
+    try:
+        wait_publishing(room, room_name)
+        time.sleep(0.5)
+        # Connected but silent: the push's read waits for data up to its read timeout (3 s),
+        # where a stop cannot reach it.
+        publisher.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        took = stop_and_time_the_publisher_leaving(api, room, room_name, rid)
+    finally:
+        publisher.send_signal(signal.SIGCONT)
+        publisher.kill()
+        publisher.wait()
+    print(f"stop while the live source is silent: publisher gone after {took * 1000:.0f} ms")
     assert took < 1.0
     assert api.status(rid)["State"] == "stopped"
 

@@ -258,6 +258,16 @@ def test_control_request_stop_survives_a_full_pipe(control: Control) -> None:
     assert control.wait(1) is True
 
 
+def test_control_cut_off_ends_what_is_registered_while_it_is_registered(
+    control: Control,
+) -> None:
+    cut: list[str] = []
+    with control.cuts_off(lambda: cut.append("publish")):
+        control.cut_off()
+    control.cut_off()  # closed since: nothing left to end
+    assert cut == ["publish"]
+
+
 # --- catching up with a live stream --------------------------------------------------------
 
 

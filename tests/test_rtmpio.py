@@ -1,4 +1,5 @@
-"""The room connection: FFmpeg's RTMP client, written in full TCP segments.
+"""The room connection: FFmpeg's RTMP client, written in full TCP segments, and ended from
+another thread when a stop cannot reach the push's own.
 
 Against the real local room (nginx-rtmp). That what is written arrives intact and plays is
 what every push test checks through this same connection.
@@ -7,6 +8,7 @@ what every push test checks through this same connection.
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ import av
 import pytest
 
 from devstack.room import LocalRoom
+from pipeline import Control, Outcome, PushSpec, push
 from pipeline.rtmpio import RtmpConnection, TcpStats
 
 from .media import make_clip
@@ -111,3 +114,48 @@ def test_a_closed_connection_refuses_writes(room: LocalRoom, room_name: str) -> 
     assert not closed.coalesced
     with pytest.raises(OSError, match="closed"):
         closed.write(b"x")
+
+
+def publishers_after(room: LocalRoom, room_name: str, seconds: float) -> int:
+    """Publishers of ``room_name`` once they are none, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (count := room.publishers(room_name)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
+def test_a_cut_connection_leaves_the_room_at_once_and_refuses_writes(
+    connection: RtmpConnection, room: LocalRoom, room_name: str, flv: bytes
+) -> None:
+    connection.write(flv[:13])
+    assert room.publishers(room_name) == 1
+    threading.Thread(target=connection.cut).start()
+    assert publishers_after(room, room_name, 0.5) == 0
+    with pytest.raises(OSError):
+        for tag in tags_of(flv)[:10]:  # the first write may still fit the socket's buffer
+            connection.write(tag)
+    connection.close()  # and closing what is left still works
+
+
+def test_a_push_whose_publish_is_cut_off_ends_stopped_without_publishing_again(
+    room: LocalRoom, room_name: str
+) -> None:
+    room.media_dir.mkdir(parents=True, exist_ok=True)
+    clip = make_clip(room.media_dir / f"{room_name}.mp4", seconds=6, size="320x240")
+    spec = PushSpec(source=room.media_url(clip.name), target=publish_url(room, room_name))
+    results = []
+    with Control() as control:
+        pushing = threading.Thread(target=lambda: results.append(push(spec, control)))
+        pushing.start()
+        deadline = time.monotonic() + 10
+        while not room.publishers(room_name):
+            assert time.monotonic() < deadline, "the push never published"
+            time.sleep(0.02)
+        time.sleep(1)
+        control.cut_off()
+        assert publishers_after(room, room_name, 0.5) == 0
+        pushing.join(10)
+        # A reconnect would have shown up as a publisher again (it waits 0.25 s first).
+        assert room.publishers(room_name) == 0
+    assert results and results[0].outcome is Outcome.STOPPED
+    assert 0.5 < results[0].progress.position < 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import signal
@@ -29,6 +30,10 @@ FENCED_REASON = (
     "this worker lost contact with Redis: it stopped publishing so that another worker can "
     "take the push over without two publishers"
 )
+
+#: How long a push has to end its publish by itself once asked to stop, before the stop
+#: ends it (a stopped push's publisher leaves within about 60 ms when nothing holds it up).
+STOP_GRACE = 0.3
 
 # Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
 # billiard, not to Celery's warm-shutdown handler of the main process.
@@ -71,6 +76,20 @@ class ControlListener(threading.Thread):
         self._control = control
         self._heartbeat = heartbeat
         self._done = threading.Event()
+        # The job's log context (request id, secrets to mask), for this thread's lines.
+        self._context = contextvars.copy_context()
+
+    def _ask_to_stop(self, reason: str) -> None:
+        """Ask the push to stop; end its publish from here if it has not, a moment later.
+
+        The push's thread acts on a stop between two packets, but it may be held up in a
+        call a stop does not interrupt: a live source that went silent holds its read for
+        up to the read timeout, and the publisher would stay in the room as long.
+        """
+        self._control.request_stop(reason)
+        if not self._done.wait(STOP_GRACE):
+            log.info("the push did not end %g s after the stop: ending its publish", STOP_GRACE)
+            self._control.cut_off()
 
     def stop(self) -> None:
         """End the thread (the push is over)."""
@@ -79,10 +98,18 @@ class ControlListener(threading.Thread):
 
     def run(self) -> None:
         """Subscribe, pick up a stop sent before we listened, then listen and beat."""
+        self._context.run(self._run)
+
+    def _run(self) -> None:
         if self._fence_after is not None:
             # Its own thread: a Redis call may hang for its whole socket timeout when the
             # network drops packets, and the fence must not wait for it.
-            threading.Thread(target=self._fence, name=f"fence-{self.name}", daemon=True).start()
+            threading.Thread(
+                target=self._context.copy().run,
+                args=(self._fence,),
+                name=f"fence-{self.name}",
+                daemon=True,
+            ).start()
         while not self._done.is_set():
             try:
                 self._listen()
@@ -97,7 +124,7 @@ class ControlListener(threading.Thread):
             silent = time.monotonic() - self._last_beat
             if silent > self._fence_after:
                 log.error("no heartbeat reached Redis for %.1f s: stopping the push", silent)
-                self._control.request_stop(FENCED_REASON)
+                self._ask_to_stop(FENCED_REASON)
                 return
 
     def _listen(self) -> None:
@@ -106,7 +133,7 @@ class ControlListener(threading.Thread):
             pubsub.subscribe(control_channel(self._request_id))
             reason = self._store.stop_requested(self._request_id)
             if reason:
-                self._control.request_stop(reason)
+                self._ask_to_stop(reason)
             next_beat = 0.0
             while not self._done.is_set():
                 now = time.monotonic()
@@ -114,11 +141,11 @@ class ControlListener(threading.Thread):
                     held, current = self._store.heartbeat(self._request_id)
                     if not held:
                         # Renewing the lease found another live job holding it: stop publishing.
-                        self._control.request_stop(LEASE_LOST_REASON)
+                        self._ask_to_stop(LEASE_LOST_REASON)
                     self._last_beat = now
                     if self._run_id and current not in (None, self._run_id):
                         # This worker was taken for lost and the push runs elsewhere now.
-                        self._control.request_stop(TAKEN_OVER_REASON)
+                        self._ask_to_stop(TAKEN_OVER_REASON)
                     next_beat = now + self._heartbeat
                 # A message ends the wait at once; the timeout only paces the heartbeat and
                 # the check for the end of the push (each wake-up costs every push CPU).
@@ -137,7 +164,7 @@ class ControlListener(threading.Thread):
         name = command.get("Command")
         if name == "stop":
             log.info("stop requested: %s", command.get("Reason", REVOKED_REASON))
-            self._control.request_stop(str(command.get("Reason") or REVOKED_REASON))
+            self._ask_to_stop(str(command.get("Reason") or REVOKED_REASON))
         elif name in PLAYER_COMMANDS:
             log.info("command %s received", name)
             self._control.send(command)
