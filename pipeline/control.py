@@ -100,15 +100,18 @@ class Control:
         finally:
             self._cuts.remove(cut)
 
-    def cut_off(self) -> None:
+    def cut_off(self) -> bool:
         """End the push's publish now, from another thread (not from a signal handler).
 
         For a stop that the push's thread has not acted on a moment after it was asked
         for: the thread is held up in a call a stop cannot interrupt. The room sees the
-        user leave now, and the push ends as stopped once that call returns.
+        user leave now, and the push ends as stopped once that call returns. False if
+        there was no publish to end.
         """
-        for cut in list(self._cuts):
+        cuts = list(self._cuts)
+        for cut in cuts:
             cut()
+        return bool(cuts)
 
     def clear_pokes(self) -> None:
         """Forget pokes not yet seen by a ``wait()`` (a stop request stays)."""

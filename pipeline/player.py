@@ -90,6 +90,11 @@ class Player:
         self._index = 0
         self._video_route: VideoTranscodeRoute | None = None
 
+    @property
+    def current_clip(self) -> str:
+        """The URL of the clip playing now (the last one opened)."""
+        return self._current
+
     def run(self, first: Source, rotation: int) -> str:
         """Play until the clips run out (returns why) or the push is stopped."""
         source: Source | None = first

@@ -120,29 +120,34 @@ def push(
         sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
         # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
         with control.cuts_off(sink.cut):
+            timeline = Timeline()
+            relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
             try:
+                if control.stop_requested:  # asked while the room connection opened
+                    return _stopped(control, progress)
                 outputs = _open_outputs(spec, source, sink, decisions, probe)
                 sink.start()
                 log.info("publishing to the room at %s", redact_url(spec.target))
                 if on_connected is not None:
                     on_connected(progress.copy())
-                timeline = Timeline()
-                relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
-                try:
-                    if live:
-                        return _push_live(spec, control, source, outputs, relay, timeline)
-                    if spec.switchable:
-                        return _play(
-                            spec, control, source, outputs, relay, timeline, probe, on_event
-                        )
-                    return _push_file(spec, source, outputs, relay, timeline)
-                finally:
-                    relay.close()  # before the sink closes: the shared sender lets go of it
-            except PublishCut:
-                log.info("the stop ended the publish before this push got to it")
+                if live:
+                    return _push_live(spec, control, source, outputs, relay, timeline)
+                if spec.switchable:
+                    return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
+                return _push_file(spec, source, outputs, relay, timeline)
+            except (PublishCut, SourceError, OSError) as exc:
+                if not (isinstance(exc, PublishCut) or control.stop_requested):
+                    raise
+                # This thread was held up in a read or a write past the stop, which ended
+                # the publish (or made the read give up): a stop, not a failure.
+                log.info("stopped while the push was held up in a read or a write")
+                relay.meter.report()
                 return _stopped(control, progress)
             finally:
-                sink.close()
+                try:
+                    relay.close()  # before the sink closes: the shared sender lets go of it
+                finally:
+                    sink.close()
     finally:
         source.close()
 
@@ -188,11 +193,20 @@ def _play(
     player = Player(
         spec, control, relay, timeline, video and video.stream, audio and audio.stream, on_event
     )
-    reason = player.run(source, probe.rotation if probe is not None else 0)
+    try:
+        reason = player.run(source, probe.rotation if probe is not None else 0)
+    except OSError as exc:  # FFmpeg's I/O errors are OSErrors too
+        raise _read_failure(exc, spec, player.current_clip) from None
     relay.meter.report()
     if relay.stopped:
         return PushResult(Outcome.STOPPED, relay.stop_reason, relay.progress.copy())
     return PushResult(Outcome.COMPLETED, reason, relay.progress.copy())
+
+
+def _read_failure(exc: OSError, spec: PushSpec, url: str) -> SourceUnreachable:
+    """A failed read of the source at ``url`` as the error the job reports."""
+    detail = redact_text(str(exc.strerror or exc), [*spec.secrets, url])
+    return SourceUnreachable(f"reading the source failed: {detail}")
 
 
 def _is_live(spec: PushSpec, source: Source) -> bool:
@@ -339,13 +353,8 @@ def _push_file(
             for route in routes.values():
                 if not relay.send(list(route.flush()), route.is_video):
                     break
-    except (av.error.FFmpegError, OSError) as exc:
-        if isinstance(exc, av.error.FFmpegError) and not isinstance(exc, OSError):
-            raise
-        detail = redact_text(
-            str(getattr(exc, "strerror", None) or exc), [*spec.secrets, source.url]
-        )
-        raise SourceUnreachable(f"reading the source failed: {detail}") from None
+    except OSError as exc:  # FFmpeg's I/O errors are OSErrors too
+        raise _read_failure(exc, spec, source.url) from None
 
     relay.finish()
     relay.meter.report()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -58,7 +59,7 @@ class RtmpSink:
         # go to the streams of the current one; encoders stay as they are.
         self._current: dict[int, Any] = {}
         self.reconnects = 0
-        self._cut = False
+        self._cut = threading.Event()
 
     def open(self) -> RtmpSink:
         """Connect to the room and prepare the FLV output. Raises :class:`RoomUnreachable`."""
@@ -201,7 +202,7 @@ class RtmpSink:
         interrupt (see :meth:`Control.cut_off`). Writes fail from now on, and what would
         have reconnected raises :class:`PublishCut` instead.
         """
-        self._cut = True
+        self._cut.set()
         tap = self._tap
         if tap is not None:
             tap.connection.cut()
@@ -227,14 +228,18 @@ class RtmpSink:
         deadline = time.monotonic() + self._timeouts.room_reconnect
         delay = 0.25
         last: BaseException = cause
-        while time.monotonic() < deadline and not self._cut:
-            time.sleep(delay)
+        while time.monotonic() < deadline:
+            if self._cut.wait(delay):
+                break
             delay = min(delay * 2, 2.0)
             try:
                 tap, container = self._connect()
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
                 continue
+            if self._cut.is_set():  # while connecting: leave before the stream starts
+                tap.connection.close()
+                break
             try:
                 fresh = [container.add_stream_from_template(s) for s in streams]
                 container.start_encoding()
@@ -257,7 +262,7 @@ class RtmpSink:
         ) from None
 
     def _raise_if_cut(self) -> None:
-        if self._cut:
+        if self._cut.is_set():
             raise PublishCut("the publish was ended by a stop")
 
     def close(self) -> None:
@@ -267,7 +272,7 @@ class RtmpSink:
             if container is not None:
                 container.close()
         except (av.error.FFmpegError, OSError) as exc:
-            if not self._cut:  # a cut connection cannot take the stream's end
+            if not self._cut.is_set():  # a cut connection cannot take the stream's end
                 log.warning("closing the room connection failed: %s", self._detail(exc))
         finally:
             self._close_connection()

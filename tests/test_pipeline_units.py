@@ -263,8 +263,8 @@ def test_control_cut_off_ends_what_is_registered_while_it_is_registered(
 ) -> None:
     cut: list[str] = []
     with control.cuts_off(lambda: cut.append("publish")):
-        control.cut_off()
-    control.cut_off()  # closed since: nothing left to end
+        assert control.cut_off()
+    assert not control.cut_off()  # closed since: nothing left to end
     assert cut == ["publish"]
 
 

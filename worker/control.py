@@ -76,8 +76,9 @@ class ControlListener(threading.Thread):
         self._control = control
         self._heartbeat = heartbeat
         self._done = threading.Event()
-        # The job's log context (request id, secrets to mask), for this thread's lines.
-        self._context = contextvars.copy_context()
+        # The job's log context (request id, secrets to mask), for this thread's lines. Not
+        # ``_context``: Python 3.14's Thread runs ``run`` in an attribute of that name.
+        self._job_context = contextvars.copy_context()
 
     def _ask_to_stop(self, reason: str) -> None:
         """Ask the push to stop; end its publish from here if it has not, a moment later.
@@ -87,9 +88,8 @@ class ControlListener(threading.Thread):
         up to the read timeout, and the publisher would stay in the room as long.
         """
         self._control.request_stop(reason)
-        if not self._done.wait(STOP_GRACE):
-            log.info("the push did not end %g s after the stop: ending its publish", STOP_GRACE)
-            self._control.cut_off()
+        if not self._done.wait(STOP_GRACE) and self._control.cut_off():
+            log.info("the push was still publishing %g s after the stop: publish ended", STOP_GRACE)
 
     def stop(self) -> None:
         """End the thread (the push is over)."""
@@ -98,14 +98,14 @@ class ControlListener(threading.Thread):
 
     def run(self) -> None:
         """Subscribe, pick up a stop sent before we listened, then listen and beat."""
-        self._context.run(self._run)
+        self._job_context.run(self._run)
 
     def _run(self) -> None:
         if self._fence_after is not None:
             # Its own thread: a Redis call may hang for its whole socket timeout when the
             # network drops packets, and the fence must not wait for it.
             threading.Thread(
-                target=self._context.copy().run,
+                target=self._job_context.copy().run,
                 args=(self._fence,),
                 name=f"fence-{self.name}",
                 daemon=True,

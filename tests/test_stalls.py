@@ -1,0 +1,126 @@
+"""A source that stalls in the middle of a file: the push fails saying so, or, when it is
+stopped meanwhile, leaves the room at once and ends stopped.
+
+The pipeline is driven directly here, with a stop asked for as the worker's control
+listener asks for it (``request_stop``, then ``cut_off`` a moment later if the push has not
+ended: worker/control.py).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from devstack.room import LocalRoom
+from pipeline import Control, Outcome, PushResult, PushSpec, Timeouts, push
+from pipeline.errors import SourceUnreachable
+
+from .media import make_clip
+
+#: How long a stalled read waits before it fails. FFmpeg then reconnects three times, after
+#: 0, 1 and 3 s (``reconnect_delay_max`` 4 s), before the read fails for good.
+READ_TIMEOUT = 0.5
+#: The clip's length; a file push reads its first 5 s to decide how to send it.
+CLIP_SECONDS = 8
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """8 s of small video with a keyframe every second (remuxed) and sound."""
+    path = tmp_path_factory.mktemp("stalls") / "clip.mp4"
+    return make_clip(path, seconds=CLIP_SECONDS, size="320x240", gop=30).read_bytes()
+
+
+@contextmanager
+def stalling_source(data: bytes, stall_at: float) -> Iterator[str]:
+    """The URL of an HTTP server of ``data`` that sends only its first ``stall_at`` part
+    (0–1), then holds every connection open without sending more (a storage server that
+    hangs)."""
+    cut = int(len(data) * stall_at)
+    released = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            asked = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            start = int(asked.group(1)) if asked else 0
+            self.send_response(206 if asked else 200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(data) - start))
+            if asked:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            try:
+                self.wfile.write(data[start : max(start, cut)])
+                self.wfile.flush()
+            except OSError:
+                return
+            released.wait(30)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/clip.mp4"
+    finally:
+        released.set()
+        server.shutdown()
+        server.server_close()
+
+
+def spec_for(source: str, room: LocalRoom, room_name: str, **fields: object) -> PushSpec:
+    timeouts = Timeouts(source_read=READ_TIMEOUT)
+    target = f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s"
+    return PushSpec(source=source, target=target, timeouts=timeouts, **fields)  # type: ignore[arg-type]
+
+
+def wait_publishing(room: LocalRoom, room_name: str) -> None:
+    deadline = time.monotonic() + 10
+    while not room.publishers(room_name):
+        assert time.monotonic() < deadline, "the push never published"
+        time.sleep(0.02)
+
+
+def test_a_switchable_push_whose_clip_stalls_fails_saying_the_read_failed(
+    clip: bytes, room: LocalRoom, room_name: str
+) -> None:
+    with (
+        stalling_source(clip, 0.3) as url,
+        Control() as control,
+        pytest.raises(SourceUnreachable, match="reading the source failed"),
+    ):
+        push(spec_for(url, room, room_name, switchable=True), control)
+
+
+def test_a_push_stopped_while_its_source_stalls_leaves_the_room_at_once_and_ends_stopped(
+    clip: bytes, room: LocalRoom, room_name: str
+) -> None:
+    results: list[PushResult] = []
+    # Past the 5 s read to decide how to send it; the push reads a second ahead of the room.
+    with stalling_source(clip, 0.85) as url, Control() as control:
+        spec = spec_for(url, room, room_name)
+        pushing = threading.Thread(target=lambda: results.append(push(spec, control)), daemon=True)
+        pushing.start()
+        wait_publishing(room, room_name)
+        time.sleep(CLIP_SECONDS * 0.85)  # what was read ahead is sent; the read waits for more
+        asked = time.monotonic()
+        control.request_stop()
+        time.sleep(0.3)  # what the control listener gives the push to end by itself
+        if pushing.is_alive():
+            control.cut_off()
+        while room.publishers(room_name) and time.monotonic() - asked < 5:
+            time.sleep(0.01)
+        gone = time.monotonic() - asked
+        pushing.join(30)
+    print(f"stop while the source stalls: publisher gone after {gone * 1000:.0f} ms")
+    assert gone < 1.0
+    assert results and results[0].outcome is Outcome.STOPPED
