@@ -173,7 +173,7 @@ def _open_first(spec: PushSpec, control: Control) -> Source | None:
     """
     if spec.live:
         return call_until_stopped(
-            control, lambda: open_live_source(spec, expect_video=True), Source.close
+            control, lambda: open_live_source(spec, control, expect_video=True), Source.close
         )
     return open_source(spec.source, spec.timeouts, secrets=spec.secrets)
 
@@ -435,7 +435,7 @@ def _relay_connection(
             return
 
 
-def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
+def open_live_source(spec: PushSpec, control: Control, expect_video: bool) -> Source:
     """Open a live source quickly; analyse longer when video was expected but not found.
 
     A live FLV stream announces a video stream only with its first video packets, which a
@@ -446,7 +446,8 @@ def open_live_source(spec: PushSpec, expect_video: bool) -> Source:
     one, a whole GOP later (:mod:`pipeline.catchup` keeps what is stale out of the room).
     """
     source = open_source(spec.source, spec.timeouts, live=True, secrets=spec.secrets)
-    if source.video is None and expect_video:
+    # Not once the push is stopped: the caller has stopped waiting for this open.
+    if source.video is None and expect_video and not control.stop_requested:
         source.close()
         source = open_source(
             spec.source, spec.timeouts, live=True, secrets=spec.secrets, analyze=LIVE_ANALYZE_LONG
@@ -473,7 +474,7 @@ def _reconnect(
             # On a helper thread: an attempt waits at the source server for the source to
             # come back, up to the open timeout, and a stop must not wait with it.
             source = call_until_stopped(
-                control, lambda: open_live_source(spec, expect_video), Source.close
+                control, lambda: open_live_source(spec, control, expect_video), Source.close
             )
         except SourceError as exc:
             log.info("live source still away (attempt %d): %s", progress.reconnects, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import subprocess
 import threading
@@ -19,10 +20,10 @@ from pipeline.control import Control, call_until_stopped
 from pipeline.errors import SourceError
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
-from pipeline.push import output_size
+from pipeline.push import open_live_source, output_size
 from pipeline.redact import MASK, redact_text, redact_url
 from pipeline.source import open_source
-from pipeline.spec import OutputProfile, Timeouts
+from pipeline.spec import OutputProfile, PushSpec, Timeouts
 from pipeline.timeline import Timeline
 
 from .media import make_clip
@@ -266,6 +267,32 @@ def test_control_cut_off_ends_what_is_registered_while_it_is_registered(
         assert control.cut_off()
     assert not control.cut_off()  # closed since: nothing left to end
     assert cut == ["publish"]
+
+
+class _AudioOnly:
+    """What opening a live source that has not shown its video yet gives."""
+
+    video = None
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("stopped", "opens"), [(False, 2), (True, 1)])
+def test_a_live_source_without_video_is_analysed_again_unless_the_push_was_stopped(
+    control: Control, monkeypatch: pytest.MonkeyPatch, stopped: bool, opens: int
+) -> None:
+    opened: list[str] = []
+    # The module, not the function of the same name that the package exports.
+    push_module = importlib.import_module("pipeline.push")
+    monkeypatch.setattr(
+        push_module, "open_source", lambda url, *a, **k: opened.append(url) or _AudioOnly()
+    )
+    if stopped:
+        control.request_stop()  # the push stopped waiting for this open
+    spec = PushSpec(source="rtmp://127.0.0.1/live/s", target="rtmp://127.0.0.1/push/r", live=True)
+    open_live_source(spec, control, expect_video=True)
+    assert len(opened) == opens
 
 
 # --- catching up with a live stream --------------------------------------------------------
