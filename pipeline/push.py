@@ -104,17 +104,7 @@ def push(
         decisions = _decide(source, spec.profile, probe)
         if spec.switchable:
             decisions = {s: SWITCHABLE for s in decisions}
-        progress = Progress(
-            position=_starting_position(spec),
-            duration=None if live else source.duration,
-            streams=[
-                StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
-                for s, d in decisions.items()
-            ],
-            source_state="connected" if live else None,
-        )
-        for report in progress.streams:
-            log.info("%s %s: %s (%s)", report.type, report.codec, report.action, report.reason)
+        progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
         sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
@@ -150,6 +140,25 @@ def push(
                     sink.close()
     finally:
         source.close()
+
+
+def _first_progress(
+    spec: PushSpec, source: Source, decisions: dict[av.stream.Stream, Decision], live: bool
+) -> Progress:
+    """The progress before the first packet: where the push starts, and what it does with
+    each stream of the source (logged)."""
+    progress = Progress(
+        position=_starting_position(spec),
+        duration=None if live else source.duration,
+        streams=[
+            StreamReport(s.type, s.codec_context.name, d.action.value, d.reason)
+            for s, d in decisions.items()
+        ],
+        source_state="connected" if live else None,
+    )
+    for report in progress.streams:
+        log.info("%s %s: %s (%s)", report.type, report.codec, report.action, report.reason)
+    return progress
 
 
 def _stopped(control: Control, progress: Progress) -> PushResult:
