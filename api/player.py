@@ -8,6 +8,7 @@ nobody listening).
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal, cast
 
 from flask import Blueprint, current_app, jsonify, request
@@ -130,9 +131,28 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
         urls += [("Sources", u) for u in parsed.Sources] if isinstance(parsed, Queue) else []
         guard_urls(urls)
     message: dict[str, Any] = {"Command": command, **parsed.model_dump()}
-    if store.send_command(request_id, message) == 0:
+    if not _deliver(store, request_id, message):
         raise ApiError(409, "NotListening", "the push is not listening (its worker may be gone)")
     current_app.logger.info("push %s: command %s sent", request_id, command)
     response = jsonify({"RequestId": request_id, "Command": command, "Message": "command sent"})
     response.status_code = 202
     return response
+
+
+#: How long a command waits for the push to listen. A push shows ``running`` a moment before
+#: its worker has subscribed to its commands, and a worker whose Redis connection dropped
+#: subscribes again a second later; a command sent then is not lost.
+LISTEN_WAIT_SECONDS = 2.0
+
+
+def _deliver(store: JobStore, request_id: str, message: dict[str, Any]) -> bool:
+    """Publish ``message`` to the push, again while nobody listens; whether it got there.
+
+    Publishing to no subscriber delivers nothing, so sending again never doubles a command.
+    """
+    deadline = time.monotonic() + LISTEN_WAIT_SECONDS
+    while store.send_command(request_id, message) == 0:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

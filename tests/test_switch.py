@@ -8,18 +8,22 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import pytest
+import redis
 
+from devstack.redis import RedisServer
 from devstack.room import LocalRoom, publishers_at
+from worker.jobs import JobStore, State, control_channel
 
 from .conftest import CALLBACK_SECRET, job_for
 from .media import make_numbered_clip, read_clip_id, read_frame_number
-from .stack import Api
+from .stack import Api, start_api, stop
 
 FPS = 25
 
@@ -208,6 +212,50 @@ def test_loop_clip_repeats_the_current_clip_until_told_otherwise(
     starts = [i for i, p in enumerate(watcher.pictures) if p.frame == 0]
     assert len(starts) >= 2, "clip 3 was not played again"
     assert_seamless(watcher)
+
+
+@pytest.fixture(scope="module")
+def api_without_workers(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, JobStore]]:
+    """An API on a Redis of its own that no worker reads: a test plays the worker."""
+    work = tmp_path_factory.mktemp("no-workers")
+    with RedisServer(work / "redis") as server:
+        proc, base = start_api(dict(service_env, ROOMCAST_REDIS_URL=server.url), work / "api.log")
+        try:
+            yield Api(base), JobStore(redis.Redis.from_url(server.url), ttl=600, lost_after=30)
+        finally:
+            stop(proc)
+
+
+def test_a_command_sent_as_soon_as_a_push_shows_running_reaches_it(
+    api_without_workers: tuple[Api, JobStore], room: LocalRoom, room_name: str
+) -> None:
+    api, store = api_without_workers
+    rid = api.submit(**job_for(room, "clip.mp4", room_name, Switchable=True))
+    # What a worker does: the job shows running a moment before the worker subscribes to
+    # its commands (here 0.5 s).
+    assert store.transition(rid, (State.QUEUED,), State.RUNNING)[0]
+    store.beat(rid)
+    received: list[dict[str, object]] = []
+
+    def subscribe_late() -> None:
+        time.sleep(0.5)
+        pubsub = store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(control_channel(rid))
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+        pubsub.close()
+
+    worker = threading.Thread(target=subscribe_late)
+    worker.start()
+    answer = api.call("POST", f"/v1/pushes/{rid}/pause")
+    worker.join()
+    assert answer.status == 202, answer.body
+    assert received and received[0]["Command"] == "pause"
 
 
 def test_player_commands_are_refused_for_a_push_that_is_not_switchable(
