@@ -175,16 +175,24 @@ def _starting_position(spec: PushSpec) -> float:
 def _open_first(spec: PushSpec, control: Control) -> Source | None:
     """Open the source to push; None if a stop came first.
 
-    A live source may not be publishing yet: its open then waits at the source server for
-    the stream, up to the open timeout, on a helper thread so that a stop does not wait
-    with it. A file opens on this thread: when 200 pushes start at once, a helper thread
-    each made the start-up burst longer (bench/concurrency.py).
+    A live source opens as :func:`_open_live_until_stopped` says. A file opens on this
+    thread: when 200 pushes start at once, a helper thread each made the start-up burst
+    longer (bench/concurrency.py).
     """
     if spec.live:
-        return call_until_stopped(
-            control, lambda: open_live_source(spec, control, expect_video=True), Source.close
-        )
+        return _open_live_until_stopped(spec, control, expect_video=True)
     return open_source(spec.source, spec.timeouts, secrets=spec.secrets)
+
+
+def _open_live_until_stopped(spec: PushSpec, control: Control, expect_video: bool) -> Source | None:
+    """Open the live source on a helper thread; None as soon as a stop is requested.
+
+    A live source may not be publishing (yet, or again): its open then waits at the source
+    server for the stream, up to the open timeout, and a stop must not wait with it.
+    """
+    return call_until_stopped(
+        control, lambda: open_live_source(spec, control, expect_video), Source.close
+    )
 
 
 def _play(
@@ -480,11 +488,7 @@ def _reconnect(
         delay = min(delay * 2, 2.0)
         progress.reconnects += 1
         try:
-            # On a helper thread: an attempt waits at the source server for the source to
-            # come back, up to the open timeout, and a stop must not wait with it.
-            source = call_until_stopped(
-                control, lambda: open_live_source(spec, control, expect_video), Source.close
-            )
+            source = _open_live_until_stopped(spec, control, expect_video)
         except SourceError as exc:
             log.info("live source still away (attempt %d): %s", progress.reconnects, exc)
             relay.meter.report()
