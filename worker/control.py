@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -236,15 +238,24 @@ def stop_pushes(redis_url: str, request_ids: Iterable[str], reason: str) -> None
 
 
 def start_watchdog(interval: float = 3.0) -> threading.Thread:
-    """A thread that reads the running jobs now and then, so lost ones get handed back."""
-    from .jobs import State  # noqa: PLC0415 - keeps this module's imports light
-    from .services import get_store  # noqa: PLC0415
+    """A thread that looks for lost pushes now and then, so that they get handed back.
+
+    Every worker process runs one, and one at a time looks (``JobStore.take_watch``): the
+    others only ask, so the work does not grow with the number of workers.
+    """
+    from .services import get_store  # noqa: PLC0415 - keeps this module's imports light
+
+    holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def watch() -> None:
         while True:
             time.sleep(interval)
             try:
-                get_store().list(state=State.RUNNING, limit=1000)  # reaping happens on read
+                store = get_store()
+                # The lease is taken before the look and asked for again only ``interval``
+                # after it, so whoever holds it keeps it and looks every ``interval``.
+                if store.take_watch(holder, interval):
+                    store.reap_lost()
             except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any error
                 log.warning("watchdog: %s", exc)
 

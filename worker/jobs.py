@@ -10,6 +10,8 @@ Layout (all keys expire with the job TTL, 3 days by default)::
     roomcast:jobs:user:<app>:<user>, roomcast:jobs:room:<app>:<room>   zset  filters
     roomcast:publisher:<app>:<room>:<user>   str  the request id holding the publisher lease
     roomcast:metrics             hash  service-wide counters for GET /metrics (no expiry)
+    roomcast:watchdog            str   the worker process looking for lost pushes (a lease
+                                       of a few seconds, so that one process at a time does)
 
 The publisher lease makes sure that two jobs never publish as the same (SdkAppId, room,
 UserId) at once: it is taken with the record (queued), renewed by the running push's
@@ -42,6 +44,10 @@ PREFIX = "roomcast:"
 #: ``ended:<state>``, ``error:<Code>``, ``sent_bytes``, ``sent_frames``. Kept in Redis because
 #: every worker process adds to them and the API reads them; Prometheus handles a reset.
 METRICS_KEY = f"{PREFIX}metrics"
+#: Held by the one worker process that looks for lost pushes for the next few seconds.
+WATCHDOG_KEY = f"{PREFIX}watchdog"
+#: Running jobs whose heartbeats are read per round trip when looking for lost pushes.
+_WATCH_PAGE = 500
 
 
 class State(StrEnum):
@@ -484,6 +490,44 @@ class JobStore:
             self.redis.hdel(job_key(job.request_id), "stop")
             self._requeue(job.request_id)
         return moved
+
+    def take_watch(self, holder: str, seconds: float) -> bool:
+        """Whether ``holder`` is the process to look for lost pushes for the next ``seconds``.
+
+        Every worker process runs a watchdog; when each read every running job, the reads
+        grew with workers × pushes (eight workers with 100 pushes: 270 records a second,
+        16% of each worker's Python time, py-spy, docs/benchmarks.md). One lease, taken by
+        whoever asks first once it has expired, leaves one of them looking at a time.
+        """
+        return bool(self.redis.set(WATCHDOG_KEY, holder, nx=True, px=max(1, int(seconds * 1000))))
+
+    def reap_lost(self) -> int:
+        """Hand back (or fail) each running job whose worker went silent; how many.
+
+        Reads the running jobs' heartbeats only; a job that looks lost (or has not beaten
+        yet) is read in full, and :meth:`get` decides, as for any read of the record.
+        """
+        index = f"{PREFIX}jobs:state:{State.RUNNING.value}"
+        cutoff = now() - self.lost_after
+        suspects: list[str] = []
+        start = 0
+        while True:
+            ids = cast("list[bytes]", self.redis.zrange(index, start, start + _WATCH_PAGE - 1))
+            if not ids:
+                break
+            start += len(ids)
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hget(job_key(rid.decode()), "heartbeat")
+            for rid, beat in zip(ids, pipe.execute(), strict=True):
+                if beat is None or float(beat) < cutoff:
+                    suspects.append(rid.decode())
+        reaped = 0
+        for request_id in suspects:
+            job = self.get(request_id)  # hands it back or fails it if it is lost
+            if job is not None and job.state is not State.RUNNING:
+                reaped += 1
+        return reaped
 
     def _reap(self, job: Job) -> Job:
         """A running job whose heartbeat stopped has lost its worker: hand it back, or
