@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker.metrics import FORGET_SECONDS, WORKERS_KEY, read_workers, worker_key
+from worker.metrics import (
+    FORGET_SECONDS,
+    WORKERS_KEY,
+    _children_by_scan,
+    children_of,
+    read_workers,
+    worker_key,
+)
 
 from .conftest import job_for
 from .stack import Api, spawn, start_api, stop
@@ -228,3 +237,27 @@ def test_a_worker_silent_for_long_is_forgotten(redis_server: RedisServer) -> Non
         assert not client.exists(worker_key("late@host"))
     finally:
         client.zrem(WORKERS_KEY, "late@host")
+
+
+def test_a_workers_pool_processes_are_found_whichever_of_its_threads_forked_them() -> None:
+    sleepers: list[subprocess.Popen[bytes]] = []
+
+    def fork() -> None:
+        sleepers.append(subprocess.Popen(["sleep", "30"]))
+
+    fork()
+    forker = threading.Thread(target=fork)  # billiard replaces pool processes from a thread
+    forker.start()
+    forker.join()
+    held = threading.Thread(target=lambda: (fork(), time.sleep(1)))
+    held.start()  # still running when looked at: its child is on its own thread's list
+    time.sleep(0.2)
+    try:
+        found = children_of(os.getpid())
+        assert {s.pid for s in sleepers} <= set(found)
+        assert sorted(found) == sorted(_children_by_scan(os.getpid()))
+    finally:
+        held.join()
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()

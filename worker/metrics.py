@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -76,7 +77,38 @@ def process_rss(pid: int) -> int | None:
 
 
 def children_of(pid: int) -> list[int]:
-    """The direct children of ``pid`` (for a prefork worker: its pool processes)."""
+    """The direct children of ``pid`` (for a prefork worker: its pool processes).
+
+    Linux lists each thread's children in ``/proc/<pid>/task/<tid>/children``: a child is
+    on the list of the thread that forked it, and billiard may fork a replacement from its
+    supervisor thread. Reading every process on the machine instead, every 2 s, took 7% of
+    the Python time of a worker carrying a dozen pushes (py-spy, docs/benchmarks.md); that
+    is left for kernels without the lists (no ``CONFIG_PROC_CHILDREN``).
+    """
+    if not _lists_children():
+        return _children_by_scan(pid)
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in threads:
+        try:
+            listed = Path(f"/proc/{pid}/task/{tid}/children").read_text()
+        except OSError:
+            continue  # the thread ended while we looked
+        found.extend(int(child) for child in listed.split())
+    return found
+
+
+@cache
+def _lists_children() -> bool:
+    """Whether this kernel keeps the ``children`` lists (``CONFIG_PROC_CHILDREN``)."""
+    return Path(f"/proc/self/task/{os.getpid()}/children").exists()
+
+
+def _children_by_scan(pid: int) -> list[int]:
+    """The direct children of ``pid``, from every process's ``stat``."""
     found = []
     try:
         entries = os.listdir("/proc")
@@ -96,15 +128,18 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def worker_rss(pid: int) -> int | None:
+def worker_rss(pid: int, pool_processes: bool = True) -> int | None:
     """Resident memory of a worker: its main process plus its pool processes.
 
     Pages shared after fork count once per process, as in ``ps``: an upper bound, which is
-    what capacity planning wants.
+    what capacity planning wants. ``pool_processes=False`` for a pool without processes
+    (threads, solo): only the main process is read.
     """
     main = process_rss(pid)
     if main is None:
         return None
+    if not pool_processes:
+        return main
     return main + sum(process_rss(child) or 0 for child in children_of(pid))
 
 
@@ -151,7 +186,7 @@ class WorkerBeat(threading.Thread):
         }
         if self.concurrency is not None:
             fields["Concurrency"] = str(self.concurrency)
-        rss = worker_rss(self.pid)
+        rss = worker_rss(self.pid, pool_processes=self.pool == "prefork")
         if rss is not None:
             fields["RssBytes"] = str(rss)
         key = worker_key(self.worker)
