@@ -346,6 +346,7 @@ def _push_file(
     need_keyframe = video_remux
     if not (video_remux and start > 0):
         timeline.begin_segment(start if start > 0 else source.start_time, Fraction(0))
+    resuming = start > 0  # a Fraction: compared once, not for every packet
     try:
         for packet in _packets(source):
             if relay.stopped:
@@ -357,10 +358,10 @@ def _push_file(
                 if not (route.is_video and packet.is_keyframe):
                     continue
                 need_keyframe = False
-                if start > 0:
+                if resuming:
                     t = packet_time(packet)
                     timeline.begin_segment(t if t is not None else start, Fraction(0))
-            elif start > 0 and not route.is_video:
+            elif resuming and not route.is_video:
                 t = packet_time(packet)
                 if t is not None and t < timeline.to_source(Fraction(0)):
                     continue  # audio from before the point the picture resumes at

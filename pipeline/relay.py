@@ -80,13 +80,15 @@ class Relay:
             if ticks is None:
                 continue
             # Float seconds from here on: exact enough for pacing and progress, and a
-            # fraction of the cost of Fraction arithmetic on every packet.
-            seconds = ticks * float(out.time_base)
+            # fraction of the cost of Fraction arithmetic on every packet. (PyAV builds a
+            # new Fraction on every read of ``time_base``: read once per packet.)
+            tick = float(out.time_base)
+            seconds = ticks * tick
             if self._max_duration is not None and seconds >= self._max_duration:
                 self.limit_reason = f"time limit reached ({self._max_duration:g} s)"
                 return False
             if self._lane is not None:
-                if not self._queue(self._lane, out, seconds, is_video):
+                if not self._queue(self._lane, out, seconds, tick, is_video):
                     return False
                 continue
             if self._paced and not self.pacer.wait(seconds, is_video):
@@ -100,7 +102,7 @@ class Relay:
             progress = self.progress
             progress.room_reconnects = self._sink.reconnects
             progress.output_time = seconds
-            position = self._position_after(out, seconds, is_video)
+            position = self._position_after(out, seconds, tick, is_video)
             if position is not None:
                 progress.position = position
             # vod: how late the pacer runs; live: how far the relay fell behind the source
@@ -109,17 +111,20 @@ class Relay:
             self.meter.count(out.size, is_video)
         return True
 
-    def _position_after(self, out: av.Packet, seconds: float, is_video: bool) -> float | None:
+    def _position_after(
+        self, out: av.Packet, seconds: float, tick: float, is_video: bool
+    ) -> float | None:
         """The source position reached once ``out`` is in the room; None: no change.
 
-        The end of the packet, not its start, so that a push resumed from there starts on
-        the next frame: no frame shown twice, none missing. Once the push has video, only
-        video moves it: audio runs ahead of the picture by the decoder's delay, and the
-        frames still held there when a push stops never reach the room.
+        ``tick``: one of the packet's time units in seconds. The end of the packet, not its
+        start, so that a push resumed from there starts on the next frame: no frame shown
+        twice, none missing. Once the push has video, only video moves it: audio runs ahead
+        of the picture by the decoder's delay, and the frames still held there when a push
+        stops never reach the room.
         """
         if not self.track_position:
             return None
-        length = (out.duration or 0) * float(out.time_base)
+        length = (out.duration or 0) * tick
         if is_video:
             # Encoders leave a packet's duration at 0: the frame interval stands in for it.
             if self._last_video is not None and seconds > self._last_video:
@@ -133,9 +138,11 @@ class Relay:
             return None
         return position
 
-    def _queue(self, lane: Lane, out: av.Packet, seconds: float, is_video: bool) -> bool:
+    def _queue(
+        self, lane: Lane, out: av.Packet, seconds: float, tick: float, is_video: bool
+    ) -> bool:
         """Hand a packet to the shared sender; sleep while a second or more is queued."""
-        position = self._position_after(out, seconds, is_video)
+        position = self._position_after(out, seconds, tick, is_video)
         data = self._sink.encode(out)  # here, not on the shared thread
         queued = Queued(self.pacer.due(seconds), data, seconds, position, is_video)
         if lane.add(queued) and self._sender is not None:
