@@ -137,7 +137,7 @@ def push(
                 try:
                     relay.close()  # before the sink closes: the shared sender lets go of it
                 finally:
-                    sink.close()
+                    sink.close(send_held=not relay.stopped)
     finally:
         source.close()
 

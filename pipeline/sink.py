@@ -265,9 +265,18 @@ class RtmpSink:
         if self._cut.is_set():
             raise PublishCut("the publish was ended by a stop")
 
-    def close(self) -> None:
-        """Finish the FLV stream and close the connection (the room sees the user leave)."""
+    def close(self, send_held: bool = True) -> None:
+        """Finish the FLV stream and close the connection (the room sees the user leave).
+
+        FFmpeg's muxer holds packets back to interleave the streams by time: up to about a
+        second of video in a file that stores its streams in runs that long. Closing sends
+        them. ``send_held=False``, for a push that stops, drops them instead: they would
+        reach the room at once after the stop, beyond the position the push reports, and a
+        resume from that position would show them again.
+        """
         container, self._container = self._container, None
+        if not send_held and self._tap is not None:
+            self._tap.capture = []  # what closing writes stays here
         try:
             if container is not None:
                 container.close()
