@@ -122,11 +122,16 @@ class ControlListener(threading.Thread):
     def _fence(self) -> None:
         """Stop the push once no heartbeat has reached Redis for ``fence_after`` seconds."""
         assert self._fence_after is not None
-        while not self._done.wait(min(1.0, self._heartbeat)):
+        while True:
             silent = time.monotonic() - self._last_beat
-            if silent > self._fence_after:
+            if silent >= self._fence_after:
                 log.error("no heartbeat reached Redis for %.1f s: stopping the push", silent)
                 self._ask_to_stop(FENCED_REASON)
+                return
+            # Asleep until the silence would reach the limit, not woken every second: a
+            # beat landing meanwhile moves the limit on, so this wakes about once per
+            # ``fence_after`` while Redis answers (a wake-up per push per second cost CPU).
+            if self._done.wait(self._fence_after - silent):
                 return
 
     def _listen(self) -> None:
