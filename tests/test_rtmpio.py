@@ -1,5 +1,6 @@
-"""The room connection: FFmpeg's RTMP client, written in full TCP segments, and ended from
-another thread when a stop cannot reach the push's own.
+"""The room connection: FFmpeg's RTMP client, written in full TCP segments, ended from
+another thread when a stop cannot reach the push's own, and closed without a burst of held
+packets after a stop.
 
 Against the real local room (nginx-rtmp). That what is written arrives intact and plays is
 what every push test checks through this same connection.
@@ -11,6 +12,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import av
 import pytest
@@ -18,6 +20,8 @@ import pytest
 from devstack.room import LocalRoom
 from pipeline import Control, Outcome, PushSpec, push
 from pipeline.rtmpio import RtmpConnection, TcpStats
+from pipeline.sink import RtmpSink
+from pipeline.spec import Timeouts
 
 from .media import make_clip
 
@@ -164,3 +168,46 @@ def test_a_push_whose_publish_is_cut_off_ends_stopped_without_publishing_again(
     assert not published_again, "the cut publish was reconnected"
     assert results and results[0].outcome is Outcome.STOPPED
     assert 0.5 < results[0].progress.position < 2.0
+
+
+def held_back_and_sent_by_closing(
+    room: LocalRoom, room_name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, send_held: bool
+) -> tuple[int, int]:
+    """Mux a 1 s clip's video alone into a sink with sound and picture, then close the sink.
+
+    The muxer interleaves the streams by time, so it holds the video back while no sound
+    comes (as it does during a run of video in a file). Returns how many packets it held
+    and how many bytes the close wrote to the room.
+    """
+    clip = make_clip(tmp / "clip.mp4", seconds=1, size="320x240")
+    sink = RtmpSink(publish_url(room, room_name), Timeouts()).open()
+    with av.open(str(clip)) as source:
+        video, audio = source.streams.video[0], source.streams.audio[0]
+        outputs = {video.index: sink.add_copy_of(video), audio.index: sink.add_copy_of(audio)}
+        sink.start()
+        held = 0
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = outputs[packet.stream.index]
+                held += not sink.encode(packet)
+    written: list[int] = []
+    write = RtmpConnection.write
+    monkeypatch.setattr(
+        RtmpConnection, "write", lambda self, data: written.append(len(data)) or write(self, data)
+    )
+    sink.close(send_held=send_held)
+    return held, sum(written)
+
+
+def test_closing_a_stopped_push_sends_nothing_the_muxer_held_back(
+    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, sent = held_back_and_sent_by_closing(room, room_name, tmp_path, monkeypatch, False)
+    assert held >= 25 and sent == 0
+
+
+def test_closing_a_push_that_reached_its_end_sends_what_the_muxer_held_back(
+    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, sent = held_back_and_sent_by_closing(room, room_name, tmp_path, monkeypatch, True)
+    assert held >= 25 and sent > 0
