@@ -204,7 +204,13 @@ def test_losing_the_progress_redis_mid_push_does_not_stop_the_push(
     api.wait_state(rid, {"running"}, timeout=15)
     time.sleep(2)
     server.stop()
-    time.sleep(2)
-    assert api.status(rid)["Progress"]["ProgressSaving"].startswith("progress is not being saved")
+    # The status shows it from the progress report after the first failed save: reports come
+    # about once a second, each taken when the push's thread wakes (up to 0.5 s later).
+    deadline = time.monotonic() + 4
+    while not api.status(rid)["Progress"]["ProgressSaving"].startswith(
+        "progress is not being saved"
+    ):
+        assert time.monotonic() < deadline, api.status(rid)
+        time.sleep(0.1)
     final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
     assert final["State"] == "stopped" and "time limit" in final["Reason"]
