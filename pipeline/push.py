@@ -344,9 +344,9 @@ def _push_file(
     # A remuxed video must start on a keyframe; after a seek, the first video packet (a
     # keyframe at or before the target) sets the output origin instead of the target.
     need_keyframe = video_remux
-    if not (video_remux and start > 0):
-        timeline.begin_segment(start if start > 0 else source.start_time, Fraction(0))
     resuming = start > 0  # a Fraction: compared once, not for every packet
+    if not (video_remux and resuming):
+        timeline.begin_segment(start if resuming else source.start_time, Fraction(0))
     try:
         for packet in _packets(source):
             if relay.stopped:
