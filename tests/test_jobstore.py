@@ -4,13 +4,13 @@ watchdog finds the pushes whose worker went silent, one process at a time."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from devstack.redis import RedisServer
+from tests.records import running_job
 from worker.jobs import JobStore, State, job_key, now
 
 
@@ -22,23 +22,6 @@ def _store(
     return JobStore(client, ttl=600, lost_after=30, requeue=requeue), client
 
 
-def _job(store: JobStore, created: float | None = None) -> str:
-    request_id = str(uuid.uuid4())
-    room = f"beat_{request_id[:8]}"
-    doc = {
-        "Mode": "vod",
-        "SdkAppId": 1400000001,
-        "Room": {"StrRoomId": room, "RtmpRoom": room},
-        "UserId": "beat",
-        "VideoSrc": "http://example.invalid/clip.mp4",
-        "Redis": False,
-        "CreatedAt": now() if created is None else created,
-    }
-    store.create(request_id, doc, {"UserSig": "sig-for-tests"})
-    store.transition(request_id, (State.QUEUED,), State.RUNNING, RunId="run-1")
-    return request_id
-
-
 def _script_calls(client: Any) -> int:
     stats = client.info("commandstats")
     return sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_script"))
@@ -46,7 +29,7 @@ def _script_calls(client: Any) -> int:
 
 def test_a_heartbeat_asks_redis_nothing_about_its_scripts(redis_server: RedisServer) -> None:
     store, client = _store(redis_server)
-    request_id = _job(store)
+    request_id = running_job(store)
     store.heartbeat(request_id)  # the first may load the script
     before = _script_calls(client)
     for _ in range(5):
@@ -58,7 +41,7 @@ def test_a_heartbeat_after_redis_lost_its_scripts_still_renews_the_lease(
     redis_server: RedisServer,
 ) -> None:
     store, client = _store(redis_server)
-    request_id = _job(store)
+    request_id = running_job(store)
     client.script_flush()
     assert store.heartbeat(request_id) == (True, "run-1")
     assert store.heartbeat(request_id) == (True, "run-1")
@@ -70,7 +53,7 @@ def test_the_watchdog_hands_back_a_push_whose_heartbeat_stopped_and_leaves_the_b
     requeued: list[str] = []
     store, client = _store(redis_server, requeue=requeued.append)
     client.flushdb()
-    beating, silent = _job(store), _job(store)
+    beating, silent = running_job(store), running_job(store)
     store.heartbeat(beating)
     client.hset(job_key(silent), "heartbeat", now() - 31)
     assert store.reap_lost() == 1
@@ -84,8 +67,8 @@ def test_the_watchdog_judges_a_push_that_never_beat_by_its_start(
 ) -> None:
     store, client = _store(redis_server)  # no requeue hook: a lost push fails
     client.flushdb()
-    never_beat = _job(store, created=now() - 31)
-    just_started = _job(store)
+    never_beat = running_job(store, created=now() - 31)
+    just_started = running_job(store)
     store.reap_lost()
     lost = store.get(never_beat)
     assert lost.state is State.FAILED and lost.doc["Error"]["Code"] == "WorkerLost"

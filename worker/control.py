@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import os
 import signal
@@ -18,7 +16,7 @@ import redis
 
 from pipeline.control import Control
 
-from .jobs import JobStore, control_channel
+from .jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -46,137 +44,6 @@ def mark_pool_child() -> None:
     """Record that this process is a prefork pool child (called at its start)."""
     global _in_pool_child
     _in_pool_child = True
-
-
-class ControlListener(threading.Thread):
-    """Hears control messages for one push and keeps its heartbeat going.
-
-    The heartbeat lives here, not in the media loop, so that it says "this worker is
-    alive" even while a source read is slow.
-
-    ``fence_after``: once no heartbeat has reached Redis for this long, the push is stopped
-    (:data:`FENCED_REASON`). Set a heartbeat short of the time after which other workers
-    take a silent push for lost, it makes sure a worker cut off from Redis has stopped
-    publishing before another one starts the same push.
-    """
-
-    def __init__(
-        self,
-        store: JobStore,
-        request_id: str,
-        control: Control,
-        heartbeat: float,
-        run_id: str = "",
-        fence_after: float | None = None,
-    ) -> None:
-        super().__init__(name=f"control-{request_id[:8]}", daemon=True)
-        self._run_id = run_id
-        self._fence_after = fence_after
-        self._last_beat = time.monotonic()
-        self._store = store
-        self._request_id = request_id
-        self._control = control
-        self._heartbeat = heartbeat
-        self._done = threading.Event()
-        # The job's log context (request id, secrets to mask), for this thread's lines. Not
-        # ``_context``: Python 3.14's Thread runs ``run`` in an attribute of that name.
-        self._job_context = contextvars.copy_context()
-
-    def _ask_to_stop(self, reason: str) -> None:
-        """Ask the push to stop; end its publish from here if it has not, a moment later.
-
-        The push's thread acts on a stop between two packets, but it may be held up in a
-        call a stop does not interrupt: a live source that went silent holds its read for
-        up to the read timeout, and the publisher would stay in the room as long.
-        """
-        self._control.request_stop(reason)
-        if not self._done.wait(STOP_GRACE) and self._control.cut_off():
-            log.info("the push was still publishing %g s after the stop: publish ended", STOP_GRACE)
-
-    def stop(self) -> None:
-        """End the thread (the push is over)."""
-        self._done.set()
-        self.join(timeout=5)
-
-    def run(self) -> None:
-        """Subscribe, pick up a stop sent before we listened, then listen and beat."""
-        self._job_context.run(self._run)
-
-    def _run(self) -> None:
-        if self._fence_after is not None:
-            # Its own thread: a Redis call may hang for its whole socket timeout when the
-            # network drops packets, and the fence must not wait for it.
-            threading.Thread(
-                target=self._job_context.copy().run,
-                args=(self._fence,),
-                name=f"fence-{self.name}",
-                daemon=True,
-            ).start()
-        while not self._done.is_set():
-            try:
-                self._listen()
-            except redis.RedisError as exc:
-                log.warning("control channel lost (%s); retrying", exc)
-                self._done.wait(1.0)
-
-    def _fence(self) -> None:
-        """Stop the push once no heartbeat has reached Redis for ``fence_after`` seconds."""
-        assert self._fence_after is not None
-        while True:
-            silent = time.monotonic() - self._last_beat
-            if silent >= self._fence_after:
-                log.error("no heartbeat reached Redis for %.1f s: stopping the push", silent)
-                self._ask_to_stop(FENCED_REASON)
-                return
-            # Asleep until the silence would reach the limit, not woken every second: a
-            # beat landing meanwhile moves the limit on, so this wakes about once per
-            # ``fence_after`` while Redis answers (a wake-up per push per second cost CPU).
-            if self._done.wait(self._fence_after - silent):
-                return
-
-    def _listen(self) -> None:
-        pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            pubsub.subscribe(control_channel(self._request_id))
-            reason = self._store.stop_requested(self._request_id)
-            if reason:
-                self._ask_to_stop(reason)
-            next_beat = 0.0
-            while not self._done.is_set():
-                now = time.monotonic()
-                if now >= next_beat:
-                    held, current = self._store.heartbeat(self._request_id)
-                    if not held:
-                        # Renewing the lease found another live job holding it: stop publishing.
-                        self._ask_to_stop(LEASE_LOST_REASON)
-                    self._last_beat = now
-                    if self._run_id and current not in (None, self._run_id):
-                        # This worker was taken for lost and the push runs elsewhere now.
-                        self._ask_to_stop(TAKEN_OVER_REASON)
-                    next_beat = now + self._heartbeat
-                # A message ends the wait at once; the timeout only paces the heartbeat and
-                # the check for the end of the push (each wake-up costs every push CPU).
-                message = pubsub.get_message(timeout=min(1.0, self._heartbeat))
-                if message is not None:
-                    self._handle(message.get("data"))
-        finally:
-            pubsub.close()
-
-    def _handle(self, data: object) -> None:
-        try:
-            command = json.loads(data if isinstance(data, str | bytes) else "{}")
-        except ValueError:
-            log.warning("ignoring a control message that is not JSON")
-            return
-        name = command.get("Command")
-        if name == "stop":
-            log.info("stop requested: %s", command.get("Reason", REVOKED_REASON))
-            self._ask_to_stop(str(command.get("Reason") or REVOKED_REASON))
-        elif name in PLAYER_COMMANDS:
-            log.info("command %s received", name)
-            self._control.send(command)
-        else:
-            log.warning("ignoring unknown control command %r", name)
 
 
 @contextmanager

@@ -23,10 +23,10 @@ from .control import (
     FENCED_REASON,
     SHUTDOWN_REASON,
     TAKEN_OVER_REASON,
-    ControlListener,
     signal_stops,
 )
 from .events import CallbackSender
+from .hub import get_hub
 from .jobs import Job, JobStore, State, now
 from .logs import job_context
 from .netguard import check_source_addresses
@@ -87,18 +87,15 @@ def _run(
     rid = job.request_id
     doc = job.doc
     control = Control()
-    listener = ControlListener(
+    hub = get_hub(
         store,
-        rid,
-        control,
         settings.heartbeat_seconds,
-        run_id,
         # Stop one heartbeat before other workers may take this push for lost.
         fence_after=max(
             settings.worker_lost_seconds - settings.heartbeat_seconds, settings.heartbeat_seconds
         ),
     )
-    listener.start()
+    hub.attach(rid, control, run_id)
     callbacks = _start_callbacks(store, settings, rid, secrets)
     presence = trtc.watch_presence(store, settings, rid, doc)
     bookmark: Bookmark | None = None
@@ -191,7 +188,7 @@ def _run(
     finally:
         if presence is not None:
             presence.stop()
-        listener.stop()
+        hub.detach(rid)
         control.close()
         if callbacks is not None:
             callbacks.finish()

@@ -14,9 +14,9 @@ from .settings import get_settings
 def get_redis() -> redis.Redis:
     """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts.
 
-    Every running push holds one connection of the pool for its control channel (a
-    subscription) and borrows others briefly, so the pool is sized for the pushes a
-    threads-pool worker carries, well past redis-py's default of 100.
+    Pushes borrow connections briefly (progress, events), and the process's control hub
+    holds one for its subscription. The cap is a ceiling for a threads-pool worker with many
+    pushes at once, well past redis-py's default of 100; connections open only when needed.
     """
     return redis.Redis.from_url(
         get_settings().redis_url,

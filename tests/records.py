@@ -1,0 +1,25 @@
+"""Job records written straight into Redis, for tests of the worker's side of the store."""
+
+from __future__ import annotations
+
+import uuid
+
+from worker.jobs import JobStore, State, now
+
+
+def running_job(store: JobStore, created: float | None = None, run_id: str = "run-1") -> str:
+    """A new job moved to ``running`` as run ``run_id``, as a worker starting it leaves it."""
+    request_id = str(uuid.uuid4())
+    room = f"rec_{request_id[:8]}"
+    doc = {
+        "Mode": "vod",
+        "SdkAppId": 1400000001,
+        "Room": {"StrRoomId": room, "RtmpRoom": room},
+        "UserId": "rec",
+        "VideoSrc": "http://example.invalid/clip.mp4",
+        "Redis": False,
+        "CreatedAt": now() if created is None else created,
+    }
+    store.create(request_id, doc, {"UserSig": "sig-for-tests"})
+    store.transition(request_id, (State.QUEUED,), State.RUNNING, RunId=run_id)
+    return request_id

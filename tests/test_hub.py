@@ -1,0 +1,156 @@
+"""A worker process hears and beats for all its pushes on one Redis subscription.
+
+Real Redis, real threads: the hub here is the one the worker runs, given jobs of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from devstack.redis import RedisServer
+from pipeline.control import Control
+from tests.records import running_job
+from worker.control import FENCED_REASON, TAKEN_OVER_REASON
+from worker.hub import ControlHub
+from worker.jobs import JobStore, control_channel, job_key
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> Iterator[JobStore]:
+    client: Any = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/11")
+    yield JobStore(client, ttl=600, lost_after=30)
+    client.close()
+
+
+@pytest.fixture
+def hub(store: JobStore) -> Iterator[ControlHub]:
+    hub = ControlHub(store, heartbeat=0.2, fence_after=None)
+    hub.start()
+    yield hub
+    hub.close()
+
+
+def _eventually(check: Callable[[], object], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.02)
+
+
+def _listeners(store: JobStore, request_id: str) -> int:
+    return int(
+        dict(store.redis.pubsub_numsub(control_channel(request_id)))[
+            control_channel(request_id).encode()
+        ]
+    )
+
+
+def _attach(hub: ControlHub, store: JobStore, count: int) -> list[tuple[str, Control]]:
+    pushes = [(running_job(store), Control()) for _ in range(count)]
+    for request_id, control in pushes:
+        hub.attach(request_id, control, "run-1")
+    for request_id, _ in pushes:
+        _eventually(lambda rid=request_id: _listeners(store, rid) == 1)
+    return pushes
+
+
+def test_every_push_of_a_process_is_heard_on_one_redis_connection(
+    store: JobStore, hub: ControlHub
+) -> None:
+    pushes = _attach(hub, store, 3)
+    subscribed = [c for c in store.redis.client_list() if int(c["sub"]) > 0]
+    # The three pushes' channels and the hub's own wake-up channel.
+    assert sum(int(c["sub"]) == 4 for c in subscribed) == 1
+    for _, control in pushes:
+        control.close()
+
+
+def test_a_stop_message_stops_its_push_and_no_other(store: JobStore, hub: ControlHub) -> None:
+    (first, first_control), (_, other_control) = _attach(hub, store, 2)
+    store.request_stop(first, "stopped by request")
+    _eventually(lambda: first_control.stop_requested)
+    time.sleep(0.3)
+    assert first_control.stop_reason == "stopped by request"
+    assert other_control.stop_reason is None
+
+
+def test_a_stop_sent_before_the_push_listened_is_acted_on(store: JobStore, hub: ControlHub) -> None:
+    request_id = running_job(store)
+    store.request_stop(request_id, "stopped early")
+    control = Control()
+    hub.attach(request_id, control, "run-1")
+    _eventually(lambda: control.stop_reason == "stopped early")
+
+
+def test_a_player_command_reaches_its_push_and_counts_one_listener(
+    store: JobStore, hub: ControlHub
+) -> None:
+    [(request_id, control)] = _attach(hub, store, 1)
+    command = {"Command": "switch", "Index": 2}
+    assert store.send_command(request_id, command) == 1
+    received: list[dict[str, Any]] = []
+    _eventually(lambda: received.extend(control.commands()) or received)
+    assert received == [command]
+
+
+def test_a_detached_push_is_no_longer_listened_for(store: JobStore, hub: ControlHub) -> None:
+    [(request_id, _)] = _attach(hub, store, 1)
+    hub.detach(request_id)
+    _eventually(lambda: _listeners(store, request_id) == 0)
+    assert hub.attached() == []
+
+
+def test_one_beat_keeps_every_attached_push_alive(store: JobStore, hub: ControlHub) -> None:
+    pushes = _attach(hub, store, 3)
+
+    def beats() -> list[float]:
+        return [float(store.redis.hget(job_key(rid), "heartbeat") or 0) for rid, _ in pushes]
+
+    _eventually(lambda: all(beats()))
+    first = beats()
+    _eventually(lambda: all(b > a for a, b in zip(first, beats(), strict=True)))
+
+
+def test_a_push_whose_job_runs_elsewhere_now_is_stopped(store: JobStore, hub: ControlHub) -> None:
+    [(request_id, control)] = _attach(hub, store, 1)
+    # Another worker took the job for lost and started run 2 of it.
+    doc = json.loads(store.redis.hget(job_key(request_id), "doc"))
+    store.redis.hset(job_key(request_id), "doc", json.dumps({**doc, "RunId": "run-2"}))
+    _eventually(lambda: control.stop_reason == TAKEN_OVER_REASON)
+
+
+def test_pushes_in_a_process_cut_off_from_redis_stop_once_silent_too_long() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    client: Any = redis.Redis(
+        port=port, socket_timeout=0.2, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    hub = ControlHub(JobStore(client, ttl=600, lost_after=30), heartbeat=0.2, fence_after=0.6)
+    hub.start()
+    try:
+        control = Control()
+        started = time.monotonic()
+        hub.attach("cut-off", control, "run-1")
+        _eventually(lambda: control.stop_requested)
+        assert control.stop_reason == FENCED_REASON
+        assert 0.6 <= time.monotonic() - started < 1.5
+    finally:
+        hub.close()
+        client.close()
+
+
+def test_many_heartbeats_go_in_one_call_and_say_each_push_holds_its_lease(
+    store: JobStore,
+) -> None:
+    ids = [running_job(store) for _ in range(3)]
+    assert store.heartbeats(ids) == {rid: (True, "run-1") for rid in ids}

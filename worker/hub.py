@@ -1,0 +1,296 @@
+"""One control hub per worker process: every push's control messages and heartbeats.
+
+A push is attached to the hub while it runs. The hub hears the push's control channel
+(``roomcast:control:<id>``: stop and player commands) on the process's one subscription,
+beats for all its pushes in one pipelined round trip every ``heartbeat`` seconds, and
+stops a push when something says it must no longer publish:
+
+* a stop message, or a stop flag left before the push listened;
+* its publisher lease held by another live job (:data:`~worker.control.LEASE_LOST_REASON`);
+* another run of the job current in Redis: this worker was taken for lost
+  (:data:`~worker.control.TAKEN_OVER_REASON`);
+* no heartbeat reaching Redis for ``fence_after`` seconds
+  (:data:`~worker.control.FENCED_REASON`), so that a worker cut off from Redis has stopped
+  publishing before another one takes the push over.
+
+Why one per process, not a thread and a subscription per push: with 25 pushes in a
+threads-pool worker, 50 threads woke and 25 round trips went to Redis every two seconds,
+and every push held a Redis connection for its subscription (10 000 of them for the
+10 000-push plan in docs/benchmarks.md). Now a worker process holds two threads and one
+subscription, whatever the number of its pushes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import redis
+
+from pipeline.control import Control
+
+from .control import (
+    FENCED_REASON,
+    LEASE_LOST_REASON,
+    PLAYER_COMMANDS,
+    REVOKED_REASON,
+    STOP_GRACE,
+    TAKEN_OVER_REASON,
+)
+from .jobs import PREFIX, JobStore, control_channel
+
+log = logging.getLogger(__name__)
+
+_FENCE_LOG = "no heartbeat reached Redis for %.1f s: stopping the push"
+
+
+@dataclass(eq=False)
+class Attached:
+    """One push attached to the hub."""
+
+    request_id: str
+    control: Control
+    #: The run of the job this push is; another one current in Redis means a takeover.
+    run_id: str
+    #: The push's log context (request id, secrets to mask), for lines about it.
+    context: contextvars.Context
+    attached_at: float = field(default_factory=time.monotonic)
+    #: Set once the push is over: a stop that finds it set needs no cut-off.
+    done: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False
+
+    def run(self, call: Callable[[], object]) -> None:
+        """``call()`` in the push's log context (a copy: threads may do this at once)."""
+        self.context.copy().run(call)
+
+
+class ControlHub:
+    """Hears and beats for every push of this worker process (see the module docstring).
+
+    ``fence_after``: once no heartbeat has reached Redis for this long, the pushes stop
+    (:data:`~worker.control.FENCED_REASON`); ``None`` never fences.
+    """
+
+    def __init__(self, store: JobStore, heartbeat: float, fence_after: float | None) -> None:
+        self._store = store
+        self._heartbeat = heartbeat
+        self._fence_after = fence_after
+        self._lock = threading.Lock()
+        self._pushes: dict[str, Attached] = {}
+        self._changed = threading.Event()
+        # Attaching a push publishes here, so that the hub subscribes to its channel now
+        # rather than at its next heartbeat.
+        self._wake_channel = f"{PREFIX}control-hub:{uuid.uuid4().hex}"
+        self._last_beat = time.monotonic()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start hearing, beating and (with ``fence_after``) fencing."""
+        targets: list[tuple[str, Callable[[], None]]] = [("roomcast-control", self._run)]
+        if self._fence_after is not None:
+            # Its own thread: a Redis call may hang for its whole socket timeout when the
+            # network drops packets, and the fence must not wait for it.
+            targets.append(("roomcast-fence", self._fence))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        """Stop hearing and beating, and end the threads (a worker process lives with its hub)."""
+        self._closed.set()
+        self._wake()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def attach(self, request_id: str, control: Control, run_id: str = "") -> None:
+        """Hear and beat for this push until :meth:`detach`, in the caller's log context."""
+        with self._lock:
+            self._pushes[request_id] = Attached(
+                request_id, control, run_id, contextvars.copy_context()
+            )
+        self._wake()
+
+    def detach(self, request_id: str) -> None:
+        """The push is over: no more messages, beats or stops for it."""
+        with self._lock:
+            attached = self._pushes.pop(request_id, None)
+        if attached is not None:
+            attached.done.set()
+            # Unsubscribed at the hub's next wake-up, within a heartbeat: no Redis call
+            # here, where a push cut off from Redis ends (a publish would wait out retries).
+            self._changed.set()
+
+    def attached(self) -> list[str]:
+        """The request ids of the pushes attached now."""
+        with self._lock:
+            return list(self._pushes)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        try:
+            self._store.redis.publish(self._wake_channel, b"")
+        except redis.RedisError:
+            pass  # the hub is reconnecting, and subscribes to everything attached then
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._listen()
+            except redis.RedisError as exc:
+                log.warning("control channel lost (%s); retrying", exc)
+                self._closed.wait(1.0)
+            except Exception:
+                # The hub must outlive any bug: without it no push stops on request.
+                log.exception("control hub error; restarting it")
+                self._closed.wait(1.0)
+
+    def _listen(self) -> None:
+        pubsub = self._store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self._wake_channel)
+            # Channel → request id, for the pushes subscribed to on this connection.
+            channels: dict[bytes, str] = {}
+            self._changed.set()
+            next_beat = 0.0
+            while not self._closed.is_set():
+                if self._changed.is_set():
+                    self._changed.clear()
+                    self._subscribe(pubsub, channels)
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat()
+                    next_beat = now + self._heartbeat
+                # Messages, including the wake-up of an attach, end the wait at once.
+                message = pubsub.get_message(timeout=max(0.0, next_beat - time.monotonic()))
+                if message is not None:
+                    request_id = channels.get(message["channel"])
+                    if request_id is not None:
+                        self._handle(request_id, message.get("data"))
+        finally:
+            pubsub.close()
+
+    def _subscribe(self, pubsub: redis.client.PubSub, channels: dict[bytes, str]) -> None:
+        """Follow the attached pushes; a new one's stop left before it listened is acted on."""
+        with self._lock:
+            wanted = {control_channel(rid).encode(): rid for rid in self._pushes}
+        new = [channel for channel in wanted if channel not in channels]
+        gone = [channel for channel in channels if channel not in wanted]
+        if gone:
+            pubsub.unsubscribe(*gone)  # type: ignore[no-untyped-call]
+        if new:
+            pubsub.subscribe(*new)
+        channels.clear()
+        channels.update(wanted)
+        for channel in new:
+            # Subscribed first, then the flag: a stop sent in between is heard either way.
+            reason = self._store.stop_requested(wanted[channel])
+            if reason:
+                self._stop(wanted[channel], reason)
+
+    def _beat(self) -> None:
+        """One heartbeat for every attached push, and what each one's answer means."""
+        with self._lock:
+            pushes = list(self._pushes.values())
+        if not pushes:
+            self._last_beat = time.monotonic()
+            return
+        beats = self._store.heartbeats([p.request_id for p in pushes])
+        self._last_beat = time.monotonic()
+        for push in pushes:
+            held, current = beats[push.request_id]
+            if not held:
+                # Renewing the lease found another live job holding it: stop publishing.
+                self._stop(push.request_id, LEASE_LOST_REASON)
+            elif push.run_id and current not in (None, push.run_id):
+                # This worker was taken for lost and the push runs elsewhere now.
+                self._stop(push.request_id, TAKEN_OVER_REASON)
+
+    def _handle(self, request_id: str, data: object) -> None:
+        with self._lock:
+            push = self._pushes.get(request_id)
+        if push is None:
+            return
+        try:
+            command = json.loads(data if isinstance(data, str | bytes) else "{}")
+        except ValueError:
+            push.run(lambda: log.warning("ignoring a control message that is not JSON"))
+            return
+        name = command.get("Command")
+        if name == "stop":
+            reason = str(command.get("Reason") or REVOKED_REASON)
+            push.run(lambda: log.info("stop requested: %s", reason))
+            self._stop(request_id, reason)
+        elif name in PLAYER_COMMANDS:
+            push.run(lambda: log.info("command %s received", name))
+            push.control.send(command)
+        else:
+            push.run(lambda: log.warning("ignoring unknown control command %r", name))
+
+    def _stop(self, request_id: str, reason: str) -> None:
+        """Ask the push to stop; end its publish from elsewhere if it has not, a moment later.
+
+        The push's thread acts on a stop between two packets, but it may be held up in a
+        call a stop does not interrupt: a live source that went silent holds its read for
+        up to the read timeout, and the publisher would stay in the room as long.
+        """
+        with self._lock:
+            push = self._pushes.get(request_id)
+            if push is None or push.stopping:
+                return
+            push.stopping = True
+        push.control.request_stop(reason)
+        # Waited for on a timer, not here: the hub hears and beats for the other pushes.
+        timer = threading.Timer(STOP_GRACE, push.run, args=(lambda: self._cut_off(push),))
+        timer.daemon = True
+        timer.start()
+
+    @staticmethod
+    def _cut_off(push: Attached) -> None:
+        if not push.done.is_set() and push.control.cut_off():
+            log.info("the push was still publishing %g s after the stop: publish ended", STOP_GRACE)
+
+    def _fence(self) -> None:
+        """Stop the pushes once no heartbeat has reached Redis for ``fence_after`` seconds."""
+        assert self._fence_after is not None
+        while not self._closed.is_set():
+            now = time.monotonic()
+            wait = self._fence_after
+            with self._lock:
+                pushes = [p for p in self._pushes.values() if not p.stopping]
+            for push in pushes:
+                # A push attached after the last beat has not missed one yet.
+                silent = now - max(self._last_beat, push.attached_at)
+                if silent >= self._fence_after:
+                    push.run(partial(log.error, _FENCE_LOG, silent))
+                    self._stop(push.request_id, FENCED_REASON)
+                else:
+                    wait = min(wait, self._fence_after - silent)
+            # Asleep until the first silence would reach the limit, not woken every
+            # second: a beat landing meanwhile moves the limits on.
+            self._closed.wait(wait)
+
+
+_hub: ControlHub | None = None
+_hub_pid = 0
+_hub_lock = threading.Lock()
+
+
+def get_hub(store: JobStore, heartbeat: float, fence_after: float | None) -> ControlHub:
+    """This process's hub, started on first use (in a prefork worker, after the fork)."""
+    global _hub, _hub_pid
+    with _hub_lock:
+        # A forked process inherits the object but not its threads: it needs its own.
+        if _hub is None or _hub_pid != os.getpid():
+            _hub, _hub_pid = ControlHub(store, heartbeat, fence_after), os.getpid()
+            _hub.start()
+        return _hub
