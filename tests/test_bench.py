@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bench import thread_cpu
 from bench.concurrency import worker_setting
 from bench.receiver import pacing_errors
 from devstack.room import LocalRoom
@@ -104,6 +107,33 @@ def test_the_wake_cost_benchmark_prints_its_four_figures() -> None:
     figures = [line.rsplit(maxsplit=3)[1] for line in run.stdout.splitlines()]
     assert len(figures) == 4, run.stdout
     assert all(float(figure) > 0 for figure in figures), run.stdout
+
+
+def test_the_thread_cpu_benchmark_finds_the_busy_thread_of_a_process() -> None:
+    # A process whose thread ``spinner`` is busy and whose main thread sleeps.
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time\n"
+            "def spin():\n    while True: pass\n"
+            "threading.Thread(target=spin, name='spinner', daemon=True).start()\n"
+            "time.sleep(60)",
+        ]
+    )
+    try:
+        time.sleep(0.3)
+        cores = thread_cpu.cpu_by_name(busy.pid, 1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    busiest, used = cores.most_common(1)[0]
+    if shutil.which("py-spy"):
+        assert busiest == "spinner", cores
+    else:  # every thread has the kernel's name, the process's
+        assert len(cores) == 1, cores
+    assert used > 0.1, cores
+    assert sum(cores.values()) - used < 0.1, cores
 
 
 def test_the_cpu_benchmark_measures_both_sides_and_the_segments_they_send() -> None:
