@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,8 +21,8 @@ from devstack.redis import RedisServer
 from pipeline.control import Control
 from tests.records import running_job
 from worker.control import FENCED_REASON, TAKEN_OVER_REASON
-from worker.hub import ControlHub
-from worker.jobs import JobStore, control_channel, job_key
+from worker.hub import Attached, ControlHub
+from worker.jobs import Beat, JobStore, control_channel, job_key
 
 
 @pytest.fixture
@@ -54,12 +55,11 @@ def _listeners(store: JobStore, request_id: str) -> int:
     )
 
 
-def _attach(hub: ControlHub, store: JobStore, count: int) -> list[tuple[str, Control]]:
-    pushes = [(running_job(store), Control()) for _ in range(count)]
-    for request_id, control in pushes:
-        hub.attach(request_id, control, "run-1")
-    for request_id, _ in pushes:
-        _eventually(lambda rid=request_id: _listeners(store, rid) == 1)
+def _attach(hub: ControlHub, store: JobStore, count: int) -> list[Attached]:
+    """``count`` new running jobs attached, once the hub listens for each."""
+    pushes = [hub.attach(running_job(store), Control(), "run-1") for _ in range(count)]
+    for push in pushes:
+        _eventually(lambda rid=push.request_id: _listeners(store, rid) == 1)
     return pushes
 
 
@@ -70,17 +70,17 @@ def test_every_push_of_a_process_is_heard_on_one_redis_connection(
     subscribed = [c for c in store.redis.client_list() if int(c["sub"]) > 0]
     # The three pushes' channels and the hub's own wake-up channel.
     assert sum(int(c["sub"]) == 4 for c in subscribed) == 1
-    for _, control in pushes:
-        control.close()
+    for push in pushes:
+        push.control.close()
 
 
 def test_a_stop_message_stops_its_push_and_no_other(store: JobStore, hub: ControlHub) -> None:
-    (first, first_control), (_, other_control) = _attach(hub, store, 2)
-    store.request_stop(first, "stopped by request")
-    _eventually(lambda: first_control.stop_requested)
+    first, other = _attach(hub, store, 2)
+    store.request_stop(first.request_id, "stopped by request")
+    _eventually(lambda: first.control.stop_requested)
     time.sleep(0.3)
-    assert first_control.stop_reason == "stopped by request"
-    assert other_control.stop_reason is None
+    assert first.control.stop_reason == "stopped by request"
+    assert other.control.stop_reason is None
 
 
 def test_a_stop_sent_before_the_push_listened_is_acted_on(store: JobStore, hub: ControlHub) -> None:
@@ -94,18 +94,18 @@ def test_a_stop_sent_before_the_push_listened_is_acted_on(store: JobStore, hub: 
 def test_a_player_command_reaches_its_push_and_counts_one_listener(
     store: JobStore, hub: ControlHub
 ) -> None:
-    [(request_id, control)] = _attach(hub, store, 1)
+    [push] = _attach(hub, store, 1)
     command = {"Command": "switch", "Index": 2}
-    assert store.send_command(request_id, command) == 1
+    assert store.send_command(push.request_id, command) == 1
     received: list[dict[str, Any]] = []
-    _eventually(lambda: received.extend(control.commands()) or received)
+    _eventually(lambda: received.extend(push.control.commands()) or received)
     assert received == [command]
 
 
 def test_a_detached_push_is_no_longer_listened_for(store: JobStore, hub: ControlHub) -> None:
-    [(request_id, _)] = _attach(hub, store, 1)
-    hub.detach(request_id)
-    _eventually(lambda: _listeners(store, request_id) == 0)
+    [push] = _attach(hub, store, 1)
+    hub.detach(push)
+    _eventually(lambda: _listeners(store, push.request_id) == 0)
     assert hub.attached() == []
 
 
@@ -113,7 +113,7 @@ def test_one_beat_keeps_every_attached_push_alive(store: JobStore, hub: ControlH
     pushes = _attach(hub, store, 3)
 
     def beats() -> list[float]:
-        return [float(store.redis.hget(job_key(rid), "heartbeat") or 0) for rid, _ in pushes]
+        return [float(store.redis.hget(job_key(p.request_id), "heartbeat") or 0) for p in pushes]
 
     _eventually(lambda: all(beats()))
     first = beats()
@@ -121,11 +121,13 @@ def test_one_beat_keeps_every_attached_push_alive(store: JobStore, hub: ControlH
 
 
 def test_a_push_whose_job_runs_elsewhere_now_is_stopped(store: JobStore, hub: ControlHub) -> None:
-    [(request_id, control)] = _attach(hub, store, 1)
+    [push] = _attach(hub, store, 1)
     # Another worker took the job for lost and started run 2 of it.
-    doc = json.loads(store.redis.hget(job_key(request_id), "doc"))
-    store.redis.hset(job_key(request_id), "doc", json.dumps({**doc, "RunId": "run-2"}))
-    _eventually(lambda: control.stop_reason == TAKEN_OVER_REASON)
+    key = job_key(push.request_id)
+    store.redis.hset(
+        key, "doc", json.dumps({**json.loads(store.redis.hget(key, "doc")), "RunId": "run-2"})
+    )
+    _eventually(lambda: push.control.stop_reason == TAKEN_OVER_REASON)
 
 
 def test_pushes_in_a_process_cut_off_from_redis_stop_once_silent_too_long() -> None:
@@ -153,4 +155,42 @@ def test_many_heartbeats_go_in_one_call_and_say_each_push_holds_its_lease(
     store: JobStore,
 ) -> None:
     ids = [running_job(store) for _ in range(3)]
-    assert store.heartbeats(ids) == {rid: (True, "run-1") for rid in ids}
+    assert store.heartbeats(ids) == {rid: Beat(True, "run-1", None) for rid in ids}
+
+
+def test_a_stop_whose_message_was_missed_is_found_by_the_next_beat(
+    store: JobStore, hub: ControlHub
+) -> None:
+    [push] = _attach(hub, store, 1)
+    # The flag without the message: what a subscription dropped and renewed leaves.
+    store.redis.hset(job_key(push.request_id), "stop", "stopped while reconnecting")
+    _eventually(lambda: push.control.stop_reason == "stopped while reconnecting")
+
+
+def test_a_record_that_cannot_be_beaten_costs_the_other_pushes_nothing(
+    store: JobStore, hub: ControlHub
+) -> None:
+    broken = str(uuid.uuid4())
+    store.redis.set(job_key(broken), "not a job's hash")
+    hub.attach(broken, Control(), "run-1")
+    [push] = _attach(hub, store, 1)
+    key = job_key(push.request_id)
+    before = float(store.redis.hget(key, "heartbeat") or 0)
+    _eventually(lambda: float(store.redis.hget(key, "heartbeat") or 0) > before)
+    assert push.control.stop_reason is None
+
+
+def test_the_next_run_of_a_job_in_the_same_process_is_heard_after_the_last_one_ends(
+    store: JobStore, hub: ControlHub
+) -> None:
+    # Run 1 was taken for lost but is still ending here; run 2 started in this process.
+    request_id = running_job(store, run_id="run-2")
+    old, new = Control(), Control()
+    old_push = hub.attach(request_id, old, "run-1")
+    hub.attach(request_id, new, "run-2")
+    _eventually(lambda: old.stop_reason == TAKEN_OVER_REASON)
+    hub.detach(old_push)
+    time.sleep(0.5)  # a beat or two and a wake-up: the channel must stay subscribed
+    assert _listeners(store, request_id) == 1
+    store.request_stop(request_id, "stopped by request")
+    _eventually(lambda: new.stop_reason == "stopped by request")

@@ -85,7 +85,9 @@ class ControlHub:
         self._heartbeat = heartbeat
         self._fence_after = fence_after
         self._lock = threading.Lock()
-        self._pushes: dict[str, Attached] = {}
+        # By request id. Usually one run each; two when a run that was taken for lost is
+        # still ending here while the job's next run started in this same process.
+        self._pushes: dict[str, list[Attached]] = {}
         self._changed = threading.Event()
         # Attaching a push publishes here, so that the hub subscribes to its channel now
         # rather than at its next heartbeat.
@@ -113,28 +115,41 @@ class ControlHub:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def attach(self, request_id: str, control: Control, run_id: str = "") -> None:
+    def attach(self, request_id: str, control: Control, run_id: str = "") -> Attached:
         """Hear and beat for this push until :meth:`detach`, in the caller's log context."""
+        push = Attached(request_id, control, run_id, contextvars.copy_context())
         with self._lock:
-            self._pushes[request_id] = Attached(
-                request_id, control, run_id, contextvars.copy_context()
-            )
+            self._pushes.setdefault(request_id, []).append(push)
         self._wake()
+        return push
 
-    def detach(self, request_id: str) -> None:
-        """The push is over: no more messages, beats or stops for it."""
+    def detach(self, push: Attached) -> None:
+        """The push is over: no more messages, beats or stops for it.
+
+        Once this returns, the hub no longer touches ``push.control``, which may be closed.
+        """
         with self._lock:
-            attached = self._pushes.pop(request_id, None)
-        if attached is not None:
-            attached.done.set()
-            # Unsubscribed at the hub's next wake-up, within a heartbeat: no Redis call
-            # here, where a push cut off from Redis ends (a publish would wait out retries).
-            self._changed.set()
+            runs = self._pushes.get(push.request_id, [])
+            if push in runs:
+                runs.remove(push)
+            if not runs:
+                self._pushes.pop(push.request_id, None)
+            push.done.set()
+        # Unsubscribed at the hub's next wake-up, within a heartbeat: no Redis call here,
+        # where a push cut off from Redis ends (a publish would wait out retries).
+        self._changed.set()
 
     def attached(self) -> list[str]:
         """The request ids of the pushes attached now."""
         with self._lock:
             return list(self._pushes)
+
+    def _runs(self, request_id: str | None = None) -> list[Attached]:
+        """The attached runs of one job, or of every job."""
+        with self._lock:
+            if request_id is not None:
+                return list(self._pushes.get(request_id, ()))
+            return [push for runs in self._pushes.values() for push in runs]
 
     def _wake(self) -> None:
         self._changed.set()
@@ -192,35 +207,41 @@ class ControlHub:
             pubsub.subscribe(*new)
         channels.clear()
         channels.update(wanted)
-        for channel in new:
-            # Subscribed first, then the flag: a stop sent in between is heard either way.
-            reason = self._store.stop_requested(wanted[channel])
+        # Subscribed first, then the flags: a stop sent in between is heard either way.
+        flags = self._store.stop_requests([wanted[channel] for channel in new])
+        for request_id, reason in flags.items():
             if reason:
-                self._stop(wanted[channel], reason)
+                for push in self._runs(request_id):
+                    self._stop(push, reason)
 
     def _beat(self) -> None:
         """One heartbeat for every attached push, and what each one's answer means."""
-        with self._lock:
-            pushes = list(self._pushes.values())
+        pushes = self._runs()
         if not pushes:
             self._last_beat = time.monotonic()
             return
-        beats = self._store.heartbeats([p.request_id for p in pushes])
+        beats = self._store.heartbeats(list(dict.fromkeys(p.request_id for p in pushes)))
         self._last_beat = time.monotonic()
         for push in pushes:
-            held, current = beats[push.request_id]
-            if not held:
+            beat = beats.get(push.request_id)
+            if beat is None:
+                continue  # its record could not be read as a job's (logged by the store)
+            if beat.stop:
+                # A stop whose message this process missed: redis-py reconnects a dropped
+                # subscription by itself, and what was published meanwhile is lost.
+                self._stop(push, beat.stop)
+            elif not beat.held:
                 # Renewing the lease found another live job holding it: stop publishing.
-                self._stop(push.request_id, LEASE_LOST_REASON)
-            elif push.run_id and current not in (None, push.run_id):
+                self._stop(push, LEASE_LOST_REASON)
+            elif push.run_id and beat.run_id not in (None, push.run_id):
                 # This worker was taken for lost and the push runs elsewhere now.
-                self._stop(push.request_id, TAKEN_OVER_REASON)
+                self._stop(push, TAKEN_OVER_REASON)
 
     def _handle(self, request_id: str, data: object) -> None:
-        with self._lock:
-            push = self._pushes.get(request_id)
-        if push is None:
-            return
+        for push in self._runs(request_id):
+            self._handle_one(push, data)
+
+    def _handle_one(self, push: Attached, data: object) -> None:
         try:
             command = json.loads(data if isinstance(data, str | bytes) else "{}")
         except ValueError:
@@ -230,26 +251,28 @@ class ControlHub:
         if name == "stop":
             reason = str(command.get("Reason") or REVOKED_REASON)
             push.run(lambda: log.info("stop requested: %s", reason))
-            self._stop(request_id, reason)
-        elif name in PLAYER_COMMANDS:
+            self._stop(push, reason)
+        elif name in PLAYER_COMMANDS and not push.stopping:
             push.run(lambda: log.info("command %s received", name))
             push.control.send(command)
-        else:
+        elif name not in PLAYER_COMMANDS:
             push.run(lambda: log.warning("ignoring unknown control command %r", name))
 
-    def _stop(self, request_id: str, reason: str) -> None:
+    def _stop(self, push: Attached, reason: str) -> None:
         """Ask the push to stop; end its publish from elsewhere if it has not, a moment later.
 
         The push's thread acts on a stop between two packets, but it may be held up in a
         call a stop does not interrupt: a live source that went silent holds its read for
-        up to the read timeout, and the publisher would stay in the room as long.
+        up to the read timeout, and the publisher would stay in the room as long. Each
+        stop asked for again (a beat that finds the lease still taken) tries once more.
         """
         with self._lock:
-            push = self._pushes.get(request_id)
-            if push is None or push.stopping:
+            if push.done.is_set():
                 return
             push.stopping = True
-        push.control.request_stop(reason)
+            # Under the lock: ``detach`` takes it before the runner closes the control, so
+            # this never writes to a descriptor number another connection has reused.
+            push.control.request_stop(reason)
         # Waited for on a timer, not here: the hub hears and beats for the other pushes.
         timer = threading.Timer(STOP_GRACE, push.run, args=(lambda: self._cut_off(push),))
         timer.daemon = True
@@ -266,14 +289,14 @@ class ControlHub:
         while not self._closed.is_set():
             now = time.monotonic()
             wait = self._fence_after
-            with self._lock:
-                pushes = [p for p in self._pushes.values() if not p.stopping]
-            for push in pushes:
+            for push in self._runs():
+                if push.stopping:
+                    continue
                 # A push attached after the last beat has not missed one yet.
                 silent = now - max(self._last_beat, push.attached_at)
                 if silent >= self._fence_after:
                     push.run(partial(log.error, _FENCE_LOG, silent))
-                    self._stop(push.request_id, FENCED_REASON)
+                    self._stop(push, FENCED_REASON)
                 else:
                     wait = min(wait, self._fence_after - silent)
             # Asleep until the first silence would reach the limit, not woken every

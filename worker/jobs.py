@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 
@@ -160,6 +160,28 @@ def job_key(request_id: str) -> str:
 def secrets_key(request_id: str) -> str:
     """The Redis key holding a job's secrets until it ends."""
     return f"{PREFIX}job:{request_id}:secrets"
+
+
+class Beat(NamedTuple):
+    """What one heartbeat of a running push found (``JobStore.heartbeats``)."""
+
+    #: Whether the push still holds its publisher lease (renewed by the beat).
+    held: bool
+    #: The ``RunId`` of the job's current run: another one than the push's is a takeover.
+    run_id: str | None
+    #: The reason of a stop requested for the job, if any.
+    stop: str | None
+
+
+#: Replies per push in a heartbeat pipeline (``JobStore._heartbeat_pipeline``).
+_BEAT_REPLIES = 5
+
+
+def _run_id(raw: bytes | None) -> str | None:
+    try:
+        return None if raw is None else json.loads(raw).get("RunId")
+    except ValueError:
+        return None
 
 
 def control_channel(request_id: str) -> str:
@@ -421,27 +443,35 @@ class JobStore:
 
     def heartbeat(self, request_id: str) -> tuple[bool, str | None]:
         """``beat()``, and which run of the job is current, in one round trip."""
-        return self.heartbeats([request_id])[request_id]
+        beat = self.heartbeats([request_id]).get(request_id)
+        if beat is None:
+            raise redis.exceptions.ResponseError(f"the record of {request_id} is not a job's")
+        return beat.held, beat.run_id
 
-    def heartbeats(self, request_ids: Sequence[str]) -> dict[str, tuple[bool, str | None]]:
-        """``heartbeat()`` for many pushes in one round trip: a worker process's pushes.
+    def heartbeats(self, request_ids: Sequence[str]) -> dict[str, Beat]:
+        """A heartbeat for many pushes in one round trip: a worker process's pushes.
 
-        For each: whether it still holds its publisher lease, and the ``RunId`` of the
-        job's current run. Separate round trips per push were a tenth of a busy worker's
-        time.
+        Separate round trips per push were a tenth of a busy worker's time. A record Redis
+        answers with errors for (not a job's hash) is logged and left out, so that it does
+        not cost the others their beat.
         """
-        try:
-            replies = self._heartbeat_pipeline(request_ids).execute()
-        except redis.exceptions.NoScriptError:
+        replies = self._heartbeat_pipeline(request_ids).execute(raise_on_error=False)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             # Redis lost its scripts (a restart): load the claim again and beat once more.
             self.redis.script_load(_CLAIM)
-            replies = self._heartbeat_pipeline(request_ids).execute()
-        beats: dict[str, tuple[bool, str | None]] = {}
+            replies = self._heartbeat_pipeline(request_ids).execute(raise_on_error=False)
+        beats: dict[str, Beat] = {}
         for i, request_id in enumerate(request_ids):
-            _, _, holder, raw = replies[4 * i : 4 * i + 4]
-            beats[request_id] = (
-                holder is None,
-                None if raw is None else json.loads(raw).get("RunId"),
+            mine = replies[_BEAT_REPLIES * i : _BEAT_REPLIES * (i + 1)]
+            errors = [reply for reply in mine if isinstance(reply, Exception)]
+            if errors:
+                log.warning("heartbeat of %s failed: %s", request_id, errors[0])
+                continue
+            _, _, holder, raw, stop = mine
+            beats[request_id] = Beat(
+                held=holder is None,
+                run_id=_run_id(raw),
+                stop=None if stop is None else stop.decode(),
             )
         return beats
 
@@ -456,7 +486,21 @@ class JobStore:
             # first, a second round trip on every beat.
             pipe.evalsha(self._claim.sha, 1, key, *self._claim_args(request_id))
             pipe.hget(key, "doc")
+            pipe.hget(key, "stop")
         return pipe
+
+    def stop_requests(self, request_ids: Sequence[str]) -> dict[str, str | None]:
+        """``stop_requested()`` for many pushes in one round trip (errors read as none)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id in request_ids:
+            pipe.hget(job_key(request_id), "stop")
+        flags: dict[str, str | None] = {}
+        for request_id, raw in zip(request_ids, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(raw, Exception):
+                log.warning("stop flag of %s unreadable: %s", request_id, raw)
+                raw = None
+            flags[request_id] = None if raw is None else raw.decode()
+        return flags
 
     def request_stop(self, request_id: str, reason: str) -> None:
         """Ask a running push to stop: a flag it reads at start, and a message it hears."""

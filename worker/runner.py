@@ -95,7 +95,7 @@ def _run(
             settings.worker_lost_seconds - settings.heartbeat_seconds, settings.heartbeat_seconds
         ),
     )
-    hub.attach(rid, control, run_id)
+    attached = hub.attach(rid, control, run_id)
     callbacks = _start_callbacks(store, settings, rid, secrets)
     presence = trtc.watch_presence(store, settings, rid, doc)
     bookmark: Bookmark | None = None
@@ -188,7 +188,7 @@ def _run(
     finally:
         if presence is not None:
             presence.stop()
-        hub.detach(rid)
+        hub.detach(attached)
         control.close()
         if callbacks is not None:
             callbacks.finish()
