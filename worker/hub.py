@@ -310,7 +310,11 @@ _hub_lock = threading.Lock()
 
 
 def get_hub(store: JobStore, heartbeat: float, fence_after: float | None) -> ControlHub:
-    """This process's hub, started on first use (in a prefork worker, after the fork)."""
+    """This process's hub, started on first use (in a prefork worker, after the fork).
+
+    The first call's ``heartbeat`` and ``fence_after`` hold for the process: they come
+    from its settings, the same for every push it runs.
+    """
     global _hub, _hub_pid
     with _hub_lock:
         # A forked process inherits the object but not its threads: it needs its own.
