@@ -21,7 +21,10 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
+
+from worker.metrics import stat_fields
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -30,19 +33,16 @@ def thread_ticks(pid: int) -> dict[int, int]:
     """Each thread's user + system CPU so far, in clock ticks, by thread id."""
     ticks = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue  # the thread ended meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        ticks[int(task.name)] = int(fields[11]) + int(fields[12])  # utime, stime
+        fields = stat_fields(task / "stat")
+        if fields is not None:  # else the thread ended meanwhile
+            ticks[int(task.name)] = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks
 
 
-def thread_names(pid: int) -> dict[int, str]:
+def thread_names(pid: int, tids: Iterable[int]) -> dict[int, str]:
     """Thread id → name: Python's (through py-spy) where possible, else the kernel's."""
     names = {}
-    for tid in thread_ticks(pid):
+    for tid in tids:
         try:
             names[tid] = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
         except OSError:
@@ -62,7 +62,7 @@ def cpu_by_name(pid: int, seconds: float) -> Counter[str]:
     before = thread_ticks(pid)
     time.sleep(seconds)
     after = thread_ticks(pid)
-    names = thread_names(pid)
+    names = thread_names(pid, after)
     cores: Counter[str] = Counter()
     for tid, ticks in after.items():
         used = ticks - before.get(tid, ticks)

@@ -47,6 +47,7 @@ from .control import (
     TAKEN_OVER_REASON,
 )
 from .jobs import PREFIX, JobStore, control_channel
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -309,16 +310,18 @@ _hub_pid = 0
 _hub_lock = threading.Lock()
 
 
-def get_hub(store: JobStore, heartbeat: float, fence_after: float | None) -> ControlHub:
+def get_hub(store: JobStore, settings: Settings) -> ControlHub:
     """This process's hub, started on first use (in a prefork worker, after the fork).
 
-    The first call's ``heartbeat`` and ``fence_after`` hold for the process: they come
-    from its settings, the same for every push it runs.
+    It beats every ``heartbeat_seconds`` and fences one heartbeat before other workers may
+    take a silent push for lost (``worker_lost_seconds``).
     """
     global _hub, _hub_pid
     with _hub_lock:
         # A forked process inherits the object but not its threads: it needs its own.
         if _hub is None or _hub_pid != os.getpid():
-            _hub, _hub_pid = ControlHub(store, heartbeat, fence_after), os.getpid()
+            beat = settings.heartbeat_seconds
+            fence_after = max(settings.worker_lost_seconds - beat, beat)
+            _hub, _hub_pid = ControlHub(store, beat, fence_after), os.getpid()
             _hub.start()
         return _hub

@@ -107,6 +107,20 @@ def _lists_children() -> bool:
     return Path(f"/proc/self/task/{os.getpid()}/children").exists()
 
 
+def stat_fields(path: str | Path) -> list[str] | None:
+    """The fields of a ``/proc/<pid>/stat`` (or a thread's) after the command name.
+
+    Field 1 of the result is the parent pid, 11 and 12 user and system time in clock ticks.
+    None when the process or thread ended while we looked.
+    """
+    try:
+        stat = Path(path).read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so cut at the last ")".
+    return stat[stat.rfind(")") + 2 :].split()
+
+
 def _children_by_scan(pid: int) -> list[int]:
     """The direct children of ``pid``, from every process's ``stat``."""
     found = []
@@ -117,13 +131,8 @@ def _children_by_scan(pid: int) -> list[int]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # ended while we looked
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so cut at the last ")".
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and fields[1] == str(pid):
+        fields = stat_fields(f"/proc/{entry}/stat")
+        if fields is not None and len(fields) > 1 and fields[1] == str(pid):
             found.append(int(entry))
     return found
 

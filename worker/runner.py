@@ -87,14 +87,7 @@ def _run(
     rid = job.request_id
     doc = job.doc
     control = Control()
-    hub = get_hub(
-        store,
-        settings.heartbeat_seconds,
-        # Stop one heartbeat before other workers may take this push for lost.
-        fence_after=max(
-            settings.worker_lost_seconds - settings.heartbeat_seconds, settings.heartbeat_seconds
-        ),
-    )
+    hub = get_hub(store, settings)
     attached = hub.attach(rid, control, run_id)
     callbacks = _start_callbacks(store, settings, rid, secrets)
     presence = trtc.watch_presence(store, settings, rid, doc)
