@@ -1,7 +1,7 @@
 """CPU per push: roomcast's pipeline next to the ffmpeg command line, same clip, same run.
 
     .venv/bin/python -m bench.cpu_per_push [--seconds 60] [--runs 3] [--size 1280x720]
-        [--jobs remux,re-encode] [--batch SECONDS]
+        [--jobs remux,re-encode] [--batch SECONDS] [--rtmp-client roomcast|ffmpeg]
 
 Both push a 720p30 clip from the local room's HTTP server into the local nginx-rtmp room
 in real time (``ffmpeg -re``), once remuxing (``-c copy``) a clip the room accepts, once
@@ -9,7 +9,7 @@ re-encoding a clip with B-frames (libx264 veryfast, zerolatency, no B-frames, 2 
 2.5 Mb/s; audio copied), and reports user+system CPU seconds of each process and the ratio,
 and the TCP segments per second each sent to the room (read with ``ss`` from iproute2).
 ``--batch`` sets roomcast's send batch (``ROOMCAST_PACE_BATCH_SECONDS``; default: the
-pipeline's).
+pipeline's), ``--rtmp-client`` its RTMP client (``ROOMCAST_RTMP_CLIENT``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.room import LocalRoom
+from pipeline.sink import RTMP_CLIENTS
 from tests.media import make_clip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--jobs", default="remux,re-encode", help="comma-separated")
     parser.add_argument("--batch", type=float, default=None, help="roomcast's send batch")
+    parser.add_argument(
+        "--rtmp-client", choices=RTMP_CLIENTS, default=None, help="roomcast's RTMP client"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +168,10 @@ def main() -> None:
             for run in range(args.runs):
                 src = room.media_url(clip)
                 url = f"{room.rtmp_base}/bench_{name}_{run}?sdkappid=1&userid=b&usersig=x"
-                batch = [] if args.batch is None else [str(args.batch)]
-                push = [sys.executable, "-m", "bench.push_one", src, url, *batch]
+                options = [] if args.batch is None else ["--batch", str(args.batch)]
+                if args.rtmp_client is not None:
+                    options += ["--rtmp-client", args.rtmp_client]
+                push = [sys.executable, "-m", "bench.push_one", src, url, *options]
                 ours.append(cost_of(push, room.rtmp_port))
                 theirs.append(
                     cost_of([*ffmpeg, src, *ffargs, "-f", "flv", url + "f"], room.rtmp_port)

@@ -107,7 +107,7 @@ def push(
         progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
-        sink = RtmpSink(spec.target, spec.timeouts, spec.secrets).open()
+        sink = RtmpSink(spec.target, spec.timeouts, spec.secrets, spec.rtmp_client).open()
         # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
         with control.cuts_off(sink.cut):
             timeline = Timeline()

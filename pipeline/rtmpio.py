@@ -191,6 +191,32 @@ class TcpStats:
     corked: bool  #: whether ``TCP_CORK`` holds partial segments back now
 
 
+def tcp_stats(sock: socket.socket) -> TcpStats | None:
+    """What Linux says about a TCP socket (4.6 and later); None where it cannot say."""
+    if not _CORKABLE:
+        return None
+    size = _TCP_INFO_TAIL_OFFSET + _TCP_INFO_TAIL.size
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
+    if len(info) < size:
+        return None
+    unsent, _, _, data_segments = _TCP_INFO_TAIL.unpack_from(info, _TCP_INFO_TAIL_OFFSET)
+    corked = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+    return TcpStats(data_segments=data_segments, unsent=unsent, corked=bool(corked))
+
+
+def shut_down(sock: socket.socket | None) -> None:
+    """End a connection both ways now (the peer sees it go); nothing if it has gone already.
+
+    Not a close: the descriptor stays its owner's, so that a call from another thread never
+    reaches a number reused meanwhile.
+    """
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the connection had already gone
+
+
 class RtmpConnection:
     """A write-only FFmpeg I/O connection to an ``rtmp://`` URL, used as a file by PyAV.
 
@@ -236,15 +262,7 @@ class RtmpConnection:
 
     def tcp_stats(self) -> TcpStats | None:
         """The socket's counters (Linux 4.6 and later); None if the socket is unknown."""
-        if self._socket is None:
-            return None
-        size = _TCP_INFO_TAIL_OFFSET + _TCP_INFO_TAIL.size
-        info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
-        if len(info) < size:
-            return None
-        unsent, _, _, data_segments = _TCP_INFO_TAIL.unpack_from(info, _TCP_INFO_TAIL_OFFSET)
-        corked = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
-        return TcpStats(data_segments=data_segments, unsent=unsent, corked=bool(corked))
+        return None if self._socket is None else tcp_stats(self._socket)
 
     def write(self, data: bytes) -> int:
         """Send ``data`` now; raises OSError once the connection has failed."""
@@ -276,11 +294,7 @@ class RtmpConnection:
         ``rtmps``).
         """
         with self._socket_lock:
-            if self._socket is not None:
-                try:
-                    self._socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # the connection had already gone
+            shut_down(self._socket)
 
     def close(self) -> None:
         """End the publish (the room sees the user leave) and release the connection."""

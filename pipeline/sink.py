@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import av.container
@@ -15,6 +15,7 @@ import av.stream
 
 from .errors import RoomDisconnected, RoomUnreachable
 from .redact import redact_text, redact_url
+from .rtmp import RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
 
@@ -28,10 +29,39 @@ class PublishCut(Exception):
     """
 
 
+class RoomConnection(Protocol):
+    """An open publish to a room that takes the FLV muxer's bytes (:mod:`pipeline.rtmp`,
+    :mod:`pipeline.rtmpio`)."""
+
+    def write(self, data: bytes) -> int:
+        """Send FLV bytes now; raises OSError once the connection has failed."""
+        ...
+
+    def cut(self) -> None:
+        """End the connection now, from any thread."""
+        ...
+
+    def close(self) -> None:
+        """End the publish and release the connection."""
+        ...
+
+
+#: Which RTMP client publishes: roomcast's own (``rtmp://``, ``rtmps://``), or FFmpeg's.
+RTMP_CLIENTS = ("roomcast", "ffmpeg")
+
+
+def connect_room(url: str, timeout: float, client: str = "roomcast") -> RoomConnection:
+    """A published connection to ``url``: roomcast's own RTMP client where it speaks the
+    URL's scheme, else (or with ``client="ffmpeg"``) FFmpeg's."""
+    if client == "roomcast" and url.split(":", 1)[0].lower() in ("rtmp", "rtmps"):
+        return RtmpPublisher(url, timeout)
+    return RtmpConnection(url, timeout)
+
+
 class _Tap:
     """What the FLV muxer writes into: the room connection, or a list while encoding ahead."""
 
-    def __init__(self, connection: RtmpConnection) -> None:
+    def __init__(self, connection: RoomConnection) -> None:
         self.connection = connection
         self.capture: list[bytes] | None = None
 
@@ -49,8 +79,16 @@ class RtmpSink:
     their FLV bytes sent when due (``send_bytes``), by the process's shared sender.
     """
 
-    def __init__(self, url: str, timeouts: Timeouts, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeouts: Timeouts,
+        secrets: tuple[str, ...] = (),
+        client: str = "roomcast",
+    ) -> None:
+        """``client``: which RTMP client publishes (:data:`RTMP_CLIENTS`)."""
         self.url = url
+        self._client = client
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
         self._container: av.container.OutputContainer | None = None
@@ -74,7 +112,7 @@ class RtmpSink:
 
     def _connect(self) -> tuple[_Tap, av.container.OutputContainer]:
         """A published RTMP connection and an FLV muxer writing into it."""
-        connection = RtmpConnection(self.url, self._timeouts.room_open)
+        connection = connect_room(self.url, self._timeouts.room_open, self._client)
         tap = _Tap(connection)
         try:
             container = av.open(

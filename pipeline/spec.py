@@ -48,7 +48,8 @@ class PushSpec:
     process's ``shared_sender`` (:mod:`pipeline.sender`) unless that is off. A
     ``switchable`` push plays ``source`` then ``playlist`` (``loop``: none, last, all) and
     obeys player commands; every clip is re-encoded to one format.
-    ``secrets`` lists values to mask in messages.
+    ``secrets`` lists values to mask in messages. ``rtmp_client`` publishes: ``roomcast``
+    (:mod:`pipeline.rtmp`) or ``ffmpeg`` (:mod:`pipeline.rtmpio`).
     """
 
     source: str
@@ -66,3 +67,4 @@ class PushSpec:
     playlist: tuple[str, ...] = ()
     loop: str = "none"
     secrets: tuple[str, ...] = ()
+    rtmp_client: str = "roomcast"

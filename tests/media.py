@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
+
+import av
 
 
 def make_clip(
@@ -50,6 +53,18 @@ def make_clip(
     args += ["-movflags", "+faststart", str(path)]
     subprocess.run(args, check=True)
     return path
+
+
+def flv_of(clip: Path) -> bytes:
+    """``clip``'s packets remuxed into one FLV byte stream, as the room connection gets it."""
+    out = io.BytesIO()
+    with av.open(str(clip)) as source, av.open(out, "w", format="flv") as flv:
+        streams = {s.index: flv.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                flv.mux(packet)
+    return out.getvalue()
 
 
 def make_text_file(path: Path, text: str = "this is not a video\n") -> Path:

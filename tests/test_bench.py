@@ -148,5 +148,17 @@ def test_the_cpu_benchmark_measures_both_sides_and_the_segments_they_send() -> N
     assert "n/a" not in row[7], f"no segment counts (is iproute2's ss installed?): {run.stdout}"
     ours, theirs = (float(side) for side in row[7].split("/"))
     # Not a speed: FFmpeg's RTMP client sends a chunk, a marker or a header per send(), and
-    # roomcast corks each write into full segments (pipeline/rtmpio.py); ffmpeg does not.
+    # roomcast sends each write whole (pipeline/rtmp.py); ffmpeg's command line does not.
     assert 0 < ours < theirs / 2, run.stdout
+
+
+def test_the_rtmp_write_benchmark_prices_both_clients_and_the_plain_send() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.rtmp_write", "--seconds", "2", "--size", "160x120"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| ")]
+    names = [row[1].strip() for row in rows[1:]]
+    assert names == ["ffmpeg's RTMP client", "roomcast's RTMP client", "plain send, same bytes"]
+    assert "roomcast's client / FFmpeg's" in run.stdout

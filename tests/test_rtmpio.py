@@ -1,6 +1,6 @@
-"""The room connection: FFmpeg's RTMP client, written in full TCP segments, ended from
-another thread when a stop cannot reach the push's own, and closed without a burst of held
-packets after a stop.
+"""The room connection through FFmpeg's RTMP client (``ROOMCAST_RTMP_CLIENT=ffmpeg``),
+written in full TCP segments, ended from another thread when a stop cannot reach the push's
+own; and, with either client, closed without a burst of held packets after a stop.
 
 Against the real local room (nginx-rtmp). That what is written arrives intact and plays is
 what every push test checks through this same connection.
@@ -8,7 +8,6 @@ what every push test checks through this same connection.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Iterator
@@ -19,25 +18,19 @@ import pytest
 
 from devstack.room import LocalRoom
 from pipeline import Control, Outcome, PushSpec, push
+from pipeline.rtmp import RtmpPublisher
 from pipeline.rtmpio import RtmpConnection, TcpStats
-from pipeline.sink import RtmpSink
+from pipeline.sink import RTMP_CLIENTS, RtmpSink
 from pipeline.spec import Timeouts
 
-from .media import make_clip
+from .media import flv_of, make_clip
 
 
 @pytest.fixture(scope="module")
 def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """2 s of 720p30 video and 48 kHz sound as one FLV byte stream (about 150 tags)."""
     clip = make_clip(tmp_path_factory.mktemp("rtmpio") / "clip.mp4", seconds=2)
-    out = io.BytesIO()
-    with av.open(str(clip)) as source, av.open(out, "w", format="flv") as flv:
-        streams = {s.index: flv.add_stream_from_template(s) for s in source.streams}
-        for packet in source.demux():
-            if packet.dts is not None:
-                packet.stream = streams[packet.stream.index]
-                flv.mux(packet)
-    return out.getvalue()
+    return flv_of(clip)
 
 
 def publish_url(room: LocalRoom, room_name: str) -> str:
@@ -171,7 +164,12 @@ def test_a_push_whose_publish_is_cut_off_ends_stopped_without_publishing_again(
 
 
 def held_back_and_sent_by_closing(
-    room: LocalRoom, room_name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, send_held: bool
+    room: LocalRoom,
+    room_name: str,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    send_held: bool,
+    client: str,
 ) -> tuple[int, int]:
     """Mux a 1 s clip's video alone into a sink with sound and picture, then close the sink.
 
@@ -180,7 +178,7 @@ def held_back_and_sent_by_closing(
     and how many bytes the close wrote to the room.
     """
     clip = make_clip(tmp / "clip.mp4", seconds=1, size="320x240")
-    sink = RtmpSink(publish_url(room, room_name), Timeouts()).open()
+    sink = RtmpSink(publish_url(room, room_name), Timeouts(), client=client).open()
     with av.open(str(clip)) as source:
         video, audio = source.streams.video[0], source.streams.audio[0]
         outputs = {video.index: sink.add_copy_of(video), audio.index: sink.add_copy_of(audio)}
@@ -191,23 +189,28 @@ def held_back_and_sent_by_closing(
                 packet.stream = outputs[packet.stream.index]
                 held += not sink.encode(packet)
     written: list[int] = []
-    write = RtmpConnection.write
+    kind = RtmpPublisher if client == "roomcast" else RtmpConnection
+    write = kind.write
     monkeypatch.setattr(
-        RtmpConnection, "write", lambda self, data: written.append(len(data)) or write(self, data)
+        kind, "write", lambda self, data: written.append(len(data)) or write(self, data)
     )
     sink.close(send_held=send_held)
     return held, sum(written)
 
 
+@pytest.mark.parametrize("client", RTMP_CLIENTS)
 def test_closing_a_stopped_push_sends_nothing_the_muxer_held_back(
-    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
 ) -> None:
-    held, sent = held_back_and_sent_by_closing(room, room_name, tmp_path, monkeypatch, False)
+    held, sent = held_back_and_sent_by_closing(
+        room, room_name, tmp_path, monkeypatch, False, client
+    )
     assert held >= 25 and sent == 0
 
 
+@pytest.mark.parametrize("client", RTMP_CLIENTS)
 def test_closing_a_push_that_reached_its_end_sends_what_the_muxer_held_back(
-    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    room: LocalRoom, room_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
 ) -> None:
-    held, sent = held_back_and_sent_by_closing(room, room_name, tmp_path, monkeypatch, True)
+    held, sent = held_back_and_sent_by_closing(room, room_name, tmp_path, monkeypatch, True, client)
     assert held >= 25 and sent > 0

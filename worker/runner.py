@@ -278,6 +278,7 @@ def _spec(
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
         shared_sender=settings.shared_sender,
+        rtmp_client=settings.rtmp_client,
         live_grace=settings.live_grace_seconds,
         secrets=secret_values(secrets),
         switchable=bool(doc.get("Switchable")),

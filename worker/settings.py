@@ -124,6 +124,14 @@ class Settings(BaseSettings):
             "sends for all of them (pipeline/sender.py); off: each push paces itself."
         ),
     )
+    rtmp_client: Literal["roomcast", "ffmpeg"] = Field(
+        "roomcast",
+        description=(
+            "Which RTMP client publishes to the room: roomcast's own (pipeline/rtmp.py, one "
+            "send per write) or FFmpeg's (pipeline/rtmpio.py), for an ingest that takes "
+            "only FFmpeg's."
+        ),
+    )
     task_state_seconds: float = Field(
         5.0,
         ge=0,
