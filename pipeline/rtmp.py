@@ -12,13 +12,16 @@ client does it, so that an ingest known to take FFmpeg (TRTC's, nginx-rtmp, SRS)
 same conversation: the plain handshake; ``connect`` to the application named by the URL's
 path; ``releaseStream``, ``FCPublish`` and ``createStream``; ``publish`` of the stream key
 (the rest of the path with the query, where TRTC carries ``sdkappid``, ``userid`` and
-``usersig``); then every FLV tag as one message on one chunk stream, ``onMetaData`` behind
-``@setDataFrame``; and ``FCUnpublish`` and ``deleteStream`` at the end. What the room sends
-meanwhile (pings, chunk sizes, acknowledgement windows, errors) is read between writes.
+``usersig``); then every FLV tag as one message (pictures on one chunk stream, sound and
+script data on another), ``onMetaData`` behind ``@setDataFrame``; and ``FCUnpublish`` and
+``deleteStream`` at the end. What the room sends meanwhile (pings, chunk sizes,
+acknowledgement windows, errors) is read between writes. Unlike FFmpeg, the handshake is
+the plain one, without the Flash Player digest, as OBS (librtmp) sends it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -39,11 +42,12 @@ DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
 HANDSHAKE_SIZE = 1536
 #: Chunk size announced to the room and used for every message sent (OBS's, nginx-rtmp's).
 CHUNK_SIZE = 4096
-#: Chunk streams: protocol control, commands, and the published stream (FFmpeg's numbers).
-CONTROL_STREAM, COMMAND_STREAM, MEDIA_STREAM = 2, 3, 8
+#: Chunk streams, numbered as FFmpeg's client numbers them: protocol control, commands,
+#: sound and script data, pictures, and the stream's own commands (``publish``).
+CONTROL_STREAM, COMMAND_STREAM, AUDIO_STREAM, VIDEO_STREAM, SOURCE_STREAM = 2, 3, 4, 6, 8
 # Message types.
 SET_CHUNK_SIZE, ABORT, ACKNOWLEDGEMENT, USER_CONTROL, WINDOW_ACK_SIZE = 1, 2, 3, 4, 5
-SCRIPT_DATA, COMMAND = 18, 20
+VIDEO, SCRIPT_DATA, COMMAND = 9, 18, 20
 # User control events.
 PING_REQUEST, PING_RESPONSE = 6, 7
 #: The room's messages are looked for every this many writes (about twice a second for a
@@ -63,6 +67,7 @@ _FLV_HEADER_SIZE = 13  # "FLV", version, flags, header size, then the first prev
 _EXTENDED = 0xFFFFFF
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RtmpError(OSError):
@@ -85,7 +90,8 @@ class RtmpAddress:
         """The parts of ``url``; raises ``ValueError`` if it is not one this client publishes to.
 
         The application is the path's first segment, or all but its last when there are
-        more than two; the stream key is the rest with the query (libavformat/rtmpproto.c).
+        more than two; the stream key is the rest with the query; ``tcUrl`` names the port
+        (libavformat/rtmpproto.c).
         """
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
@@ -102,16 +108,15 @@ class RtmpAddress:
                 app, stream = path[:first], path[first + 1 :]
             else:
                 app, stream = path[:second], path[second + 1 :]
-        stream = stream.removesuffix(".flv")
-        if parts.query:
-            stream = f"{stream}?{parts.query}"
-        netloc = parts.netloc.rpartition("@")[2]
+        stream = f"{stream}?{parts.query}" if parts.query else stream.removesuffix(".flv")
+        host, port = parts.hostname, parts.port or DEFAULT_PORTS[scheme]
+        named = f"[{host}]" if ":" in host else host
         return cls(
-            host=parts.hostname,
-            port=parts.port or DEFAULT_PORTS[scheme],
+            host=host,
+            port=port,
             app=app,
             stream=stream,
-            tc_url=f"{scheme}://{netloc}/{app}",
+            tc_url=f"{scheme}://{named}:{port}/{app}",
             tls=scheme == "rtmps",
         )
 
@@ -176,10 +181,8 @@ class ChunkReader:
         header = (11, 7, 3, 0)[fmt]
         if len(buf) < pos + header:
             return None
-        previous = self._streams.get(chunk_stream)
-        if previous is None and fmt != 0:
-            raise RtmpError(f"the room sent a chunk on stream {chunk_stream} without its header")
-        inbound = previous or _Inbound()
+        # A first chunk without a full header starts from nothing, as in FFmpeg's reader.
+        inbound = self._streams.get(chunk_stream) or _Inbound()
         length, kind, stream_id = inbound.length, inbound.kind, inbound.stream_id
         extended = inbound.extended
         if fmt < 3:
@@ -205,7 +208,9 @@ class ChunkReader:
             # At once: the chunks after it, maybe already in the buffer, are cut to it.
             value = int.from_bytes(message.payload[:4], "big")
             if kind == SET_CHUNK_SIZE:
-                self.chunk_size = value & 0x7FFFFFFF
+                if not 1 <= value <= 0xFFFFFF:
+                    raise RtmpError(f"the room set a chunk size of {value}, outside 1..16777215")
+                self.chunk_size = value
             elif kind == ABORT:
                 self.abort(value)
         return message
@@ -242,7 +247,14 @@ def _received_now(sock: socket.socket) -> bytes | None:
     if isinstance(sock, ssl.SSLSocket):
         if not sock.pending() and not select.select([sock], [], [], 0)[0]:
             return None
-        return sock.recv(65536)
+        timeout = sock.gettimeout()
+        sock.setblocking(False)  # readable may be half a TLS record: never wait for the rest
+        try:
+            return sock.recv(65536)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        finally:
+            sock.settimeout(timeout)
     try:
         return sock.recv(65536, socket.MSG_DONTWAIT)
     except BlockingIOError:
@@ -250,7 +262,7 @@ def _received_now(sock: socket.socket) -> bytes | None:
 
 
 def _command(name: str, transaction: int, *args: Any, stream_id: int = 0) -> bytes:
-    chunk_stream = COMMAND_STREAM if stream_id == 0 else MEDIA_STREAM
+    chunk_stream = COMMAND_STREAM if stream_id == 0 else SOURCE_STREAM
     body = amf.encode(name, transaction, *args)
     return b"".join(message_bytes(chunk_stream, COMMAND, stream_id, 0, body))
 
@@ -289,6 +301,7 @@ class RtmpPublisher:
         self._skip = _FLV_HEADER_SIZE
         self._pending = b""
         self._writes = 0
+        self._broken = False  # a send failed: the stream may end mid-message
         self._window = 0
         self._acknowledged = 0
         deadline = time.monotonic() + timeout
@@ -365,13 +378,13 @@ class RtmpPublisher:
         )
         created = self._await_result(self._transactions, "createStream", deadline)
         stream_id = next((v for v in created[3:] if isinstance(v, float)), None)
-        if stream_id is None:
-            raise RtmpError("the room's answer to createStream named no stream")
+        if stream_id is None or not 0 <= stream_id < 2**32 or stream_id != int(stream_id):
+            raise RtmpError(f"the room's answer to createStream named no stream: {created[3:]}")
         self._stream_id = int(stream_id)
         # The header's last field is little-endian: packed big-endian, byte-swapped once.
         self._stream_word = int.from_bytes(self._stream_id.to_bytes(4, "little"), "big")
         sock.sendall(self._call("publish", None, address.stream, "live", stream_id=self._stream_id))
-        self._await(deadline, self._publish_status)
+        self._await(deadline, self._published(self._transactions))
 
     def _call(self, name: str, *args: Any, stream_id: int = 0) -> bytes:
         self._transactions += 1
@@ -389,13 +402,19 @@ class RtmpPublisher:
         return self._await(deadline, answer)
 
     @staticmethod
-    def _publish_status(values: list[Any]) -> bool | None:
-        if values[0] != "onStatus":
-            return None
-        level, code, description = _status(values)
-        if level == "error":
-            raise RtmpError(f"the room refused the publish: {code} {description}".rstrip())
-        return True if code == "NetStream.Publish.Start" else None
+    def _published(transaction: int) -> Callable[[list[Any]], bool | None]:
+        """What tells that the publish started (True), or raises with the room's refusal."""
+
+        def started(values: list[Any]) -> bool | None:
+            refused = values[0] == "_error" and len(values) > 1 and values[1] == transaction
+            if values[0] != "onStatus" and not refused:
+                return None
+            level, code, description = _status(values)
+            if level == "error" or refused:
+                raise RtmpError(f"the room refused the publish: {code} {description}".rstrip())
+            return True if code == "NetStream.Publish.Start" else None
+
+        return started
 
     def _await(self, deadline: float, wanted: Callable[[list[Any]], T | None]) -> T:
         """Read the room's messages until a command satisfies ``wanted``."""
@@ -423,8 +442,10 @@ class RtmpPublisher:
         elif kind == COMMAND:
             try:
                 return amf.decode(payload)
-            except amf.AmfError as exc:
-                raise RtmpError(f"the room sent a command roomcast cannot read: {exc}") from None
+            except (amf.AmfError, RecursionError):
+                # As FFmpeg does: a command it cannot read is passed over. Were it an answer
+                # awaited, the wait ends at its deadline.
+                log.debug("passed over a command from the room that AMF0 could not read")
         received = self._reader.received
         if self._window and received - self._acknowledged >= self._window:
             self._acknowledged = received
@@ -432,7 +453,19 @@ class RtmpPublisher:
         return None
 
     def _send_now(self, data: bytes) -> None:
-        self._connected().sendall(data)
+        self._send(self._connected(), data)
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        """``sendall``, and on failure the connection is broken for good."""
+        try:
+            sock.sendall(data)
+        except OSError as exc:
+            self._broken = True
+            if isinstance(exc, BlockingIOError | TimeoutError):  # SO_SNDTIMEO ran out
+                raise RtmpError(
+                    f"the room took no data for {self._timeout:g} s (send timed out)"
+                ) from None
+            raise
 
     def _settle(self) -> None:
         """Blocking from now on, each send bounded by the kernel: no poll before every send."""
@@ -464,7 +497,7 @@ class RtmpPublisher:
         pieces: list[Any] = []
         # The hot path of every push: one struct call in and one out per tag, no copies
         # beyond the slice of its payload (see message_bytes for what it spells out).
-        media_word = MEDIA_STREAM << 24
+        audio_word, video_word = AUDIO_STREAM << 24, VIDEO_STREAM << 24
         stream_word = self._stream_word
         while pos + 11 <= end:
             word, stamp = _TWO_WORDS.unpack_from(data, pos)
@@ -477,19 +510,21 @@ class RtmpPublisher:
             if size > CHUNK_SIZE or timestamp >= _EXTENDED or kind == SCRIPT_DATA:
                 pieces += self._message(kind, timestamp, data[pos + 11 : stop])
             else:
-                pieces.append(_HEADER.pack(media_word | timestamp, (size << 8) | kind, stream_word))
+                basic = video_word if kind == VIDEO else audio_word
+                pieces.append(_HEADER.pack(basic | timestamp, (size << 8) | kind, stream_word))
                 pieces.append(data[pos + 11 : stop])
             pos = stop + 4
         self._pending = data[pos:]
         if pieces:
-            sock.sendall(b"".join(pieces))
+            self._send(sock, b"".join(pieces))
         return given
 
     def _message(self, kind: int, timestamp: int, payload: bytes) -> list[Any]:
         """A tag's message the long way: chunked, or past 4.6 hours, or script data."""
         if kind == SCRIPT_DATA and payload.startswith(_ON_METADATA):
             payload = _SET_DATA_FRAME + payload  # what FFmpeg's client sends, too
-        return message_bytes(MEDIA_STREAM, kind, self._stream_id, timestamp, payload)
+        chunk_stream = VIDEO_STREAM if kind == VIDEO else AUDIO_STREAM
+        return message_bytes(chunk_stream, kind, self._stream_id, timestamp, payload)
 
     def _poll(self, sock: socket.socket) -> None:
         """Act on what the room sent meanwhile, without waiting for more."""
@@ -524,18 +559,29 @@ class RtmpPublisher:
             shut_down(self._socket)
 
     def close(self) -> None:
-        """End the publish (FCUnpublish, deleteStream) and close the connection."""
+        """End the publish (FCUnpublish, deleteStream) and close the connection.
+
+        The goodbye is followed by this side's end of the stream, and what the room sends
+        until it closes its own is read and dropped (for at most :data:`CLOSE_TIMEOUT`):
+        Linux resets a connection closed with unread bytes, and a reset throws away what
+        is still queued to send.
+        """
         with self._lock:
             sock, self._socket = self._socket, None
         if sock is None:
             return
         try:
-            sock.settimeout(CLOSE_TIMEOUT)
-            sock.sendall(
-                _command("FCUnpublish", self._transactions + 1, None, self.address.stream)
-                + _command("deleteStream", self._transactions + 2, None, self._stream_id)
-            )
+            if not self._broken:
+                sock.settimeout(CLOSE_TIMEOUT)
+                sock.sendall(
+                    _command("FCUnpublish", self._transactions + 1, None, self.address.stream)
+                    + _command("deleteStream", self._transactions + 2, None, self._stream_id)
+                )
+                socket.socket.shutdown(sock, socket.SHUT_WR)
+                deadline = time.monotonic() + CLOSE_TIMEOUT
+                while time.monotonic() < deadline and sock.recv(65536):
+                    sock.settimeout(_left(deadline))
         except OSError:
-            pass  # the room is gone already: it has seen the user leave
+            pass  # the room is gone already, or slow to close: it has the goodbye
         finally:
             sock.close()

@@ -212,7 +212,9 @@ def shut_down(sock: socket.socket | None) -> None:
     """
     if sock is not None:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown, also under TLS: SSLSocket's would first drop its
+            # TLS state, under a write another thread may be making.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
             pass  # the connection had already gone
 

@@ -68,7 +68,7 @@ def test_a_trtc_push_url_publishes_its_room_and_query_to_the_push_application() 
     assert (address.host, address.port, address.tls) == ("rtmp.rtc.qq.com", 1935, False)
     assert address.app == "push"
     assert address.stream == "room_1?sdkappid=1400000001&userid=bob&usersig=eJw*-_x"
-    assert address.tc_url == "rtmp://rtmp.rtc.qq.com/push"
+    assert address.tc_url == "rtmp://rtmp.rtc.qq.com:1935/push"  # with the port, as FFmpeg
 
 
 def test_a_port_in_the_url_is_used_and_kept_in_the_tc_url() -> None:
@@ -154,6 +154,11 @@ class Script:
 
     refuse_connect: str | None = None
     refuse_publish: str | None = None
+    publish_error: bool = False  # refuse the publish with ``_error`` instead of ``onStatus``
+    stream_id: float = 1.0
+    before_connect_result: bytes = b""
+    stop_reading: bool = False  # after the publish: the room takes no more data
+    release: threading.Event = field(default_factory=threading.Event)
     after_publish: list[bytes] = field(default_factory=list)
     heard: list[list[Any]] = field(default_factory=list)
     controls: list[tuple[int, bytes]] = field(default_factory=list)
@@ -200,14 +205,21 @@ def _serve(listener: socket.socket, script: Script) -> None:
                         info = _status("error", script.refuse_connect)
                         conn.sendall(_reply("_error", transaction, info))
                     else:
-                        conn.sendall(_reply("_result", transaction, _status("status", "ok")))
+                        answer = _reply("_result", transaction, _status("status", "ok"))
+                        conn.sendall(script.before_connect_result + answer)
                 elif name == "createStream":
-                    conn.sendall(_reply("_result", transaction, 1.0))
+                    conn.sendall(_reply("_result", transaction, script.stream_id))
+                elif name == "publish" and script.publish_error:
+                    info = _status("error", "NetStream.Publish.Denied")
+                    conn.sendall(_reply("_error", transaction, info))
                 elif name == "publish":
                     level = "error" if script.refuse_publish else "status"
                     code = script.refuse_publish or "NetStream.Publish.Start"
                     status = _reply("onStatus", 0, _status(level, code), stream_id=1)
                     conn.sendall(status + b"".join(script.after_publish))
+                    if script.stop_reading:
+                        script.release.wait(30)
+                        return
             try:
                 data = conn.recv(65536)
             except OSError:
@@ -224,6 +236,7 @@ def ingest() -> Iterator[tuple[str, Script]]:
     serving = threading.Thread(target=_serve, args=(listener, script), daemon=True)
     serving.start()
     yield f"rtmp://127.0.0.1:{listener.getsockname()[1]}/push/r9?sdkappid=1&usersig=s", script
+    script.release.set()
     listener.close()
     serving.join(timeout=10)
 
@@ -254,6 +267,63 @@ def test_a_refused_publish_fails_with_the_rooms_reason(ingest: tuple[str, Script
     script.refuse_publish = "NetStream.Publish.BadName"
     with pytest.raises(RtmpError, match="refused the publish: NetStream.Publish.BadName"):
         RtmpPublisher(url, 5)
+
+
+def test_a_publish_refused_with_an_error_answer_fails_with_its_reason(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    script.publish_error = True
+    # Not after the 30 s timeout, with a timeout's message: at the answer, with the room's.
+    with pytest.raises(RtmpError, match="refused the publish: NetStream.Publish.Denied"):
+        RtmpPublisher(url, 30)
+
+
+@pytest.mark.parametrize("stream_id", [-1.0, 2.0**32, float("nan")])
+def test_a_stream_id_no_rtmp_header_can_carry_is_refused_readably(
+    ingest: tuple[str, Script], stream_id: float
+) -> None:
+    url, script = ingest
+    script.stream_id = stream_id
+    with pytest.raises(RtmpError, match="createStream named no stream"):
+        RtmpPublisher(url, 5)
+
+
+def test_a_command_from_the_room_that_amf0_cannot_read_is_passed_over(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    unreadable = b"\x02\x00\x05onBWx\x11\x04\x01"  # an AMF3 value behind its marker
+    script.before_connect_result = b"".join(message_bytes(3, COMMAND, 0, 0, unreadable))
+    RtmpPublisher(url, 5).close()
+    assert [values[0] for values in script.heard][-2:] == ["FCUnpublish", "deleteStream"]
+
+
+def test_a_room_that_stops_taking_data_fails_the_write_within_the_timeout(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    script.stop_reading = True
+    publisher = RtmpPublisher(url, 0.5)
+    tag = b"\x09" + (60_000).to_bytes(3, "big") + bytes(4) + bytes(3) + bytes(60_000)
+    tag += (60_011).to_bytes(4, "big")
+    publisher.write(b"FLV\x01\x01\x00\x00\x00\x09\x00\x00\x00\x00")
+    with pytest.raises(RtmpError, match="took no data for 0.5 s"):
+        for _ in range(2000):  # far more than any socket buffer holds: 120 MB
+            publisher.write(tag)
+    publisher.close()  # at once: no goodbye behind a message cut in half
+
+
+def test_a_chunk_size_no_peer_may_set_is_refused() -> None:
+    zero = b"".join(message_bytes(2, SET_CHUNK_SIZE, 0, 0, bytes(4)))
+    with pytest.raises(RtmpError, match="chunk size of 0"):
+        ChunkReader().feed(zero)
+
+
+def test_a_first_chunk_without_a_full_header_is_read_from_an_empty_history() -> None:
+    # fmt 1 on chunk stream 5: timestamp delta, length 3, type 20, then the payload.
+    chunk = bytes((0x40 | 5,)) + bytes(3) + (3).to_bytes(3, "big") + bytes((20,)) + b"abc"
+    assert [(m.kind, m.payload) for m in ChunkReader().feed(chunk)] == [(20, b"abc")]
 
 
 def test_a_room_that_never_answers_fails_the_connect_within_its_timeout() -> None:
