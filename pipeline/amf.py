@@ -36,7 +36,7 @@ def _encode(value: Any) -> bytes:
         raw = value.encode()
         if len(raw) > 0xFFFF:
             return bytes((LONG_STRING,)) + len(raw).to_bytes(4, "big") + raw
-        return bytes((STRING,)) + _key(value)
+        return bytes((STRING,)) + len(raw).to_bytes(2, "big") + raw
     if isinstance(value, dict):
         return bytes((OBJECT,)) + _pairs(value)
     raise TypeError(f"AMF0 has no encoding here for {type(value).__name__}")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import amf
-from .rtmpio import TcpStats, shut_down, tcp_stats
+from .rtmpio import shut_down
 
 DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
 HANDSHAKE_SIZE = 1536
@@ -65,6 +65,8 @@ _ON_METADATA = amf.encode("onMetaData")
 _TIMEVAL = struct.Struct("ll")
 _FLV_HEADER_SIZE = 13  # "FLV", version, flags, header size, then the first previous-tag-size
 _EXTENDED = 0xFFFFFF
+#: A full header's first word, timestamp left out, for each media chunk stream.
+_AUDIO_WORD, _VIDEO_WORD = AUDIO_STREAM << 24, VIDEO_STREAM << 24
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -271,6 +273,12 @@ def _control(kind: int, payload: bytes) -> bytes:
     return b"".join(message_bytes(CONTROL_STREAM, kind, 0, 0, payload))
 
 
+def _room_error(what: str, values: list[Any]) -> RtmpError:
+    """An error naming ``what`` happened and the code and description the room sent."""
+    _, code, description = _status(values)
+    return RtmpError(f"the room {what}: {code} {description}".rstrip())
+
+
 def _status(values: list[Any]) -> tuple[str, str, str]:
     """Level, code and description of an ``onStatus``/``_error`` info object."""
     info = next((v for v in values[2:] if isinstance(v, dict)), {})
@@ -282,11 +290,9 @@ class RtmpPublisher:
 
     Connecting publishes (raises :class:`RtmpError` or another ``OSError`` with the reason);
     ``write`` sends FLV bytes at once; ``cut`` ends the connection from any thread;
-    ``close`` ends the publish politely. The same interface as
-    :class:`pipeline.rtmpio.RtmpConnection`.
+    ``close`` ends the publish politely (:class:`pipeline.sink.RoomConnection`, as
+    :class:`pipeline.rtmpio.RtmpConnection`).
     """
-
-    coalesced = True  #: every write leaves in one send: full segments, nothing corked
 
     def __init__(self, url: str, timeout: float) -> None:
         """Connect and publish within ``timeout`` seconds; writes may block as long."""
@@ -395,8 +401,7 @@ class RtmpPublisher:
             if len(values) < 2 or values[1] != transaction:
                 return None
             if values[0] == "_error":
-                _, code, description = _status(values)
-                raise RtmpError(f"the room refused {name}: {code} {description}".rstrip())
+                raise _room_error(f"refused {name}", values)
             return values if values[0] == "_result" else None
 
         return self._await(deadline, answer)
@@ -409,9 +414,9 @@ class RtmpPublisher:
             refused = values[0] == "_error" and len(values) > 1 and values[1] == transaction
             if values[0] != "onStatus" and not refused:
                 return None
-            level, code, description = _status(values)
+            level, code, _ = _status(values)
             if level == "error" or refused:
-                raise RtmpError(f"the room refused the publish: {code} {description}".rstrip())
+                raise _room_error("refused the publish", values)
             return True if code == "NetStream.Publish.Start" else None
 
         return started
@@ -497,7 +502,6 @@ class RtmpPublisher:
         pieces: list[Any] = []
         # The hot path of every push: one struct call in and one out per tag, no copies
         # beyond the slice of its payload (see message_bytes for what it spells out).
-        audio_word, video_word = AUDIO_STREAM << 24, VIDEO_STREAM << 24
         stream_word = self._stream_word
         while pos + 11 <= end:
             word, stamp = _TWO_WORDS.unpack_from(data, pos)
@@ -510,7 +514,7 @@ class RtmpPublisher:
             if size > CHUNK_SIZE or timestamp >= _EXTENDED or kind == SCRIPT_DATA:
                 pieces += self._message(kind, timestamp, data[pos + 11 : stop])
             else:
-                basic = video_word if kind == VIDEO else audio_word
+                basic = _VIDEO_WORD if kind == VIDEO else _AUDIO_WORD
                 pieces.append(_HEADER.pack(basic | timestamp, (size << 8) | kind, stream_word))
                 pieces.append(data[pos + 11 : stop])
             pos = stop + 4
@@ -531,23 +535,14 @@ class RtmpPublisher:
         while True:
             while self._inbox:
                 values = self._handle(self._inbox.popleft())
-                if values and values[0] == "onStatus":
-                    level, code, description = _status(values)
-                    if level == "error":
-                        raise RtmpError(
-                            f"the room ended the publish: {code} {description}".rstrip()
-                        )
+                if values and values[0] == "onStatus" and _status(values)[0] == "error":
+                    raise _room_error("ended the publish", values)
             data = _received_now(sock)
             if data is None:
                 return
             if not data:
                 raise RtmpError("the room closed the connection")
             self._inbox.extend(self._reader.feed(data))
-
-    def tcp_stats(self) -> TcpStats | None:
-        """The socket's counters (Linux 4.6 and later); None once closed."""
-        sock = self._socket
-        return None if sock is None else tcp_stats(sock)
 
     def cut(self) -> None:
         """End the connection now, from any thread: the room sees the user leave at once.

@@ -191,19 +191,6 @@ class TcpStats:
     corked: bool  #: whether ``TCP_CORK`` holds partial segments back now
 
 
-def tcp_stats(sock: socket.socket) -> TcpStats | None:
-    """What Linux says about a TCP socket (4.6 and later); None where it cannot say."""
-    if not _CORKABLE:
-        return None
-    size = _TCP_INFO_TAIL_OFFSET + _TCP_INFO_TAIL.size
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
-    if len(info) < size:
-        return None
-    unsent, _, _, data_segments = _TCP_INFO_TAIL.unpack_from(info, _TCP_INFO_TAIL_OFFSET)
-    corked = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
-    return TcpStats(data_segments=data_segments, unsent=unsent, corked=bool(corked))
-
-
 def shut_down(sock: socket.socket | None) -> None:
     """End a connection both ways now (the peer sees it go); nothing if it has gone already.
 
@@ -264,7 +251,15 @@ class RtmpConnection:
 
     def tcp_stats(self) -> TcpStats | None:
         """The socket's counters (Linux 4.6 and later); None if the socket is unknown."""
-        return None if self._socket is None else tcp_stats(self._socket)
+        if self._socket is None:
+            return None
+        size = _TCP_INFO_TAIL_OFFSET + _TCP_INFO_TAIL.size
+        info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
+        if len(info) < size:
+            return None
+        unsent, _, _, data_segments = _TCP_INFO_TAIL.unpack_from(info, _TCP_INFO_TAIL_OFFSET)
+        corked = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+        return TcpStats(data_segments=data_segments, unsent=unsent, corked=bool(corked))
 
     def write(self, data: bytes) -> int:
         """Send ``data`` now; raises OSError once the connection has failed."""

@@ -15,7 +15,7 @@ import av.stream
 
 from .errors import RoomDisconnected, RoomUnreachable
 from .redact import redact_text, redact_url
-from .rtmp import RtmpPublisher
+from .rtmp import DEFAULT_PORTS, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
 
@@ -53,7 +53,7 @@ RTMP_CLIENTS = ("roomcast", "ffmpeg")
 def connect_room(url: str, timeout: float, client: str = "roomcast") -> RoomConnection:
     """A published connection to ``url``: roomcast's own RTMP client where it speaks the
     URL's scheme, else (or with ``client="ffmpeg"``) FFmpeg's."""
-    if client == "roomcast" and url.split(":", 1)[0].lower() in ("rtmp", "rtmps"):
+    if client == "roomcast" and url.split(":", 1)[0].lower() in DEFAULT_PORTS:
         return RtmpPublisher(url, timeout)
     return RtmpConnection(url, timeout)
 
