@@ -31,6 +31,8 @@ from pipeline.sink import RTMP_CLIENTS
 from tests.media import make_clip
 
 REPO = Path(__file__).resolve().parent.parent
+#: What each side can be asked to do with the clip.
+JOBS = ("remux", "re-encode")
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,26 @@ def middle(values: list[float | None], digits: int) -> str:
     return f"{statistics.median(measured):.{digits}f}"
 
 
+def job_names(text: str) -> list[str]:
+    """``--jobs``: a comma-separated choice among :data:`JOBS` (a typo must not skip one)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in JOBS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown job {', '.join(unknown) or repr(text)}: choose from {', '.join(JOBS)}"
+        )
+    return names
+
+
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--jobs", default="remux,re-encode", help="comma-separated")
+    parser.add_argument(
+        "--jobs", type=job_names, default=list(JOBS), help=f"comma-separated: {','.join(JOBS)}"
+    )
     parser.add_argument("--batch", type=float, default=None, help="roomcast's send batch")
     parser.add_argument(
         "--rtmp-client", choices=RTMP_CLIENTS, default=None, help="roomcast's RTMP client"
@@ -114,14 +129,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
-        make_clip(room.media_dir / "compat.mp4", seconds=args.seconds, size=args.size)
-        make_clip(
-            room.media_dir / "bframes.mp4",
-            seconds=args.seconds,
-            bframes=3,
-            h264_profile="high",
-            size=args.size,
-        )
+        if "remux" in args.jobs:
+            make_clip(room.media_dir / "compat.mp4", seconds=args.seconds, size=args.size)
+        if "re-encode" in args.jobs:
+            make_clip(
+                room.media_dir / "bframes.mp4",
+                seconds=args.seconds,
+                bframes=3,
+                h264_profile="high",
+                size=args.size,
+            )
         ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i"]
         x264 = [
             "-c:v",
@@ -162,7 +179,7 @@ def main() -> None:
             f"{'per-push ratio':>15}  wall r/f  TCP segments/s r/f"
         )
         for name, (clip, ffargs) in cases.items():
-            if name not in args.jobs.split(","):
+            if name not in args.jobs:
                 continue
             ours, theirs = [], []
             for run in range(args.runs):

@@ -162,3 +162,12 @@ def test_the_rtmp_write_benchmark_prices_both_clients_and_the_plain_send() -> No
     names = [row[1].strip() for row in rows[1:]]
     assert names == ["ffmpeg's RTMP client", "roomcast's RTMP client", "plain send, same bytes"]
     assert "roomcast's client / FFmpeg's" in run.stdout
+
+
+def test_cpu_per_push_refuses_a_job_it_does_not_know() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_per_push", "--jobs", "remux,reencode"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout
+    assert "unknown job reencode: choose from remux, re-encode" in run.stderr
