@@ -197,11 +197,16 @@ class Sender:
         # generation is no longer current finishes its write and ends.
         self._busy: tuple[Lane, float] | None = None
         self._generation = 0
+        # Set while any lane is attached: the watch looks only then. A worker keeps its
+        # sender for good, and a watch that woke 5 times a second through every idle hour
+        # took a sixth of an idle worker's CPU (docs/benchmarks.md).
+        self._carrying = threading.Event()
 
     def attach(self, lane: Lane) -> None:
         """Start sending ``lane``'s packets (the thread starts with the first lane)."""
         with self._changed:
             self._lanes.append(lane)
+            self._carrying.set()
             if self._thread is None:
                 self._start_thread()
                 threading.Thread(
@@ -216,6 +221,8 @@ class Sender:
         with self._changed:
             if lane in self._lanes:
                 self._lanes.remove(lane)
+            if not self._lanes:
+                self._carrying.clear()
 
     def poke(self) -> None:
         """Wake the thread now: a lane that was empty (or held) has packets due."""
@@ -251,6 +258,7 @@ class Sender:
         thread carries the others; the stuck one finishes its write and ends.
         """
         while True:
+            self._carrying.wait()  # no lane, no write to get stuck in
             time.sleep(SLOW_WRITE)  # a stuck write is caught within twice SLOW_WRITE
             busy = self._busy
             stuck = busy is not None and self._clock() - busy[1] > SLOW_WRITE

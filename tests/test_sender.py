@@ -253,3 +253,26 @@ def test_a_detached_lane_is_never_written_again(sender: Sender) -> None:
     time.sleep(0.3)
     assert len(room.sent) == written
     assert sender.lanes == 0
+
+
+def thread_wakes(thread: threading.Thread) -> int:
+    """How many times ``thread`` has gone to sleep and woken (Linux's count)."""
+    status = f"/proc/self/task/{thread.native_id}/status"
+    with open(status) as lines:
+        return next(int(line.split()[1]) for line in lines if line.startswith("voluntary_"))
+
+
+def test_the_senders_watch_sleeps_through_the_time_it_carries_no_push(sender: Sender) -> None:
+    before = set(threading.enumerate())
+    lane = lane_for(Room())
+    sender.attach(lane)
+    (watch,) = [t for t in set(threading.enumerate()) - before if t.name.endswith("-watch")]
+    wakes = thread_wakes(watch)
+    time.sleep(4 * SLOW_WRITE)
+    assert thread_wakes(watch) - wakes >= 3  # carrying a lane: it looks every SLOW_WRITE
+
+    sender.detach(lane)
+    time.sleep(2 * SLOW_WRITE)  # the look under way ends
+    wakes = thread_wakes(watch)
+    time.sleep(5 * SLOW_WRITE)
+    assert thread_wakes(watch) == wakes
