@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
         [--size 640x360] [--receivers 20] [--workers 8] [--pool threads] [--no-reference]
-        [--set ROOMCAST_X=VALUE ...] [--keep DIR]
+        [--set ROOMCAST_X=VALUE ...] [--keep DIR] [--idle SECONDS]
 
 For each N, N remux pushes of the same clip (each into its own room of the local nginx-rtmp
 server) are submitted at once through the real API to real Celery workers; then, as the
@@ -22,11 +22,13 @@ reference, N ``ffmpeg -re -i … -c copy -f flv`` processes do the same job. Rep
   median offset (arrival − timestamp), so the analysis does not count.
 
 Then ``--stops`` pushes are stopped one by one through the API (or ffmpeg is sent SIGINT),
-timing the stop call → the publisher gone from the room's ``/stat``.
+timing the stop call → the publisher gone from the room's ``/stat``. ``--idle`` then
+measures the workers' CPU with no push running (each has carried pushes by then): what a
+fleet waiting for work costs. The reference has no process left to cost anything.
 
 Drift over a long push is the same measurement with one push:
 ``--pushes 1 --seconds 600 --no-reference`` (the "worst" column); ``--batch 0`` paces each
-packet on its own instead of in 40 ms batches.
+packet on its own instead of in 20 ms batches.
 """
 
 from __future__ import annotations
@@ -91,6 +93,23 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(stat[11]) + int(stat[12])
     return total / TICKS
+
+
+def run_seconds(pids: list[int]) -> float:
+    """Seconds the processes' live threads have run so far, to the nanosecond.
+
+    ``/proc/<pid>/task/<tid>/schedstat``: finer than :func:`cpu_seconds`' clock ticks (10 ms
+    per process), which an idle worker's few milliseconds a second fall between. Threads
+    that ended are not counted, so this is for spans in which none end.
+    """
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -388,6 +407,15 @@ def gone_after(stat_url: str, room: str, since: float) -> float:
     return time.monotonic() - since
 
 
+def idle_cores(stack: Stack, seconds: float) -> float:
+    """Cores the workers use over ``seconds`` with no push running."""
+    time.sleep(2.0)  # the last pushes' tasks finish and report
+    pids = stack.worker_pids()
+    before, started = run_seconds(pids), time.monotonic()
+    time.sleep(seconds)
+    return (run_seconds(pids) - before) / (time.monotonic() - started)
+
+
 def stop_latencies(stack: Stack, count: int) -> tuple[list[float], list[float]]:
     """Stop call → publisher gone, for roomcast's API and for ffmpeg's SIGINT."""
     stat = stack.room.stat_url
@@ -448,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
         "--keep", type=Path, default=None, help="copy the viewers' arrival records here"
     )
     parser.add_argument(
+        "--idle", type=float, default=0.0, help="seconds to measure the idle workers' CPU"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -499,6 +530,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{1000 * statistics.median(ours):.0f} ms, max {1000 * max(ours):.0f} "
                 f"ms; ffmpeg SIGINT p50 {1000 * statistics.median(theirs):.0f} ms, "
                 f"max {1000 * max(theirs):.0f} ms",
+                flush=True,
+            )
+        if args.idle:
+            cores = idle_cores(stack, args.idle)
+            print(
+                f"idle ({args.idle:g} s, no push running): {args.workers} workers "
+                f"{cores:.4f} cores; ffmpeg: no process, 0",
                 flush=True,
             )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path
     run = subprocess.run(
         [sys.executable, "-m", "bench.concurrency", "--pushes", "2", "--seconds", "3",
          "--receivers", "2", "--workers", "1", "--stops", "1", "--keep", str(keep),
-         "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02"],
+         "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02", "--idle", "1"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -55,6 +56,8 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path
         assert cells[6] == "180/180", row  # every frame of both viewed pushes arrived
         assert cells[9] == "0", row  # none failed
     assert "stop → publisher gone" in run.stdout
+    idle = re.search(r"idle \(1 s, no push running\): 1 workers (\S+) cores", run.stdout)
+    assert idle is not None and 0 < float(idle.group(1)) < 0.5, run.stdout  # some, not busy
     kept = [json.loads(path.read_text()) for path in keep.glob("arrivals-*.json")]
     assert len(kept) == 2  # one record per side, each with both viewers
     assert all(len(record) == 2 for record in kept)
