@@ -25,14 +25,34 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack.room import LocalRoom
 from pipeline.sink import RTMP_CLIENTS
 from tests.media import make_clip
 
 REPO = Path(__file__).resolve().parent.parent
-#: What each side can be asked to do with the clip.
-JOBS = ("remux", "re-encode")
+#: ffmpeg's re-encode: the x264 settings roomcast's re-encode uses.
+X264 = (
+    *("-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-bf", "0"),
+    *("-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "2500k", "-c:a", "copy"),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What both sides are asked to do: a clip, made with these options, and ffmpeg's
+    arguments for the same work."""
+
+    clip: str
+    clip_options: dict[str, Any]
+    ffmpeg_args: tuple[str, ...]
+
+
+JOBS = {
+    "remux": Job("compat.mp4", {}, ("-c", "copy")),
+    "re-encode": Job("bframes.mp4", {"bframes": 3, "h264_profile": "high"}, X264),
+}
 
 
 @dataclass(frozen=True)
@@ -129,41 +149,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
-        if "remux" in args.jobs:
-            make_clip(room.media_dir / "compat.mp4", seconds=args.seconds, size=args.size)
-        if "re-encode" in args.jobs:
+        jobs = {name: job for name, job in JOBS.items() if name in args.jobs}
+        for job in jobs.values():
             make_clip(
-                room.media_dir / "bframes.mp4",
-                seconds=args.seconds,
-                bframes=3,
-                h264_profile="high",
-                size=args.size,
+                room.media_dir / job.clip, seconds=args.seconds, size=args.size, **job.clip_options
             )
         ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i"]
-        x264 = [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-            "-bf",
-            "0",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-b:v",
-            "2500k",
-            "-c:a",
-            "copy",
-        ]
-        cases = {
-            "remux": ("compat.mp4", ["-c", "copy"]),
-            "re-encode": ("bframes.mp4", x264),
-        }
         # A worker pays for the interpreter and the imports once, not per push: measured
         # apart so the table shows both the one-shot process and the per-push cost.
         startup = statistics.median(
@@ -178,21 +169,18 @@ def main() -> None:
             f"{'job':<10} {'roomcast':>10} {'per push':>9} {'ffmpeg':>8} {'ratio':>7} "
             f"{'per-push ratio':>15}  wall r/f  TCP segments/s r/f"
         )
-        for name, (clip, ffargs) in cases.items():
-            if name not in args.jobs:
-                continue
+        for name, job in jobs.items():
             ours, theirs = [], []
             for run in range(args.runs):
-                src = room.media_url(clip)
+                src = room.media_url(job.clip)
                 url = f"{room.rtmp_base}/bench_{name}_{run}?sdkappid=1&userid=b&usersig=x"
                 options = [] if args.batch is None else ["--batch", str(args.batch)]
                 if args.rtmp_client is not None:
                     options += ["--rtmp-client", args.rtmp_client]
                 push = [sys.executable, "-m", "bench.push_one", src, url, *options]
+                reference = [*ffmpeg, src, *job.ffmpeg_args, "-f", "flv", url + "f"]
                 ours.append(cost_of(push, room.rtmp_port))
-                theirs.append(
-                    cost_of([*ffmpeg, src, *ffargs, "-f", "flv", url + "f"], room.rtmp_port)
-                )
+                theirs.append(cost_of(reference, room.rtmp_port))
             r = statistics.median(run.cpu for run in ours)
             f = statistics.median(run.cpu for run in theirs)
             per_push = max(r - startup, 0.0)

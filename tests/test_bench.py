@@ -23,6 +23,14 @@ from devstack.room import LocalRoom
 from tests.stack import REPO
 
 
+def bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bench.<module> ARGS`` from the repository; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
 def test_pacing_error_ignores_a_constant_delay() -> None:
     video = [(100.0 + 0.25 + n / 30, round(n * 1000 / 30)) for n in range(90)]
     assert max(pacing_errors(video)) < 0.001
@@ -42,11 +50,10 @@ def test_pacing_error_leaves_out_the_first_second_when_asked() -> None:
 
 def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path) -> None:
     keep = tmp_path / "records"  # made by the bench
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.concurrency", "--pushes", "2", "--seconds", "3",
-         "--receivers", "2", "--workers", "1", "--stops", "1", "--keep", str(keep),
-         "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02", "--idle", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+    run = bench(
+        "concurrency", "--pushes", "2", "--seconds", "3", "--receivers", "2", "--workers", "1",
+        "--stops", "1", "--keep", str(keep), "--set", "ROOMCAST_PACE_BATCH_SECONDS=0.02",
+        "--idle", "1", timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| 2 |")]
@@ -81,10 +88,7 @@ def test_a_worker_setting_for_the_bench_is_a_roomcast_name_and_value() -> None:
 
 
 def test_the_resume_benchmark_measures_both_sides_seams_on_a_tiny_size() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.resume", "--trials", "1", "--seconds", "12"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    run = bench("resume", "--trials", "1", "--seconds", "12", timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| re")]
     assert [(row[1].strip()[:4], row[2].strip()) for row in rows] == [
@@ -99,14 +103,8 @@ def test_the_resume_benchmark_measures_both_sides_seams_on_a_tiny_size() -> None
 
 
 def test_the_wake_cost_benchmark_prints_its_four_figures() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.wake_cost", "--wakes", "3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    run = bench("wake_cost", "--wakes", "3", timeout=60)
+    run.check_returncode()
     figures = [line.rsplit(maxsplit=3)[1] for line in run.stdout.splitlines()]
     assert len(figures) == 4, run.stdout
     assert all(float(figure) > 0 for figure in figures), run.stdout
@@ -140,11 +138,7 @@ def test_the_thread_cpu_benchmark_finds_the_busy_thread_of_a_process() -> None:
 
 
 def test_the_cpu_benchmark_measures_both_sides_and_the_segments_they_send() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_push", "--seconds", "3", "--runs", "1",
-         "--jobs", "remux"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    run = bench("cpu_per_push", "--seconds", "3", "--runs", "1", "--jobs", "remux", timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     row = next(line.split() for line in run.stdout.splitlines() if line.startswith("remux"))
     assert float(row[1]) > 0 and float(row[3]) > 0, run.stdout  # CPU of each side
@@ -156,10 +150,7 @@ def test_the_cpu_benchmark_measures_both_sides_and_the_segments_they_send() -> N
 
 
 def test_the_rtmp_write_benchmark_prices_both_clients_and_the_plain_send() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.rtmp_write", "--seconds", "2", "--size", "160x120"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    run = bench("rtmp_write", "--seconds", "2", "--size", "160x120", timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| ")]
     names = [row[1].strip() for row in rows[1:]]
@@ -168,9 +159,6 @@ def test_the_rtmp_write_benchmark_prices_both_clients_and_the_plain_send() -> No
 
 
 def test_cpu_per_push_refuses_a_job_it_does_not_know() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_push", "--jobs", "remux,reencode"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    run = bench("cpu_per_push", "--jobs", "remux,reencode", timeout=60)
     assert run.returncode == 2, run.stdout
     assert "unknown job reencode: choose from remux, re-encode" in run.stderr
