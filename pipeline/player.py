@@ -35,7 +35,7 @@ from .routes import (
     encode_audio,
     packet_time,
 )
-from .source import Source, open_source
+from .source import Source, open_source, thread_decoder
 from .spec import PushSpec
 from .timeline import Timeline
 
@@ -193,9 +193,7 @@ class Player:
     ) -> dict[int, VideoTranscodeRoute | AudioTranscodeRoute]:
         routes: dict[int, VideoTranscodeRoute | AudioTranscodeRoute] = {}
         if source.video is not None and self._video_out is not None:
-            ctx: Any = source.video.codec_context
-            if not ctx.is_open:
-                ctx.thread_type = "AUTO"
+            thread_decoder(source.video)
             rate = Fraction(source.video.average_rate or 30)
             out_rate = Fraction(self._video_out.codec_context.framerate or 30)
             self._video_route = VideoTranscodeRoute(

@@ -16,7 +16,7 @@ from typing import Any
 import av
 import av.error
 
-from .source import Source
+from .source import Source, thread_decoder
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def probe_video(source: Source, window: float) -> VideoProbe:
     rotation = 0
     decoded = False
     ctx: Any = video.codec_context
-    ctx.thread_type = "AUTO"  # must be set before the first decode opens the decoder
+    thread_decoder(video)
     try:
         for packet in source.container.demux(source.streams):
             source.replay.append(packet)

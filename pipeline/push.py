@@ -30,7 +30,7 @@ from .redact import redact_text, redact_url
 from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import PublishCut, RtmpSink
-from .source import LIVE_ANALYZE_LONG, Source, open_source
+from .source import LIVE_ANALYZE_LONG, Source, open_source, thread_decoder
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
 from .transforms import rotated_size
@@ -308,9 +308,7 @@ def _routes_for(
                 output.stream, timeline, is_video, Fraction(stream.time_base or MICROSECOND)
             )
         elif is_video:
-            ctx: Any = stream.codec_context
-            if not ctx.is_open:  # the probe may have opened it already, threaded
-                ctx.thread_type = "AUTO"
+            thread_decoder(stream)  # unless the probe opened it already
             routes[stream.index] = VideoTranscodeRoute(
                 stream,  # type: ignore[arg-type]
                 output.stream,

@@ -61,6 +61,25 @@ class Source:
         self.container.close()
 
 
+#: Up to this many pixels (720p) a picture decodes in a few milliseconds on one core, and
+#: frame threads would cost more than they save: FFmpeg starts a thread per core plus one,
+#: each with its own copy of the decoder, and keeps them for as long as the source is open.
+#: A remuxed push decodes only the probe's first frame, so it carried three idle threads
+#: and 1.7–4 MiB for nothing (docs/benchmarks.md, "Decoder threads").
+FRAME_THREADS_ABOVE = 1280 * 720
+
+
+def thread_decoder(stream: av.stream.Stream) -> None:
+    """Choose how ``stream``'s decoder is threaded, by its picture size.
+
+    Call it before the first decode: FFmpeg fixes the threading when the decoder opens, so
+    a decoder already open keeps what it has.
+    """
+    ctx: Any = stream.codec_context
+    if not ctx.is_open:
+        ctx.thread_type = "AUTO" if ctx.width * ctx.height > FRAME_THREADS_ABOVE else "NONE"
+
+
 #: Most seconds of a live stream read to find its streams; longer only when video is missing.
 LIVE_ANALYZE = 1.0
 LIVE_ANALYZE_LONG = 3.0

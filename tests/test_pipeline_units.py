@@ -14,15 +14,17 @@ from typing import Any
 
 import av
 import pytest
+from av.codec.context import ThreadType
 
 from pipeline.catchup import from_live_edge
 from pipeline.control import Control, call_until_stopped
 from pipeline.errors import SourceError
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
+from pipeline.probe import probe_video
 from pipeline.push import open_live_source, output_size
 from pipeline.redact import MASK, redact_text, redact_url
-from pipeline.source import open_source
+from pipeline.source import Source, open_source
 from pipeline.spec import OutputProfile, PushSpec, Timeouts
 from pipeline.timeline import Timeline
 
@@ -636,6 +638,38 @@ def test_h264_above_the_maximum_size_is_transcoded(clips: Path) -> None:
     decision = video_decision(clip, OutputProfile(max_width=160, max_height=120))
     assert decision.action is Action.TRANSCODE
     assert "320x240" in decision.reason
+
+
+def decoder_threads() -> list[str]:
+    """This process's threads that FFmpeg started for a decoder ("av:h264:df0"...)."""
+    names = (Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+    return [name for name in names if name.startswith("av:")]
+
+
+def probed(path: Path) -> Source:
+    """The source at ``path`` after the probe read its first second (still open)."""
+    container = av.open(str(path))
+    source = Source(str(path), container, container.streams.video[0], None)
+    probe_video(source, window=1.0)
+    return source
+
+
+def test_the_probe_of_a_picture_up_to_720p_leaves_no_decoder_threads_behind(clips: Path) -> None:
+    before = decoder_threads()
+    source = probed(make_clip(clips / "main.mp4", seconds=1, size="320x240"))
+    try:
+        assert decoder_threads() == before
+    finally:
+        source.close()
+
+
+def test_a_picture_above_720p_is_decoded_with_frame_threads(clips: Path) -> None:
+    source = probed(make_clip(clips / "1080p.mp4", seconds=1, size="1920x1080"))
+    try:
+        assert source.video is not None
+        assert source.video.codec_context.thread_type == ThreadType.AUTO
+    finally:
+        source.close()
 
 
 def test_stereo_aac_at_48khz_is_remuxed(clips: Path) -> None:
