@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -640,36 +641,33 @@ def test_h264_above_the_maximum_size_is_transcoded(clips: Path) -> None:
     assert "320x240" in decision.reason
 
 
-def decoder_threads() -> list[str]:
-    """This process's threads that FFmpeg started for a decoder ("av:h264:df0"...)."""
-    names = (Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
-    return [name for name in names if name.startswith("av:")]
+def decoder_threads() -> set[str]:
+    """Ids of this process's threads that FFmpeg started for a decoder ("av:h264:df0"...)."""
+    tasks = Path("/proc/self/task").iterdir()
+    return {task.name for task in tasks if (task / "comm").read_text().startswith("av:")}
 
 
-def probed(path: Path) -> Source:
-    """The source at ``path`` after the probe read its first second (still open)."""
-    container = av.open(str(path))
-    source = Source(str(path), container, container.streams.video[0], None)
-    probe_video(source, window=1.0)
-    return source
+@contextmanager
+def probed(path: Path) -> Iterator[Source]:
+    """The source at ``path`` after the probe read its first second; closed afterwards."""
+    with av.open(str(path)) as container:
+        source = Source(str(path), container, container.streams.video[0], None)
+        probe_video(source, window=1.0)
+        yield source
 
 
 def test_the_probe_of_a_picture_up_to_720p_leaves_no_decoder_threads_behind(clips: Path) -> None:
     before = decoder_threads()
-    source = probed(make_clip(clips / "main.mp4", seconds=1, size="320x240"))
-    try:
-        assert decoder_threads() == before
-    finally:
-        source.close()
+    with probed(make_clip(clips / "main.mp4", seconds=1, size="320x240")) as source:
+        assert source.video is not None
+        assert source.video.codec_context.thread_type == ThreadType.NONE
+        assert decoder_threads() - before == set()
 
 
 def test_a_picture_above_720p_is_decoded_with_frame_threads(clips: Path) -> None:
-    source = probed(make_clip(clips / "1080p.mp4", seconds=1, size="1920x1080"))
-    try:
+    with probed(make_clip(clips / "1080p.mp4", seconds=1, size="1920x1080")) as source:
         assert source.video is not None
         assert source.video.codec_context.thread_type == ThreadType.AUTO
-    finally:
-        source.close()
 
 
 def test_stereo_aac_at_48khz_is_remuxed(clips: Path) -> None:
