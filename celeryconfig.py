@@ -2,7 +2,8 @@
 
 Why these values (docs/celery.md has the long version):
 
-* ``task_acks_late = False``: a push is acknowledged when a worker takes it. A push can
+* ``task_default_queue = _settings.queue
+task_acks_late = False``: a push is acknowledged when a worker takes it. A push can
   last hours, longer than the Redis transport's ``visibility_timeout``; with late acks it
   would be redelivered and published twice. A worker that dies mid-push is detected by the
   job's heartbeat instead ("worker lost"), not by redelivery.
@@ -12,6 +13,11 @@ Why these values (docs/celery.md has the long version):
   start while another worker sat idle: in bench/concurrency.py, 3 of 100 pushes waited 30 s
   for a slot. Run workers with a concurrency that matches the pushes a machine should carry.
 * events on, so Flower sees tasks; task messages carry only the request id.
+* ``task_default_queue = ROOMCAST_QUEUE`` ("roomcast"): pushes do not mix with another
+  Celery app's work on a shared Redis.
+* ``task_track_started = False``: the task records STARTED itself once the push really
+  starts (worker/tasks.py), so a second delivery of a message never overwrites the state
+  of a push that ended (docs/celery.md).
 """
 
 from worker.settings import get_settings
@@ -29,10 +35,11 @@ result_serializer = "json"
 accept_content = ["json"]
 result_expires = _settings.job_ttl_seconds
 
+task_default_queue = _settings.queue
 task_acks_late = False
 worker_prefetch_multiplier = 1
 worker_disable_prefetch = True
-task_track_started = True
+task_track_started = False
 task_send_sent_event = True
 worker_send_task_events = True
 worker_hijack_root_logger = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from typing import Any, cast
@@ -14,12 +13,14 @@ from redis import RedisError
 
 from pipeline.errors import InvalidJob, SourceError
 from pipeline.redact import redact_url
+from worker.celerystate import mark_revoked
 from worker.cloud import missing_configuration
 from worker.jobs import FINISHED, JobStore, PublisherBusy, State, now
+from worker.messages import enqueue
 from worker.netguard import check_source_address
 from worker.rooms import rtmp_room
 from worker.settings import Settings
-from worker.tasks import push_task
+from worker.stops import Stop, StopCause
 from worker.usersig import UserSigError, check, generate
 
 from .errors import ApiError, invalid_job_from
@@ -29,8 +30,6 @@ bp = Blueprint("pushes", __name__)
 
 #: How long a stop call waits for the push to confirm before answering 202.
 STOP_CONFIRM_SECONDS = 2.0
-#: After this long without confirmation, the stop escalates to revoke(terminate=True).
-STOP_ESCALATE_SECONDS = 1.0
 
 
 def _store() -> JobStore:
@@ -107,7 +106,7 @@ def submit() -> ResponseReturnValue:
             field="CallbackUrl",
         )
     _record(request_id, doc, secrets, replace=job.Replace)
-    _enqueue(request_id)
+    _enqueue(request_id, doc)
     current_app.logger.info(
         "push %s queued: %s into room %s as %s",
         request_id,
@@ -154,10 +153,9 @@ def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], repla
             raise
         holder = busy.holder
     current_app.logger.info("push %s replaces push %s", request_id, holder)
-    # The stop view's own logic: cancel it if queued, else stop it and wait up to ~3 s.
-    # An ApiError here means it ended meanwhile (404/409), which frees the lease too.
-    with contextlib.suppress(ApiError):
-        stop(holder)
+    # The stop view's own logic: cancel it if queued, else stop it and wait up to 2 s.
+    # Anything else means it ended meanwhile, which frees the lease too.
+    stop_push(holder, Stop(StopCause.REPLACED, request_id))
     try:
         store.create(request_id, doc, secrets)
     except PublisherBusy as again:
@@ -170,10 +168,10 @@ def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], repla
         ) from None
 
 
-def _enqueue(request_id: str) -> None:
+def _enqueue(request_id: str, doc: dict[str, Any]) -> None:
     """Send the task; if that fails, remove the record so that no job is left half-written."""
     try:
-        push_task.apply_async(args=[request_id], task_id=request_id)
+        enqueue(current_app.extensions["celery"], request_id, doc)
     except Exception as exc:
         # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
         current_app.logger.error("push %s could not be enqueued: %s", request_id, exc)
@@ -303,45 +301,53 @@ def _float_arg(name: str) -> float | None:
 @bp.delete("/v1/pushes/<request_id>")
 def stop(request_id: str) -> ResponseReturnValue:
     """Stop a queued or running push (idempotent); 409 for one that already ended."""
-    store = _store()
-    job = store.get(request_id)
-    if job is None:
+    found, finished = stop_push(request_id, Stop(StopCause.API))
+    if found is None:
         raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
-    if job.state is State.STOPPED:
-        return jsonify(job.as_status())
-    if job.state in FINISHED:
+    if found in FINISHED and found is not State.STOPPED:
         raise ApiError(
             409,
             "AlreadyFinished",
-            f"the push already ended in state {job.state.value}",
-            State=job.state.value,
+            f"the push already ended in state {found.value}",
+            State=found.value,
         )
-    celery = current_app.extensions["celery"]
-    reason = "stopped by request"
-    if job.state is State.QUEUED:
-        # Revoked tasks are discarded by every worker; the state change makes sure.
-        celery.control.revoke(request_id)
-        # Only while still queued: a job the worker just started is stopped the running way.
-        if store.finish(
-            request_id, State.STOPPED, allowed=(State.QUEUED,), Reason="stopped before it started"
-        ):
-            current_app.logger.info("push %s stopped while queued", request_id)
-            return jsonify(_current(store, request_id))
-    store.request_stop(request_id, reason)
-    celery.control.revoke(request_id)
-    current_app.logger.info("push %s: stop requested", request_id)
-    job_state = _wait_finished(store, request_id, STOP_ESCALATE_SECONDS)
-    if job_state is None:
-        # The pipeline did not confirm through the control channel: have Celery signal the
-        # task's process (prefork pool), which the task turns into the same clean stop.
-        celery.control.revoke(request_id, terminate=True, signal="SIGUSR1")
-        job_state = _wait_finished(store, request_id, STOP_CONFIRM_SECONDS)
-    body = _current(store, request_id)
+    body = _current(_store(), request_id)
     return Response(
-        status=200 if job_state else 202,
+        status=200 if finished else 202,
         response=current_app.json.dumps(body),
         mimetype="application/json",
     )
+
+
+def stop_push(request_id: str, stop: Stop) -> tuple[State | None, bool]:
+    """Stop a push the way every stop path does (``JobStore.stop``), and wait for it.
+
+    A queued push ends at once: Celery is told too (its workers drop the message, and
+    ``AsyncResult`` says ``REVOKED``). A running one is asked, and awaited up to
+    :data:`STOP_CONFIRM_SECONDS`. Returns the state the stop found (None: unknown) and
+    whether the push has ended.
+    """
+    store = _store()
+    found = store.stop(request_id, stop)
+    if found is State.QUEUED:
+        current_app.logger.info("push %s stopped while queued: %s", request_id, stop.reason)
+        _tell_celery_revoked(request_id, stop.reason_queued)
+        return found, True
+    if found is not State.RUNNING:
+        return found, found is not None and found in FINISHED
+    current_app.logger.info("push %s: stop requested (%s)", request_id, stop.reason)
+    return found, _wait_finished(store, request_id, STOP_CONFIRM_SECONDS) is not None
+
+
+def _tell_celery_revoked(request_id: str, reason: str) -> None:
+    """A push stopped while queued: workers drop its message, Celery and Flower say REVOKED."""
+    celery = current_app.extensions["celery"]
+    try:
+        celery.control.revoke(request_id)
+        mark_revoked(celery, request_id, reason)
+    except Exception as exc:  # noqa: BLE001 - the stop holds whatever Celery's side says
+        # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
+        current_app.logger.warning("push %s: Celery not told of its stop: %s", request_id, exc)
 
 
 def _wait_finished(store: JobStore, request_id: str, seconds: float) -> State | None:

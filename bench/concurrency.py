@@ -1,8 +1,12 @@
 """Concurrent pushes on one machine: roomcast's workers next to one ffmpeg per push.
 
     .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
-        [--size 640x360] [--receivers 20] [--workers 8] [--pool threads] [--no-reference]
-        [--set ROOMCAST_X=VALUE ...] [--keep DIR] [--idle SECONDS]
+        [--size 640x360] [--receivers 20] [--no-reference] [--set ROOMCAST_X=VALUE ...]
+        [--keep DIR] [--idle SECONDS] [--workers N] [--concurrency N] [--pool POOL]
+
+roomcast runs as a fresh install runs it: the Procfile's ``worker`` line, as many times as
+``scripts/dev`` starts it (devstack/layout.py); ``--workers``, ``--concurrency`` and
+``--pool`` compare another layout.
 
 For each N, N remux pushes of the same clip (each into its own room of the local nginx-rtmp
 server) are submitted at once through the real API to real Celery workers; then, as the
@@ -52,6 +56,7 @@ from typing import Any
 
 from bench.receiver import pacing_errors, stream_start
 from bench.service import push_job, running_service
+from devstack.layout import worker_processes
 from devstack.room import LocalRoom, players_at, publishers_at
 from tests.media import make_clip
 from tests.stack import Api
@@ -456,6 +461,15 @@ def worker_setting(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _layout(args: argparse.Namespace) -> str:
+    """How the workers run, in words: the default command, or what was asked for."""
+    pool = args.pool or "the Procfile's pool"
+    concurrency = args.concurrency or "the Procfile's concurrency"
+    if args.pool is None and args.concurrency is None:
+        return "the default command (Procfile worker line: threads pool, 25 pushes each)"
+    return f"pool {pool}, {concurrency} pushes each"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the sweep and print the table."""
     parser = argparse.ArgumentParser()
@@ -464,9 +478,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument(
-        "--workers", type=int, default=8, help="worker processes (about 25 pushes each)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: as scripts/dev sizes them, four per core)",
     )
-    parser.add_argument("--pool", default="threads", help="Celery pool: threads or prefork")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="pushes per worker process (default: the Procfile's, 25)",
+    )
+    parser.add_argument(
+        "--pool", default=None, help="Celery pool: threads or prefork (default: the Procfile's)"
+    )
     parser.add_argument("--stops", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the ffmpeg side")
     parser.add_argument(
@@ -488,12 +513,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.pushes.split(",")]
-    # Each worker process carries its share of the largest N (plus the stop test's pushes).
-    per_worker = math.ceil((max(counts) + args.stops) / args.workers)
     settings = dict(args.set)
     if args.batch is not None:
         settings["ROOMCAST_PACE_BATCH_SECONDS"] = str(args.batch)
-    with running_service(args.workers, per_worker, args.pool, settings) as service:
+    # The default command (the Procfile's worker line, as many as scripts/dev starts),
+    # unless a layout is asked for.
+    workers = args.workers if args.workers is not None else worker_processes()
+    with running_service(workers, args.concurrency, args.pool, settings) as service:
         fps = 30
         make_clip(
             service.room.media_dir / "clip.mp4", seconds=args.seconds, size=args.size, fps=fps
@@ -511,9 +537,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(
             f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "
-            f"H.264+AAC, remuxed; roomcast: {args.workers} workers, pool "
-            f"{args.pool}, concurrency {per_worker} each; up to {args.receivers} "
-            "viewers per row",
+            f"H.264+AAC, remuxed; roomcast: {workers} worker processes, "
+            f"{_layout(args)}; up to {args.receivers} viewers per row",
             flush=True,
         )
         print(HEADER, flush=True)
@@ -535,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.idle:
             cores = idle_cores(stack, args.idle)
             print(
-                f"idle ({args.idle:g} s, no push running): {args.workers} workers "
+                f"idle ({args.idle:g} s, no push running): {workers} workers "
                 f"{cores:.4f} cores; ffmpeg: no process, 0",
                 flush=True,
             )

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.layout import worker_processes
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from tests.stack import Api, start_api, start_worker, stop
+from tests.stack import Api, start_api, start_procfile_worker, stop
 
 
 @dataclass
@@ -56,12 +57,17 @@ def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
 
 @contextmanager
 def running_service(
-    workers: int,
-    concurrency: int,
-    pool: str = "threads",
+    workers: int | None = None,
+    concurrency: int | None = None,
+    pool: str | None = None,
     settings: Mapping[str, str] | None = None,
 ) -> Iterator[Service]:
-    """Redis, a room without HLS, the API and ``workers`` Celery workers, in a temp dir.
+    """Redis, a room without HLS, the API and the workers, in a temp dir.
+
+    The workers are the Procfile's ``worker`` line, started as ``scripts/dev`` starts it:
+    by default as many as ``devstack/layout.py`` sizes for this machine, each in its default
+    pool and concurrency (the measured best layout). ``workers``, ``concurrency`` and
+    ``pool`` change it, for a benchmark comparing layouts.
 
     The room cuts no HLS: nginx-rtmp writes each TS packet with its own system call, CPU
     that a benchmark would take from the pushes it measures (docs/benchmarks.md).
@@ -72,12 +78,17 @@ def running_service(
             room.media_dir.mkdir(parents=True, exist_ok=True)
             env = service_env(redis_server.url, room)
             env.update(settings or {})
+            if concurrency is not None:
+                env["ROOMCAST_WORKER_CONCURRENCY"] = str(concurrency)
+            if pool is not None:
+                env["ROOMCAST_WORKER_POOL"] = pool
+            count = workers if workers is not None else worker_processes()
             api_proc, base = start_api(env, workdir / "api.log")
             procs: list[subprocess.Popen[bytes]] = []
             try:
-                for i in range(workers):
-                    log = workdir / f"worker{i}.log"
-                    procs.append(start_worker(env, log, f"bench{i}", concurrency, pool))
+                for i in range(1, count + 1):
+                    log = workdir / f"worker.{i}.log"
+                    procs.append(start_procfile_worker(env, log, f"worker.{i}"))
                 yield Service(workdir, redis_server, room, Api(base), procs)
             finally:
                 for proc in procs:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from devstack.layout import worker_processes
 from devstack.media import make_sample
 from devstack.ports import LOCALHOST, free_port, port_is_free
 from devstack.process import stop_process
@@ -146,10 +147,13 @@ def _start_honcho(
         # The web console's player shows the local room's HLS preview.
         ROOMCAST_CONSOLE_PREVIEW_URL=ends.room.preview_url,
     )
+    # The measured layout (devstack/layout.py): a threads-pool worker per quarter core.
+    workers = worker_processes(env)
+    print(f"devstack: {workers} worker processes (ROOMCAST_WORKER_PROCESSES to change)")
     # Own session: we decide when honcho stops (after Ctrl-C reaches us), then it stops
     # its processes; the room and Redis outlive them, so pushes end cleanly.
     return subprocess.Popen(
-        [_honcho_binary(), "-f", str(procfile), "start"],
+        [_honcho_binary(), "-f", str(procfile), "start", "-c", f"worker={workers}"],
         cwd=procfile.parent,
         env=env,
         start_new_session=True,

@@ -33,7 +33,9 @@ class Control:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        self.stop_reason: str | None = None
+        #: Why the push must stop: whatever the caller passed (roomcast's worker passes a
+        #: ``worker.stops.Stop``); the pipeline only hands it back in its result.
+        self.stop_cause: object | None = None
         self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._cuts: list[Callable[[], None]] = []
 
@@ -52,13 +54,18 @@ class Control:
 
     @property
     def stop_requested(self) -> bool:
-        """True once any stop was requested (the first reason wins)."""
-        return self.stop_reason is not None
+        """True once any stop was requested (the first cause wins)."""
+        return self.stop_cause is not None
 
-    def request_stop(self, reason: str = "stopped by request") -> None:
+    @property
+    def stop_reason(self) -> str | None:
+        """The stop's cause as a sentence, for logs."""
+        return None if self.stop_cause is None else str(self.stop_cause)
+
+    def request_stop(self, cause: object = "stopped by request") -> None:
         """Ask the pipeline to stop after the packet in hand; async-signal-safe."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        if self.stop_cause is None:
+            self.stop_cause = cause
         if self._write_fd < 0:
             return  # closed: the descriptor number may already belong to something else
         try:

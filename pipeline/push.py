@@ -60,11 +60,16 @@ class Outcome(StrEnum):
 
 @dataclass
 class PushResult:
-    """The end of a push: how it ended, why, and the last progress."""
+    """The end of a push: how it ended, why, and the last progress.
+
+    ``cause`` is what the stop was requested with (``Control.request_stop``); None when the
+    push completed or reached its time limit.
+    """
 
     outcome: Outcome
     reason: str
     progress: Progress
+    cause: object | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,14 @@ def _first_progress(
 
 def _stopped(control: Control, progress: Progress) -> PushResult:
     """The result of a push stopped by ``control`` (not by its relay's time limit)."""
-    return PushResult(Outcome.STOPPED, control.stop_reason or "stopped", progress.copy())
+    return PushResult(
+        Outcome.STOPPED, control.stop_reason or "stopped", progress.copy(), control.stop_cause
+    )
+
+
+def _relay_stopped(relay: Relay) -> PushResult:
+    """The result of a push whose relay stopped: by ``control``, or at its time limit."""
+    return PushResult(Outcome.STOPPED, relay.stop_reason, relay.progress.copy(), relay.stop_cause)
 
 
 def _starting_position(spec: PushSpec) -> float:
@@ -216,7 +228,7 @@ def _play(
         raise _read_failure(exc, spec, player.current_clip) from None
     relay.meter.report()
     if relay.stopped:
-        return PushResult(Outcome.STOPPED, relay.stop_reason, relay.progress.copy())
+        return _relay_stopped(relay)
     return PushResult(Outcome.COMPLETED, reason, relay.progress.copy())
 
 
@@ -376,7 +388,7 @@ def _push_file(
     relay.meter.report()
     progress = relay.progress
     if relay.stopped:
-        return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
+        return _relay_stopped(relay)
     duration = progress.duration
     # Not the position: that follows the picture, which may end before the sound.
     reached = relay.source_reached
@@ -409,12 +421,12 @@ def _push_live(
                 source.close()
         if relay.stopped:
             relay.meter.report()
-            return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
+            return _relay_stopped(relay)
         reconnected = _reconnect(spec, control, relay, outputs)
         if reconnected is None:
             relay.meter.report()
             if relay.stopped:
-                return PushResult(Outcome.STOPPED, relay.stop_reason, progress.copy())
+                return _relay_stopped(relay)
             return PushResult(Outcome.COMPLETED, "source ended", progress.copy())
         source = reconnected
         relay.restart_clock()

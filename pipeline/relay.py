@@ -73,6 +73,11 @@ class Relay:
         """Why the push stopped early."""
         return self.limit_reason or self._control.stop_reason or "stopped"
 
+    @property
+    def stop_cause(self) -> object | None:
+        """What the stop was requested with; None when the time limit stopped the push."""
+        return None if self.limit_reason else self._control.stop_cause
+
     def send(self, packets: list[av.Packet], is_video: bool) -> bool:
         """Send output packets in real time; False once the push must stop."""
         for out in packets:

@@ -16,7 +16,7 @@ from devstack.redis import RedisServer
 from devstack.room import LocalRoom
 
 from .media import make_clip
-from .stack import Api, start_api, start_worker, stop
+from .stack import Api, start_api, start_procfile_worker, stop
 
 _names = itertools.count()
 CALLBACK_SECRET = "callback-secret-for-tests"
@@ -73,7 +73,8 @@ def api_log(workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], worker_log: Path) -> Iterator[None]:
-    proc = start_worker(service_env, worker_log, "test")
+    """One worker process as a fresh install runs it: the Procfile's line (threads pool)."""
+    proc = start_procfile_worker(service_env, worker_log, "test")
     yield
     stop(proc)
 

@@ -7,8 +7,8 @@ import uuid
 from worker.jobs import JobStore, State, now
 
 
-def running_job(store: JobStore, created: float | None = None, run_id: str = "run-1") -> str:
-    """A new job moved to ``running`` as run ``run_id``, as a worker starting it leaves it."""
+def queued_job(store: JobStore, created: float | None = None) -> str:
+    """A new job as the API leaves it: ``queued``, with its secrets and publisher lease."""
     request_id = str(uuid.uuid4())
     room = f"rec_{request_id[:8]}"
     doc = {
@@ -21,5 +21,11 @@ def running_job(store: JobStore, created: float | None = None, run_id: str = "ru
         "CreatedAt": now() if created is None else created,
     }
     store.create(request_id, doc, {"UserSig": "sig-for-tests"})
+    return request_id
+
+
+def running_job(store: JobStore, created: float | None = None, run_id: str = "run-1") -> str:
+    """A new job moved to ``running`` as run ``run_id``, as a worker starting it leaves it."""
+    request_id = queued_job(store, created)
     store.transition(request_id, (State.QUEUED,), State.RUNNING, RunId=run_id)
     return request_id

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.layout import procfile_command
 from devstack.ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +43,27 @@ def start_worker(
          "--hostname", f"{name}@%h"],
         env, log,
     )  # fmt: skip
+    return _ready(proc, log)
+
+
+def start_procfile_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
+    """The Procfile's ``worker`` line as honcho runs it (a shell, ``HONCHO_PROCESS_NAME``):
+    the default layout, or what ``ROOMCAST_WORKER_POOL``/``_CONCURRENCY`` in ``env`` say."""
+    env = dict(env, HONCHO_PROCESS_NAME=name, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {procfile_command('worker')}"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return _ready(proc, log)
+
+
+def _ready(proc: subprocess.Popen[bytes], log: Path) -> subprocess.Popen[bytes]:
+    """Wait until the worker says it is ready."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -64,13 +86,17 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], 
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_flower(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Flower (API without auth) on a free port; returns the process and its base URL."""
+def start_flower(
+    env: dict[str, str], log: Path, basic_auth: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Flower on a free port, with HTTP basic auth (``user:password``) or an open API;
+    returns the process and its base URL."""
     port = free_port()
-    proc = spawn(
-        ["celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}"],
-        dict(env, FLOWER_UNAUTHENTICATED_API="true"), log,
-    )  # fmt: skip
+    args = ["celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}"]
+    if basic_auth:
+        proc = spawn([*args, f"--basic-auth={basic_auth}"], env, log)
+    else:
+        proc = spawn(args, dict(env, FLOWER_UNAUTHENTICATED_API="true"), log)
     wait_for_port("127.0.0.1", port, 30)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -56,6 +56,7 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path
         "--idle", "1", timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "the default command (Procfile worker line" in run.stdout
     rows = [line for line in run.stdout.splitlines() if line.startswith("| 2 |")]
     assert [row.split("|")[2].strip() for row in rows] == ["roomcast", "ffmpeg"], run.stdout
     for row in rows:

@@ -149,7 +149,7 @@ def test_start_watch_and_stop_a_push_from_the_console(
     expect(row).to_have_attribute("data-state", "stopped", timeout=10_000)
     expect(page.locator("#player-message")).to_contain_text("The push ended (stopped)")
     status = console_api.call("GET", f"/v1/pushes/{request_id}", headers=AUTH).body
-    assert status["State"] == "stopped" and status["Reason"] == "stopped by request", status
+    assert status["State"] == "stopped" and status["Reason"] == "stopped through the API", status
 
 
 def test_the_console_shows_what_users_typed_as_text(

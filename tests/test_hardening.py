@@ -25,9 +25,9 @@ import redis
 from bench.submit_load import count_records, request_bodies, submit_all
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker.control import LEASE_LOST_REASON
 from worker.jobs import publisher_key, secrets_key
 from worker.netguard import blocked_reason
+from worker.stops import Stop, StopCause
 
 from .conftest import job_for
 from .stack import Api, start_api, start_worker, stop
@@ -182,9 +182,10 @@ def test_replace_stops_the_running_push_and_starts_the_new_one_with_one_publishe
     first = running_push(api, room, long_clip, room_name)
     answer = api.call("POST", "/v1/pushes", job_for(room, long_clip, room_name, Replace=True))
     assert answer.status == 202, answer.body
-    old = api.status(first)
-    assert old["State"] == "stopped" and old["Reason"] == "stopped by request", old
     second = answer.body["RequestId"]
+    old = api.status(first)
+    assert old["State"] == "stopped", old
+    assert old["Reason"] == f"replaced by push {second} (Replace=true)", old
     api.wait_state(second, {"running"}, timeout=15)
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
@@ -201,7 +202,8 @@ def test_replace_of_a_queued_push_cancels_it_before_it_starts(
     first = api.submit(**job_for(room, "missing.mp4", room_name))
     second = api.submit(**job_for(room, "missing.mp4", room_name, Replace=True))
     old = api.status(first)
-    assert old["State"] == "stopped" and old["Reason"] == "stopped before it started", old
+    assert old["State"] == "stopped", old
+    assert old["Reason"] == f"replaced by push {second} (Replace=true), before it started", old
     assert client.get(publisher_key(APP, room_name, "pusher_1")) == second.encode()
 
 
@@ -246,7 +248,7 @@ def test_a_push_that_loses_its_lease_to_another_live_push_stops_publishing(
     client.set(publisher_key(APP, room_name, "pusher_1"), other)
     final = api.wait_state(rid, FINAL, timeout=10)
     assert final["State"] == "stopped"
-    assert final["Reason"] == LEASE_LOST_REASON
+    assert final["Reason"] == Stop(StopCause.LEASE_LOST).reason
     api.wait_state(other, {"running"}, timeout=15)
     api.call("POST", f"/v1/pushes/{other}/stop")
 

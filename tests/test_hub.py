@@ -20,9 +20,9 @@ from redis.retry import Retry
 from devstack.redis import RedisServer
 from pipeline.control import Control
 from tests.records import running_job
-from worker.control import FENCED_REASON, TAKEN_OVER_REASON
 from worker.hub import Attached, ControlHub
 from worker.jobs import Beat, JobStore, control_channel, job_key
+from worker.stops import Stop, StopCause
 
 
 @pytest.fixture
@@ -76,19 +76,19 @@ def test_every_push_of_a_process_is_heard_on_one_redis_connection(
 
 def test_a_stop_message_stops_its_push_and_no_other(store: JobStore, hub: ControlHub) -> None:
     first, other = _attach(hub, store, 2)
-    store.request_stop(first.request_id, "stopped by request")
+    store.request_stop(first.request_id, Stop(StopCause.API))
     _eventually(lambda: first.control.stop_requested)
     time.sleep(0.3)
-    assert first.control.stop_reason == "stopped by request"
-    assert other.control.stop_reason is None
+    assert first.control.stop_cause == Stop(StopCause.API)
+    assert other.control.stop_cause is None
 
 
 def test_a_stop_sent_before_the_push_listened_is_acted_on(store: JobStore, hub: ControlHub) -> None:
     request_id = running_job(store)
-    store.request_stop(request_id, "stopped early")
+    store.request_stop(request_id, Stop(StopCause.REVOKE))
     control = Control()
     hub.attach(request_id, control, "run-1")
-    _eventually(lambda: control.stop_reason == "stopped early")
+    _eventually(lambda: control.stop_cause == Stop(StopCause.REVOKE))
 
 
 def test_a_player_command_reaches_its_push_and_counts_one_listener(
@@ -127,7 +127,7 @@ def test_a_push_whose_job_runs_elsewhere_now_is_stopped(store: JobStore, hub: Co
     store.redis.hset(
         key, "doc", json.dumps({**json.loads(store.redis.hget(key, "doc")), "RunId": "run-2"})
     )
-    _eventually(lambda: push.control.stop_reason == TAKEN_OVER_REASON)
+    _eventually(lambda: push.control.stop_cause == Stop(StopCause.TAKEN_OVER))
 
 
 def test_pushes_in_a_process_cut_off_from_redis_stop_once_silent_too_long() -> None:
@@ -144,7 +144,7 @@ def test_pushes_in_a_process_cut_off_from_redis_stop_once_silent_too_long() -> N
         started = time.monotonic()
         hub.attach("cut-off", control, "run-1")
         _eventually(lambda: control.stop_requested)
-        assert control.stop_reason == FENCED_REASON
+        assert control.stop_cause == Stop(StopCause.FENCED)
         assert 0.6 <= time.monotonic() - started < 1.5
     finally:
         hub.close()
@@ -163,8 +163,9 @@ def test_a_stop_whose_message_was_missed_is_found_by_the_next_beat(
 ) -> None:
     [push] = _attach(hub, store, 1)
     # The flag without the message: what a subscription dropped and renewed leaves.
-    store.redis.hset(job_key(push.request_id), "stop", "stopped while reconnecting")
-    _eventually(lambda: push.control.stop_reason == "stopped while reconnecting")
+    stop = Stop(StopCause.STAMPED, "room=1:a")
+    store.redis.hset(job_key(push.request_id), "stop", stop.to_json())
+    _eventually(lambda: push.control.stop_cause == stop)
 
 
 def test_a_record_that_cannot_be_beaten_costs_the_other_pushes_nothing(
@@ -177,7 +178,7 @@ def test_a_record_that_cannot_be_beaten_costs_the_other_pushes_nothing(
     key = job_key(push.request_id)
     before = float(store.redis.hget(key, "heartbeat") or 0)
     _eventually(lambda: float(store.redis.hget(key, "heartbeat") or 0) > before)
-    assert push.control.stop_reason is None
+    assert push.control.stop_cause is None
 
 
 def test_the_next_run_of_a_job_in_the_same_process_is_heard_after_the_last_one_ends(
@@ -188,9 +189,9 @@ def test_the_next_run_of_a_job_in_the_same_process_is_heard_after_the_last_one_e
     old, new = Control(), Control()
     old_push = hub.attach(request_id, old, "run-1")
     hub.attach(request_id, new, "run-2")
-    _eventually(lambda: old.stop_reason == TAKEN_OVER_REASON)
+    _eventually(lambda: old.stop_cause == Stop(StopCause.TAKEN_OVER))
     hub.detach(old_push)
     time.sleep(0.5)  # a beat or two and a wake-up: the channel must stay subscribed
     assert _listeners(store, request_id) == 1
-    store.request_stop(request_id, "stopped by request")
-    _eventually(lambda: new.stop_reason == "stopped by request")
+    store.request_stop(request_id, Stop(StopCause.API))
+    _eventually(lambda: new.stop_cause == Stop(StopCause.API))

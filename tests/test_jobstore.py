@@ -10,12 +10,13 @@ from typing import Any
 import redis
 
 from devstack.redis import RedisServer
-from tests.records import running_job
-from worker.jobs import JobStore, State, job_key, now
+from tests.records import queued_job, running_job
+from worker.jobs import Job, JobStore, State, control_channel, job_key, now
+from worker.stops import Stop, StopCause
 
 
 def _store(
-    redis_server: RedisServer, requeue: Callable[[str], None] | None = None
+    redis_server: RedisServer, requeue: Callable[[Job], None] | None = None
 ) -> tuple[JobStore, Any]:
     # A database of its own: the watchdog reads every running job in it.
     client: Any = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/10")
@@ -50,14 +51,14 @@ def test_a_heartbeat_after_redis_lost_its_scripts_still_renews_the_lease(
 def test_the_watchdog_hands_back_a_push_whose_heartbeat_stopped_and_leaves_the_beating_ones(
     redis_server: RedisServer,
 ) -> None:
-    requeued: list[str] = []
+    requeued: list[Job] = []
     store, client = _store(redis_server, requeue=requeued.append)
     client.flushdb()
     beating, silent = running_job(store), running_job(store)
     store.heartbeat(beating)
     client.hset(job_key(silent), "heartbeat", now() - 31)
     assert store.reap_lost() == 1
-    assert requeued == [silent]
+    assert [job.request_id for job in requeued] == [silent]
     assert store.get(silent).state is State.QUEUED
     assert store.get(beating).state is State.RUNNING
 
@@ -81,3 +82,70 @@ def test_one_worker_process_at_a_time_looks_for_lost_pushes(redis_server: RedisS
     assert not store.take_watch("worker-b", 0.3)
     time.sleep(0.4)
     assert store.take_watch("worker-b", 0.3)
+
+
+def test_a_silent_push_that_was_asked_to_stop_ends_stopped_and_is_not_handed_back(
+    redis_server: RedisServer,
+) -> None:
+    requeued: list[Job] = []
+    store, client = _store(redis_server, requeue=requeued.append)
+    client.flushdb()
+    killed = running_job(store)
+    # A terminate with SIGKILL: the stop recorded, then the process gone without a word.
+    store.request_stop(killed, Stop(StopCause.TERMINATE, "SIGKILL"))
+    client.hset(job_key(killed), "heartbeat", now() - 31)
+    store.reap_lost()
+    job = store.get(killed)
+    assert job is not None and job.state is State.STOPPED
+    assert job.doc["Reason"] == (
+        "terminated through Celery (revoke terminate=True, signal SIGKILL); "
+        "its worker went silent while stopping"
+    )
+    assert requeued == []
+
+
+def test_stopping_a_queued_job_ends_it_at_once_and_says_so_once(
+    redis_server: RedisServer,
+) -> None:
+    store, client = _store(redis_server)
+    queued = queued_job(store)
+    assert store.stop(queued, Stop(StopCause.REVOKE)) is State.QUEUED
+    # Every worker hears a revoke: the others find it stopped and leave it.
+    assert store.stop(queued, Stop(StopCause.REVOKE)) is State.STOPPED
+    job = store.get(queued)
+    assert job is not None and job.state is State.STOPPED
+    assert job.doc["Reason"] == "revoked through Celery (revoke), before it started"
+    assert job.doc["StopCause"] == "revoke"
+
+
+def test_stopping_a_running_job_asks_it_on_its_channel_and_leaves_a_flag(
+    redis_server: RedisServer,
+) -> None:
+    store, client = _store(redis_server)
+    running = running_job(store)
+    listener = client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(control_channel(running))
+    stop = Stop(StopCause.TERMINATE, "SIGTERM")
+    assert store.stop(running, stop) is State.RUNNING
+    message = None
+    deadline = time.monotonic() + 2
+    while message is None and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.1)
+    listener.close()
+    assert message is not None and Stop.from_json(message["data"]) == stop
+    assert store.stop_requested(running) == stop
+    assert store.get(running).state is State.RUNNING
+
+
+def test_the_first_stop_recorded_stands(redis_server: RedisServer) -> None:
+    store, _ = _store(redis_server)
+    running = running_job(store)
+    store.request_stop(running, Stop(StopCause.REVOKE))
+    # A deploy's shutdown landing after a revoke must not hand the push back.
+    store.request_stop(running, Stop(StopCause.SHUTDOWN))
+    assert store.stop_requested(running) == Stop(StopCause.REVOKE)
+
+
+def test_an_unknown_job_is_not_stopped(redis_server: RedisServer) -> None:
+    store, _ = _store(redis_server)
+    assert store.stop("no-such-job", Stop(StopCause.API)) is None

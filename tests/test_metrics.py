@@ -161,16 +161,17 @@ def wait_for_metric(
 def test_each_worker_reports_its_pushes_memory_and_pool(
     api: Api, room: LocalRoom, long_clip: str, room_name: str
 ) -> None:
-    # The session's worker (tests/conftest.py): prefork, concurrency 2, named test@<host>.
+    # The session's worker (tests/conftest.py): the Procfile's line, threads pool of 25,
+    # named test@<host>.
     name = f"test@{socket.gethostname()}"
     samples = scrape(api.base)[2]
     assert workers_in(samples, "roomcast_worker_up")[name] == 1, samples
-    assert workers_in(samples, "roomcast_worker_concurrency")[name] == 2
-    # A Python process with Celery and PyAV loaded, plus its two pool processes.
+    assert workers_in(samples, "roomcast_worker_concurrency")[name] == 25
+    # A Python process with Celery and PyAV loaded.
     assert workers_in(samples, "roomcast_worker_rss_bytes")[name] > 50e6
     assert 0 < time.time() - workers_in(samples, "roomcast_worker_start_time_seconds")[name] < 3600
     info = [dict(labels) for n, labels in samples if n == "roomcast_worker_info"]
-    assert {"worker": name, "pool": "prefork"}.items() <= next(
+    assert {"worker": name, "pool": "threads"}.items() <= next(
         i for i in info if i["worker"] == name
     ).items()
 

@@ -24,14 +24,19 @@ APP = 1400000001
 EXIT_WITHIN = 10.0
 
 
-@pytest.fixture
+@pytest.fixture(params=["prefork", "threads"])
 def shutdown_stack(
-    redis_server: RedisServer, service_env: dict[str, str], tmp_path: Path
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    service_env: dict[str, str],
+    tmp_path: Path,
 ) -> Iterator[tuple[Api, subprocess.Popen[bytes], str, dict[str, str], Path]]:
-    """A worker and API of their own (Redis db 5), so a test may shut the worker down."""
+    """A worker (of each pool roomcast ships) and API of their own (Redis db 5), so a test
+    may shut the worker down."""
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
+    redis.Redis.from_url(url).flushdb()
     env = dict(service_env, ROOMCAST_REDIS_URL=url)
-    worker = start_worker(env, tmp_path / "worker.log", "shutdown", concurrency=2)
+    worker = start_worker(env, tmp_path / "worker.log", "shutdown", 2, request.param)
     api_proc, base = start_api(env, tmp_path / "api.log")
     yield Api(base), worker, url, env, tmp_path / "worker.log"
     stop(api_proc)

@@ -41,7 +41,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def stalling_source(data: bytes, stall_at: float) -> Iterator[str]:
     """The URL of an HTTP server of ``data`` that sends only its first ``stall_at`` part
     (0–1), then holds every connection open without sending more (a storage server that
-    hangs)."""
+    hangs) until the block ends, when it sends the rest (so that no read outlives it)."""
     cut = int(len(data) * stall_at)
     released = threading.Event()
 
@@ -59,9 +59,10 @@ def stalling_source(data: bytes, stall_at: float) -> Iterator[str]:
             try:
                 self.wfile.write(data[start : max(start, cut)])
                 self.wfile.flush()
+                released.wait(30)
+                self.wfile.write(data[max(start, cut) :])
             except OSError:
                 return
-            released.wait(30)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass

@@ -170,7 +170,7 @@ def test_cloud_push_runs_trtcs_ingest_task_until_stopped_with_stopstreamingest(
     answer = cloud.api.call("POST", f"/v1/pushes/{rid}/stop")
     assert answer.status == 200, answer.body
     final = cloud.api.wait_state(rid, ENDED)
-    assert (final["State"], final["Reason"]) == ("stopped", "stopped by request"), final
+    assert (final["State"], final["Reason"]) == ("stopped", "stopped through the API"), final
     assert [c.params for c in stop_calls(cloud.trtc, task_id)] == [
         {"SdkAppId": APP, "TaskId": task_id}
     ]

@@ -11,10 +11,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from .control import SHUTDOWN_REASON, mark_pool_child, start_watchdog, stop_pushes
+from .control import mark_pool_child, start_watchdog, stop_pushes
 from .logs import configure_logging
 from .metrics import start_worker_beat, stop_worker_beat
 from .settings import get_settings
+from .stops import Stop, StopCause
 
 #: Seconds a thread may hold the GIL while another waits (Python's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
@@ -29,6 +30,15 @@ def _setup_logging(**_: Any) -> None:
     # Our format (request id on every line, secrets masked) instead of Celery's.
     s = get_settings()
     configure_logging(s.log_level, s.log_json)
+
+
+@signals.worker_init.connect
+def _obey_celery_stops(**_: Any) -> None:
+    # Celery's revoke, terminate and stamped revokes stop pushes on every pool
+    # (worker/revokes.py). The worker's main process receives them, whatever the pool.
+    from .revokes import install  # noqa: PLC0415 - worker processes only, not the API
+
+    install()
 
 
 @signals.worker_process_init.connect
@@ -70,16 +80,24 @@ def _stop_worker_metrics(**_: Any) -> None:
     stop_worker_beat()
 
 
+@signals.worker_ready.connect
+def _not_stopping(sender: Any, **_: Any) -> None:
+    # A worker restarted under the same name takes pushes again (see _stop_running_pushes).
+    from .services import get_store  # noqa: PLC0415 - worker processes only
+
+    get_store().mark_stopping(sender.hostname, stopping=False)
+
+
 @signals.worker_shutting_down.connect
-def _stop_running_pushes(**_: Any) -> None:
+def _stop_running_pushes(sender: Any, **_: Any) -> None:
     # A warm shutdown would wait for running pushes to end, possibly for hours, and the
     # process manager would kill them long before. Stop them cleanly instead: each saves
-    # its bookmark and ends `stopped`. Sent in the main process, which knows the running
-    # requests of every pool (prefork children included).
+    # its bookmark and is handed back to the queue for another worker. Sent in the main
+    # process, which knows the running requests of every pool (prefork children included).
     from celery.worker import state
 
     ids = [request.id for request in list(state.active_requests)]
-    stop_pushes(get_settings().redis_url, ids, SHUTDOWN_REASON)
+    stop_pushes(get_settings().redis_url, str(sender), ids, Stop(StopCause.SHUTDOWN))
 
 
 __all__ = ["app"]

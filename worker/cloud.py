@@ -155,6 +155,8 @@ class Ending:
 
     state: State
     reason: str
+    #: What a stop was requested with (``Control.stop_cause``); None otherwise.
+    cause: object | None = None
 
 
 class CloudIngest:
@@ -229,7 +231,7 @@ class CloudIngest:
                 return Ending(State.STOPPED, f"time limit reached ({limit:g} s)")
             wait = poll if limit is None else min(poll, limit - self.elapsed)
             if control.wait(max(wait, 0.0)):
-                return Ending(State.STOPPED, control.stop_reason or "stopped by request")
+                return Ending(State.STOPPED, control.stop_reason or "stopped", control.stop_cause)
 
     def _start(self) -> None:
         request = start_request(self._settings, self._doc, self._secrets)

@@ -17,19 +17,12 @@ import redis
 from pipeline.control import Control
 
 from .jobs import JobStore
+from .stops import Stop, StopCause
 
 log = logging.getLogger(__name__)
 
-REVOKED_REASON = "stopped by request"
 #: Commands a switchable push's player understands (pipeline/player.py).
 PLAYER_COMMANDS = frozenset({"switch", "queue", "seek", "pause", "resume", "loop", "volume"})
-SHUTDOWN_REASON = "worker shutting down"
-TAKEN_OVER_REASON = "another worker took this push over"
-LEASE_LOST_REASON = "another push took over this UserId in this room (publisher lease lost)"
-FENCED_REASON = (
-    "this worker lost contact with Redis: it stopped publishing so that another worker can "
-    "take the push over without two publishers"
-)
 
 #: How long a push has to end its publish by itself once asked to stop, before the stop
 #: ends it (a stopped push's publisher leaves within about 60 ms when nothing holds it up).
@@ -50,31 +43,30 @@ def mark_pool_child() -> None:
 def signal_stops(control: Control) -> Iterator[None]:
     """Turn the signals that would kill a push mid-packet into clean stops, while it runs.
 
-    * SIGUSR1, Celery's ``revoke(terminate=True, signal="SIGUSR1")``: in a prefork child it
-      normally raises ``SoftTimeLimitExceeded`` wherever the task happens to be, possibly
-      inside the output's close. Here it only sets the stop flag.
+    * SIGUSR1 (Celery's soft time limit, or ``revoke(terminate=True, signal="SIGUSR1")``):
+      in a prefork child it normally raises ``SoftTimeLimitExceeded`` wherever the task
+      happens to be, possibly inside the output's close.
     * SIGTERM in a prefork child: a warm shutdown (a deploy) usually signals the whole process
       group (honcho, systemd), and billiard's handler would raise ``SystemExit`` mid-push:
-      no clean close, no final bookmark, and the job reported ``WorkerLost`` later. Here it
-      stops the push with ``SHUTDOWN_REASON``. In the main process (solo pool) SIGTERM is
-      left to Celery, whose warm shutdown stops the push through ``stop_pushes``.
+      no clean close, no final bookmark, and the job reported ``WorkerLost`` later. In the
+      main process (threads pool) SIGTERM is left to Celery, whose warm shutdown stops the
+      pushes through ``stop_pushes``.
 
-    The handlers only set the flag (async-signal-safe), and the pipeline ends the publish
-    itself. Signals can be set only from the main thread; in a thread pool the control
-    message alone stops the push.
+    The handlers only set the stop flag with ``StopCause.SIGNAL`` (async-signal-safe); the
+    pipeline ends the publish itself, and the runner reads from Redis what the signal meant
+    (:func:`worker.runner.resolve_signal`): the same SIGTERM is a deploy or Flower's
+    Terminate, and only what the main process recorded tells them apart. Signals can be set
+    only from the main thread; in a threads pool the control message alone stops the push.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_revoke(signum: int, frame: FrameType | None) -> None:
-        control.request_stop(REVOKED_REASON)
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        control.request_stop(Stop(StopCause.SIGNAL, signal.Signals(signum).name))
 
-    def on_shutdown(signum: int, frame: FrameType | None) -> None:
-        control.request_stop(SHUTDOWN_REASON)
-
-    previous_usr1 = signal.signal(signal.SIGUSR1, on_revoke)
-    previous_term = signal.signal(signal.SIGTERM, on_shutdown) if _in_pool_child else None
+    previous_usr1 = signal.signal(signal.SIGUSR1, on_signal)
+    previous_term = signal.signal(signal.SIGTERM, on_signal) if _in_pool_child else None
     try:
         yield
     finally:
@@ -83,28 +75,30 @@ def signal_stops(control: Control) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous_term)
 
 
-def stop_pushes(redis_url: str, request_ids: Iterable[str], reason: str) -> None:
-    """Ask the running pushes ``request_ids`` to stop (a worker's warm shutdown).
+def stop_pushes(redis_url: str, worker: str, request_ids: Iterable[str], stop: Stop) -> None:
+    """A warm shutdown of Celery worker ``worker``: mark it stopping, and ask its running
+    pushes ``request_ids`` to stop (they hand themselves back).
 
     Called from Celery's ``worker_shutting_down``, which runs inside the main process's
     signal handler: a fresh client with short timeouts, so that it never waits on a
     connection pool lock the interrupted code may hold, nor for long on a dead Redis
     (process managers kill the worker a few seconds after SIGTERM). Never raises.
     """
-    ids = list(request_ids)
-    if not ids:
-        return
     client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
     try:
-        # The TTL and lost_after are unused by request_stop.
+        # The TTL and lost_after are unused here.
         store = JobStore(client, ttl=0, lost_after=0)
-        for request_id in ids:
+        try:
+            store.mark_stopping(worker)
+        except redis.RedisError as exc:
+            log.warning("could not mark this worker as shutting down: %s", exc)
+        for request_id in request_ids:
             try:
-                store.request_stop(request_id, reason)
+                store.request_stop(request_id, stop)
             except redis.RedisError as exc:
                 log.warning("could not ask push %s to stop on shutdown: %s", request_id, exc)
             else:
-                log.info("push %s asked to stop: %s", request_id, reason)
+                log.info("push %s asked to stop: %s", request_id, stop.reason)
     finally:
         client.close()
 

@@ -6,12 +6,11 @@ beats for all its pushes in one pipelined round trip every ``heartbeat`` seconds
 stops a push when something says it must no longer publish:
 
 * a stop message, or a stop flag left before the push listened;
-* its publisher lease held by another live job (:data:`~worker.control.LEASE_LOST_REASON`);
+* its publisher lease held by another live job (``StopCause.LEASE_LOST``);
 * another run of the job current in Redis: this worker was taken for lost
-  (:data:`~worker.control.TAKEN_OVER_REASON`);
-* no heartbeat reaching Redis for ``fence_after`` seconds
-  (:data:`~worker.control.FENCED_REASON`), so that a worker cut off from Redis has stopped
-  publishing before another one takes the push over.
+  (``StopCause.TAKEN_OVER``);
+* no heartbeat reaching Redis for ``fence_after`` seconds (``StopCause.FENCED``), so that a
+  worker cut off from Redis has stopped publishing before another one takes the push over.
 
 Why one per process, not two threads and a subscription per push: in a threads-pool
 worker of 13 pushes, the pushes' control threads (each woken every second, each beating
@@ -38,16 +37,10 @@ import redis
 
 from pipeline.control import Control
 
-from .control import (
-    FENCED_REASON,
-    LEASE_LOST_REASON,
-    PLAYER_COMMANDS,
-    REVOKED_REASON,
-    STOP_GRACE,
-    TAKEN_OVER_REASON,
-)
+from .control import PLAYER_COMMANDS, STOP_GRACE
 from .jobs import PREFIX, JobStore, control_channel
 from .settings import Settings
+from .stops import Stop, StopCause
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +71,7 @@ class ControlHub:
     """Hears and beats for every push of this worker process (see the module docstring).
 
     ``fence_after``: once no heartbeat has reached Redis for this long, the pushes stop
-    (:data:`~worker.control.FENCED_REASON`); ``None`` never fences.
+    (``StopCause.FENCED``); ``None`` never fences.
     """
 
     def __init__(self, store: JobStore, heartbeat: float, fence_after: float | None) -> None:
@@ -210,10 +203,10 @@ class ControlHub:
         channels.update(wanted)
         # Subscribed first, then the flags: a stop sent in between is heard either way.
         flags = self._store.stop_requests([wanted[channel] for channel in new])
-        for request_id, reason in flags.items():
-            if reason:
+        for request_id, stop in flags.items():
+            if stop is not None:
                 for push in self._runs(request_id):
-                    self._stop(push, reason)
+                    self._stop(push, stop)
 
     def _beat(self) -> None:
         """One heartbeat for every attached push, and what each one's answer means."""
@@ -233,10 +226,10 @@ class ControlHub:
                 self._stop(push, beat.stop)
             elif not beat.held:
                 # Renewing the lease found another live job holding it: stop publishing.
-                self._stop(push, LEASE_LOST_REASON)
+                self._stop(push, Stop(StopCause.LEASE_LOST))
             elif push.run_id and beat.run_id not in (None, push.run_id):
                 # This worker was taken for lost and the push runs elsewhere now.
-                self._stop(push, TAKEN_OVER_REASON)
+                self._stop(push, Stop(StopCause.TAKEN_OVER))
 
     def _handle(self, request_id: str, data: object) -> None:
         for push in self._runs(request_id):
@@ -250,16 +243,16 @@ class ControlHub:
             return
         name = command.get("Command")
         if name == "stop":
-            reason = str(command.get("Reason") or REVOKED_REASON)
-            push.run(lambda: log.info("stop requested: %s", reason))
-            self._stop(push, reason)
+            stop = Stop.from_fields(command)
+            push.run(lambda: log.info("stop requested: %s", stop.reason))
+            self._stop(push, stop)
         elif name in PLAYER_COMMANDS and not push.stopping:
             push.run(lambda: log.info("command %s received", name))
             push.control.send(command)
         elif name not in PLAYER_COMMANDS:
             push.run(lambda: log.warning("ignoring unknown control command %r", name))
 
-    def _stop(self, push: Attached, reason: str) -> None:
+    def _stop(self, push: Attached, stop: Stop) -> None:
         """Ask the push to stop; end its publish from elsewhere if it has not, a moment later.
 
         The push's thread acts on a stop between two packets, but it may be held up in a
@@ -273,7 +266,7 @@ class ControlHub:
             push.stopping = True
             # Under the lock: ``detach`` takes it before the runner closes the control, so
             # this never writes to a descriptor number another connection has reused.
-            push.control.request_stop(reason)
+            push.control.request_stop(stop)
         # Waited for on a timer, not here: the hub hears and beats for the other pushes.
         timer = threading.Timer(STOP_GRACE, push.run, args=(lambda: self._cut_off(push),))
         timer.daemon = True
@@ -297,7 +290,7 @@ class ControlHub:
                 silent = now - max(self._last_beat, push.attached_at)
                 if silent >= self._fence_after:
                     push.run(partial(log.error, _FENCE_LOG, silent))
-                    self._stop(push, FENCED_REASON)
+                    self._stop(push, Stop(StopCause.FENCED))
                 else:
                     wait = min(wait, self._fence_after - silent)
             # Asleep until the first silence would reach the limit, not woken every

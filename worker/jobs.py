@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
@@ -36,6 +36,7 @@ import redis
 from pipeline.errors import RoomcastError
 
 from .events import EventLog
+from .stops import REQUESTED, Stop, StopCause
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ PREFIX = "roomcast:"
 METRICS_KEY = f"{PREFIX}metrics"
 #: Held by the one worker process that looks for lost pushes for the next few seconds.
 WATCHDOG_KEY = f"{PREFIX}watchdog"
+#: How long a worker's "shutting down" mark lasts (its warm shutdown is much shorter).
+STOPPING_SECONDS = 300
 #: Running jobs whose heartbeats are read per round trip when looking for lost pushes.
 _WATCH_PAGE = 500
 
@@ -169,8 +172,8 @@ class Beat(NamedTuple):
     held: bool
     #: The ``RunId`` of the job's current run: another one than the push's is a takeover.
     run_id: str | None
-    #: The reason of a stop requested for the job, if any.
-    stop: str | None
+    #: A stop requested for the job, if any.
+    stop: Stop | None
 
 
 #: Replies per push in a heartbeat pipeline (``JobStore._heartbeat_pipeline``).
@@ -243,7 +246,7 @@ class JobStore:
         client: redis.Redis,
         ttl: int,
         lost_after: float,
-        requeue: Callable[[str], None] | None = None,
+        requeue: Callable[[Job], None] | None = None,
         max_attempts: int = 3,
     ) -> None:
         self.redis = client
@@ -471,7 +474,7 @@ class JobStore:
             beats[request_id] = Beat(
                 held=holder is None,
                 run_id=_run_id(raw),
-                stop=None if stop is None else stop.decode(),
+                stop=None if stop is None else Stop.from_json(stop),
             )
         return beats
 
@@ -489,39 +492,67 @@ class JobStore:
             pipe.hget(key, "stop")
         return pipe
 
-    def stop_requests(self, request_ids: Sequence[str]) -> dict[str, str | None]:
+    def stop_requests(self, request_ids: Sequence[str]) -> dict[str, Stop | None]:
         """``stop_requested()`` for many pushes in one round trip (errors read as none)."""
         pipe = self.redis.pipeline(transaction=False)
         for request_id in request_ids:
             pipe.hget(job_key(request_id), "stop")
-        flags: dict[str, str | None] = {}
+        flags: dict[str, Stop | None] = {}
         for request_id, raw in zip(request_ids, pipe.execute(raise_on_error=False), strict=True):
             if isinstance(raw, Exception):
                 log.warning("stop flag of %s unreadable: %s", request_id, raw)
                 raw = None
-            flags[request_id] = None if raw is None else raw.decode()
+            flags[request_id] = None if raw is None else Stop.from_json(raw)
         return flags
 
-    def request_stop(self, request_id: str, reason: str) -> None:
-        """Ask a running push to stop: a flag it reads at start, and a message it hears."""
-        self.redis.hset(job_key(request_id), "stop", reason)
-        self.redis.publish(
-            control_channel(request_id), json.dumps({"Command": "stop", "Reason": reason})
-        )
+    def stop(self, request_id: str, stop: Stop) -> State | None:
+        """Stop a job however it is: the one place every stop path goes through.
+
+        A queued job ends ``stopped`` at once (it never starts: a worker starts only a
+        ``queued`` job); a running one is asked to stop (:meth:`request_stop`). Returns the
+        state the stop found: ``QUEUED`` only for the call that ended a queued job,
+        ``RUNNING`` when the push was asked, a finished state as it was, None if unknown.
+        """
+        job = self.get(request_id)
+        if job is None:
+            return None
+        if job.state is State.QUEUED:
+            ended = _ended_by(stop, stop.reason_queued)
+            if self.finish(request_id, State.STOPPED, allowed=(State.QUEUED,), **ended):
+                return State.QUEUED
+            job = self.get(request_id)  # a worker started it meanwhile, or another stop won
+            if job is None:
+                return None
+        if job.state is not State.RUNNING:
+            return job.state
+        self.request_stop(request_id, stop)
+        return State.RUNNING
+
+    def request_stop(self, request_id: str, stop: Stop) -> None:
+        """Ask a running push to stop: a flag it reads at start, and a message it hears.
+
+        The first stop recorded stands (``HSETNX``): a revoke that lands during a deploy's
+        shutdown stays a revoke, and the push is not handed back.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(job_key(request_id), "stop", stop.to_json())
+        pipe.publish(control_channel(request_id), stop.message())
+        pipe.execute()
 
     def send_command(self, request_id: str, command: dict[str, Any]) -> int:
         """Publish a player command to a running push; how many listeners got it."""
         return int(self.redis.publish(control_channel(request_id), json.dumps(command)))
 
-    def clear_stop(self, request_id: str, reason: str) -> None:
-        """Forget a stop flag with this reason (meant for an earlier run of the job)."""
-        if self.stop_requested(request_id) == reason:
+    def clear_stop(self, request_id: str, cause: StopCause) -> None:
+        """Forget a stop flag with this cause (meant for an earlier run of the job)."""
+        stop = self.stop_requested(request_id)
+        if stop is not None and stop.cause is cause:
             self.redis.hdel(job_key(request_id), "stop")
 
-    def stop_requested(self, request_id: str) -> str | None:
-        """The reason of a stop requested before the push listened, if any."""
+    def stop_requested(self, request_id: str) -> Stop | None:
+        """The stop requested for the job, if any (read at start and after a signal)."""
         raw = cast("bytes | None", self.redis.hget(job_key(request_id), "stop"))
-        return None if raw is None else raw.decode()
+        return None if raw is None else Stop.from_json(raw)
 
     def hand_back(self, job: Job, reason: str) -> bool:
         """Put a running job back in the queue, to continue from its position elsewhere.
@@ -544,8 +575,31 @@ class JobStore:
         if moved:
             # The stop that ended this run (a worker shutting down) is not for the next one.
             self.redis.hdel(job_key(job.request_id), "stop")
-            self._requeue(job.request_id)
+            self._requeue(job)
         return moved
+
+    def requeue(self, job: Job) -> bool:
+        """Send a queued job's task again (a worker that took it may not run it)."""
+        if self._requeue is None:
+            return False
+        self._requeue(job)
+        return True
+
+    def mark_stopping(self, worker: str, stopping: bool = True) -> None:
+        """Say that Celery worker ``worker`` is shutting down (or, at its start, is not).
+
+        Its consumer may still take a message or two before it stops consuming, the very
+        pushes its shutdown just handed back among them: they must go to another worker.
+        """
+        key = f"{PREFIX}worker-stopping:{worker}"
+        if stopping:
+            self.redis.set(key, 1, ex=STOPPING_SECONDS)
+        else:
+            self.redis.delete(key)
+
+    def stopping(self, worker: str) -> bool:
+        """Whether Celery worker ``worker`` is shutting down (:meth:`mark_stopping`)."""
+        return bool(self.redis.exists(f"{PREFIX}worker-stopping:{worker}"))
 
     def take_watch(self, holder: str, seconds: float) -> bool:
         """Whether ``holder`` is the process to look for lost pushes for the next ``seconds``.
@@ -563,21 +617,15 @@ class JobStore:
         Reads the running jobs' heartbeats only; a job that looks lost (or has not beaten
         yet) is read in full, and :meth:`get` decides, as for any read of the record.
         """
-        index = f"{PREFIX}jobs:state:{State.RUNNING.value}"
         cutoff = now() - self.lost_after
         suspects: list[str] = []
-        start = 0
-        while True:
-            ids = cast("list[bytes]", self.redis.zrange(index, start, start + _WATCH_PAGE - 1))
-            if not ids:
-                break
-            start += len(ids)
+        for ids in self._pages(State.RUNNING):
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
-                pipe.hget(job_key(rid.decode()), "heartbeat")
+                pipe.hget(job_key(rid), "heartbeat")
             for rid, beat in zip(ids, pipe.execute(), strict=True):
                 if beat is None or float(beat) < cutoff:
-                    suspects.append(rid.decode())
+                    suspects.append(rid)
         reaped = 0
         for request_id in suspects:
             job = self.get(request_id)  # hands it back or fails it if it is lost
@@ -594,6 +642,13 @@ class JobStore:
         silent = now() - last
         if silent <= self.lost_after:
             return job
+        stop = self.stop_requested(job.request_id)
+        if stop is not None and stop.cause in REQUESTED:
+            # Asked to stop, then silent (a terminate's SIGKILL, or the worker died while
+            # stopping): what was asked for is what happened.
+            ended = _ended_by(stop, f"{stop.reason}; its worker went silent while stopping")
+            self.finish(job.request_id, State.STOPPED, allowed=(State.RUNNING,), **ended)
+            return self.get(job.request_id) or job
         if self.hand_back(job, f"worker lost (no heartbeat for {silent:.0f} s): handed back"):
             log.warning("push %s lost its worker: handed back to the queue", job.request_id)
             return self.get(job.request_id) or job
@@ -656,6 +711,29 @@ class JobStore:
                     break
         return jobs
 
+    def live(self) -> Iterator[Job]:
+        """Every queued and running job (for stops that name pushes by what they are)."""
+        for state in (State.QUEUED, State.RUNNING):
+            for ids in self._pages(state):
+                pipe = self.redis.pipeline(transaction=False)
+                for rid in ids:
+                    pipe.hmget(job_key(rid), ["state", "doc", "progress", "heartbeat"])
+                for rid, raw in zip(ids, pipe.execute(), strict=True):
+                    job = _parse(rid, raw)
+                    if job is not None and job.state is state:
+                        yield job
+
+    def _pages(self, state: State) -> Iterator[Sequence[str]]:
+        """The ids in one state's index, a page at a time."""
+        index = f"{PREFIX}jobs:state:{state.value}"
+        start = 0
+        while True:
+            ids = cast("list[bytes]", self.redis.zrange(index, start, start + _WATCH_PAGE - 1))
+            if not ids:
+                return
+            start += len(ids)
+            yield [rid.decode() for rid in ids]
+
     def stats(self) -> dict[str, int]:
         """How many live records are in each state."""
         low = now() - self.ttl
@@ -663,6 +741,11 @@ class JobStore:
         for s in State:
             pipe.zcount(f"{PREFIX}jobs:state:{s.value}", low, "+inf")
         return {s.value: int(n) for s, n in zip(State, pipe.execute(), strict=True)}
+
+
+def _ended_by(stop: Stop, reason: str) -> dict[str, str]:
+    """The record's fields for a push that ``stop`` ended without its run saying so."""
+    return {"Reason": reason, "StopCause": stop.cause.value}
 
 
 def _parse(request_id: str, raw: list[bytes | None]) -> Job | None:

@@ -247,7 +247,9 @@ def start_worker_beat(consumer: Any) -> WorkerBeat:
     if _beat is not None and _beat.is_alive():
         return _beat  # Celery sends worker_ready once; two beats would only double the writes
     settings = get_settings()
-    pool = type(consumer.pool).__module__.rsplit(".", 1)[-1]  # prefork, solo, threads…
+    # As -P names it: Celery's modules are prefork, solo, thread (-P threads)…
+    module = type(consumer.pool).__module__.rsplit(".", 1)[-1]
+    pool = {"thread": "threads"}.get(module, module)
     controller = getattr(consumer, "controller", None)
     concurrency = getattr(controller, "concurrency", None)
     _beat = WorkerBeat(

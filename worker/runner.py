@@ -1,7 +1,8 @@
 """What a push task does: wire one job to the pipeline and report how it goes.
 
 Like a web view, it maps a request (a job id) to calls and exceptions to states:
-``queued → running → succeeded | failed | stopped``.
+``queued → running → succeeded | failed | stopped``. How the run ended comes back as a
+:class:`RunEnd`, which the Celery task mirrors in Celery's own task state.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -19,12 +21,7 @@ from pipeline.errors import RoomcastError
 
 from . import trtc
 from .cloud import CloudIngest
-from .control import (
-    FENCED_REASON,
-    SHUTDOWN_REASON,
-    TAKEN_OVER_REASON,
-    signal_stops,
-)
+from .control import signal_stops
 from .events import CallbackSender
 from .hub import get_hub
 from .jobs import Job, JobStore, State, now
@@ -33,10 +30,37 @@ from .netguard import check_source_addresses
 from .progress_store import Bookmark, RedisTarget, bookmark_key
 from .rooms import push_url
 from .settings import Settings
+from .stops import NOT_THIS_RUN, Stop, StopCause
 
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[dict[str, Any]], None]
+StartedHook = Callable[[Job], None]
+
+#: How long a push stopped by a signal waits for the cause Celery's main process records.
+SIGNAL_CAUSE_WAIT = 1.0
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How one run of a job ended: what the Celery task reports.
+
+    ``state`` is the job's state after this run: a finished one, ``QUEUED`` when it was
+    handed back, ``RUNNING`` when another run owns it now, None for an unknown job.
+    ``started`` is False when this run found the job already past ``queued`` (a second
+    delivery of its message, or a push stopped while queued) and did nothing.
+    """
+
+    state: State | None
+    position: float = 0.0
+    reason: str | None = None
+    error: dict[str, str] | None = None
+    started: bool = True
+
+    def as_result(self, request_id: str) -> dict[str, Any]:
+        """The task's result (no secret): what ``AsyncResult.result`` holds on SUCCESS."""
+        state = self.state.value if self.state is not None else "unknown"
+        return {"RequestId": request_id, "State": state, "Position": self.position}
 
 
 def run_push(
@@ -45,17 +69,23 @@ def run_push(
     request_id: str,
     worker: str = "",
     on_progress: ProgressHook | None = None,
-) -> dict[str, Any]:
-    """Run job ``request_id`` to its end; return a result without secrets."""
+    on_started: StartedHook | None = None,
+) -> RunEnd:
+    """Run job ``request_id`` to its end; ``on_started`` is called once it runs here."""
     job = store.get(request_id)
     if job is None:
         log.warning("job %s is unknown or expired; nothing to do", request_id)
-        return {"RequestId": request_id, "State": "unknown"}
+        return RunEnd(None, started=False)
     secrets = store.secrets(request_id) or {}
     with job_context(request_id, secret_values(secrets)):
         if job.state is not State.QUEUED:
             log.info("not starting: the job is already %s", job.state.value)
-            return {"RequestId": request_id, "State": job.state.value}
+            return _as_found(job)
+        if worker and store.stopping(worker) and store.requeue(job):
+            # Taken in the moment between a shutdown and the end of consuming (perhaps
+            # the very push the shutdown handed back): another worker runs it.
+            log.info("not starting: this worker is shutting down; back to the queue")
+            return RunEnd(State.QUEUED, started=False)
         run_id = uuid.uuid4().hex
         moved, was = store.transition(
             request_id,
@@ -67,13 +97,26 @@ def run_push(
         )
         if not moved:
             log.info("not starting: the job became %s", was.value if was else "unknown")
-            return {"RequestId": request_id, "State": was.value if was else "unknown"}
+            found = store.get(request_id)
+            return _as_found(found) if found is not None else RunEnd(None, started=False)
         # A shutdown stop may land after the previous run handed the job back: not for us.
-        store.clear_stop(request_id, SHUTDOWN_REASON)
+        store.clear_stop(request_id, StopCause.SHUTDOWN)
         store.beat(request_id)
         log.info("push started on %s", worker or "this worker")
-        state, position = _run(store, settings, job, secrets, on_progress, run_id)
-        return {"RequestId": request_id, "State": state.value, "Position": position}
+        if on_started is not None:
+            on_started(job)
+        return _run(store, settings, job, secrets, on_progress, run_id)
+
+
+def _as_found(job: Job) -> RunEnd:
+    """A run that did not start the job reports the job as it is."""
+    return RunEnd(
+        job.state,
+        position=float((job.progress or {}).get("Position") or 0.0),
+        reason=job.doc.get("Reason"),
+        error=job.doc.get("Error"),
+        started=False,
+    )
 
 
 def _run(
@@ -83,7 +126,7 @@ def _run(
     secrets: dict[str, Any],
     on_progress: ProgressHook | None,
     run_id: str = "",
-) -> tuple[State, float]:
+) -> RunEnd:
     rid = job.request_id
     doc = job.doc
     control = Control()
@@ -143,33 +186,34 @@ def _run(
                 on_event=lambda name, fields: store.events.append(rid, name, **fields),
             )
             report(result.progress, final=True)
+            position = result.progress.position
             if result.outcome is Outcome.COMPLETED:
                 if bookmark is not None:
                     bookmark.delete()
-                log.info("push succeeded: %s at %.1f s", result.reason, result.progress.position)
+                log.info("push succeeded: %s at %.1f s", result.reason, position)
                 _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
-                return State.SUCCEEDED, result.progress.position
-            if result.reason in (TAKEN_OVER_REASON, FENCED_REASON):
+                return RunEnd(State.SUCCEEDED, position, result.reason)
+            stop = stop_of(store, rid, result.cause)
+            if stop is not None and stop.cause in NOT_THIS_RUN:
                 # The job runs elsewhere now (a newer RunId), or will once a worker that
                 # reaches Redis finds it silent: its record is not ours to end.
-                log.info("stopped at %.1f s: %s", result.progress.position, result.reason)
-                return State.RUNNING, result.progress.position
-            if result.reason == SHUTDOWN_REASON and _hand_back(store, rid):
-                log.info(
-                    "handed back at %.1f s: another worker continues", result.progress.position
-                )
-                return State.QUEUED, result.progress.position
-            log.info("push stopped: %s at %.1f s", result.reason, result.progress.position)
+                log.info("stopped at %.1f s: %s", position, stop.reason)
+                return RunEnd(State.RUNNING, position, stop.reason)
+            if stop is not None and stop.cause is StopCause.SHUTDOWN and _hand_back(store, rid):
+                log.info("handed back at %.1f s: another worker continues", position)
+                return RunEnd(State.QUEUED, position, stop.reason)
+            reason = stop.reason if stop is not None else result.reason
+            log.info("push stopped: %s at %.1f s", reason, position)
             trtc_fields = trtc.on_stop(settings, doc, presence)
-            _finish(store, rid, State.STOPPED, Reason=result.reason, **trtc_fields)
-            return State.STOPPED, result.progress.position
+            _finish(store, rid, State.STOPPED, Reason=reason, **_cause_field(stop), **trtc_fields)
+            return RunEnd(State.STOPPED, position, reason)
     except RoomcastError as exc:
         log.error("push failed: %s: %s", exc.code, exc.message)
         if bookmark is not None and last.position > 0:
             bookmark.stop_writer()
             bookmark.save(rid, last.position, last.duration)
         _finish(store, rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
-        return State.FAILED, last.position
+        return RunEnd(State.FAILED, last.position, exc.message, exc.as_dict())
     except Exception as exc:
         log.exception("push failed with an internal error")
         error = {
@@ -177,7 +221,7 @@ def _run(
             "Message": f"internal error ({type(exc).__name__}); the worker log has details",
         }
         _finish(store, rid, State.FAILED, Error=error, Reason=error["Message"])
-        return State.FAILED, last.position
+        return RunEnd(State.FAILED, last.position, error["Message"], error)
     finally:
         if presence is not None:
             presence.stop()
@@ -196,24 +240,60 @@ def _run_cloud(
     secrets: dict[str, Any],
     control: Control,
     on_progress: ProgressHook | None,
-) -> tuple[State, float]:
+) -> RunEnd:
     """Engine=cloud: follow TRTC's ingest task (worker/cloud.py) instead of pushing media."""
     rid = job.request_id
     ingest = CloudIngest(store, settings, job, secrets, on_progress)
     end = ingest.follow(control)
+    stop = stop_of(store, rid, end.cause)
     # In these two cases TRTC goes on pushing, and the run that continues the job (another
     # worker's, or the one that took it over) re-attaches to the task: not ours to stop.
-    if end.reason in (TAKEN_OVER_REASON, FENCED_REASON):
+    if stop is not None and stop.cause in NOT_THIS_RUN:
         log.info("another run follows TRTC ingest task %s now", ingest.task_id)
-        return State.RUNNING, ingest.elapsed
-    if end.reason == SHUTDOWN_REASON and _hand_back(store, rid):
+        return RunEnd(State.RUNNING, ingest.elapsed, stop.reason)
+    if stop is not None and stop.cause is StopCause.SHUTDOWN and _hand_back(store, rid):
         log.info("handed back: another worker follows TRTC ingest task %s", ingest.task_id)
-        return State.QUEUED, ingest.elapsed
+        return RunEnd(State.QUEUED, ingest.elapsed, stop.reason)
     if end.state is State.STOPPED:
         ingest.stop()
-    log.info("cloud push %s: %s", end.state.value, end.reason)
-    _finish(store, rid, end.state, Reason=end.reason)
-    return end.state, ingest.elapsed
+    reason = stop.reason if stop is not None else end.reason
+    log.info("cloud push %s: %s", end.state.value, reason)
+    _finish(store, rid, end.state, Reason=reason, **_cause_field(stop))
+    return RunEnd(end.state, ingest.elapsed, reason)
+
+
+def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | None:
+    """The stop that ended a push, from what its ``Control`` was asked; None: no stop
+    (the push completed or reached its time limit).
+
+    A signal (:func:`worker.control.signal_stops`) says only that the process was asked to
+    end: Celery's main process records what it meant in Redis before or as it signals
+    (a terminate's stop, a shutdown's), so that is read, waiting up to
+    :data:`SIGNAL_CAUSE_WAIT`. A SIGTERM with nothing recorded is a shutdown: the push is
+    handed back rather than lost.
+    """
+    if not isinstance(cause, Stop):
+        return None
+    if cause.cause is not StopCause.SIGNAL:
+        return cause
+    deadline = time.monotonic() + SIGNAL_CAUSE_WAIT
+    while True:
+        try:
+            recorded = store.stop_requested(request_id)
+        except redis.RedisError:
+            recorded = None
+        if recorded is not None and recorded.cause is not StopCause.SIGNAL:
+            log.info("signal %s meant: %s", cause.detail, recorded.reason)
+            return recorded
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return Stop(StopCause.SHUTDOWN) if cause.detail == "SIGTERM" else cause
+
+
+def _cause_field(stop: Stop | None) -> dict[str, str]:
+    """The record's ``StopCause`` field for a push that ``stop`` ended (none for a limit)."""
+    return {} if stop is None else {"StopCause": stop.cause.value}
 
 
 def _hand_back(store: JobStore, rid: str) -> bool:

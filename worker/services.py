@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import redis
 
-from .jobs import JobStore
+from .jobs import Job, JobStore
+from .messages import enqueue
 from .settings import get_settings
 
 
@@ -44,7 +45,7 @@ def get_store() -> JobStore:
     )
 
 
-def _requeue(request_id: str) -> None:
-    from .tasks import push_task  # noqa: PLC0415 - the tasks module imports this one
+def _requeue(job: Job) -> None:
+    from . import app  # noqa: PLC0415 - the Celery app's module imports this one
 
-    push_task.apply_async(args=[request_id], task_id=request_id)
+    enqueue(app, job.request_id, job.doc)

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         "rtmp://rtmp.rtc.qq.com/push",
         description="Room ingest base: pushes go to <base>/<room>?sdkappid=…",
     )
+    queue: str = Field(
+        "roomcast",
+        description="Celery queue of the push tasks (API and workers must agree).",
+    )
     job_ttl_seconds: int = Field(3 * 24 * 3600, description="How long job records are kept.")
     progress_ttl_seconds: int = Field(
         7 * 24 * 3600, description="How long an unfinished bookmark is kept."

@@ -1,0 +1,64 @@
+"""A push's Celery message: its task name, its queue, and the stamps that name it.
+
+The message carries the request id only (it is also the task id, so ``revoke`` and
+``AsyncResult`` take the id the client knows). It goes to the ``ROOMCAST_QUEUE`` queue
+(``task_default_queue``), so that a Redis shared with another Celery app does not mix work.
+
+Each message is stamped with what the push is, so that one call of Celery's
+``revoke_by_stamped_headers`` stops every push of an app, a room or a user::
+
+    app.control.revoke_by_stamped_headers({"room": "1400000000:demo"})
+
+| stamp | value |
+|---|---|
+| ``sdkappid`` | ``"<SdkAppId>"`` |
+| ``room`` | ``"<SdkAppId>:<RtmpRoom>"`` |
+| ``userid`` | ``"<SdkAppId>:<UserId>"`` |
+
+Imports Celery only: the API enqueues through it without loading the task's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from celery import Celery
+from celery.utils.functional import maybe_list
+
+#: The push task's registered name (worker/tasks.py).
+PUSH_TASK = "roomcast.push"
+
+
+def stamps(doc: Mapping[str, Any]) -> dict[str, str]:
+    """The stamped headers of a push's message, from its job record."""
+    app = doc["SdkAppId"]
+    return {
+        "sdkappid": str(app),
+        "room": f"{app}:{doc['Room']['RtmpRoom']}",
+        "userid": f"{app}:{doc['UserId']}",
+    }
+
+
+def matches(doc: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+    """Whether a push's stamps match any of ``headers`` (as Celery's worker matches them)."""
+    own = stamps(doc)
+    return any(
+        header in own and own[header] in {str(v) for v in maybe_list(values) or []}
+        for header, values in headers.items()
+    )
+
+
+def enqueue(app: Celery, request_id: str, doc: Mapping[str, Any]) -> None:
+    """Send the push task for job ``request_id`` (its record ``doc`` is already stored)."""
+    own = stamps(doc)
+    app.send_task(
+        PUSH_TASK, args=[request_id], task_id=request_id, stamped_headers=list(own), **own
+    )
+
+
+def parse_headers(headers: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:
+    """Stamped headers as Celery's command line gives them (``["k=v", …]``) or as a dict."""
+    if isinstance(headers, Mapping):
+        return dict(headers)
+    return dict(str(h).split("=", 1) for h in headers if "=" in str(h))
