@@ -2,8 +2,7 @@
 
 Why these values (docs/celery.md has the long version):
 
-* ``task_default_queue = _settings.queue
-task_acks_late = False``: a push is acknowledged when a worker takes it. A push can
+* ``task_acks_late = False``: a push is acknowledged when a worker takes it. A push can
   last hours, longer than the Redis transport's ``visibility_timeout``; with late acks it
   would be redelivered and published twice. A worker that dies mid-push is detected by the
   job's heartbeat instead ("worker lost"), not by redelivery.
@@ -18,6 +17,10 @@ task_acks_late = False``: a push is acknowledged when a worker takes it. A push 
 * ``task_track_started = False``: the task records STARTED itself once the push really
   starts (worker/tasks.py), so a second delivery of a message never overwrites the state
   of a push that ended (docs/celery.md).
+* ``worker_pool``, ``worker_concurrency`` from ``ROOMCAST_WORKER_POOL`` and
+  ``ROOMCAST_WORKER_CONCURRENCY``: the measured layout (threads, 25 pushes) for any
+  ``celery -A worker worker``, with or without the Procfile. (Celery lets this setting win
+  over ``-P prefork`` on the command line: choose the pool with the variable.)
 """
 
 from worker.settings import get_settings
@@ -36,6 +39,8 @@ accept_content = ["json"]
 result_expires = _settings.job_ttl_seconds
 
 task_default_queue = _settings.queue
+worker_pool = _settings.worker_pool
+worker_concurrency = _settings.worker_concurrency
 task_acks_late = False
 worker_prefetch_multiplier = 1
 worker_disable_prefetch = True

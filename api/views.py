@@ -343,8 +343,9 @@ def _tell_celery_revoked(request_id: str, reason: str) -> None:
     """A push stopped while queued: workers drop its message, Celery and Flower say REVOKED."""
     celery = current_app.extensions["celery"]
     try:
-        celery.control.revoke(request_id)
+        # Marked first: a worker's own "revoked" must not land after our reason.
         mark_revoked(celery, request_id, reason)
+        celery.control.revoke(request_id)
     except Exception as exc:  # noqa: BLE001 - the stop holds whatever Celery's side says
         # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
         current_app.logger.warning("push %s: Celery not told of its stop: %s", request_id, exc)

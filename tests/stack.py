@@ -37,6 +37,9 @@ def start_worker(
     env: dict[str, str], log: Path, name: str, concurrency: int = 2, pool: str = "prefork"
 ) -> subprocess.Popen[bytes]:
     """``celery -A worker worker`` and wait until it says it is ready."""
+    # The pool and concurrency are settings (celeryconfig.py): Celery lets its
+    # worker_pool setting win over -P prefork.
+    env = dict(env, ROOMCAST_WORKER_POOL=pool, ROOMCAST_WORKER_CONCURRENCY=str(concurrency))
     proc = spawn(
         ["celery", "-A", "worker", "worker", "--loglevel", "INFO", "-P", pool,
          "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", "-E",

@@ -137,13 +137,50 @@ def test_stopping_a_running_job_asks_it_on_its_channel_and_leaves_a_flag(
     assert store.get(running).state is State.RUNNING
 
 
-def test_the_first_stop_recorded_stands(redis_server: RedisServer) -> None:
+def test_a_stop_someone_asked_for_stands_against_a_later_shutdown(
+    redis_server: RedisServer,
+) -> None:
     store, _ = _store(redis_server)
     running = running_job(store)
     store.request_stop(running, Stop(StopCause.REVOKE))
-    # A deploy's shutdown landing after a revoke must not hand the push back.
     store.request_stop(running, Stop(StopCause.SHUTDOWN))
+    store.request_stop(running, Stop(StopCause.API))
     assert store.stop_requested(running) == Stop(StopCause.REVOKE)
+
+
+def test_a_stop_someone_asks_for_during_a_shutdown_replaces_it(
+    redis_server: RedisServer,
+) -> None:
+    store, _ = _store(redis_server)
+    running = running_job(store)
+    store.request_stop(running, Stop(StopCause.SHUTDOWN))
+    store.request_stop(running, Stop(StopCause.TERMINATE, "SIGTERM"))
+    assert store.stop_requested(running) == Stop(StopCause.TERMINATE, "SIGTERM")
+
+
+def test_a_push_someone_asked_to_stop_is_never_handed_back(redis_server: RedisServer) -> None:
+    requeued: list[Job] = []
+    store, _ = _store(redis_server, requeue=requeued.append)
+    running = running_job(store)
+    store.request_stop(running, Stop(StopCause.SHUTDOWN))
+    store.request_stop(running, Stop(StopCause.API))
+    job = store.get(running)
+    assert job is not None and not store.hand_back(job, "worker shut down: handed back")
+    assert store.get(running).state is State.RUNNING and requeued == []
+
+
+def test_a_push_handed_back_after_a_shutdown_starts_its_next_run_without_the_stop(
+    redis_server: RedisServer,
+) -> None:
+    requeued: list[Job] = []
+    store, _ = _store(redis_server, requeue=requeued.append)
+    running = running_job(store)
+    store.request_stop(running, Stop(StopCause.SHUTDOWN))
+    job = store.get(running)
+    assert job is not None and store.hand_back(job, "worker shut down: handed back")
+    assert store.get(running).state is State.QUEUED
+    assert store.stop_requested(running) is None
+    assert [j.request_id for j in requeued] == [running]
 
 
 def test_an_unknown_job_is_not_stopped(redis_server: RedisServer) -> None:

@@ -17,7 +17,9 @@ from devstack.room import LocalRoom
 from worker.progress_store import bookmark_key
 
 from .conftest import job_for
+from .media import make_clip
 from .stack import Api, start_api, start_worker, stop
+from .test_stalls import stalling_source
 
 APP = 1400000001
 #: honcho sends SIGKILL 5 s after SIGTERM; leave room for a slow test machine.
@@ -35,7 +37,8 @@ def shutdown_stack(
     may shut the worker down."""
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
     redis.Redis.from_url(url).flushdb()
-    env = dict(service_env, ROOMCAST_REDIS_URL=url)
+    # A push held up by a stalled source starts once 3 s of it are read (the probe).
+    env = dict(service_env, ROOMCAST_REDIS_URL=url, ROOMCAST_MAX_REMUX_GOP_SECONDS="2")
     worker = start_worker(env, tmp_path / "worker.log", "shutdown", 2, request.param)
     api_proc, base = start_api(env, tmp_path / "api.log")
     yield Api(base), worker, url, env, tmp_path / "worker.log"
@@ -100,3 +103,27 @@ def test_a_warm_shutdown_hands_running_pushes_back_with_their_position(
     finally:
         api.call("POST", f"/v1/pushes/{rid}/stop")
         stop(replacement)
+
+
+def test_a_stop_asked_for_during_a_shutdown_ends_the_push_instead_of_handing_it_back(
+    shutdown_stack: tuple[Api, subprocess.Popen[bytes], str, dict[str, str], Path],
+    room: LocalRoom,
+    room_name: str,
+    tmp_path: Path,
+) -> None:
+    api, worker, _, _, _ = shutdown_stack
+    clip = make_clip(tmp_path / "stalls.mp4", seconds=6, size="320x240", fps=25, gop=25)
+    # The push is held up in a read of its stalled source, so the shutdown cannot end it at
+    # once: the stop the API records meanwhile must win over the shutdown's hand-back.
+    with stalling_source(clip.read_bytes(), stall_at=0.7) as source:
+        rid = api.submit(**job_for(room, "unused", room_name, VideoSrc=source))
+        api.wait_state(rid, {"running"}, timeout=15)
+        wait_position(api, rid, 2.0)
+        time.sleep(1.5)  # past what was read ahead: the read waits for the stalled source
+        os.killpg(worker.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        assert api.call("POST", f"/v1/pushes/{rid}/stop").status in (200, 202)
+    worker.wait(EXIT_WITHIN)
+    final = api.status(rid)
+    assert (final["State"], final["Reason"]) == ("stopped", "stopped through the API"), final
+    assert final["Attempts"] == 1

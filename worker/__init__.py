@@ -36,9 +36,10 @@ def _setup_logging(**_: Any) -> None:
 def _obey_celery_stops(**_: Any) -> None:
     # Celery's revoke, terminate and stamped revokes stop pushes on every pool
     # (worker/revokes.py). The worker's main process receives them, whatever the pool.
-    from .revokes import install  # noqa: PLC0415 - worker processes only, not the API
+    from .revokes import install, on_dropped  # noqa: PLC0415 - worker processes only
 
     install()
+    signals.task_revoked.connect(on_dropped, weak=False)
 
 
 @signals.worker_process_init.connect

@@ -70,13 +70,37 @@ class State(StrEnum):
 
 FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.STOPPED})
 
-_TRANSITION = """
+# The cause of the stop recorded in a job's hash (KEYS[1]); an unreadable one reads as "api",
+# as Stop.from_json reads it.
+_STOP_CAUSE = """
+local function stop_cause(key)
+  local raw = redis.call('HGET', key, 'stop')
+  if not raw then return false end
+  local ok, parsed = pcall(cjson.decode, raw)
+  if ok and type(parsed) == 'table' and type(parsed['Cause']) == 'string' then
+    return parsed['Cause']
+  end
+  return 'api'
+end
+local function listed(item, list)
+  for x in string.gmatch(list, '[^,]+') do if x == item then return true end end
+  return false
+end
+"""
+
+# Move a job (KEYS[1]) from one of the states ARGV[1] to ARGV[2], merging the JSON fields
+# ARGV[3] into its doc and moving it between the state indexes (KEYS[2] .. state; ARGV[4]
+# its id). Not if a stop with one of the causes ARGV[5] is recorded; ARGV[6] = '1' clears
+# the stop field.
+_TRANSITION = (
+    _STOP_CAUSE
+    + """
 local key = KEYS[1]
 local state = redis.call('HGET', key, 'state')
 if not state then return {0, false} end
-local allowed = false
-for s in string.gmatch(ARGV[1], '[^,]+') do if s == state then allowed = true end end
-if not allowed then return {0, state} end
+if not listed(state, ARGV[1]) then return {0, state} end
+local cause = stop_cause(key)
+if cause and listed(cause, ARGV[5]) then return {0, state} end
 local doc = cjson.decode(redis.call('HGET', key, 'doc'))
 local patch = cjson.decode(ARGV[3])
 for k, v in pairs(patch) do doc[k] = v end
@@ -86,8 +110,24 @@ if score then
   redis.call('ZREM', KEYS[2] .. state, ARGV[4])
   redis.call('ZADD', KEYS[2] .. ARGV[2], score, ARGV[4])
 end
+if ARGV[6] == '1' then redis.call('HDEL', key, 'stop') end
 return {1, state}
 """
+)
+
+# Record a stop (ARGV[1]) in a job's hash (KEYS[1]) unless one stands: a stop a person or a
+# script asked for (causes ARGV[2]) stands against any later one; any other stands only
+# against a later one that was not asked for (ARGV[3] = '0'). So a revoke that lands during
+# a deploy's shutdown wins, and a shutdown never hides a revoke. Returns 1 if recorded.
+_REQUEST_STOP = (
+    _STOP_CAUSE
+    + """
+local cause = stop_cause(KEYS[1])
+if cause and (listed(cause, ARGV[2]) or ARGV[3] ~= '1') then return 0 end
+redis.call('HSET', KEYS[1], 'stop', ARGV[1])
+return 1
+"""
+)
 
 
 # Take or renew the publisher lease of a running job (KEYS[1], its hash; ARGV: request id,
@@ -260,6 +300,7 @@ class JobStore:
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
         self._set_progress = client.register_script(_SET_PROGRESS)
+        self._request_stop = client.register_script(_REQUEST_STOP)
 
     def create(self, request_id: str, doc: dict[str, Any], secrets: dict[str, Any]) -> None:
         """Record a new queued job, its secrets and its publisher lease, all or nothing.
@@ -377,15 +418,30 @@ class JobStore:
         return job
 
     def transition(
-        self, request_id: str, allowed: Iterable[State], to: State, **fields: Any
+        self,
+        request_id: str,
+        allowed: Iterable[State],
+        to: State,
+        unless_stopped_by: Iterable[StopCause] = (),
+        clear_stop: bool = False,
+        **fields: Any,
     ) -> tuple[bool, State | None]:
-        """Move a job to ``to`` if it is in one of ``allowed`` states, merging ``fields``.
+        """Move a job to ``to`` if it is in one of ``allowed`` states, merging ``fields``;
+        not if a stop with a cause in ``unless_stopped_by`` is recorded. ``clear_stop``
+        forgets the recorded stop in the same step.
 
         Returns (whether it moved, the state it was in).
         """
         ok, previous = self._transition(
             keys=[job_key(request_id), f"{PREFIX}jobs:state:"],
-            args=[",".join(s.value for s in allowed), to.value, json.dumps(fields), request_id],
+            args=[
+                ",".join(s.value for s in allowed),
+                to.value,
+                json.dumps(fields),
+                request_id,
+                ",".join(c.value for c in unless_stopped_by),
+                "1" if clear_stop else "0",
+            ],
         )
         if ok:
             # Every state change, whoever makes it (worker, API, reaper), is an event.
@@ -531,13 +587,19 @@ class JobStore:
     def request_stop(self, request_id: str, stop: Stop) -> None:
         """Ask a running push to stop: a flag it reads at start, and a message it hears.
 
-        The first stop recorded stands (``HSETNX``): a revoke that lands during a deploy's
-        shutdown stays a revoke, and the push is not handed back.
+        A stop a person or a script asked for (``REQUESTED``) stands against any later
+        one, and replaces one that was not asked for: a revoke that lands during a deploy's
+        shutdown makes the push end stopped, not handed back (``hand_back`` checks).
         """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(job_key(request_id), "stop", stop.to_json())
-        pipe.publish(control_channel(request_id), stop.message())
-        pipe.execute()
+        self._request_stop(
+            keys=[job_key(request_id)],
+            args=[
+                stop.to_json(),
+                ",".join(c.value for c in REQUESTED),
+                "1" if stop.cause in REQUESTED else "0",
+            ],
+        )
+        self.redis.publish(control_channel(request_id), stop.message())
 
     def send_command(self, request_id: str, command: dict[str, Any]) -> int:
         """Publish a player command to a running push; how many listeners got it."""
@@ -564,17 +626,19 @@ class JobStore:
         if self._requeue is None or attempts >= self.max_attempts:
             return False
         position = (job.progress or {}).get("Position")
+        # Not if a person or a script asked for a stop meanwhile; the stop that ended this
+        # run (a worker shutting down) is not for the next one. One atomic step.
         moved, _ = self.transition(
             job.request_id,
             (State.RUNNING,),
             State.QUEUED,
+            unless_stopped_by=REQUESTED,
+            clear_stop=True,
             Attempts=attempts + 1,
             ResumeFrom=position if job.doc.get("Mode") != "live" else None,
             Reason=reason,
         )
         if moved:
-            # The stop that ended this run (a worker shutting down) is not for the next one.
-            self.redis.hdel(job_key(job.request_id), "stop")
             self._requeue(job)
         return moved
 
@@ -619,7 +683,9 @@ class JobStore:
         """
         cutoff = now() - self.lost_after
         suspects: list[str] = []
-        for ids in self._pages(State.RUNNING):
+        running = self._ids(State.RUNNING)
+        for start in range(0, len(running), _WATCH_PAGE):
+            ids = running[start : start + _WATCH_PAGE]
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
                 pipe.hget(job_key(rid), "heartbeat")
@@ -675,10 +741,8 @@ class JobStore:
         until: float | None = None,
     ) -> list[Job]:
         """Jobs newest first, filtered; the most selective index is read, the rest checked."""
-        if room is not None:
-            index = f"{PREFIX}jobs:room:{room[0]}:{room[1]}"
-        elif user is not None:
-            index = f"{PREFIX}jobs:user:{user[0]}:{user[1]}"
+        if room is not None or user is not None:
+            index = _filter_index(room, user)
         elif state is not None:
             index = f"{PREFIX}jobs:state:{state.value}"
         else:
@@ -711,28 +775,39 @@ class JobStore:
                     break
         return jobs
 
-    def live(self) -> Iterator[Job]:
-        """Every queued and running job (for stops that name pushes by what they are)."""
+    def live(
+        self, room: tuple[int, str] | None = None, user: tuple[int, str] | None = None
+    ) -> Iterator[Job]:
+        """Every queued and running job, or those of one ``room`` or ``user`` (SdkAppId and
+        RTMP room or UserId), for stops that name pushes by what they are."""
+        if room is not None or user is not None:
+            index = _filter_index(room, user)
+            ids = [rid.decode() for rid in cast("list[bytes]", self.redis.zrange(index, 0, -1))]
+            for job in self._read(ids):
+                if not job.state.finished:
+                    yield job
+            return
         for state in (State.QUEUED, State.RUNNING):
-            for ids in self._pages(state):
-                pipe = self.redis.pipeline(transaction=False)
-                for rid in ids:
-                    pipe.hmget(job_key(rid), ["state", "doc", "progress", "heartbeat"])
-                for rid, raw in zip(ids, pipe.execute(), strict=True):
-                    job = _parse(rid, raw)
-                    if job is not None and job.state is state:
-                        yield job
+            for job in self._read(self._ids(state)):
+                if job.state is state:
+                    yield job
 
-    def _pages(self, state: State) -> Iterator[Sequence[str]]:
-        """The ids in one state's index, a page at a time."""
-        index = f"{PREFIX}jobs:state:{state.value}"
-        start = 0
-        while True:
-            ids = cast("list[bytes]", self.redis.zrange(index, start, start + _WATCH_PAGE - 1))
-            if not ids:
-                return
-            start += len(ids)
-            yield [rid.decode() for rid in ids]
+    def _read(self, ids: Sequence[str]) -> Iterator[Job]:
+        """The records of ``ids``, a pipelined page at a time (gone ones left out)."""
+        for start in range(0, len(ids), _WATCH_PAGE):
+            page = ids[start : start + _WATCH_PAGE]
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in page:
+                pipe.hmget(job_key(rid), ["state", "doc", "progress", "heartbeat"])
+            for rid, raw in zip(page, pipe.execute(), strict=True):
+                job = _parse(rid, raw)
+                if job is not None:
+                    yield job
+
+    def _ids(self, state: State) -> Sequence[str]:
+        """The ids in one state's index, read at once: jobs leave it as they are handled."""
+        ids = cast("list[bytes]", self.redis.zrange(f"{PREFIX}jobs:state:{state.value}", 0, -1))
+        return [rid.decode() for rid in ids]
 
     def stats(self) -> dict[str, int]:
         """How many live records are in each state."""
@@ -741,6 +816,14 @@ class JobStore:
         for s in State:
             pipe.zcount(f"{PREFIX}jobs:state:{s.value}", low, "+inf")
         return {s.value: int(n) for s, n in zip(State, pipe.execute(), strict=True)}
+
+
+def _filter_index(room: tuple[int, str] | None, user: tuple[int, str] | None) -> str:
+    """The index of one room's jobs, else of one user's (each keyed by its SdkAppId)."""
+    if room is not None:
+        return f"{PREFIX}jobs:room:{room[0]}:{room[1]}"
+    assert user is not None
+    return f"{PREFIX}jobs:user:{user[0]}:{user[1]}"
 
 
 def _ended_by(stop: Stop, reason: str) -> dict[str, str]:

@@ -49,6 +49,22 @@ def matches(doc: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
     )
 
 
+def scopes(headers: Mapping[str, Any]) -> list[tuple[str, tuple[int, str]]] | None:
+    """The rooms and users that stamped ``headers`` name, as ``("room" | "user", (SdkAppId,
+    name))``; None when they name something else (an app: every live push must be read)."""
+    found: list[tuple[str, tuple[int, str]]] = []
+    for header, values in headers.items():
+        kind = {"room": "room", "userid": "user"}.get(header)
+        if kind is None:
+            return None
+        for value in maybe_list(values) or []:
+            app, sep, name = str(value).partition(":")
+            if not sep or not app.isdigit():
+                return None
+            found.append((kind, (int(app), name)))
+    return found
+
+
 def enqueue(app: Celery, request_id: str, doc: Mapping[str, Any]) -> None:
     """Send the push task for job ``request_id`` (its record ``doc`` is already stored)."""
     own = stamps(doc)

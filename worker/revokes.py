@@ -1,22 +1,26 @@
 """Celery's own stop commands, obeyed on every pool roomcast ships.
 
-Users stop pushes with Celery's tools: ``celery -A worker control revoke <id>``,
-``app.control.revoke(id, terminate=True, signal=…)``, ``revoke_by_stamped_headers``, and
-Flower's Revoke and Terminate buttons (which send ``revoke``). On its own, Celery obeys
-these poorly for a push: a plain revoke does not touch a running task; terminate kills the
-process running it mid-packet (prefork: no clean close, no bookmark, and a SIGTERM is
-indistinguishable from a deploy) or fails outright (threads pool: no process to signal);
-and a queued push's record would wait for a worker slot before anyone looked at it.
+Users stop pushes with Celery's tools: ``celery -A worker control revoke <id>`` and
+``control terminate <signal> <id>``, ``app.control.revoke(id, terminate=True, signal=…)``,
+``revoke_by_stamped_headers``, and Flower's Revoke and Terminate buttons (which send
+``revoke``). On its own, Celery obeys these poorly for a push: a plain revoke does not touch
+a running task; terminate kills the process running it mid-packet (prefork: no clean close,
+no bookmark, and a SIGTERM is indistinguishable from a deploy) or fails outright (threads
+pool: no process to signal); a queued push's record would wait for a worker slot before
+anyone looked at it; and the stamps of a stamped revoke stay in every worker's memory for
+good, dropping every later push into that room.
 
 Every revoke reaches the main process of every worker (its pidbox), whatever the pool.
-:func:`install` wraps Celery's two handlers there. Before Celery's own bookkeeping, each
-push named is stopped the roomcast way (``JobStore.stop``): a queued one ends ``stopped``
-at once (and ``REVOKED`` for Celery), a running one gets a :class:`~worker.stops.Stop`
-in Redis that its control hub hears within milliseconds. The cause (revoke, terminate with
-its signal, stamped headers) is recorded first, so what a signal meant is never guessed.
-Celery's terminate then acts only as the backstop it is: on a push still running
-:data:`TERMINATE_GRACE` later, the signal is sent as asked, and the record is ended
-``stopped`` :data:`FINISH_AFTER` after that if the push could not say so itself.
+:func:`install` replaces Celery's three handlers there. Each push named is stopped the
+roomcast way (``JobStore.stop``): a queued one ends ``stopped`` at once (and ``REVOKED``
+for Celery), a running one gets a :class:`~worker.stops.Stop` in Redis that its control hub
+hears within milliseconds. The cause (revoke, terminate with its signal, stamped headers)
+is recorded first, so what a signal meant is never guessed. Only ids that are not
+roomcast's pushes go on to Celery's own handler. Celery's terminate acts only as the
+backstop it is: on a push still running :data:`TERMINATE_GRACE` later, the signal is sent
+as asked, and the record is ended ``stopped`` :data:`FINISH_AFTER` after that if the push
+could not say so itself. A message Celery drops as revoked (:func:`on_dropped`) ends a
+record still ``queued`` too.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from celery.worker import state as worker_state
 
 from .celerystate import mark_revoked
 from .jobs import State
-from .messages import matches, parse_headers
+from .messages import matches, parse_headers, scopes
 from .services import get_store
 from .stops import Stop, StopCause
 
@@ -52,64 +56,119 @@ Handler = Callable[..., Any]
 
 
 def install() -> None:
-    """Wrap Celery's ``revoke`` and ``revoke_by_stamped_headers`` (worker main process)."""
+    """Replace Celery's ``revoke``, ``terminate`` and ``revoke_by_stamped_headers``
+    handlers (worker main process)."""
     handlers = control.Panel.data
-    for name, argument, named in (
-        ("revoke", "task_id", _named_by_id),
-        ("revoke_by_stamped_headers", "headers", _named_by_stamps),
-    ):
-        if not getattr(handlers[name], "roomcast", False):
-            handlers[name] = _obeying(handlers[name], argument, named)
+    if getattr(handlers["revoke"], "roomcast", False):
+        return
+    celery_revoke = handlers["revoke"]
+    handlers["revoke"] = _obeying_revoke(celery_revoke)
+    # Celery's terminate calls its own revoke function, not the handler: replaced too.
+    handlers["terminate"] = _obeying_terminate(handlers["revoke"])
+    handlers["revoke_by_stamped_headers"] = _obeying_stamped(handlers["revoke_by_stamped_headers"])
 
 
-#: What a revoke names: the pushes, their stop, and the argument Celery's handler gets.
-Named = tuple[list[str], Stop, Any]
+def _obeying_revoke(celery_revoke: Handler) -> Handler:
+    @functools.wraps(celery_revoke)
+    def revoke(
+        state: Any, task_id: Any = None, terminate: bool = False, signal: Any = None, **kw: Any
+    ) -> Any:
+        ids = sorted({str(i) for i in maybe_list(task_id) or []})
+        if terminate:
+            stop = Stop(StopCause.TERMINATE, _signal_name(signal))
+        else:
+            stop = Stop(StopCause.REVOKE)
+        ours = stop_jobs(state, ids, stop)
+        # Celery's bookkeeping for ours (its revoked set drops a message a worker takes
+        # later); not its result store, whose "revoked" would race with our reason.
+        worker_state.revoked.update(ours)
+        if terminate:
+            _terminate_later(state, set(ours), signal, stop)
+        others = [i for i in ids if i not in ours]
+        if others:
+            return celery_revoke(state, others, terminate=terminate, signal=signal, **kw)
+        return control.ok(f"pushes {', '.join(ours)}: {stop.reason}")
+
+    revoke.roomcast = True  # type: ignore[attr-defined]
+    return revoke
 
 
-def _obeying(celery_handler: Handler, argument: str, named: Callable[..., Named]) -> Handler:
-    """Celery's handler, after the pushes it names were stopped the roomcast way."""
+def _obeying_terminate(revoke: Handler) -> Handler:
+    def terminate(state: Any, signal: Any = None, task_id: Any = None, **kw: Any) -> Any:
+        return revoke(state, task_id, terminate=True, signal=signal, **kw)
 
-    @functools.wraps(celery_handler)
-    def handler(state: Any, terminate: bool = False, signal: Any = None, **kwargs: Any) -> Any:
-        ids, stop, given = named(kwargs.pop(argument, None), terminate, signal)
-        stop_jobs(state, ids, stop)
-        reply = celery_handler(state, terminate=False, signal=None, **{argument: given}, **kwargs)
+    terminate.roomcast = True  # type: ignore[attr-defined]
+    return terminate
+
+
+def _obeying_stamped(celery_revoke: Handler) -> Handler:
+    @functools.wraps(celery_revoke)
+    def revoke_by_stamped_headers(
+        state: Any, headers: Any = None, terminate: bool = False, signal: Any = None, **kw: Any
+    ) -> Any:
+        # Celery's handler is not called: it would keep the stamps in the worker for good
+        # and drop every later push of that room, app or user.
+        wanted = parse_headers(headers or {})
+        described = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+        stop = Stop(StopCause.STAMPED, described)
+        ids = stop_jobs(state, _stamped(wanted, described), stop)
         if terminate:
             _terminate_later(state, set(ids), signal, stop)
-        return reply
+        return control.ok(f"pushes stamped {described}: {len(ids)} stopped")
 
-    handler.roomcast = True  # type: ignore[attr-defined]
-    return handler
-
-
-def _named_by_id(task_id: Any, terminate: bool, signal: Any) -> Named:
-    ids = sorted({str(i) for i in maybe_list(task_id) or []})
-    if terminate:
-        return ids, Stop(StopCause.TERMINATE, _signal_name(signal)), ids
-    return ids, Stop(StopCause.REVOKE), ids
+    revoke_by_stamped_headers.roomcast = True  # type: ignore[attr-defined]
+    return revoke_by_stamped_headers
 
 
-def _named_by_stamps(headers: Any, terminate: bool, signal: Any) -> Named:
-    wanted = parse_headers(headers or {})
-    described = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+def _stamped(wanted: dict[str, Any], described: str) -> list[str]:
+    """The queued and running pushes whose stamps match: through the room and user
+    indexes where the stamps name rooms or users, else every live push."""
+    store = get_store()
     try:
-        ids = [job.request_id for job in get_store().live() if matches(job.doc, wanted)]
+        named = scopes(wanted)
+        if named is None:
+            jobs = list(store.live())
+        else:
+            jobs = [
+                job
+                for kind, scope in named
+                for job in (store.live(room=scope) if kind == "room" else store.live(user=scope))
+            ]
     except redis.RedisError as exc:
         log.warning("could not look for pushes stamped %s: %s", described, exc)
-        ids = []
-    return ids, Stop(StopCause.STAMPED, described), wanted
+        return []
+    return sorted({job.request_id for job in jobs if matches(job.doc, wanted)})
 
 
-def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> None:
-    """Stop each job named (ids that are not roomcast's pushes are left to Celery).
+def on_dropped(request: Any, **_: Any) -> None:
+    """Celery dropped a task message as revoked (or expired): a push still ``queued`` never
+    runs, so it ends ``stopped`` (Celery's ``task_revoked`` signal, main process)."""
+    request_id = getattr(request, "id", None)
+    if request_id is None:
+        return
+    try:
+        store = get_store()
+        job = store.get(request_id)
+        if job is not None and job.state is State.QUEUED:
+            store.stop(request_id, Stop(StopCause.REVOKE))
+    except redis.RedisError as exc:
+        log.warning("could not end dropped push %s: %s", request_id, exc)
+
+
+def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
+    """Stop each job named; return the ids that are roomcast's pushes.
 
     Every worker receives the revoke and does this: ``JobStore.stop`` is idempotent, and
     only the call that ends a queued job announces it to Celery and Flower.
     """
     store = get_store()
+    ours = []
     for request_id in ids:
         try:
             found = store.stop(request_id, stop)
+            if found is None:
+                continue
+            ours.append(request_id)
             if found is State.QUEUED:
                 log.info("push %s stopped while queued: %s", request_id, stop.reason)
                 mark_revoked(state.app, request_id, stop.reason_queued, hostname=state.hostname)
@@ -117,6 +176,7 @@ def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> None:
                 log.info("push %s asked to stop: %s", request_id, stop.reason)
         except redis.RedisError as exc:
             log.warning("could not stop push %s (%s): %s", request_id, stop.reason, exc)
+    return ours
 
 
 def _terminate_later(state: Any, ids: set[str], signal: Any, stop: Stop) -> None:

@@ -266,29 +266,34 @@ def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | No
     """The stop that ended a push, from what its ``Control`` was asked; None: no stop
     (the push completed or reached its time limit).
 
-    A signal (:func:`worker.control.signal_stops`) says only that the process was asked to
-    end: Celery's main process records what it meant in Redis before or as it signals
-    (a terminate's stop, a shutdown's), so that is read, waiting up to
-    :data:`SIGNAL_CAUSE_WAIT`. A SIGTERM with nothing recorded is a shutdown: the push is
+    A push handed back would run again, so a stop that says "shutdown" or "signal" is
+    checked against what Redis recorded: a stop a person or a script asked for meanwhile
+    wins (``JobStore.request_stop``). A signal (:func:`worker.control.signal_stops`) only
+    says that the process was asked to end: Celery's main process records what it meant
+    before or as it signals (a terminate's stop, a shutdown's), so that is waited for, up
+    to :data:`SIGNAL_CAUSE_WAIT`. A SIGTERM with nothing recorded is a shutdown: the push is
     handed back rather than lost.
     """
     if not isinstance(cause, Stop):
         return None
-    if cause.cause is not StopCause.SIGNAL:
+    if cause.cause not in (StopCause.SHUTDOWN, StopCause.SIGNAL):
         return cause
-    deadline = time.monotonic() + SIGNAL_CAUSE_WAIT
+    deadline = time.monotonic() + (SIGNAL_CAUSE_WAIT if cause.cause is StopCause.SIGNAL else 0)
     while True:
         try:
             recorded = store.stop_requested(request_id)
         except redis.RedisError:
             recorded = None
         if recorded is not None and recorded.cause is not StopCause.SIGNAL:
-            log.info("signal %s meant: %s", cause.detail, recorded.reason)
+            if recorded != cause:
+                log.info("stopped (%s), and recorded: %s", cause.reason, recorded.reason)
             return recorded
         if time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    return Stop(StopCause.SHUTDOWN) if cause.detail == "SIGTERM" else cause
+    if cause.cause is StopCause.SIGNAL and cause.detail == "SIGTERM":
+        return Stop(StopCause.SHUTDOWN)
+    return cause
 
 
 def _cause_field(stop: Stop | None) -> dict[str, str]:

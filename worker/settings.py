@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         "roomcast",
         description="Celery queue of the push tasks (API and workers must agree).",
     )
+    worker_pool: Literal["threads", "prefork"] = Field(
+        "threads",
+        description=(
+            "Celery pool of a worker process: threads (many pushes per process, a few MiB "
+            "each) or prefork (a process per push, about 60 MiB each)."
+        ),
+    )
+    worker_concurrency: int = Field(25, ge=1, description="Pushes one worker process runs at once.")
     job_ttl_seconds: int = Field(3 * 24 * 3600, description="How long job records are kept.")
     progress_ttl_seconds: int = Field(
         7 * 24 * 3600, description="How long an unfinished bookmark is kept."
