@@ -1,4 +1,4 @@
-"""Celery settings for roomcast, derived from ``ROOMCAST_*`` (worker/settings.py).
+"""Celery settings for roomcast, derived from ``ROOMCAST_*`` (jobs/settings.py).
 
 Why these values (docs/celery.md has the long version):
 
@@ -23,7 +23,7 @@ Why these values (docs/celery.md has the long version):
   over ``-P prefork`` on the command line: choose the pool with the variable.)
 """
 
-from worker.settings import get_settings
+from jobs.settings import get_settings
 
 _settings = get_settings()
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.typing import ResponseReturnValue
 
-    from worker.settings import Settings
+    from jobs.settings import Settings
 
 #: Largest request body accepted (413 beyond): a push request is a few KiB at most.
 MAX_BODY_BYTES = 64 * 1024
@@ -28,10 +28,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app; ``settings`` default to the ``ROOMCAST_*`` environment."""
     from flask import Flask
 
+    from jobs.logs import configure_logging
+    from jobs.settings import get_settings
     from worker import app as celery_app
-    from worker.logs import configure_logging
     from worker.services import get_store
-    from worker.settings import get_settings
 
     from .console import bp as console_bp
     from .errors import register_error_handlers
@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _check_api_key() -> ResponseReturnValue | None:
     from flask import current_app, request
 
-    from .errors import ApiError
+    from jobs.errors import Unauthorized
+
     from .openapi import PUBLIC_PATHS
 
     settings = current_app.extensions["roomcast.settings"]
@@ -80,7 +81,7 @@ def _check_api_key() -> ResponseReturnValue | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not _known_key(token, keys):
         # The same answer whatever is wrong: nothing tells a guesser how close it came.
-        raise ApiError(401, "Unauthorized", "a valid 'Authorization: Bearer <key>' is required")
+        raise Unauthorized("a valid 'Authorization: Bearer <key>' is required")
     return None
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 
-from worker.settings import Settings
+from jobs.settings import Settings
 
 bp = Blueprint("console", __name__)
 

@@ -1,6 +1,7 @@
 """How errors become HTTP answers, in one place.
 
-Every error body is ``{"Error": {"Code", "Message"[, "Field"]}}``.
+Every error body is ``{"Error": {"Code", "Message"[, "Field" | "RequestId" | "State"]}}``:
+each class of the tree (``jobs/errors.py``) carries its code, HTTP status and details.
 """
 
 from __future__ import annotations
@@ -13,21 +14,9 @@ from pydantic import ValidationError
 from redis import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from pipeline.errors import InvalidJob
-from worker.jobs import PublisherBusy
+from jobs.errors import InvalidJob, RequestTooLarge, RoomcastError, ServiceUnavailable
 
 from .models import FieldError
-
-
-class ApiError(Exception):
-    """An answer other than success: HTTP status, code and message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -55,34 +44,20 @@ def invalid_job_from(exc: ValidationError) -> InvalidJob:
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers that turn exceptions into JSON answers."""
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> ResponseReturnValue:
-        return jsonify(error_body(exc.code, exc.message, **exc.extra)), exc.status
+    def answer(exc: RoomcastError) -> ResponseReturnValue:
+        return jsonify(error_body(exc.code, exc.message, **exc.details())), exc.status
 
-    @app.errorhandler(InvalidJob)
-    def _invalid(exc: InvalidJob) -> ResponseReturnValue:
-        extra = {"Field": exc.field} if exc.field else {}
-        return jsonify(error_body(exc.code, exc.message, **extra)), 400
-
-    @app.errorhandler(PublisherBusy)
-    def _busy(exc: PublisherBusy) -> ResponseReturnValue:
-        return jsonify(error_body(exc.code, exc.message, RequestId=exc.holder)), 409
+    app.register_error_handler(RoomcastError, answer)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        return jsonify(
-            error_body("RequestTooLarge", f"the request body is larger than {limit} bytes")
-        ), 413
+        return answer(RequestTooLarge(f"the request body is larger than {limit} bytes"))
 
     @app.errorhandler(RedisError)
     def _redis_down(exc: RedisError) -> ResponseReturnValue:
         app.logger.error("Redis is unavailable: %s", exc)
-        return jsonify(
-            error_body(
-                "ServiceUnavailable", "the job store (Redis) is unavailable; try again shortly"
-            )
-        ), 503
+        return answer(ServiceUnavailable("the job store (Redis) is unavailable; try again shortly"))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:

@@ -14,10 +14,9 @@ from typing import cast
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from worker.events import FINAL_EVENTS
-from worker.jobs import JobStore
-
-from .errors import ApiError
+from jobs.errors import NotFound
+from jobs.events import FINAL_EVENTS
+from jobs.store import JobStore
 
 bp = Blueprint("events", __name__)
 
@@ -27,7 +26,7 @@ def events(request_id: str) -> ResponseReturnValue:
     """Stream the push's events (server-sent events) until its final state."""
     store = cast(JobStore, current_app.extensions["roomcast.store"])
     if store.get(request_id) is None:
-        raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
+        raise NotFound(f"no push with request id {request_id!r}")
     after = request.headers.get("Last-Event-ID") or request.args.get("After") or "0"
     return Response(
         _stream(store, request_id, after),

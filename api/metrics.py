@@ -1,7 +1,7 @@
 """``GET /metrics``: the whole service in Prometheus text format, read from Redis at scrape time.
 
 The workers keep no HTTP server of their own: every worker process writes its pushes' state
-and counters into Redis (``worker.jobs.METRICS_KEY``, the job records), so one scrape of any
+and counters into Redis (``jobs.store.METRICS_KEY``, the job records), so one scrape of any
 API process sees every worker. A scrape costs a handful of Redis calls: the per-state counts,
 one hash of counters, and the progress of the running pushes (for lag and reconnects).
 
@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from worker.jobs import JobStore, State
+from jobs.store import JobStore, State
 from worker.metrics import read_workers
 
 bp = Blueprint("metrics", __name__)

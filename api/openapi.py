@@ -19,8 +19,8 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from worker.jobs import State
-from worker.settings import Settings
+from jobs.settings import Settings
+from jobs.store import State
 
 from . import console, events, metrics, views
 from .models import PushRequest

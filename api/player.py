@@ -25,9 +25,10 @@ from pydantic import (
     field_validator,
 )
 
-from worker.jobs import JobStore, State
+from jobs.errors import InvalidJob, NotFound, NotListening, NotRunning, NotSwitchable
+from jobs.store import JobStore, State
 
-from .errors import ApiError, invalid_job_from
+from .errors import invalid_job_from
 from .models import check_source_url
 
 bp = Blueprint("player", __name__)
@@ -101,24 +102,20 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
     """Validate a player command and send it to the running push."""
     model = COMMANDS.get(command)
     if model is None:
-        raise ApiError(404, "NotFound", f"no command {command!r}; one of {', '.join(COMMANDS)}")
+        raise NotFound(f"no command {command!r}; one of {', '.join(COMMANDS)}")
     store = cast(JobStore, current_app.extensions["roomcast.store"])
     job = store.get(request_id)
     if job is None:
-        raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
+        raise NotFound(f"no push with request id {request_id!r}")
     if job.state is not State.RUNNING:
-        raise ApiError(
-            409, "NotRunning", f"the push is {job.state.value}: commands need it running"
-        )
+        raise NotRunning(f"the push is {job.state.value}: commands need it running")
     if not job.doc.get("Switchable"):
-        raise ApiError(
-            409,
-            "NotSwitchable",
-            "this push was not started switchable: give Playlist, Loop or Switchable=true",
+        raise NotSwitchable(
+            "this push was not started switchable: give Playlist, Loop or Switchable=true"
         )
     body = request.get_json(silent=True) if request.data else {}
     if not isinstance(body, dict):
-        raise ApiError(400, "InvalidParameter", "the body must be a JSON object")
+        raise InvalidJob("the body must be a JSON object")
     settings = current_app.extensions["roomcast.settings"]
     try:
         parsed = model.model_validate(body, context={"schemes": settings.schemes})
@@ -132,7 +129,7 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
         guard_urls(urls)
     message: dict[str, Any] = {"Command": command, **parsed.model_dump()}
     if not _deliver(store, request_id, message):
-        raise ApiError(409, "NotListening", "the push is not listening (its worker may be gone)")
+        raise NotListening("the push is not listening (its worker may be gone)")
     current_app.logger.info("push %s: command %s sent", request_id, command)
     response = jsonify({"RequestId": request_id, "Command": command, "Message": "command sent"})
     response.status_code = 202

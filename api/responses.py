@@ -1,6 +1,6 @@
 """The shapes the API answers with, as pydantic models: the OpenAPI document's response schemas.
 
-The answers themselves are built elsewhere (``worker.jobs.Job.as_status`` writes the status
+The answers themselves are built elsewhere (``jobs.store.Job.as_status`` writes the status
 object, the views the rest); these models describe them for ``GET /openapi.json``. They stay
 true because tests/test_openapi.py validates real answers against them, and the top-level
 models forbid unknown fields: a field added to an answer without being described here fails
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from worker.jobs import State as PushState
+from jobs.store import State as PushState
 
 
 class _Answer(BaseModel):
@@ -64,8 +64,7 @@ class PushError(_Answer):
     """Why a push failed."""
 
     Code: str = Field(
-        description="SourceNotFound, SourceNotMedia, RoomUnreachable, WorkerLost… "
-        "(pipeline/errors.py)."
+        description="SourceNotFound, SourceNotMedia, RoomUnreachable, WorkerLost… (jobs/errors.py)."
     )
     Message: str
 

@@ -11,19 +11,26 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from redis import RedisError
 
-from pipeline.errors import InvalidJob, SourceError
-from pipeline.redact import redact_url
+from jobs.errors import (
+    AlreadyFinished,
+    InvalidJob,
+    NotFound,
+    PublisherBusy,
+    ServiceUnavailable,
+    SourceError,
+    UnsupportedMediaType,
+)
+from jobs.redact import redact_url
+from jobs.rooms import rtmp_room
+from jobs.settings import Settings
+from jobs.stops import Stop, StopCause
+from jobs.store import FINISHED, JobStore, State, now
+from jobs.urlguard import check_source_address
+from jobs.usersig import UserSigError, check, generate
 from worker.celerystate import mark_revoked
-from worker.cloud import missing_configuration
-from worker.jobs import FINISHED, JobStore, PublisherBusy, State, now
 from worker.messages import enqueue
-from worker.netguard import check_source_address
-from worker.rooms import rtmp_room
-from worker.settings import Settings
-from worker.stops import Stop, StopCause
-from worker.usersig import UserSigError, check, generate
 
-from .errors import ApiError, invalid_job_from
+from .errors import invalid_job_from
 from .models import PushRequest
 
 bp = Blueprint("pushes", __name__)
@@ -52,10 +59,8 @@ def healthz() -> ResponseReturnValue:
 def submit() -> ResponseReturnValue:
     """Validate a push request, record it, enqueue it; answer 202 with its request id."""
     if not request.is_json:
-        raise ApiError(
-            415,
-            "UnsupportedMediaType",
-            "the body must be a JSON object sent with 'Content-Type: application/json'",
+        raise UnsupportedMediaType(
+            "the body must be a JSON object sent with 'Content-Type: application/json'"
         )
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -66,7 +71,7 @@ def submit() -> ResponseReturnValue:
         raise invalid_job_from(exc) from None
     if _settings().block_private_addresses:
         _guard_sources(job)
-    if job.Engine == "cloud" and (missing := missing_configuration(_settings())):
+    if job.Engine == "cloud" and (missing := _settings().cloud_missing()):
         raise InvalidJob(
             "Engine=cloud hands the push to TRTC's cloud ingest through its API, which needs "
             f"{', '.join(missing)} set on the service (API and workers)",
@@ -179,11 +184,8 @@ def _enqueue(request_id: str, doc: dict[str, Any]) -> None:
             _store().discard(request_id)
         except RedisError:
             current_app.logger.exception("push %s: could not remove its record", request_id)
-        raise ApiError(
-            503,
-            "ServiceUnavailable",
-            "the task queue (Redis) is unavailable, so the push was not accepted; "
-            "try again shortly",
+        raise ServiceUnavailable(
+            "the task queue (Redis) is unavailable, so the push was not accepted; try again shortly"
         ) from None
 
 
@@ -245,7 +247,7 @@ def status(request_id: str) -> ResponseReturnValue:
     """One push's state and progress."""
     job = _store().get(request_id)
     if job is None:
-        raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
+        raise NotFound(f"no push with request id {request_id!r}")
     return jsonify(job.as_status())
 
 
@@ -303,14 +305,9 @@ def stop(request_id: str) -> ResponseReturnValue:
     """Stop a queued or running push (idempotent); 409 for one that already ended."""
     found, finished = stop_push(request_id, Stop(StopCause.API))
     if found is None:
-        raise ApiError(404, "NotFound", f"no push with request id {request_id!r}")
+        raise NotFound(f"no push with request id {request_id!r}")
     if found in FINISHED and found is not State.STOPPED:
-        raise ApiError(
-            409,
-            "AlreadyFinished",
-            f"the push already ended in state {found.value}",
-            State=found.value,
-        )
+        raise AlreadyFinished(found.value)
     body = _current(_store(), request_id)
     return Response(
         status=200 if finished else 202,

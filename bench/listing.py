@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 
 from devstack.redis import RedisServer
-from worker.jobs import JobStore, State
+from jobs.store import JobStore, State
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ stream. ``on_publish_done`` reports the end. (nginx-rtmp's ngx_rtmp_notify_modul
 
 Checks, as TRTC does before a user enters a room: the SdkAppId is one this room has a key
 for, the UserSig decodes, names this UserId and SdkAppId, has not expired, and its HMAC
-verifies against the app's key (worker/usersig.py).
+verifies against the app's key (jobs/usersig.py).
 
 Each user's stream stays apart: the first user publishing into a room gets the stream named
 after the room (what ``LocalRoom.play_url(room)`` plays, as before); a second user in the same
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from worker.usersig import UserSigError, check
+from jobs.usersig import UserSigError, check
 
 log = logging.getLogger(__name__)
 

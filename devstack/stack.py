@@ -29,7 +29,7 @@ from devstack.ports import LOCALHOST, free_port, port_is_free
 from devstack.process import stop_process
 from devstack.redis import reuse_or_start
 from devstack.room import LocalRoom
-from worker.usersig import generate
+from jobs.usersig import generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO_ROOT / ".run"

@@ -12,8 +12,9 @@ import os
 # remux push spends in two seconds. The pipeline does no linear algebra.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from jobs.errors import RoomcastError
+
 from .control import Control
-from .errors import RoomcastError
 from .progress import Progress
 from .push import Outcome, PushResult, push
 from .spec import OutputProfile, PushSpec, Timeouts

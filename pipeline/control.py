@@ -34,7 +34,7 @@ class Control:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         #: Why the push must stop: whatever the caller passed (roomcast's worker passes a
-        #: ``worker.stops.Stop``); the pipeline only hands it back in its result.
+        #: ``jobs.stops.Stop``); the pipeline only hands it back in its result.
         self.stop_cause: object | None = None
         self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._cuts: list[Callable[[], None]] = []

@@ -20,10 +20,11 @@ from typing import Any
 import av
 import numpy as np
 
+from jobs.errors import SourceError
+from jobs.redact import redact_url
+
 from .control import Control
-from .errors import SourceError
 from .probe import probe_video
-from .redact import redact_url
 from .relay import Relay
 from .routes import (
     MS,

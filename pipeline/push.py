@@ -19,14 +19,15 @@ from typing import Any
 import av
 import av.error
 
+from jobs.errors import SourceEndedEarly, SourceError, SourceUnreachable
+from jobs.redact import redact_text, redact_url
+
 from .catchup import from_live_edge
 from .control import Control, call_until_stopped
-from .errors import SourceEndedEarly, SourceError, SourceUnreachable
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
-from .redact import redact_text, redact_url
 from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import PublishCut, RtmpSink

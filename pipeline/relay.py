@@ -6,10 +6,11 @@ import logging
 
 import av
 
+from jobs.redact import redact_url
+
 from .control import Control
 from .pacer import Pacer
 from .progress import Progress, ProgressCallback, ProgressMeter
-from .redact import redact_url
 from .sender import READ_AHEAD, SLOW_WRITE, Lane, Queued, Sender, shared_sender
 from .sink import RtmpSink
 from .spec import PushSpec

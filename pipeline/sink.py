@@ -13,8 +13,9 @@ import av
 import av.container
 import av.stream
 
-from .errors import RoomDisconnected, RoomUnreachable
-from .redact import redact_text, redact_url
+from jobs.errors import RoomDisconnected, RoomUnreachable
+from jobs.redact import redact_text, redact_url
+
 from .rtmp import DEFAULT_PORTS, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts

@@ -12,14 +12,15 @@ import av.container
 import av.error
 import av.stream
 
-from .errors import (
+from jobs.errors import (
     SourceError,
     SourceHasNoMedia,
     SourceNotFound,
     SourceNotMedia,
     SourceUnreachable,
 )
-from .redact import redact_text, redact_url
+from jobs.redact import redact_text, redact_url
+
 from .spec import Timeouts
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from worker.jobs import JobStore, State, now
+from jobs.store import JobStore, State, now
 
 
 def queued_job(store: JobStore, created: float | None = None) -> str:

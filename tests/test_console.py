@@ -194,9 +194,9 @@ def test_the_preview_url_setting_is_escaped_and_empty_means_no_player(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from api import create_app
-    from worker.settings import Settings
+    from jobs.settings import Settings
 
-    monkeypatch.setattr("worker.logs.configure_logging", lambda *args: None)
+    monkeypatch.setattr("jobs.logs.configure_logging", lambda *args: None)
     hostile = 'http://room.example/"><script>alert(1)</script>'
     client = create_app(Settings(console_preview_url=hostile)).test_client()
     answer = client.get("/console")

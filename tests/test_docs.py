@@ -1,6 +1,6 @@
 """The docs say what the code reads: every setting, and every other ROOMCAST_* variable.
 
-docs/architecture.md's settings table is generated from worker/settings.py (name, default and
+docs/architecture.md's settings table is generated from jobs/settings.py (name, default and
 description of each field), so it cannot drift: after adding or changing a setting, rewrite it
 with ``.venv/bin/python -m tests.test_docs``; the test below fails until then and says so.
 """
@@ -12,19 +12,20 @@ import re
 from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 
-from worker.settings import Settings
+from jobs.settings import Settings
 
 from .stack import REPO
 
 DOC = REPO / "docs" / "architecture.md"
 BEGIN = (
-    "<!-- settings table: generated from worker/settings.py by "
+    "<!-- settings table: generated from jobs/settings.py by "
     "`.venv/bin/python -m tests.test_docs`; do not edit it by hand -->"
 )
 END = "<!-- end of the settings table -->"
 #: Where the code reads environment variables, and where the processes are started.
 SOURCES = [
     "api",
+    "jobs",
     "worker",
     "pipeline",
     "devstack",
@@ -63,7 +64,7 @@ def default_text(field: FieldInfo) -> str:
 
 
 def settings_table() -> str:
-    """The Markdown table of every setting, in the order worker/settings.py declares them."""
+    """The Markdown table of every setting, in the order jobs/settings.py declares them."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         # Markdown would take <room> for an HTML tag and hide it.
@@ -106,7 +107,7 @@ def test_the_settings_table_is_generated_from_the_settings() -> None:
 
 def test_every_setting_has_a_description() -> None:
     missing = [name for name, field in Settings.model_fields.items() if not field.description]
-    assert not missing, f"give these fields a description= in worker/settings.py: {missing}"
+    assert not missing, f"give these fields a description= in jobs/settings.py: {missing}"
 
 
 def test_every_roomcast_variable_in_the_code_is_documented() -> None:
@@ -122,7 +123,7 @@ def test_the_readme_tells_where_the_console_and_the_complete_settings_are() -> N
 
 
 def main() -> None:
-    """Rewrite docs/architecture.md's settings table from worker/settings.py."""
+    """Rewrite docs/architecture.md's settings table from jobs/settings.py."""
     text = DOC.read_text(encoding="utf-8")
     old = documented_table(text)
     new = settings_table()

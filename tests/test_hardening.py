@@ -25,9 +25,9 @@ import redis
 from bench.submit_load import count_records, request_bodies, submit_all
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker.jobs import publisher_key, secrets_key
-from worker.netguard import blocked_reason
-from worker.stops import Stop, StopCause
+from jobs.stops import Stop, StopCause
+from jobs.store import publisher_key, secrets_key
+from jobs.urlguard import blocked_reason
 
 from .conftest import job_for
 from .stack import Api, start_api, start_worker, stop

@@ -18,11 +18,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from devstack.redis import RedisServer
+from jobs.stops import Stop, StopCause
+from jobs.store import Beat, JobStore, control_channel, job_key
 from pipeline.control import Control
 from tests.records import running_job
 from worker.hub import Attached, ControlHub
-from worker.jobs import Beat, JobStore, control_channel, job_key
-from worker.stops import Stop, StopCause
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import redis
 
 from devstack.redis import RedisServer
+from jobs.stops import Stop, StopCause
+from jobs.store import Job, JobStore, State, control_channel, job_key, now
 from tests.records import queued_job, running_job
-from worker.jobs import Job, JobStore, State, control_channel, job_key, now
-from worker.stops import Stop, StopCause
 
 
 def _store(

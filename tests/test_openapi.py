@@ -60,7 +60,7 @@ def test_every_endpoint_and_method_the_app_serves_is_documented(
 ) -> None:
     from api import create_app  # the app's own routes, not a list kept by hand
 
-    monkeypatch.setattr("worker.logs.configure_logging", lambda *args: None)
+    monkeypatch.setattr("jobs.logs.configure_logging", lambda *args: None)
     app = create_app()
     paths = document(api)["paths"]
     served = set()

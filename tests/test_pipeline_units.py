@@ -17,14 +17,14 @@ import av
 import pytest
 from av.codec.context import ThreadType
 
+from jobs.errors import SourceError
+from jobs.redact import MASK, redact_text, redact_url
 from pipeline.catchup import from_live_edge
 from pipeline.control import Control, call_until_stopped
-from pipeline.errors import SourceError
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
 from pipeline.probe import probe_video
 from pipeline.push import open_live_source, output_size
-from pipeline.redact import MASK, redact_text, redact_url
 from pipeline.source import Source, open_source
 from pipeline.spec import OutputProfile, PushSpec, Timeouts
 from pipeline.timeline import Timeline

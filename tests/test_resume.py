@@ -10,7 +10,7 @@ import redis
 
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker.progress_store import bookmark_key
+from jobs.bookmarks import bookmark_key
 
 from .conftest import job_for
 from .media import make_numbered_clip

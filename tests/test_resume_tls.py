@@ -12,7 +12,7 @@ import redis
 
 from devstack.redis import RedisServer, TlsFiles
 from devstack.room import LocalRoom
-from worker.progress_store import bookmark_key
+from jobs.bookmarks import bookmark_key
 
 from .conftest import job_for
 from .stack import Api, start_api, start_worker, stop

@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from devstack.room import LocalRoom
+from jobs.errors import SourceUnreachable
 from pipeline import Control, Outcome, PushResult, PushSpec, Timeouts, push
-from pipeline.errors import SourceUnreachable
 
 from .media import make_clip
 

@@ -19,7 +19,7 @@ import redis
 
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom, publishers_at
-from worker.jobs import JobStore, State, control_channel
+from jobs.store import JobStore, State, control_channel
 
 from .conftest import CALLBACK_SECRET, job_for
 from .media import make_numbered_clip, read_clip_id, read_frame_number

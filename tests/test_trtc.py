@@ -25,8 +25,8 @@ import pytest
 from devstack.publish_auth import PublishAuth
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker import usersig
-from worker.usersig import (
+from jobs import usersig
+from jobs.usersig import (
     MalformedUserSig,
     UserSigBadSignature,
     UserSigExpired,

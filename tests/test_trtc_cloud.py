@@ -23,7 +23,7 @@ import redis
 from api.responses import PushStatus
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from worker.usersig import decode, verify
+from jobs.usersig import decode, verify
 
 from .conftest import job_for
 from .stack import Api, start_api, start_worker, stop

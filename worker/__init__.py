@@ -1,6 +1,9 @@
 """roomcast's Celery app: ``celery -A worker worker`` runs push tasks.
 
-Configuration comes from ``celeryconfig.py``, which reads ``ROOMCAST_*`` settings.
+Configuration comes from ``celeryconfig.py``, which reads ``ROOMCAST_*`` settings. The API
+imports this module for the app alone (it enqueues by task name): the task and the
+worker's hooks load the pipeline, so they are imported by worker processes only (the
+task through ``include``, the hooks inside the signal handlers).
 """
 
 from __future__ import annotations
@@ -11,18 +14,15 @@ from typing import Any
 
 from celery import Celery, signals
 
-from .control import mark_pool_child, start_watchdog, stop_pushes
-from .logs import configure_logging
-from .metrics import start_worker_beat, stop_worker_beat
-from .settings import get_settings
-from .stops import Stop, StopCause
+from jobs.logs import configure_logging
+from jobs.settings import get_settings
+from jobs.stops import Stop, StopCause
 
 #: Seconds a thread may hold the GIL while another waits (Python's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
 
-app = Celery("roomcast")
+app = Celery("roomcast", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
 
 
 @signals.setup_logging.connect
@@ -45,6 +45,8 @@ def _obey_celery_stops(**_: Any) -> None:
 @signals.worker_process_init.connect
 def _pool_child_started(**_: Any) -> None:
     # Lets the runner claim SIGTERM in prefork children only (see control.signal_stops).
+    from .control import mark_pool_child  # noqa: PLC0415 - worker processes only
+
     mark_pool_child()
 
 
@@ -66,18 +68,24 @@ def _tune_for_many_pushes(**_: Any) -> None:
 def _start_watchdog(**_: Any) -> None:
     # Every worker looks for pushes whose worker died, so one is handed back within
     # ROOMCAST_WORKER_LOST_SECONDS plus a few seconds even when nobody reads the status.
+    from .control import start_watchdog  # noqa: PLC0415 - worker processes only
+
     start_watchdog()
 
 
 @signals.worker_ready.connect
 def _start_worker_metrics(sender: Any, **_: Any) -> None:
     # This worker's vital signs for GET /metrics (worker/metrics.py says why through Redis).
+    from .metrics import start_worker_beat  # noqa: PLC0415 - worker processes only
+
     start_worker_beat(sender)
 
 
 @signals.worker_shutdown.connect
 def _stop_worker_metrics(**_: Any) -> None:
     # Sent once the worker has stopped (not from a signal handler, so Redis calls are fine).
+    from .metrics import stop_worker_beat  # noqa: PLC0415 - worker processes only
+
     stop_worker_beat()
 
 
@@ -96,6 +104,8 @@ def _stop_running_pushes(sender: Any, **_: Any) -> None:
     # its bookmark and is handed back to the queue for another worker. Sent in the main
     # process, which knows the running requests of every pool (prefork children included).
     from celery.worker import state
+
+    from .control import stop_pushes  # noqa: PLC0415 - worker processes only
 
     ids = [request.id for request in list(state.active_requests)]
     stop_pushes(get_settings().redis_url, str(sender), ids, Stop(StopCause.SHUTDOWN))

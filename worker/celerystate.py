@@ -20,17 +20,20 @@ _REVOKED_FIELDS: dict[str, Any] = {"terminated": False, "signum": None, "expired
 class PushFailed(Exception):
     """A push that ended ``failed``: its Celery ``FAILURE`` result.
 
-    ``AsyncResult(id).result`` is this exception (``str()``: ``"<Code>: <Message>"``), with
-    the same code and message as the job's ``Error``, which never holds a secret.
+    ``AsyncResult(id).result`` is this exception, ``"<Code>: <Message>"``: the job's own
+    ``Error``, which never holds a secret. One string argument, so that a client without
+    roomcast's code (Celery then rebuilds the exception under a generic class) reads the
+    same text.
     """
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.code, _, self.message = error.partition(": ")
 
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+    @classmethod
+    def of(cls, code: str, message: str) -> PushFailed:
+        """The failure of a push whose ``Error`` is ``{"Code": code, "Message": message}``."""
+        return cls(f"{code}: {message}")
 
 
 def mark_revoked(app: Celery, request_id: str, reason: str, hostname: str | None = None) -> None:

@@ -12,16 +12,12 @@ the publisher lease, the heartbeat and the hand-back. Only the media work moves 
     worker shutting down, or another run took the job over: the task is left running, and
     the next run of the job re-attaches to its TaskId instead of starting another
 
-Errors, added to the tree of ``pipeline/errors.py``::
-
-    RoomcastError
-    ├── TrtcApiError        TRTC refused a call (AuthFailure…, InvalidParameter…, LimitExceeded…);
-    │                       the message names the action, TRTC's code and message, RequestId
-    └── TrtcNotConfigured   this worker has no Tencent Cloud API credentials or region
-
-Every call's outcome is also kept in the record's ``Trtc.Cloud`` (``Start``, ``Stop``) with
-TRTC's own error code. A failure after the task started tries to stop it, so that TRTC never
-goes on pushing for a push reported failed.
+Errors (``jobs/errors.py``): ``TrtcApiError`` when TRTC refuses a call (AuthFailure…,
+InvalidParameter…, LimitExceeded…; the message names the action, TRTC's code and message,
+its RequestId and a hint), ``TrtcNotConfigured`` when this worker has no Tencent Cloud API
+credentials or region. Every call's outcome is also kept in the record's ``Trtc.Cloud``
+(``Start``, ``Stop``) with TRTC's own error code. A failure after the task started tries to
+stop it, so that TRTC never goes on pushing for a push reported failed.
 """
 
 from __future__ import annotations
@@ -40,12 +36,12 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
+from jobs.errors import TrtcApiError, TrtcNotConfigured
+from jobs.settings import Settings
+from jobs.store import Job, JobStore, State, iso, now
 from pipeline.control import Control
-from pipeline.errors import RoomcastError
 
 from . import trtc
-from .jobs import Job, JobStore, State, iso, now
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,42 +74,11 @@ _HINTS = (
 )
 
 
-class TrtcApiError(RoomcastError):
-    """TRTC refused a call; ``outcome`` is the record's ``{"Result", "Error", "RequestId"}``."""
-
-    code = "TrtcApiError"
-
-    def __init__(self, action: str, outcome: dict[str, Any]) -> None:
-        error, request_id = outcome["Error"], outcome.get("RequestId")
-        message = f"TRTC {action} failed: {error['Code']}: {error['Message']}"
-        hint = next((h for prefix, h in _HINTS if error["Code"].startswith(prefix)), None)
-        if hint:
-            message += f" ({hint})"
-        if request_id:
-            message += f" [TRTC RequestId {request_id}]"
-        super().__init__(message)
-        self.action = action
-        self.outcome = outcome
-
-
-class TrtcNotConfigured(RoomcastError):
-    """Engine=cloud on a worker without Tencent Cloud API credentials or region."""
-
-    code = "TrtcNotConfigured"
-
-
-def missing_configuration(settings: Settings) -> list[str]:
-    """What Engine=cloud needs and ``settings`` lacks (the API refuses such jobs at submit).
-
-    The region is required: TRTC's cloud ingest APIs exist in some regions only, and the
-    SDK sends no region when none is set.
-    """
-    needed = {
-        "TENCENTCLOUD_SECRET_ID": settings.tencentcloud_secret_id.get_secret_value(),
-        "TENCENTCLOUD_SECRET_KEY": settings.tencentcloud_secret_key.get_secret_value(),
-        "ROOMCAST_TRTC_REGION": settings.trtc_region,
-    }
-    return [name for name, value in needed.items() if not value]
+def api_error(action: str, outcome: dict[str, Any]) -> TrtcApiError:
+    """TRTC's refusal of ``action`` as an error, with a hint where its code has one."""
+    code = outcome["Error"]["Code"]
+    hint = next((h for prefix, h in _HINTS if code.startswith(prefix)), None)
+    return TrtcApiError(action, outcome, hint)
 
 
 def time_limit(settings: Settings, doc: dict[str, Any]) -> float | None:
@@ -200,7 +165,7 @@ class CloudIngest:
         Raises :class:`TrtcApiError` (after trying to stop the task) when TRTC refuses a
         call for good, :class:`TrtcNotConfigured` without credentials.
         """
-        missing = missing_configuration(self._settings)
+        missing = self._settings.cloud_missing()
         self._api = trtc.client(self._settings)
         if missing or self._api is None:
             raise TrtcNotConfigured(
@@ -305,7 +270,7 @@ class CloudIngest:
         """Record a refused call and raise it as a :class:`TrtcApiError`."""
         outcome = self._masked(trtc.failure(exc))
         self._record(step, outcome)
-        raise TrtcApiError(action, outcome) from None
+        raise api_error(action, outcome) from None
 
     def _masked(self, value: dict[str, Any]) -> dict[str, Any]:
         """``value`` with the job's secrets masked: TRTC's messages may quote a parameter."""

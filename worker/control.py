@@ -14,10 +14,9 @@ from types import FrameType
 
 import redis
 
+from jobs.stops import Stop, StopCause
+from jobs.store import JobStore
 from pipeline.control import Control
-
-from .jobs import JobStore
-from .stops import Stop, StopCause
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from functools import partial
 
 import redis
 
+from jobs.settings import Settings
+from jobs.stops import Stop, StopCause
+from jobs.store import PREFIX, JobStore, control_channel
 from pipeline.control import Control
 
 from .control import PLAYER_COMMANDS, STOP_GRACE
-from .jobs import PREFIX, JobStore, control_channel
-from .settings import Settings
-from .stops import Stop, StopCause
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .jobs import PREFIX
+from jobs.store import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def start_worker_beat(consumer: Any) -> WorkerBeat:
     """Start beating for the worker whose ``consumer`` is ready (Celery's worker_ready)."""
     from celery.worker import state  # noqa: PLC0415 - only worker processes need it
 
-    from .settings import get_settings  # noqa: PLC0415
+    from jobs.settings import get_settings  # noqa: PLC0415
 
     global _beat
     if _beat is not None and _beat.is_alive():

@@ -13,7 +13,7 @@ good, dropping every later push into that room.
 Every revoke reaches the main process of every worker (its pidbox), whatever the pool.
 :func:`install` replaces Celery's three handlers there. Each push named is stopped the
 roomcast way (``JobStore.stop``): a queued one ends ``stopped`` at once (and ``REVOKED``
-for Celery), a running one gets a :class:`~worker.stops.Stop` in Redis that its control hub
+for Celery), a running one gets a :class:`~jobs.stops.Stop` in Redis that its control hub
 hears within milliseconds. The cause (revoke, terminate with its signal, stamped headers)
 is recorded first, so what a signal meant is never guessed. Only ids that are not
 roomcast's pushes go on to Celery's own handler. Celery's terminate acts only as the
@@ -37,11 +37,12 @@ from celery.utils.functional import maybe_list
 from celery.worker import control
 from celery.worker import state as worker_state
 
+from jobs.stops import Stop, StopCause
+from jobs.store import State
+
 from .celerystate import mark_revoked
-from .jobs import State
 from .messages import matches, parse_headers, scopes
 from .services import get_store
-from .stops import Stop, StopCause
 
 log = logging.getLogger(__name__)
 

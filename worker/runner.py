@@ -16,21 +16,21 @@ from typing import Any
 
 import redis
 
-from pipeline import Control, Outcome, Progress, PushSpec, push
-from pipeline.errors import RoomcastError
+from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key
+from jobs.errors import InternalError, RoomcastError
+from jobs.logs import job_context
+from jobs.rooms import push_url
+from jobs.settings import Settings
+from jobs.stops import NOT_THIS_RUN, Stop, StopCause
+from jobs.store import Job, JobStore, State, now
+from jobs.urlguard import check_source_addresses
+from pipeline import Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 
 from . import trtc
+from .callbacks import CallbackSender
 from .cloud import CloudIngest
 from .control import signal_stops
-from .events import CallbackSender
 from .hub import get_hub
-from .jobs import Job, JobStore, State, now
-from .logs import job_context
-from .netguard import check_source_addresses
-from .progress_store import Bookmark, RedisTarget, bookmark_key
-from .rooms import push_url
-from .settings import Settings
-from .stops import NOT_THIS_RUN, Stop, StopCause
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +216,9 @@ def _run(
         return RunEnd(State.FAILED, last.position, exc.message, exc.as_dict())
     except Exception as exc:
         log.exception("push failed with an internal error")
-        error = {
-            "Code": "InternalError",
-            "Message": f"internal error ({type(exc).__name__}); the worker log has details",
-        }
-        _finish(store, rid, State.FAILED, Error=error, Reason=error["Message"])
-        return RunEnd(State.FAILED, last.position, error["Message"], error)
+        bug = InternalError(f"internal error ({type(exc).__name__}); the worker log has details")
+        _finish(store, rid, State.FAILED, Error=bug.as_dict(), Reason=bug.message)
+        return RunEnd(State.FAILED, last.position, bug.message, bug.as_dict())
     finally:
         if presence is not None:
             presence.stop()
@@ -358,8 +355,8 @@ def _spec(
         live=doc.get("Mode") == "live",
         start_position=start,
         max_duration=limit,
-        profile=settings.output_profile(),
-        timeouts=settings.timeouts(),
+        profile=output_profile(settings),
+        timeouts=timeouts(settings),
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
         shared_sender=settings.shared_sender,
@@ -369,6 +366,31 @@ def _spec(
         switchable=bool(doc.get("Switchable")),
         playlist=tuple(secrets.get("Playlist") or ()),
         loop=doc.get("Loop") or "none",
+    )
+
+
+def output_profile(settings: Settings) -> OutputProfile:
+    """The pipeline's output settings."""
+    return OutputProfile(
+        max_width=settings.max_width,
+        max_height=settings.max_height,
+        max_fps=settings.max_fps,
+        video_bitrate=settings.video_bitrate,
+        audio_bitrate=settings.audio_bitrate,
+        gop_seconds=settings.gop_seconds,
+        max_remux_gop_seconds=settings.max_remux_gop_seconds,
+        x264_preset=settings.x264_preset,
+    )
+
+
+def timeouts(settings: Settings) -> Timeouts:
+    """The pipeline's network time limits."""
+    return Timeouts(
+        source_open=settings.source_timeout_seconds,
+        source_read=settings.source_timeout_seconds,
+        room_open=settings.room_timeout_seconds,
+        room_reconnect=settings.room_reconnect_seconds,
+        live_read=settings.live_read_timeout_seconds,
     )
 
 

@@ -6,9 +6,10 @@ from functools import lru_cache
 
 import redis
 
-from .jobs import Job, JobStore
+from jobs.settings import get_settings
+from jobs.store import Job, JobStore
+
 from .messages import enqueue
-from .settings import get_settings
 
 
 @lru_cache(maxsize=1)

@@ -14,12 +14,13 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Ignore
 
+from jobs.settings import get_settings
+from jobs.store import Job, State
+
 from .celerystate import PushFailed, revoked_event_fields
-from .jobs import Job, State
 from .messages import PUSH_TASK
 from .runner import RunEnd, run_push
 from .services import get_store
-from .settings import get_settings
 
 
 @shared_task(bind=True, name=PUSH_TASK, throws=(PushFailed,))
@@ -47,7 +48,7 @@ def _mirror(task: Task, request_id: str, end: RunEnd) -> dict[str, Any]:
         return end.as_result(request_id)
     if end.state is State.FAILED:
         error = end.error or {}
-        raise PushFailed(
+        raise PushFailed.of(
             str(error.get("Code") or "InternalError"), str(error.get("Message") or end.reason)
         )
     if end.state is State.STOPPED:

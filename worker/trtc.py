@@ -36,8 +36,8 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
-from .jobs import JobStore, iso, job_key, now
-from .settings import Settings
+from jobs.settings import Settings
+from jobs.store import JobStore, iso, job_key, now
 
 log = logging.getLogger(__name__)
 

@@ -22,16 +22,10 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from pipeline.errors import SourceError, SourceUnreachable
-from pipeline.redact import redact_url
+from .errors import SourceAddressBlocked, SourceUnreachable
+from .redact import redact_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class SourceAddressBlocked(SourceError):
-    """The source's host resolves to an address the service refuses to read from."""
-
-    code = "SourceAddressBlocked"
 
 
 def blocked_reason(address: IPAddress) -> str | None:

@@ -13,12 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.spec import OutputProfile, Timeouts
-
 from .usersig import parse_keys
-
-_PROFILE = OutputProfile()
-_TIMEOUTS = Timeouts()
 
 
 class Settings(BaseSettings):
@@ -98,27 +93,22 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the API and workers.")
     log_json: bool = Field(False, description="One JSON object per log line.")
 
-    # Output defaults live in one place, the pipeline's OutputProfile.
+    # The pipeline's own defaults (OutputProfile, Timeouts), written again here so that this
+    # module loads no media code: tests/unit/test_settings.py checks that they agree.
     # The descriptions feed docs/architecture.md's table (tests/test_docs.py checks it).
-    max_width: int = Field(
-        _PROFILE.max_width, description="Wider video is re-encoded and scaled down."
-    )
-    max_height: int = Field(
-        _PROFILE.max_height, description="Taller video is re-encoded and scaled down."
-    )
+    max_width: int = Field(1920, description="Wider video is re-encoded and scaled down.")
+    max_height: int = Field(1080, description="Taller video is re-encoded and scaled down.")
     max_fps: float = Field(
-        _PROFILE.max_fps, description="Faster video is re-encoded at this rate (frames dropped)."
+        60.0, description="Faster video is re-encoded at this rate (frames dropped)."
     )
-    video_bitrate: int = Field(_PROFILE.video_bitrate, description="bit/s of re-encoded video.")
-    audio_bitrate: int = Field(_PROFILE.audio_bitrate, description="bit/s of re-encoded audio.")
-    gop_seconds: float = Field(
-        _PROFILE.gop_seconds, description="Keyframe interval of re-encoded video."
-    )
+    video_bitrate: int = Field(2_500_000, description="bit/s of re-encoded video.")
+    audio_bitrate: int = Field(128_000, description="bit/s of re-encoded audio.")
+    gop_seconds: float = Field(2.0, description="Keyframe interval of re-encoded video.")
     max_remux_gop_seconds: float = Field(
-        _PROFILE.max_remux_gop_seconds,
+        4.0,
         description="Video whose keyframes are further apart than this is re-encoded.",
     )
-    x264_preset: str = Field(_PROFILE.x264_preset, description="x264 preset for re-encoding.")
+    x264_preset: str = Field("veryfast", description="x264 preset for re-encoding.")
     pace_lead_seconds: float = Field(0.0, description="Send this far ahead of real time.")
     pace_batch_seconds: float = Field(
         0.02,
@@ -153,17 +143,17 @@ class Settings(BaseSettings):
         ),
     )
     source_timeout_seconds: float = Field(
-        _TIMEOUTS.source_open, description="Time limit to open and to read the source."
+        10.0, description="Time limit to open and to read the source."
     )
     room_timeout_seconds: float = Field(
-        _TIMEOUTS.room_open, description="Time limit to connect to the room's ingest."
+        10.0, description="Time limit to connect to the room's ingest."
     )
     room_reconnect_seconds: float = Field(
-        _TIMEOUTS.room_reconnect,
+        10.0,
         description="How long a broken room connection is retried before the push fails.",
     )
     live_read_timeout_seconds: float = Field(
-        _TIMEOUTS.live_read, description="A live source silent this long has dropped."
+        3.0, description="A live source silent this long has dropped."
     )
     live_grace_seconds: float = Field(
         30.0, description="How long a dropped live source is waited for before the push ends."
@@ -223,28 +213,18 @@ class Settings(BaseSettings):
         ),
     )
 
-    def output_profile(self) -> OutputProfile:
-        """The pipeline's output settings."""
-        return OutputProfile(
-            max_width=self.max_width,
-            max_height=self.max_height,
-            max_fps=self.max_fps,
-            video_bitrate=self.video_bitrate,
-            audio_bitrate=self.audio_bitrate,
-            gop_seconds=self.gop_seconds,
-            max_remux_gop_seconds=self.max_remux_gop_seconds,
-            x264_preset=self.x264_preset,
-        )
+    def cloud_missing(self) -> list[str]:
+        """What Engine=cloud needs and these settings lack (the API refuses such jobs).
 
-    def timeouts(self) -> Timeouts:
-        """The pipeline's network time limits."""
-        return Timeouts(
-            source_open=self.source_timeout_seconds,
-            source_read=self.source_timeout_seconds,
-            room_open=self.room_timeout_seconds,
-            room_reconnect=self.room_reconnect_seconds,
-            live_read=self.live_read_timeout_seconds,
-        )
+        The region is required: TRTC's cloud ingest APIs exist in some regions only, and the
+        SDK sends no region when none is set.
+        """
+        needed = {
+            "TENCENTCLOUD_SECRET_ID": self.tencentcloud_secret_id.get_secret_value(),
+            "TENCENTCLOUD_SECRET_KEY": self.tencentcloud_secret_key.get_secret_value(),
+            "ROOMCAST_TRTC_REGION": self.trtc_region,
+        }
+        return [name for name, value in needed.items() if not value]
 
     @property
     def schemes(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pipeline.redact import redact_text
+from .redact import redact_text
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _secrets_var: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(

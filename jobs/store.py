@@ -33,8 +33,7 @@ from typing import Any, NamedTuple, cast
 
 import redis
 
-from pipeline.errors import RoomcastError
-
+from .errors import PublisherBusy, WorkerLost
 from .events import EventLog
 from .stops import REQUESTED, Stop, StopCause
 
@@ -174,20 +173,6 @@ local lease = redis.call('HGET', KEYS[1], 'publisher')
 if lease and redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
 return 0
 """
-
-
-class PublisherBusy(RoomcastError):
-    """Another queued or running job already publishes as this (SdkAppId, room, UserId)."""
-
-    code = "PublisherBusy"
-
-    def __init__(self, holder: str, message: str | None = None) -> None:
-        super().__init__(
-            message
-            or f"this UserId already publishes into this room (request {holder}); stop that "
-            "push first, or send Replace=true to stop it and start this one"
-        )
-        self.holder = holder
 
 
 def publisher_key(app_id: int, rtmp_room: str, user_id: str) -> str:
@@ -350,7 +335,8 @@ class JobStore:
                     continue  # the lease changed hands meanwhile: look again
 
     def _active(self, request_id: str) -> bool:
-        """Whether a job is queued or running (reading it fails it if its worker is lost)."""
+        """Whether a job is queued or running. A running job whose worker died holds its
+        lease no longer than ``lost_after``: the heartbeat no longer renews it."""
         job = self.get(request_id)
         return job is not None and not job.state.finished
 
@@ -373,8 +359,6 @@ class JobStore:
         older API). Raises :class:`PublisherBusy` when another live job holds it.
         """
         holder = self._claim_once(request_id)
-        if holder is not None and not self._active(holder):
-            holder = self._claim_once(request_id)  # reading it failed a lost holder
         if holder is not None:
             raise PublisherBusy(
                 holder,
@@ -407,15 +391,13 @@ class JobStore:
         self.redis.delete(secrets_key(request_id))
 
     def get(self, request_id: str) -> Job | None:
-        """The job, or None if unknown or expired; a silent running job becomes failed."""
+        """The job, or None if unknown or expired. Only reads: a push whose worker died
+        is found by the workers' watchdog (:meth:`reap_lost`), not by whoever reads it."""
         raw = cast(
             "list[bytes | None]",
             self.redis.hmget(job_key(request_id), ["state", "doc", "progress", "heartbeat"]),
         )
-        job = _parse(request_id, raw)
-        if job is not None:
-            job = self._reap(job)
-        return job
+        return _parse(request_id, raw)
 
     def transition(
         self,
@@ -679,7 +661,7 @@ class JobStore:
         """Hand back (or fail) each running job whose worker went silent; how many.
 
         Reads the running jobs' heartbeats only; a job that looks lost (or has not beaten
-        yet) is read in full, and :meth:`get` decides, as for any read of the record.
+        yet) is read in full and judged.
         """
         cutoff = now() - self.lost_after
         suspects: list[str] = []
@@ -694,8 +676,8 @@ class JobStore:
                     suspects.append(rid)
         reaped = 0
         for request_id in suspects:
-            job = self.get(request_id)  # hands it back or fails it if it is lost
-            if job is not None and job.state is not State.RUNNING:
+            job = self.get(request_id)
+            if job is not None and self._reap(job).state is not State.RUNNING:
                 reaped += 1
         return reaped
 
@@ -718,16 +700,13 @@ class JobStore:
         if self.hand_back(job, f"worker lost (no heartbeat for {silent:.0f} s): handed back"):
             log.warning("push %s lost its worker: handed back to the queue", job.request_id)
             return self.get(job.request_id) or job
-        error = {
-            "Code": "WorkerLost",
-            "Message": f"worker lost: the push sent no heartbeat for {silent:.0f} s",
-        }
+        lost = WorkerLost(f"worker lost: the push sent no heartbeat for {silent:.0f} s")
         self.finish(
             job.request_id,
             State.FAILED,
             allowed=(State.RUNNING,),
-            Error=error,
-            Reason=error["Message"],
+            Error=lost.as_dict(),
+            Reason=lost.message,
         )
         return self.get(job.request_id) or job
 
@@ -765,7 +744,6 @@ class JobStore:
                 job = _parse(rid.decode(), raw)
                 if job is None:
                     continue
-                job = self._reap(job)
                 if state is not None and job.state is not state:
                     continue
                 if user is not None and (job.doc["SdkAppId"], job.doc["UserId"]) != user:

@@ -23,8 +23,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.errors import ProgressStoreError
-from pipeline.redact import SECRET_PARAMS, redact_url
+from .errors import ProgressStoreError
+from .redact import SECRET_PARAMS, redact_url
 
 log = logging.getLogger(__name__)
 
