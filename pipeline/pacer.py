@@ -20,9 +20,8 @@ a second at 30 fps, where sending every packet on time would take 77.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
+from .clock import WALL_CLOCK, Clock
 from .control import Control
 
 #: How early an audio packet may go out with a wake-up for the picture. Longer than a frame
@@ -32,13 +31,14 @@ AUDIO_EARLY = 0.1
 
 
 class Pacer:
-    """Holds packets back until their media time has come on the wall clock."""
+    """Holds packets back until their media time has come on the clock (the wall clock,
+    unless the push runs on another: :mod:`pipeline.clock`)."""
 
     def __init__(
         self,
         control: Control,
         lead: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = WALL_CLOCK,
         batch: float = 0.0,
     ) -> None:
         self._control = control
@@ -57,14 +57,14 @@ class Pacer:
     def due(self, media_time: float) -> float:
         """The clock instant ``media_time`` falls due (the first call sets the origin)."""
         if self._start is None:
-            self._start = self._clock() - media_time
+            self._start = self._clock.now() - media_time
         return self._start + media_time - self.lead
 
     def lag(self, media_time: float) -> float:
         """How late (positive) or early the clock is relative to ``media_time``."""
         if self._start is None:
             return 0.0
-        return self._clock() - (self._start + media_time)
+        return self._clock.now() - (self._start + media_time)
 
     def wait(self, media_time: float, is_video: bool = True) -> bool:
         """Block until ``media_time`` (seconds of output) is due; False if a stop came first.
@@ -72,7 +72,7 @@ class Pacer:
         Returns at once for a packet due within the last wake-up's window: ``batch`` for
         video, :data:`AUDIO_EARLY` for audio.
         """
-        now = self._clock()
+        now = self._clock.now()
         if self._start is None:
             self._start = now - media_time
             self._woke = now
@@ -81,7 +81,7 @@ class Pacer:
         if due <= self._woke + early_allowance(self.batch, is_video):
             return not self._control.stop_requested
         if due > now:
-            if self._control.wait(due - now):
+            if self._clock.sleep(self._control, due - now):
                 return False
             now = due
         self._woke = now

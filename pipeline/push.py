@@ -9,7 +9,6 @@ reconnected when it drops, on the same room connection and the same output timel
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +22,7 @@ from jobs.errors import SourceEndedEarly, SourceError, SourceUnreachable
 from jobs.redact import redact_text, redact_url
 
 from .catchup import from_live_edge
+from .clock import WALL_CLOCK, Clock
 from .control import Control, call_until_stopped
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
@@ -30,7 +30,7 @@ from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
 from .relay import Relay
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
-from .sink import PublishCut, RtmpSink
+from .sink import PublishCut, RoomConnector, RtmpSink
 from .source import LIVE_ANALYZE_LONG, Source, open_source, thread_decoder
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
@@ -89,12 +89,17 @@ def push(
     on_progress: ProgressCallback | None = None,
     on_connected: ProgressCallback | None = None,
     on_event: EventCallback | None = None,
+    connect: RoomConnector | None = None,
+    clock: Clock = WALL_CLOCK,
 ) -> PushResult:
     """Push ``spec.source`` into ``spec.target`` until it ends or is stopped.
 
     The source is opened and checked before the room is connected to, so a bad source
     fails fast without the room ever seeing the user; a stop does not wait for a live
     source to start. ``on_connected`` is called once the room connection is open.
+    ``connect`` opens the room connection (by default RTMP to ``spec.target``; a
+    :class:`~pipeline.fileroom.RoomFiles` writes files), ``clock`` paces the push (by
+    default the wall clock; a :class:`~pipeline.clock.VirtualClock` runs it at once).
     """
     source = _open_first(spec, control)
     if source is None:
@@ -113,11 +118,12 @@ def push(
         progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
-        sink = RtmpSink(spec.target, spec.timeouts, spec.secrets, spec.rtmp_client).open()
+        sink = RtmpSink(spec.target, spec.timeouts, spec.secrets, spec.rtmp_client, connect)
+        sink.open()
         # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
         with control.cuts_off(sink.cut):
             timeline = Timeline()
-            relay = Relay(spec, control, sink, timeline, progress, on_progress, live=live)
+            relay = Relay(spec, control, sink, timeline, progress, on_progress, live, clock)
             try:
                 if control.stop_requested:  # asked while the room connection opened
                     return _stopped(control, progress)
@@ -127,7 +133,7 @@ def push(
                 if on_connected is not None:
                     on_connected(progress.copy())
                 if live:
-                    return _push_live(spec, control, source, outputs, relay, timeline)
+                    return _push_live(spec, control, source, outputs, relay, timeline, clock)
                 if spec.switchable:
                     return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
                 return _push_file(spec, source, outputs, relay, timeline)
@@ -407,6 +413,7 @@ def _push_live(
     outputs: dict[str, Output],
     relay: Relay,
     timeline: Timeline,
+    clock: Clock,
 ) -> PushResult:
     """Relay a live source as it comes; when it drops, reconnect on the same timeline."""
     source = first
@@ -423,7 +430,7 @@ def _push_live(
         if relay.stopped:
             relay.meter.report()
             return _relay_stopped(relay)
-        reconnected = _reconnect(spec, control, relay, outputs)
+        reconnected = _reconnect(spec, control, relay, outputs, clock)
         if reconnected is None:
             relay.meter.report()
             if relay.stopped:
@@ -485,17 +492,21 @@ def open_live_source(spec: PushSpec, control: Control, expect_video: bool) -> So
 
 
 def _reconnect(
-    spec: PushSpec, control: Control, relay: Relay, relay_outputs: dict[str, Output]
+    spec: PushSpec,
+    control: Control,
+    relay: Relay,
+    relay_outputs: dict[str, Output],
+    clock: Clock,
 ) -> Source | None:
     """Reopen the live source with backoff within the grace period; None if it stays away."""
     progress = relay.progress
     progress.source_state = "reconnecting"
     relay.meter.report()
-    lost = time.monotonic()
+    lost = clock.now()
     delay = 0.25
     expect_video = "video" in relay_outputs
-    while time.monotonic() - lost < spec.live_grace:
-        if control.wait(delay):
+    while clock.now() - lost < spec.live_grace:
+        if clock.sleep(control, delay):
             return None
         delay = min(delay * 2, 2.0)
         progress.reconnects += 1
@@ -507,7 +518,7 @@ def _reconnect(
             continue
         if source is None:
             return None  # stopped
-        log.info("live source back after %.1f s", time.monotonic() - lost)
+        log.info("live source back after %.1f s", clock.now() - lost)
         progress.source_state = "connected"
         relay.meter.report()
         return source

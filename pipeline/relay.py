@@ -8,6 +8,7 @@ import av
 
 from jobs.redact import redact_url
 
+from .clock import WALL_CLOCK, Clock
 from .control import Control
 from .pacer import Pacer
 from .progress import Progress, ProgressCallback, ProgressMeter
@@ -35,17 +36,20 @@ class Relay:
         progress: Progress,
         on_progress: ProgressCallback | None,
         live: bool,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """A live source is already real time: it is sent as it comes, not paced again,
-        and its position is the time relayed."""
+        and its position is the time relayed. ``clock``: what paces the push; only a push
+        on the wall clock shares its process's sender."""
         self._control = control
         self._sink = sink
         self._timeline = timeline
         self._max_duration = spec.max_duration
         self._paced = not live
         self.progress = progress
-        self.pacer = Pacer(control, lead=spec.pace_lead, batch=spec.pace_batch)
-        self.meter = ProgressMeter(progress, on_progress)
+        self._clock = clock
+        self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=spec.pace_batch)
+        self.meter = ProgressMeter(progress, on_progress, clock=clock.now)
         self.limit_reason: str | None = None
         #: False while a paused push sends filler: the source position stands still.
         self.track_position = True
@@ -55,14 +59,16 @@ class Relay:
         self.source_reached = 0.0
         self._sender: Sender | None = None
         self._lane: Lane | None = None
-        if self._paced and spec.shared_sender and not spec.switchable:
+        if self._paced and spec.shared_sender and not spec.switchable and clock is WALL_CLOCK:
             self._sender = shared_sender(spec.pace_batch)
             self._lane = Lane(sink.send_bytes, progress, self.meter, control.poke)
             self._sender.attach(self._lane)
 
     def restart_clock(self) -> None:
         """A new live connection: measure the delay from its first packet again."""
-        self.pacer = Pacer(self._control, lead=self.pacer.lead, batch=self.pacer.batch)
+        self.pacer = Pacer(
+            self._control, lead=self.pacer.lead, clock=self._clock, batch=self.pacer.batch
+        )
 
     @property
     def stopped(self) -> bool:
@@ -104,11 +110,12 @@ class Relay:
                     return False
                 if not self.pacer.started:
                     self.pacer.wait(seconds)  # only sets the clock's origin: never waits here
+            # Before the send: muxing rescales the packet's duration to the room's time base.
+            position = self._position_after(out, seconds, tick, is_video)
             self._sink.send(out)
             progress = self.progress
             progress.room_reconnects = self._sink.reconnects
             progress.output_time = seconds
-            position = self._position_after(out, seconds, tick, is_video)
             if position is not None:
                 progress.position = position
             # vod: how late the pacer runs; live: how far the relay fell behind the source

@@ -50,6 +50,10 @@ class RoomConnection(Protocol):
 #: Which RTMP client publishes: roomcast's own (``rtmp://``, ``rtmps://``), or FFmpeg's.
 RTMP_CLIENTS = ("roomcast", "ffmpeg")
 
+#: Opens a publish to a room: ``(url, timeout) → connection`` (:func:`connect_room`, or
+#: :class:`pipeline.fileroom.RoomFiles` ``.connect``).
+RoomConnector = Callable[[str, float], RoomConnection]
+
 
 def connect_room(url: str, timeout: float, client: str = "roomcast") -> RoomConnection:
     """A published connection to ``url``: roomcast's own RTMP client where it speaks the
@@ -86,10 +90,13 @@ class RtmpSink:
         timeouts: Timeouts,
         secrets: tuple[str, ...] = (),
         client: str = "roomcast",
+        connect: RoomConnector | None = None,
     ) -> None:
-        """``client``: which RTMP client publishes (:data:`RTMP_CLIENTS`)."""
+        """``client``: which RTMP client publishes (:data:`RTMP_CLIENTS`); ``connect``
+        opens each publish, by default over RTMP with that client."""
         self.url = url
         self._client = client
+        self._connect_room = connect
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
         self._container: av.container.OutputContainer | None = None
@@ -113,7 +120,10 @@ class RtmpSink:
 
     def _connect(self) -> tuple[_Tap, av.container.OutputContainer]:
         """A published RTMP connection and an FLV muxer writing into it."""
-        connection = connect_room(self.url, self._timeouts.room_open, self._client)
+        if self._connect_room is not None:
+            connection = self._connect_room(self.url, self._timeouts.room_open)
+        else:
+            connection = connect_room(self.url, self._timeouts.room_open, self._client)
         tap = _Tap(connection)
         try:
             container = av.open(

@@ -29,6 +29,12 @@ def live_clip(media: Path) -> Path:
     return make_numbered_clip(media / "live_source.mp4", seconds=8, fps=FPS, gop=FPS)
 
 
+@pytest.fixture(scope="session")
+def short_live_clip(media: Path) -> Path:
+    """The same, 4 s: for tests that only need a source to publish, drop or end."""
+    return make_numbered_clip(media / "live_short.mp4", seconds=4, fps=FPS, gop=FPS)
+
+
 def publish(path: Path, url: str) -> subprocess.Popen[bytes]:
     """A live publisher: ffmpeg sending the clip in real time to ``url``."""
     return subprocess.Popen(
@@ -164,12 +170,12 @@ def test_live_source_is_relayed_frame_for_frame_with_under_a_second_of_delay(
 
 
 def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
-    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+    api: Api, room: LocalRoom, room_name: str, short_live_clip: Path
 ) -> None:
     src = f"{room_name}_src"
-    viewer = Viewer(room.play_url(room_name), idle=10)
+    viewer = Viewer(room.play_url(room_name), idle=6)  # outlasts the 5 s absence
     viewer.start()
-    first, rid = relay_a_publishing_source(api, room, room_name, live_clip)
+    first, rid = relay_a_publishing_source(api, room, room_name, short_live_clip)
     room_publishing: list[bool] = []
     sampling = True
 
@@ -185,7 +191,7 @@ def test_live_source_that_drops_for_five_seconds_continues_on_the_same_publish(
     try:
         first.wait(20)
         time.sleep(5)
-        second = publish(live_clip, f"{room.live_base}/{src}")
+        second = publish(short_live_clip, f"{room.live_base}/{src}")
         # From when the source is back, not from when its ffmpeg process was started.
         wait_publishing(room, src)
         returned = time.monotonic()
@@ -288,10 +294,10 @@ def viewed_once_the_source_publishes(
 
 
 def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_frame(
-    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+    api: Api, room: LocalRoom, room_name: str, short_live_clip: Path
 ) -> None:
     def publish_clip(url: str) -> None:
-        publisher = publish(live_clip, url)
+        publisher = publish(short_live_clip, url)
         try:
             publisher.wait(20)
         finally:
@@ -305,10 +311,10 @@ def test_live_source_that_starts_after_the_submit_is_relayed_from_its_first_fram
 
 
 def test_a_replay_of_a_past_gop_at_connect_is_skipped_for_the_live_picture(
-    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+    api: Api, room: LocalRoom, room_name: str, short_live_clip: Path
 ) -> None:
     at_room = viewed_once_the_source_publishes(
-        api, room, room_name, lambda url: publish_after_a_replay(live_clip, url, 2.0).join(20)
+        api, room, room_name, lambda url: publish_after_a_replay(short_live_clip, url, 2.0).join(20)
     )
     numbers = at_room.numbers
     print(f"after a 2 s replay at connect, the room starts at frame {numbers[:1]}")
@@ -319,9 +325,9 @@ def test_a_replay_of_a_past_gop_at_connect_is_skipped_for_the_live_picture(
 
 
 def test_live_source_gone_longer_than_the_grace_period_ends_the_push(
-    api: Api, room: LocalRoom, room_name: str, live_clip: Path
+    api: Api, room: LocalRoom, room_name: str, short_live_clip: Path
 ) -> None:
-    publisher, rid = relay_a_publishing_source(api, room, room_name, live_clip)
+    publisher, rid = relay_a_publishing_source(api, room, room_name, short_live_clip)
     try:
         publisher.wait(20)
     finally:

@@ -1,22 +1,21 @@
-"""Issue 6: real-world media in, a clean stream the room accepts out.
+"""Real-world media in, a clean stream the room accepts out.
 
-Each input of the corpus (tests/corpus.py) is pushed through the real API into its own
-room and pulled back by a decoding viewer. The pushes are real time, so they all run at
-once: the first test that needs them submits every input the selected tests use (an extra
-worker gives each its own process), and each test then checks one input's outcome.
+Each input of the corpus (tests/corpus.py), served over HTTP by the local room's nginx, is
+pushed by the real pipeline into a file room on a virtual clock (tests/filerooms.py), and
+what it wrote is decoded as a viewer decodes it. The first test that needs them pushes
+every input the selected tests use, one after another (each takes only its media work);
+each test then checks one input's outcome. The same path through the API, a worker and the
+room is checked end to end by tests/test_push_e2e.py.
 
-At the viewer every push must deliver H.264 without B-frames and AAC (or only the track
-the source has), the source's duration (±0.5 s) with timestamps that never go back,
-upright even-sized pictures, and a status naming each stream's decision and its reason.
+Every push must deliver H.264 without B-frames and AAC (or only the track the source has),
+the source's duration (±0.5 s) with timestamps that never go back, upright even-sized
+pictures, and a progress naming each stream's decision and its reason.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,9 @@ import pytest
 from devstack.room import LocalRoom
 
 from . import corpus
-from .conftest import job_for
 from .corpus import Clip, DecodingViewer, Seen
-from .stack import Api, start_worker, stop
+from .filerooms import Sent, push_to_files, spec_for
 
-pytestmark = pytest.mark.timeout(240)
-
-#: Inputs that must fail; their viewers listen only this long (nothing may arrive).
-FAILING = {"empty", "text", "subtitles_only"}
-FAIL_VIEWER_WAIT = 12.0
-PUSH_DEADLINE = 90.0
 TOLERANCE = 0.5  # seconds of media
 SYNC_TOLERANCE = 0.040
 
@@ -51,19 +43,28 @@ def uses(*keys: str) -> Callable[[Any], Any]:
 
 @dataclass
 class Pushed:
-    """One corpus input after its push: the final status and what the viewer got."""
+    """One corpus input after its push: how it ended and what the room got, decoded."""
 
     key: str
     clip: Clip
-    status: dict[str, Any]
+    sent: Sent
     seen: Seen
-    submitted: float
-    finished: float  # monotonic time the final state was first seen
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The push as the status API would show it."""
+        sent = self.sent
+        state = "failed" if sent.error else "succeeded" if sent.completed else "stopped"
+        return {
+            "State": state,
+            "Error": sent.error.as_dict() if sent.error else None,
+            "Reason": sent.error.message if sent.error else sent.result and sent.result.reason,
+            "Progress": sent.final.as_dict(),
+        }
 
     @property
     def decisions(self) -> dict[str, dict[str, str]]:
-        progress = self.status.get("Progress") or {}
-        return {s["Type"]: s for s in progress.get("Streams") or []}
+        return {s["Type"]: s for s in self.status["Progress"]["Streams"]}
 
 
 @pytest.fixture(scope="module")
@@ -78,55 +79,20 @@ def wanted(request: pytest.FixtureRequest) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def compat_worker(
-    service_env: dict[str, str], workdir: Path, wanted: list[str], api: Api
-) -> Iterator[None]:
-    """A worker with a process per input, so every push runs at once (in real time)."""
-    proc = start_worker(service_env, workdir / "compat-worker.log", "compat", len(wanted) + 2)
-    yield
-    stop(proc, grace=30)
-
-
-@pytest.fixture(scope="module")
 def pushed(
-    api: Api, room: LocalRoom, media: Path, wanted: list[str], compat_worker: None
+    room: LocalRoom, media: Path, wanted: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Pushed]:
-    """Build the corpus, push every input at once, watch every room, wait for the end."""
+    """Build the corpus, push every input into its own file room, decode what each wrote."""
     clips = corpus.build(media, wanted)
-    rooms = {key: f"mc{os.getpid()}_{key}" for key in wanted}
-    viewers = {
-        key: DecodingViewer(
-            room.play_url(rooms[key]), wait=FAIL_VIEWER_WAIT if key in FAILING else 30.0
-        )
-        for key in wanted
-    }
-    for viewer in viewers.values():
-        viewer.start()
-    time.sleep(0.5)  # let the play sessions exist before the publishes start
-    submitted, ids = {}, {}
-    # The failing inputs first: they end at once, and must not queue behind a long push.
-    for key in sorted(wanted, key=lambda k: k not in FAILING):
-        submitted[key] = time.monotonic()
-        ids[key] = api.submit(**job_for(room, clips[key].name, rooms[key]))
-    finals: dict[str, dict[str, Any]] = {}
-    finished: dict[str, float] = {}
-    deadline = time.monotonic() + PUSH_DEADLINE
-    while len(finals) < len(ids) and time.monotonic() < deadline:
-        for key, rid in ids.items():
-            if key not in finals:
-                status = api.status(rid)
-                if status["State"] in {"succeeded", "failed", "stopped"}:
-                    finals[key], finished[key] = status, time.monotonic()
-        time.sleep(0.2)
-    for key, rid in ids.items():
-        finals.setdefault(key, api.status(rid))  # still running: its test fails and says so
-        finished.setdefault(key, time.monotonic())
-    for viewer in viewers.values():
-        viewer.join(40)
-    return {
-        key: Pushed(key, clips[key], finals[key], viewers[key].seen, submitted[key], finished[key])
-        for key in wanted
-    }
+    rooms = tmp_path_factory.mktemp("media-compat")
+    out: dict[str, Pushed] = {}
+    for key in wanted:
+        sent = push_to_files(rooms / key, spec_for(room.media_url(clips[key].name)), decode=False)
+        viewer = DecodingViewer(str(sent.publishes[0].path)) if sent.publishes else None
+        if viewer is not None:
+            viewer.run()  # reads the file to its end, here
+        out[key] = Pushed(key, clips[key], sent, viewer.seen if viewer else Seen())
+    return out
 
 
 # --- shared checks -------------------------------------------------------------------
@@ -175,21 +141,14 @@ def reason(p: Pushed, kind: str) -> str:
     return p.decisions[kind]["Reason"].lower()
 
 
-def iso_seconds(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def assert_failed_fast(p: Pushed, code: str) -> None:
-    """Failed with ``code`` within a few seconds of starting, before any publish."""
-    status, seen = p.status, p.seen
+    """Failed with ``code`` within a few seconds, before the room was ever connected to."""
+    status = p.status
     assert status["State"] == "failed", (status["State"], status["Error"], status["Reason"])
     assert status["Error"]["Code"] == code, status["Error"]
     assert status["Error"]["Message"], status["Error"]
-    took = iso_seconds(status["FinishedAt"]) - iso_seconds(status["StartedAt"])
-    assert took < 3.0, f"took {took:.1f} s to fail"
-    # The viewer was still listening when the job ended, and the room saw nothing.
-    assert seen.ended_at is not None and seen.ended_at > p.finished
-    assert not seen.capture.packets, f"{len(seen.capture.packets)} packets reached the room"
+    assert p.sent.took < 3.0, f"took {p.sent.took:.1f} s to fail"
+    assert not p.sent.publishes, "the room was connected to"
 
 
 # --- remux what the room accepts -----------------------------------------------------

@@ -345,153 +345,124 @@ def test_a_connection_that_ends_while_catching_up_passes_on_what_it_held() -> No
 
 
 class FakeClock:
-    """A monotonic clock that moves only when told to."""
+    """A clock (pipeline.clock.Clock) that moves only when the pacer sleeps, by what it asks
+    plus up to ``oversleep`` (a scheduler waking late); it notes every sleep asked for."""
 
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
+    def __init__(self, now: float = 1000.0, oversleep: float = 0.0, seed: int = 1) -> None:
+        self.now_ = now
+        self.asked: list[float] = []
+        self._oversleep = oversleep
+        self._rng = random.Random(seed)
 
-    def __call__(self) -> float:
-        return self.now
+    def now(self) -> float:
+        return self.now_
 
-
-def sleeping_control(
-    control: Control,
-    clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
-    oversleep: float = 0.0,
-    seed: int = 1,
-) -> list[float]:
-    """Make ``control.wait`` advance ``clock`` instead of sleeping; return the waits asked."""
-    rng = random.Random(seed)
-    asked: list[float] = []
-
-    def wait(timeout: float) -> bool:
-        asked.append(timeout)
-        clock.now += timeout + rng.uniform(0, oversleep)
+    def sleep(self, control: Control, seconds: float) -> bool:
+        self.asked.append(seconds)
+        self.now_ += seconds + self._rng.uniform(0, self._oversleep)
         return control.stop_requested
-
-    monkeypatch.setattr(control, "wait", wait)
-    return asked
 
 
 def started_pacer(
-    control: Control, monkeypatch: pytest.MonkeyPatch, batch: float, is_video: bool = True
-) -> tuple[Pacer, FakeClock, list[float], float]:
+    control: Control, batch: float, is_video: bool = True
+) -> tuple[Pacer, FakeClock, float]:
     """A pacer on a fake clock whose first packet (media time 0) has set the origin: the
-    pacer, the clock, the waits it asks for, and the instant media time 0 is due."""
+    pacer, the clock, and the instant media time 0 is due."""
     clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
     pacer = Pacer(control, clock=clock, batch=batch)
-    start = clock.now
+    start = clock.now()
     pacer.wait(0.0, is_video)
-    return pacer, clock, asked, start
+    return pacer, clock, start
 
 
-def test_pacer_first_packet_is_sent_at_once_and_sets_the_origin(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pacer_first_packet_is_sent_at_once_and_sets_the_origin(control: Control) -> None:
     clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
     pacer = Pacer(control, clock=clock)
     assert pacer.wait(5.0) is True
-    assert asked == []
+    assert clock.asked == []
     assert pacer.lag(5.0) == 0
 
 
-def test_pacer_holds_a_packet_until_its_media_time(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pacer_holds_a_packet_until_its_media_time(control: Control) -> None:
     clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
     pacer = Pacer(control, clock=clock)
-    start = clock.now
+    start = clock.now()
     pacer.wait(0.0)
     assert pacer.wait(0.5) is True
-    assert asked == [pytest.approx(0.5)]
-    assert clock.now == pytest.approx(start + 0.5)
+    assert clock.asked == [pytest.approx(0.5)]
+    assert clock.now() == pytest.approx(start + 0.5)
 
 
-def test_pacer_does_not_wait_for_a_media_time_already_past(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pacer_does_not_wait_for_a_media_time_already_past(control: Control) -> None:
     clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
     pacer = Pacer(control, clock=clock)
     pacer.wait(0.0)
-    clock.now += 5.0
+    clock.now_ += 5.0
     assert pacer.wait(1.0) is True
     assert pacer.wait(5.0) is True
-    assert asked == []
+    assert clock.asked == []
     assert pacer.lag(1.0) == pytest.approx(4.0)
 
 
-def test_pacer_sends_lead_seconds_early(control: Control, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pacer_sends_lead_seconds_early(control: Control) -> None:
     clock = FakeClock()
-    asked = sleeping_control(control, clock, monkeypatch)
     pacer = Pacer(control, lead=0.2, clock=clock)
     pacer.wait(0.0)
     pacer.wait(1.0)
-    assert asked == [pytest.approx(0.8)]
+    assert clock.asked == [pytest.approx(0.8)]
 
 
 def test_pacer_sends_packets_due_within_the_batch_window_with_one_wake_up(
-    control: Control, monkeypatch: pytest.MonkeyPatch
+    control: Control,
 ) -> None:
-    pacer, _, asked, _ = started_pacer(control, monkeypatch, batch=0.04)
+    pacer, clock, _ = started_pacer(control, batch=0.04)
     for media_time in (0.5, 0.52, 0.54, 0.55):
         assert pacer.wait(media_time) is True
     # 0.5 wakes the push; 0.52 and 0.54 ride along; 0.55 is past the window: a new wake-up.
-    assert asked == [pytest.approx(0.5), pytest.approx(0.05)]
+    assert clock.asked == [pytest.approx(0.5), pytest.approx(0.05)]
 
 
-def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pacer, clock, _, start = started_pacer(control, monkeypatch, batch=0.04)
+def test_pacer_never_sends_a_packet_more_than_the_batch_window_early(control: Control) -> None:
+    pacer, clock, start = started_pacer(control, batch=0.04)
     for n in range(1, 300):
         media_time = n / 77  # audio and video interleaved, about 77 packets a second
         pacer.wait(media_time)
-        early = start + media_time - clock.now
+        early = start + media_time - clock.now()
         assert -1e-9 <= early <= 0.04 + 1e-9
 
 
 def test_pacer_lets_sound_ride_with_the_picture_instead_of_waking_for_it(
-    control: Control, monkeypatch: pytest.MonkeyPatch
+    control: Control,
 ) -> None:
-    pacer, clock, asked, start = started_pacer(control, monkeypatch, batch=0.02)
+    pacer, clock, start = started_pacer(control, batch=0.02)
     # One second of 30 fps video and 48 kHz AAC (1024 samples), in decoding order.
     video = [(n / 30, True) for n in range(1, 30)]
     audio = [(n * 1024 / 48000, False) for n in range(1, 47)]
     for media_time, is_video in sorted(video + audio):
         assert pacer.wait(media_time, is_video) is True
         if is_video:
-            assert clock.now == pytest.approx(start + media_time)  # the picture: on time, not early
-    assert len(asked) == len(video)  # one wake-up per frame; the 46 audio packets none
+            assert clock.now() == pytest.approx(start + media_time)  # on time, not early
+    assert len(clock.asked) == len(video)  # one wake-up per frame; the 46 audio packets none
 
 
-def test_pacer_wakes_for_sound_that_has_no_picture_to_ride_with(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pacer, clock, asked, start = started_pacer(control, monkeypatch, batch=0.02, is_video=False)
+def test_pacer_wakes_for_sound_that_has_no_picture_to_ride_with(control: Control) -> None:
+    pacer, clock, start = started_pacer(control, batch=0.02, is_video=False)
     for n in range(1, 48):
         media_time = n * 1024 / 48000
         pacer.wait(media_time, is_video=False)
-        early = start + media_time - clock.now
+        early = start + media_time - clock.now()
         assert -1e-9 <= early <= AUDIO_EARLY + 1e-9
-    assert 0 < len(asked) <= 11  # about one wake-up per AUDIO_EARLY of sound
+    assert 0 < len(clock.asked) <= 11  # about one wake-up per AUDIO_EARLY of sound
 
 
-def test_pacer_error_does_not_accumulate_over_ten_thousand_frames(
-    control: Control, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = FakeClock()
-    sleeping_control(control, clock, monkeypatch, oversleep=0.005)
+def test_pacer_error_does_not_accumulate_over_ten_thousand_frames(control: Control) -> None:
+    clock = FakeClock(oversleep=0.005)
     pacer = Pacer(control, clock=clock)
-    start = clock.now
+    start = clock.now()
     worst = 0.0
     for n in range(10_000):
         assert pacer.wait(n / 30) is True
-        worst = max(worst, abs(clock.now - start - n / 30))
+        worst = max(worst, abs(clock.now() - start - n / 30))
     # A pacer sleeping one frame period each time would be ~25 s late by now.
     assert worst <= 0.010, worst
 

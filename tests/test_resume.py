@@ -21,17 +21,23 @@ APP = 1400000001
 FPS = 25
 
 
+#: The numbered clips' length, in seconds.
+CLIP_SECONDS = 8
+
+
 @pytest.fixture(scope="session")
 def numbered_remux(media: Path) -> str:
-    """20 s, 1 s GOP, no B-frames: remuxed."""
-    make_numbered_clip(media / "numbered_remux.mp4", seconds=20, gop=FPS)
+    """8 s, 1 s GOP, no B-frames: remuxed."""
+    make_numbered_clip(media / "numbered_remux.mp4", seconds=CLIP_SECONDS, gop=FPS)
     return "numbered_remux.mp4"
 
 
 @pytest.fixture(scope="session")
 def numbered_transcode(media: Path) -> str:
-    """20 s with B-frames and a 2 s GOP: re-encoded."""
-    make_numbered_clip(media / "numbered_transcode.mp4", seconds=20, gop=2 * FPS, bframes=2)
+    """8 s with B-frames and a 2 s GOP: re-encoded."""
+    make_numbered_clip(
+        media / "numbered_transcode.mp4", seconds=CLIP_SECONDS, gop=2 * FPS, bframes=2
+    )
     return "numbered_transcode.mp4"
 
 
@@ -73,25 +79,25 @@ def push_until(api: Api, job: dict, position: float) -> str:
     return rid
 
 
-@pytest.mark.parametrize("clip_fixture", ["numbered_transcode", "numbered_remux"])
 def test_a_stopped_push_resumes_where_it_stopped_then_forgets_its_bookmark(
-    request: pytest.FixtureRequest,
     api: Api,
     room: LocalRoom,
     room_name: str,
     service_redis: redis.Redis,
-    clip_fixture: str,
+    numbered_transcode: str,
 ) -> None:
-    clip = request.getfixturevalue(clip_fixture)
+    # The frame a resume starts on, remuxed and re-encoded, is checked in
+    # tests/test_resume_points.py; here, the bookmark's way through Redis and a worker.
+    clip = numbered_transcode
     job = job_for(room, clip, room_name, Redis=True)
     key = bookmark_key(APP, room_name, room.media_url(clip))
 
     before = watch_numbers(room, room_name)
-    push_until(api, job, 8.0)
+    push_until(api, job, 3.0)
     before.join(10)
     last_seen = before.numbers[-1]
     saved = float(service_redis.hget(key, "Position"))
-    assert 7.9 <= saved <= 9.0
+    assert 2.9 <= saved <= 4.0
     assert round(saved * FPS) == last_seen + 1  # the bookmark is where the viewers are
     assert service_redis.ttl(key) > 0
 
@@ -102,19 +108,13 @@ def test_a_stopped_push_resumes_where_it_stopped_then_forgets_its_bookmark(
     elapsed = time.monotonic() - started
     viewer.join(10)
     assert final["State"] == "succeeded", final
-    first = viewer.numbers[0]
-    saved_frame = round(saved * FPS)
-    if clip_fixture == "numbered_transcode":
-        assert first == last_seen + 1 == saved_frame  # no frame twice, none missing
-    else:
-        # Copied video can only start on a keyframe (1 s GOP): at most a second again.
-        assert first % FPS == 0 and saved_frame - FPS < first <= saved_frame, (first, saved)
-    assert 20 - saved - 1.5 <= elapsed <= 20 - saved + 3
-    assert viewer.numbers[-1] == 20 * FPS - 1
+    assert viewer.numbers[0] == last_seen + 1  # no frame twice, none missing
+    assert CLIP_SECONDS - saved - 1.5 <= elapsed <= CLIP_SECONDS - saved + 3
+    assert viewer.numbers[-1] == CLIP_SECONDS * FPS - 1
     assert not service_redis.exists(key)
 
     viewer = watch_numbers(room, room_name)
-    rid = api.submit(**dict(job, MaxDuration=3))
+    rid = api.submit(**dict(job, MaxDuration=2))
     api.wait_state(rid, {"stopped"}, timeout=20)
     viewer.join(10)
     assert viewer.numbers and viewer.numbers[0] == 0, viewer.error
