@@ -2,7 +2,7 @@
 
 The answers themselves are built elsewhere (``jobs.store.Job.as_status`` writes the status
 object, the views the rest); these models describe them for ``GET /openapi.json``. They stay
-true because tests/test_openapi.py validates real answers against them, and the top-level
+true because tests/e2e/test_openapi.py validates real answers against them, and the top-level
 models forbid unknown fields: a field added to an answer without being described here fails
 that test. Nested objects that the pipeline grows over time (``Progress``) allow extra fields.
 """

@@ -52,7 +52,7 @@ def service_env(redis_server: RedisServer, room: LocalRoom) -> dict[str, str]:
             "ROOMCAST_ROOM_TIMEOUT_SECONDS": "5",
             "ROOMCAST_LIVE_GRACE_SECONDS": "8",
             # The suite's jobs carry placeholder UserSigs ("sig-for-tests") into a room that
-            # accepts any; tests/test_trtc.py runs its own API and room that check them.
+            # accepts any; tests/e2e/test_trtc.py runs its own API and room that check them.
             "ROOMCAST_USERSIG_CHECK": "off",
             "ROOMCAST_CALLBACK_SECRET": CALLBACK_SECRET,
             "PYTHONUNBUFFERED": "1",

@@ -1,0 +1,255 @@
+"""The API's contract at its edges: what a bad request gets back, and what a good one does.
+
+Nothing here needs media: a rejected request is never enqueued, and accepted ones point at a
+file the room's web server does not have, so the worker fails them at once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from devstack.room import LocalRoom
+
+from ..conftest import job_for
+from ..stack import Answer, Api
+
+#: Marks a field to leave out of the request body.
+DROP = object()
+SECRET_SIG = "SIG-VALIDATION-123"
+STATES = {"queued", "running", "succeeded", "failed", "stopped"}
+
+
+def request_body(room: LocalRoom, **changes: Any) -> dict[str, Any]:
+    """A valid push request (of a source that does not exist), with ``changes`` applied."""
+    # A fresh UserId each time: one user publishes into a room only once at a time (409).
+    body = job_for(room, "missing.mp4", "validation_room", UserId=f"v_{uuid.uuid4().hex[:16]}")
+    for name, value in changes.items():
+        if value is DROP:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return body
+
+
+def assert_invalid(answer: Answer, field: str | None) -> None:
+    """A 400 InvalidParameter answer that blames ``field`` (no Field when None)."""
+    assert answer.status == 400, answer.body
+    error = answer.body["Error"]
+    assert error["Code"] == "InvalidParameter", error
+    assert isinstance(error["Message"], str) and error["Message"], error
+    if field is None:
+        assert "Field" not in error, error
+    else:
+        assert error.get("Field") == field, error
+
+
+def total_jobs(api: Api) -> int:
+    """How many job records exist, in any state."""
+    answer = api.call("GET", "/v1/pushes?Limit=1")
+    assert answer.status == 200, answer.body
+    return sum(answer.body["Stats"].values())
+
+
+# --- 400: which field is blamed -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["VideoSrc", "SdkAppId", "UserId", "UserSig"])
+def test_missing_required_field_is_rejected_naming_it(
+    api: Api, room: LocalRoom, field: str
+) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **{field: DROP})), field)
+
+
+def test_request_without_roomid_or_strroomid_is_rejected_naming_roomid(
+    api: Api, room: LocalRoom
+) -> None:
+    body = request_body(room, StrRoomId=DROP, RoomId=DROP)
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RoomId")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("SdkAppId", "1400", id="sdkappid_as_string"),
+        pytest.param("SdkAppId", True, id="sdkappid_as_bool"),
+        pytest.param("RoomId", "1234", id="roomid_as_string"),
+        pytest.param("RoomId", 1.5, id="roomid_as_float"),
+        pytest.param("Redis", "yes", id="redis_as_string"),
+    ],
+)
+def test_field_of_the_wrong_type_is_rejected_without_coercion(
+    api: Api, room: LocalRoom, field: str, value: object
+) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **{field: value})), field)
+
+
+@pytest.mark.parametrize("room_id", [0, 4_294_967_296], ids=["zero", "above_uint32"])
+def test_roomid_outside_uint32_from_one_is_rejected(
+    api: Api, room: LocalRoom, room_id: int
+) -> None:
+    body = request_body(room, StrRoomId=DROP, RoomId=room_id)
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RoomId")
+
+
+def test_roomid_at_uint32_max_is_accepted(api: Api, room: LocalRoom) -> None:
+    answer = api.call(
+        "POST", "/v1/pushes", request_body(room, StrRoomId=DROP, RoomId=4_294_967_295)
+    )
+    assert answer.status == 202, answer.body
+
+
+@pytest.mark.parametrize(
+    "str_room_id", ["room one", "room-one", "r" * 65], ids=["with_space", "with_dash", "65_chars"]
+)
+def test_strroomid_outside_the_rtmp_rule_is_rejected(
+    api: Api, room: LocalRoom, str_room_id: str
+) -> None:
+    body = request_body(room, StrRoomId=str_room_id)
+    assert_invalid(api.call("POST", "/v1/pushes", body), "StrRoomId")
+
+
+def test_strroomid_of_64_chars_is_accepted(api: Api, room: LocalRoom) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, StrRoomId="r" * 64))
+    assert answer.status == 202, answer.body
+
+
+@pytest.mark.parametrize("user_id", ["user@example", "u" * 33], ids=["with_at", "33_chars"])
+def test_userid_outside_the_rtmp_rule_is_rejected(api: Api, room: LocalRoom, user_id: str) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, UserId=user_id)), "UserId")
+
+
+def test_unknown_mode_is_rejected(api: Api, room: LocalRoom) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, Mode="file")), "Mode")
+
+
+def test_unknown_field_is_rejected_naming_it(api: Api, room: LocalRoom) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, Foo=1))
+    assert_invalid(answer, "Foo")
+    assert "Foo" in answer.body["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "src",
+    ["file:///etc/passwd", "ftp://x/y.mp4", "not a url"],
+    ids=["file_scheme", "ftp_scheme", "not_a_url"],
+)
+def test_videosrc_that_is_not_an_allowed_url_is_rejected(
+    api: Api, room: LocalRoom, src: str
+) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, VideoSrc=src)), "VideoSrc")
+
+
+def test_redis_port_above_65535_is_rejected(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, Redis=True, RedisHost="127.0.0.1", RedisPort=70_000)
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RedisPort")
+
+
+def test_redis_host_without_redis_true_is_rejected(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, Redis=False, RedisHost="127.0.0.1")
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RedisHost")
+
+
+def test_redis_password_without_redis_host_is_rejected_naming_redis_host(
+    api: Api, room: LocalRoom
+) -> None:
+    body = request_body(room, Redis=True, RedisPassword="pw")
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RedisHost")
+
+
+def test_body_that_is_not_json_is_rejected(api: Api) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", raw=b"VideoSrc=http://x/y.mp4"), None)
+
+
+def test_body_that_is_a_json_array_is_rejected(api: Api, room: LocalRoom) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", [request_body(room)]), None)
+
+
+def test_rejected_request_records_no_job(api: Api, room: LocalRoom) -> None:
+    before = total_jobs(api)
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, RoomId=0)), "RoomId")
+    assert total_jobs(api) == before
+
+
+# --- 202: an accepted request --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/pushes", "/"])
+def test_valid_request_is_accepted_with_its_request_id_in_body_and_headers(
+    api: Api, room: LocalRoom, path: str
+) -> None:
+    answer = api.call("POST", path, request_body(room))
+    assert answer.status == 202, answer.body
+    request_id = answer.body["RequestId"]
+    assert str(uuid.UUID(request_id)) == request_id
+    assert answer.body["Message"] == "Async run task submitted"
+    headers = {k.lower(): v for k, v in answer.headers.items()}
+    assert headers["x-request-id"] == request_id
+    assert headers["x-scf-reqid"] == request_id
+
+
+def test_status_never_contains_the_usersig(api: Api, room: LocalRoom) -> None:
+    rid = api.submit(**request_body(room, UserSig=SECRET_SIG))
+    assert SECRET_SIG not in json.dumps(api.status(rid))
+    final = api.wait_state(rid, {"failed", "succeeded", "stopped"})
+    assert SECRET_SIG not in json.dumps(final)
+    listing = api.call("GET", "/v1/pushes?Limit=1000")
+    assert SECRET_SIG not in json.dumps(listing.body)
+
+
+# --- 404: unknown request ids --------------------------------------------------------------
+
+
+def test_status_of_unknown_request_id_is_not_found(api: Api) -> None:
+    answer = api.call("GET", f"/v1/pushes/{uuid.uuid4()}")
+    assert answer.status == 404, answer.body
+    assert answer.body["Error"]["Code"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("POST", "/stop"), ("DELETE", "")], ids=["post_stop", "delete"]
+)
+def test_stop_of_unknown_request_id_is_not_found(api: Api, method: str, suffix: str) -> None:
+    answer = api.call(method, f"/v1/pushes/{uuid.uuid4()}{suffix}")
+    assert answer.status == 404, answer.body
+    assert answer.body["Error"]["Code"] == "NotFound"
+
+
+# --- the listing -----------------------------------------------------------------------------
+
+
+def test_listing_returns_pushes_newest_first(api: Api, room: LocalRoom) -> None:
+    submitted = [api.submit(**request_body(room)) for _ in range(3)]
+    answer = api.call("GET", "/v1/pushes?Limit=1000")
+    assert answer.status == 200, answer.body
+    listed = [p["RequestId"] for p in answer.body["Pushes"]]
+    assert [rid for rid in listed if rid in submitted] == submitted[::-1]
+
+
+def test_listing_stats_count_every_state(api: Api, room: LocalRoom) -> None:
+    rid = api.submit(**request_body(room))
+    api.wait_state(rid, {"failed"})
+    answer = api.call("GET", "/v1/pushes")
+    assert answer.status == 200, answer.body
+    stats = answer.body["Stats"]
+    assert set(stats) == STATES
+    assert all(isinstance(n, int) and n >= 0 for n in stats.values()), stats
+    assert stats["failed"] >= 1
+
+
+def test_listing_with_unknown_state_is_rejected_naming_state(api: Api) -> None:
+    assert_invalid(api.call("GET", "/v1/pushes?State=bogus"), "State")
+
+
+def test_listing_filtered_by_state_returns_only_that_state(api: Api, room: LocalRoom) -> None:
+    failed = [api.submit(**request_body(room)) for _ in range(2)]
+    for rid in failed:
+        api.wait_state(rid, {"failed"})
+    answer = api.call("GET", "/v1/pushes?State=failed&Limit=1000")
+    assert answer.status == 200, answer.body
+    pushes = answer.body["Pushes"]
+    assert {p["State"] for p in pushes} == {"failed"}
+    assert set(failed) <= {p["RequestId"] for p in pushes}

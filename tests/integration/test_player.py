@@ -1,0 +1,177 @@
+"""The player of a switchable push, checked by what it writes: switch, queue, playlist, loop,
+seek, pause, volume, each on one unbroken publish.
+
+Each push runs the real pipeline into a file room on a virtual clock (tests/filerooms.py):
+commands arrive at chosen seconds of the push, and the written stream is decoded to see
+which clip and frame every picture is. End to end through the API, a worker and the room,
+tests/e2e/test_switch.py checks switching once more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.room import LocalRoom
+
+from ..filerooms import Frame, Publish, Sent, push_to_files, spec_for
+from ..media import make_numbered_clip
+
+FPS = 25
+AAC_FRAME = 1024 / 48_000
+#: Picture gaps at a join: at most two frame intervals (one frame may be dropped).
+MAX_PICTURE_GAP = 2 / FPS + 0.005
+MAX_SOUND_GAP = AAC_FRAME + 0.005
+
+
+@pytest.fixture(scope="module")
+def clips(media: Path, room: LocalRoom) -> dict[int, str]:
+    """Clip 1: 6 s 320x240 25 fps; clip 2: 3 s 640x480 30 fps; clip 3: 2 s 320x240."""
+    make_numbered_clip(media / "player1.mp4", seconds=6, clip_id=1, tone=440)
+    make_numbered_clip(
+        media / "player2.mp4", seconds=3, clip_id=2, fps=30, gop=30, size=(640, 480), tone=660
+    )
+    make_numbered_clip(media / "player3.mp4", seconds=2, clip_id=3, tone=880)
+    return {n: room.media_url(f"player{n}.mp4") for n in (1, 2, 3)}
+
+
+def play(
+    tmp_path: Path,
+    clips: dict[int, str],
+    commands: list[tuple[float, dict[str, Any]]] = (),  # type: ignore[assignment]
+    first: int = 1,
+    stop_at: float | None = None,
+    **fields: Any,
+) -> Sent:
+    """A switchable push of clip ``first`` with ``commands`` at their seconds."""
+    spec = spec_for(clips[first], switchable=True, **fields)
+    return push_to_files(tmp_path / "room", spec, commands, stop_at=stop_at)
+
+
+def assert_seamless(publish: Publish, picture_gap: float = MAX_PICTURE_GAP) -> None:
+    """Continuous picture and sound: timestamps that never go back, no gap beyond a frame
+    or two of picture (``picture_gap``) and one AAC frame of sound."""
+    pts = [f.pts for f in publish.frames]
+    assert pts == sorted(pts), "picture timestamps went backwards"
+    worst = max(b - a for a, b in zip(pts, pts[1:], strict=False))
+    assert worst <= picture_gap, f"a picture gap of {worst * 1000:.0f} ms"
+    sound = publish.times("audio")
+    assert sound == sorted(sound), "sound timestamps went backwards"
+    worst = max(b - a for a, b in zip(sound, sound[1:], strict=False))
+    assert worst <= MAX_SOUND_GAP, f"a sound gap of {worst * 1000:.0f} ms"
+
+
+def first_of(frames: list[Frame], clip: int) -> int:
+    """The index of the first picture of ``clip``."""
+    return next(i for i, f in enumerate(frames) if f.clip == clip)
+
+
+def test_switch_now_shows_the_new_clip_from_its_start_within_half_a_second(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(2.0, {"Command": "switch", "VideoSrc": clips[2]})])
+    assert sent.completed, sent.error
+    frames = sent.publish.frames
+    new = first_of(frames, 2)
+    assert {f.clip for f in frames[:new]} == {1} and {f.clip for f in frames[new:]} == {2}
+    assert frames[new].pts - 2.0 < 0.5
+    assert frames[new].number <= 1
+    assert frames[-1].number >= 3 * 30 - 3  # clip 2 played to its end
+    assert_seamless(sent.publish)
+    assert sent.event_names()[:3] == ["clip-start", "switch", "clip-start"]
+    assert sent.result is not None and sent.result.reason == "the playlist ended"
+
+
+def test_switch_at_the_end_of_the_clip_plays_the_clip_out_first(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    command = {"Command": "switch", "VideoSrc": clips[3], "When": "end"}
+    sent = play(tmp_path, clips, [(1.0, command)])
+    frames = sent.publish.frames
+    new = first_of(frames, 3)
+    assert frames[new - 1].clip == 1 and frames[new - 1].number == 6 * FPS - 1
+    assert frames[new].number == 0 and frames[-1].clip == 3
+    assert_seamless(sent.publish)
+
+
+def test_a_playlist_plays_its_clips_in_order_then_the_push_ends(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=3, playlist=(clips[2],))
+    assert sent.completed
+    order = [f.clip for f in sent.publish.frames]
+    assert order == sorted(order, reverse=True) and set(order) == {3, 2}
+    assert [f.number for f in sent.publish.frames if f.clip == 3][-1] == 2 * FPS - 1
+    assert_seamless(sent.publish)
+
+
+def test_the_queue_can_be_replaced_and_cleared_while_playing(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [
+        (0.5, {"Command": "queue", "Action": "replace", "Sources": [clips[2], clips[3]]}),
+        (1.0, {"Command": "queue", "Action": "clear"}),
+        (1.5, {"Command": "queue", "Action": "append", "Sources": [clips[3]]}),
+    ]
+    sent = play(tmp_path, clips, commands, first=3, playlist=(clips[1],))
+    assert [f.clip for f in sent.publish.frames][-1] == 3
+    assert {f.clip for f in sent.publish.frames} == {3}
+    assert sent.event_names().count("queue") == 3
+
+
+def test_pausing_holds_the_picture_on_one_publish_and_resume_continues_the_clip(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [(2.0, {"Command": "pause"}), (7.0, {"Command": "resume"})]
+    sent = play(tmp_path, clips, commands, stop_at=9.0)
+    frames = sent.publish.frames
+    numbers = [f.number for f in frames]
+    held = max(set(numbers), key=numbers.count)
+    held_pts = [f.pts for f in frames if f.number == held]
+    assert held_pts[-1] - held_pts[0] >= 4.5, "the picture was not held through the pause"
+    after = numbers[len(numbers) - 1 - numbers[::-1].index(held) + 1 :]
+    assert after and after[0] == held + 1, "resume did not continue where it paused"
+    # The held picture is sent again every PAUSE_STEP (0.1 s), with silence between.
+    assert_seamless(sent.publish, picture_gap=0.1 + 0.005)
+    assert sent.event_names()[1:3] == ["pause", "resume"]
+
+
+def test_loop_clip_repeats_the_clip_until_told_otherwise(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [
+        (0.5, {"Command": "loop", "Loop": "clip"}),
+        (4.5, {"Command": "loop", "Loop": "none"}),
+    ]
+    sent = play(tmp_path, clips, commands, first=3)
+    assert sent.completed
+    starts = [i for i, f in enumerate(sent.publish.frames) if f.number == 0]
+    assert len(starts) == 3, "clip 3 (2 s) should play three times in 4.5 s and the rest"
+    assert_seamless(sent.publish)
+
+
+def test_seek_jumps_to_the_position_in_the_clip_on_the_same_publish(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(1.0, {"Command": "seek", "Position": 4.0})])
+    numbers = [f.number for f in sent.publish.frames]
+    jump = next(i for i, (a, b) in enumerate(zip(numbers, numbers[1:], strict=False)) if b != a + 1)
+    assert numbers[jump] <= FPS + 2  # about 1 s in when the seek came
+    assert abs(numbers[jump + 1] - 4 * FPS) <= 1  # the exact frame (re-encoded)
+    assert_seamless(sent.publish)
+
+
+def test_volume_changes_the_sound_level_without_a_gap(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(2.0, {"Command": "volume", "Volume": 10})], first=1)
+    assert ("volume",) == tuple(n for n in sent.event_names() if n == "volume")
+    assert_seamless(sent.publish)
+
+
+def test_a_stop_during_a_pause_ends_the_push_stopped(tmp_path: Path, clips: dict[int, str]) -> None:
+    sent = play(tmp_path, clips, [(1.0, {"Command": "pause"})], stop_at=3.0)
+    assert sent.result is not None and not sent.completed
+    assert 2.9 <= sent.publish.frames[-1].pts <= 3.2
