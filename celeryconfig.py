@@ -23,29 +23,37 @@ Why these values (docs/celery.md has the long version):
   over ``-P prefork`` on the command line: choose the pool with the variable.)
 """
 
-from jobs.settings import get_settings
+from typing import Any
 
-_settings = get_settings()
+from jobs.settings import Settings, get_settings
 
-broker_url = _settings.redis_url
-result_backend = _settings.redis_url
-broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": 12 * 3600}
-result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-result_expires = _settings.job_ttl_seconds
+def for_settings(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration for ``settings`` (the API builds its client from it too)."""
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": 12 * 3600},
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_expires": settings.job_ttl_seconds,
+        "task_default_queue": settings.queue,
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.worker_concurrency,
+        "task_acks_late": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_disable_prefetch": True,
+        "task_track_started": False,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
 
-task_default_queue = _settings.queue
-worker_pool = _settings.worker_pool
-worker_concurrency = _settings.worker_concurrency
-task_acks_late = False
-worker_prefetch_multiplier = 1
-worker_disable_prefetch = True
-task_track_started = False
-task_send_sent_event = True
-worker_send_task_events = True
-worker_hijack_root_logger = False
-worker_redirect_stdouts = False
+
+# `celery -A worker` reads this module's names: the configuration of the environment's
+# settings (ROOMCAST_*).
+globals().update(for_settings(get_settings()))

@@ -1,8 +1,10 @@
 """roomcast's HTTP API: ``gunicorn "api:create_app()"``.
 
-The Flask app factory follows the Flask docs' Celery pattern: the Celery app (from
-``worker``) is kept in ``app.extensions["celery"]``; views only validate, enqueue, report
-and stop.
+The Flask app factory follows the Flask docs' Celery pattern: a Celery client configured
+from the app's settings (``celeryconfig.for_settings``) is kept in
+``app.extensions["celery"]``, with the job store of the same settings; views only
+validate, enqueue by task name, report and stop. ``create_app(settings)`` builds all of it
+from the settings it is given, so a test varies a setting with Flask's test client.
 
 The server's imports (Flask, Celery, PyAV…) are made inside the functions, not here: the
 ``roomcast`` command (``api.cli``) lives in this package, and importing them for every CLI
@@ -26,12 +28,13 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app; ``settings`` default to the ``ROOMCAST_*`` environment."""
+    from celery import Celery
     from flask import Flask
 
+    import celeryconfig
     from jobs.logs import configure_logging
     from jobs.settings import get_settings
-    from worker import app as celery_app
-    from worker.services import get_store
+    from jobs.store import open_store
 
     from .console import bp as console_bp
     from .errors import register_error_handlers
@@ -48,9 +51,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["celery"] = celery_app
+    # Everything from these settings: the Celery client (enqueue, revoke) and the job store.
+    celery = Celery("roomcast", set_as_current=False)
+    celery.config_from_object(celeryconfig.for_settings(settings))
+    app.extensions["celery"] = celery
     app.extensions["roomcast.settings"] = settings
-    app.extensions["roomcast.store"] = get_store()
+    app.extensions["roomcast.store"] = open_store(settings)
     register_error_handlers(app)
     app.before_request(_check_api_key)
     app.before_request(_limit_streamed_body)

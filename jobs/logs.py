@@ -61,13 +61,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data)
 
 
+_HANDLER_NAME = "roomcast"
+
+
 def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     """Send every log line to stderr in roomcast's format (API and workers alike)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(JobContextFilter())
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(TEXT_FORMAT))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Ours replaced, anyone else's (a test runner's capture) kept.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
     # FFmpeg's own chatter stays out unless asked for.
     logging.getLogger("libav").setLevel(logging.ERROR)

@@ -35,6 +35,7 @@ import redis
 
 from .errors import PublisherBusy, WorkerLost
 from .events import EventLog
+from .settings import Settings
 from .stops import REQUESTED, Stop, StopCause
 
 log = logging.getLogger(__name__)
@@ -794,6 +795,32 @@ class JobStore:
         for s in State:
             pipe.zcount(f"{PREFIX}jobs:state:{s.value}", low, "+inf")
         return {s.value: int(n) for s, n in zip(State, pipe.execute(), strict=True)}
+
+
+def open_store(
+    settings: Settings,
+    requeue: Callable[[Job], None] | None = None,
+    max_connections: int | None = None,
+) -> JobStore:
+    """The job records in the Redis ``settings`` name, on a client with short timeouts.
+
+    ``requeue`` sends a handed-back job again (the workers'); the API needs none: only
+    workers hand jobs back.
+    """
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+        max_connections=max_connections,
+    )
+    return JobStore(
+        client,
+        ttl=settings.job_ttl_seconds,
+        lost_after=settings.worker_lost_seconds,
+        requeue=requeue,
+        max_attempts=settings.max_attempts,
+    )
 
 
 def _filter_index(room: tuple[int, str] | None, user: tuple[int, str] | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from devstack.layout import procfile_command
 from devstack.ports import free_port, wait_for_port
+from jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -127,6 +128,16 @@ class Answer:
     body: Any
 
 
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a process started with ``env`` reads (its ROOMCAST_* variables)."""
+    fields = {
+        name.removeprefix("ROOMCAST_").lower(): value
+        for name, value in env.items()
+        if name.startswith("ROOMCAST_")
+    }
+    return Settings(**fields)
+
+
 class Api:
     """A tiny JSON client for the roomcast API."""
 
@@ -177,3 +188,32 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job still {status['State']} after {timeout} s: {status}")
             time.sleep(0.1)
+
+
+class ClientApi(Api):
+    """:class:`Api` through Flask's test client of ``create_app(settings)``: for tests that
+    only vary a setting, without a server process of their own."""
+
+    def __init__(self, settings: Settings) -> None:
+        from api import create_app  # noqa: PLC0415 - only tests that need it load Flask
+
+        super().__init__("http://test-client")
+        self._client = create_app(settings).test_client()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        """Send one request through the test client."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        resp = self._client.open(
+            path,
+            method=method,
+            data=data,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        return Answer(resp.status_code, dict(resp.headers), json.loads(resp.data or b"null"))

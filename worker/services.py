@@ -4,46 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import redis
-
 from jobs.settings import get_settings
-from jobs.store import Job, JobStore
+from jobs.store import Job, JobStore, open_store
 
 from .messages import enqueue
 
-
-@lru_cache(maxsize=1)
-def get_redis() -> redis.Redis:
-    """The service's Redis (``ROOMCAST_REDIS_URL``), with short timeouts.
-
-    Pushes borrow connections briefly (progress, events), and the process's control hub
-    holds one for its subscription. The cap is a ceiling for a threads-pool worker with many
-    pushes at once, well past redis-py's default of 100; connections open only when needed.
-    """
-    return redis.Redis.from_url(
-        get_settings().redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=3,
-        health_check_interval=30,
-        max_connections=MAX_REDIS_CONNECTIONS,
-    )
-
-
-#: Connections one worker process may open to the service's Redis (see get_redis).
+#: Connections one worker process may open to the service's Redis. Pushes borrow
+#: connections briefly (progress, events), and the process's control hub holds one for its
+#: subscription: a ceiling for a threads-pool worker with many pushes at once, well past
+#: redis-py's default of 100; connections open only when needed.
 MAX_REDIS_CONNECTIONS = 4096
 
 
 @lru_cache(maxsize=1)
 def get_store() -> JobStore:
-    """The job records."""
-    s = get_settings()
-    return JobStore(
-        get_redis(),
-        ttl=s.job_ttl_seconds,
-        lost_after=s.worker_lost_seconds,
-        requeue=_requeue,
-        max_attempts=s.max_attempts,
-    )
+    """This worker process's job records (``ROOMCAST_REDIS_URL``); hand-backs re-enqueue."""
+    return open_store(get_settings(), requeue=_requeue, max_connections=MAX_REDIS_CONNECTIONS)
 
 
 def _requeue(job: Job) -> None:

@@ -30,7 +30,7 @@ from jobs.store import publisher_key, secrets_key
 from jobs.urlguard import blocked_reason
 
 from ..conftest import job_for
-from ..stack import Api, start_api, start_worker, stop
+from ..stack import Api, ClientApi, settings_of, start_api, start_worker, stop
 
 APP = 1400000001  # job_for's SdkAppId
 FINAL = {"succeeded", "failed", "stopped"}
@@ -56,15 +56,13 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def idle_api(
-    redis_server: RedisServer, service_env: dict[str, str], logs: Path
+    redis_server: RedisServer, service_env: dict[str, str]
 ) -> Iterator[tuple[Api, redis.Redis]]:
     """An API on Redis db 11 that no worker consumes: accepted pushes stay queued."""
     env = dict(service_env, ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 11)))
-    proc, base = start_api(env, logs / "idle_api.log")
     client = redis.Redis.from_url(env["ROOMCAST_REDIS_URL"])
-    yield Api(base), client
+    yield ClientApi(settings_of(env)), client
     client.close()
-    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -441,16 +439,14 @@ def test_blocked_reason_names_the_kind_of_internal_address(
 
 
 @pytest.fixture(scope="module")
-def guard_api(redis_server: RedisServer, service_env: dict[str, str], logs: Path) -> Iterator[Api]:
+def guard_api(redis_server: RedisServer, service_env: dict[str, str]) -> Api:
     """An API with the SSRF guard on (Redis db 13, no worker)."""
     env = dict(
         service_env,
         ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 13)),
         ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true",
     )
-    proc, base = start_api(env, logs / "guard_api.log")
-    yield Api(base)
-    stop(proc)
+    return ClientApi(settings_of(env))
 
 
 @pytest.mark.parametrize(
@@ -594,16 +590,14 @@ KEYS = ("k-alpha-0123456789", "k-beta-9876543210")
 
 
 @pytest.fixture(scope="module")
-def keyed_api(redis_server: RedisServer, service_env: dict[str, str], logs: Path) -> Iterator[Api]:
+def keyed_api(redis_server: RedisServer, service_env: dict[str, str]) -> Api:
     """An API with two bearer keys configured (Redis db 12, no worker)."""
     env = dict(
         service_env,
         ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 12)),
         ROOMCAST_API_KEYS=",".join(KEYS),
     )
-    proc, base = start_api(env, logs / "keyed_api.log")
-    yield Api(base)
-    stop(proc)
+    return ClientApi(settings_of(env))
 
 
 @pytest.mark.parametrize(
