@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from jobs.commands import check_source_url
+
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
 
@@ -212,19 +214,3 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def check_source_url(value: str, info: ValidationInfo) -> str:
-    """A source URL: absolute, with a host, in a scheme the service allows."""
-    if value != value.strip():
-        raise ValueError("must not have leading or trailing whitespace")
-    parts = urlsplit(value)
-    schemes: frozenset[str] = (info.context or {}).get(
-        "schemes", frozenset({"http", "https", "rtmp", "rtmps"})
-    )
-    if parts.scheme.lower() not in schemes:
-        allowed = ", ".join(sorted(schemes))
-        raise ValueError(f"must be a URL with one of the schemes {allowed}")
-    if not parts.hostname:
-        raise ValueError("must be an absolute URL with a host")
-    return value

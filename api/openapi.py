@@ -1,7 +1,7 @@
 """``GET /openapi.json`` and ``GET /docs``: the API described from the models that run it.
 
 Request schemas are the pydantic models that validate requests (``PushRequest``, the player
-commands of ``api.player.COMMANDS``); response schemas are ``api.responses``; summaries are the
+commands of ``jobs.commands.COMMANDS``); response schemas are ``api.responses``; summaries are the
 views' own docstrings. Nothing here repeats a field, so the document cannot drift from what
 the API accepts. The docs page is Swagger UI, vendored from npm by ``scripts/setup`` into
 ``api/static/vendor/`` and served from here: the browser loads nothing from elsewhere.
@@ -19,12 +19,12 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from jobs.commands import COMMANDS
 from jobs.settings import Settings
 from jobs.store import State
 
 from . import console, events, metrics, views
 from .models import PushRequest
-from .player import COMMANDS, NoBody
 from .responses import (
     Accepted,
     CommandSent,
@@ -341,18 +341,11 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
-#: The two commands without a body share one model, whose docstring cannot tell them apart.
-_COMMAND_SUMMARIES = {
-    "pause": "Hold the last picture, with silence, until resumed",
-    "resume": "Continue at the next frame",
-}
-
-
 def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
     """A player command's operation; its body schema is the model that validates it."""
     return {
         "operationId": f"{name}Push",
-        "summary": f"{name}: {_COMMAND_SUMMARIES.get(name) or _summary(model)}",
+        "summary": f"{name}: {_summary(model)}",
         "description": (
             "Only a running switchable push takes commands: 409 NotRunning, NotSwitchable or "
             "NotListening otherwise."
@@ -361,7 +354,7 @@ def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
         "parameters": [_ID],
         "requestBody": {
             # pause and resume take no body at all.
-            "required": model is not NoBody,
+            "required": bool(model.model_fields),
             "content": {"application/json": {"schema": _ref(model)}},
         },
         "responses": {

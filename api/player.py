@@ -9,99 +9,27 @@ nobody listening).
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal, cast
+from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
 
+from jobs.commands import COMMANDS, parse, to_message
 from jobs.errors import InvalidJob, NotFound, NotListening, NotRunning, NotSwitchable
 from jobs.store import JobStore, State
 
 from .errors import invalid_job_from
-from .models import check_source_url
 
 bp = Blueprint("player", __name__)
-
-
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Switch(_Command):
-    """Play another clip, now or when the current one ends."""
-
-    VideoSrc: StrictStr
-    When: Literal["now", "end"] = "now"
-
-    @field_validator("VideoSrc")
-    @classmethod
-    def _check(cls, value: str, info: ValidationInfo) -> str:
-        return check_source_url(value, info)
-
-
-class Queue(_Command):
-    """Append to, replace or clear the clips waiting after the current one."""
-
-    Action: Literal["append", "replace", "clear"] = "append"
-    Sources: Annotated[list[StrictStr], Field(max_length=100)] = []
-
-    @field_validator("Sources")
-    @classmethod
-    def _check(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for url in value:
-            check_source_url(url, info)
-        return value
-
-
-class Seek(_Command):
-    """Jump to a position (seconds) in the current clip."""
-
-    Position: Annotated[StrictInt | StrictFloat, Field(ge=0)]
-
-
-class Loop(_Command):
-    """clip: repeat the current clip; last: repeat the last one; all: the whole list."""
-
-    Loop: Literal["none", "clip", "last", "all"]
-
-
-class Volume(_Command):
-    """Audio volume in percent of the recording (0–200)."""
-
-    Volume: Annotated[StrictInt | StrictFloat, Field(ge=0, le=200)]
-
-
-class NoBody(_Command):
-    """pause and resume take no fields."""
-
-
-COMMANDS: dict[str, type[_Command]] = {
-    "switch": Switch,
-    "queue": Queue,
-    "seek": Seek,
-    "pause": NoBody,
-    "resume": NoBody,
-    "loop": Loop,
-    "volume": Volume,
-}
 
 
 @bp.post("/v1/pushes/<request_id>/<command>")
 def command(request_id: str, command: str) -> ResponseReturnValue:
     """Validate a player command and send it to the running push."""
-    model = COMMANDS.get(command)
-    if model is None:
+    if command not in COMMANDS:
         raise NotFound(f"no command {command!r}; one of {', '.join(COMMANDS)}")
     store = cast(JobStore, current_app.extensions["roomcast.store"])
     job = store.get(request_id)
@@ -118,17 +46,14 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
         raise InvalidJob("the body must be a JSON object")
     settings = current_app.extensions["roomcast.settings"]
     try:
-        parsed = model.model_validate(body, context={"schemes": settings.schemes})
+        parsed = parse(command, body, settings.schemes)
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
     if settings.block_private_addresses:
         from .views import guard_urls  # noqa: PLC0415 - views imports this blueprint's app
 
-        urls = [("VideoSrc", parsed.VideoSrc)] if isinstance(parsed, Switch) else []
-        urls += [("Sources", u) for u in parsed.Sources] if isinstance(parsed, Queue) else []
-        guard_urls(urls)
-    message: dict[str, Any] = {"Command": command, **parsed.model_dump()}
-    if not _deliver(store, request_id, message):
+        guard_urls(parsed.urls())
+    if not _deliver(store, request_id, to_message(parsed)):
         raise NotListening("the push is not listening (its worker may be gone)")
     current_app.logger.info("push %s: command %s sent", request_id, command)
     response = jsonify({"RequestId": request_id, "Command": command, "Message": "command sent"})

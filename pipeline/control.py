@@ -21,7 +21,9 @@ import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from jobs.commands import Command
 
 T = TypeVar("T")
 
@@ -36,16 +38,16 @@ class Control:
         #: Why the push must stop: whatever the caller passed (roomcast's worker passes a
         #: ``jobs.stops.Stop``); the pipeline only hands it back in its result.
         self.stop_cause: object | None = None
-        self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._cuts: list[Callable[[], None]] = []
 
-    def send(self, command: dict[str, Any]) -> None:
+    def send(self, command: Command) -> None:
         """Queue a player command (switch, seek, pause…); read between packets."""
         self._commands.put(command)
 
-    def commands(self) -> list[dict[str, Any]]:
+    def commands(self) -> list[Command]:
         """The commands received since the last call, in order."""
-        out: list[dict[str, Any]] = []
+        out: list[Command] = []
         while True:
             try:
                 out.append(self._commands.get_nowait())

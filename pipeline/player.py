@@ -20,6 +20,7 @@ from typing import Any
 import av
 import numpy as np
 
+from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
 from jobs.errors import SourceError
 from jobs.redact import redact_url
 
@@ -228,29 +229,26 @@ class Player:
                 return end
         return None
 
-    def _apply(self, command: dict[str, Any], source: Source) -> ClipEnd | None:
-        name = command.get("Command")
-        if name == "switch":
-            url = str(command["VideoSrc"])
-            if command.get("When", "now") == "now":
-                return ClipEnd("switch", url=url)
-            self._queue.appendleft(url)
-            self._event("queued-next", VideoSrc=redact_url(url))
-        elif name == "queue":
-            self._edit_queue(
-                str(command.get("Action", "append")), [str(u) for u in command.get("Sources", [])]
-            )
-        elif name == "seek":
-            self._event("seek", Position=float(command["Position"]))
-            return ClipEnd("seek", position=float(command["Position"]))
-        elif name == "pause":
-            return self._pause(source)
-        elif name == "loop":
-            self._loop = str(command.get("Loop", "none"))
-            self._event("loop", Loop=self._loop)
-        elif name == "volume":
-            self._gain.set(float(command["Volume"]) / 100)
-            self._event("volume", Volume=command["Volume"])
+    def _apply(self, command: Command, source: Source) -> ClipEnd | None:
+        match command:
+            case Switch(When="now"):
+                return ClipEnd("switch", url=command.VideoSrc)
+            case Switch():
+                self._queue.appendleft(command.VideoSrc)
+                self._event("queued-next", VideoSrc=redact_url(command.VideoSrc))
+            case Queue():
+                self._edit_queue(command.Action, list(command.Sources))
+            case Seek():
+                self._event("seek", Position=float(command.Position))
+                return ClipEnd("seek", position=float(command.Position))
+            case Pause():
+                return self._pause(source)
+            case Loop():
+                self._loop = command.Loop
+                self._event("loop", Loop=self._loop)
+            case Volume():
+                self._gain.set(float(command.Volume) / 100)
+                self._event("volume", Volume=command.Volume)
         return None
 
     def _edit_queue(self, action: str, urls: list[str]) -> None:
@@ -273,15 +271,14 @@ class Player:
             t = self._timeline.end
             while not relay.stopped:
                 for command in self._control.commands():
-                    name = command.get("Command")
-                    if name in ("resume", "switch", "seek"):
+                    if isinstance(command, Resume | Switch | Seek):
                         self._timeline.begin_segment(
                             resume_at, self._timeline.end_of(VIDEO_TIMELINE_KEY)
                         )
                         self._paused = False
                         self._event("resume")
-                        return None if name == "resume" else self._apply(command, source)
-                    if name != "pause":
+                        return None if isinstance(command, Resume) else self._apply(command, source)
+                    if not isinstance(command, Pause):
                         self._apply(command, source)
                 if not self._send_filler(t):
                     break

@@ -20,6 +20,7 @@ from typing import Any
 
 import av
 
+from jobs.commands import Command
 from jobs.errors import RoomcastError
 from pipeline import Control, Outcome, Progress, PushResult, PushSpec, Timeouts, push
 from pipeline.clock import VirtualClock
@@ -120,7 +121,7 @@ def spec_for(source: str, **fields: Any) -> PushSpec:
 def push_to_files(
     directory: Path,
     spec: PushSpec,
-    commands: Iterable[tuple[float, dict[str, Any]]] = (),
+    commands: Iterable[tuple[float, Command]] = (),
     stop_at: float | None = None,
     decode: bool = True,
 ) -> Sent:

@@ -20,8 +20,6 @@ from pipeline.control import Control
 
 log = logging.getLogger(__name__)
 
-#: Commands a switchable push's player understands (pipeline/player.py).
-PLAYER_COMMANDS = frozenset({"switch", "queue", "seek", "pause", "resume", "loop", "volume"})
 
 #: How long a push has to end its publish by itself once asked to stop, before the stop
 #: ends it (a stopped push's publisher leaves within about 60 ms when nothing holds it up).

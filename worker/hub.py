@@ -35,12 +35,13 @@ from functools import partial
 
 import redis
 
+from jobs.commands import from_message
 from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
 from jobs.store import PREFIX, JobStore, control_channel
 from pipeline.control import Control
 
-from .control import PLAYER_COMMANDS, STOP_GRACE
+from .control import STOP_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -237,20 +238,24 @@ class ControlHub:
 
     def _handle_one(self, push: Attached, data: object) -> None:
         try:
-            command = json.loads(data if isinstance(data, str | bytes) else "{}")
+            message = json.loads(data if isinstance(data, str | bytes) else "{}")
         except ValueError:
-            push.run(lambda: log.warning("ignoring a control message that is not JSON"))
+            message = None
+        if not isinstance(message, dict):
+            push.run(lambda: log.warning("ignoring a control message that is not a JSON object"))
             return
-        name = command.get("Command")
-        if name == "stop":
-            stop = Stop.from_fields(command)
+        if message.get("Command") == "stop":
+            stop = Stop.from_fields(message)
             push.run(lambda: log.info("stop requested: %s", stop.reason))
             self._stop(push, stop)
-        elif name in PLAYER_COMMANDS and not push.stopping:
-            push.run(lambda: log.info("command %s received", name))
+            return
+        command = from_message(message)
+        if command is None:
+            name = message.get("Command")
+            push.run(lambda: log.warning("ignoring an unknown or malformed command %r", name))
+        elif not push.stopping:
+            push.run(lambda: log.info("command %s received", command.name))
             push.control.send(command)
-        elif name not in PLAYER_COMMANDS:
-            push.run(lambda: log.warning("ignoring unknown control command %r", name))
 
     def _stop(self, push: Attached, stop: Stop) -> None:
         """Ask the push to stop; end its publish from elsewhere if it has not, a moment later.

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from devstack.redis import RedisServer
+from jobs.commands import Command, Pause, Switch, to_message
 from jobs.stops import Stop, StopCause
 from jobs.store import Beat, JobStore, control_channel, job_key
 from pipeline.control import Control
@@ -95,11 +96,24 @@ def test_a_player_command_reaches_its_push_and_counts_one_listener(
     store: JobStore, hub: ControlHub
 ) -> None:
     [push] = _attach(hub, store, 1)
-    command = {"Command": "switch", "Index": 2}
-    assert store.send_command(push.request_id, command) == 1
-    received: list[dict[str, Any]] = []
+    command = Switch(VideoSrc="https://cdn.example/next.mp4", When="end")
+    assert store.send_command(push.request_id, to_message(command)) == 1
+    received: list[Command] = []
     _eventually(lambda: received.extend(push.control.commands()) or received)
     assert received == [command]
+
+
+def test_a_malformed_or_unknown_command_is_dropped_and_the_push_goes_on(
+    store: JobStore, hub: ControlHub
+) -> None:
+    [push] = _attach(hub, store, 1)
+    for message in ({"Command": "switch", "Index": 2}, {"Command": "rewind"}, ["not", "a", "map"]):
+        store.redis.publish(control_channel(push.request_id), json.dumps(message))
+    store.send_command(push.request_id, to_message(Pause()))
+    received: list[Command] = []
+    _eventually(lambda: received.extend(push.control.commands()) or received)
+    assert received == [Pause()]
+    assert not push.control.stop_requested
 
 
 def test_a_detached_push_is_no_longer_listened_for(store: JobStore, hub: ControlHub) -> None:

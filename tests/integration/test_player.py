@@ -9,12 +9,14 @@ tests/e2e/test_switch.py checks switching once more.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack.room import LocalRoom
+from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
 
 from ..filerooms import Frame, Publish, Sent, push_to_files, spec_for
 from ..media import make_numbered_clip
@@ -40,7 +42,7 @@ def clips(media: Path, room: LocalRoom) -> dict[int, str]:
 def play(
     tmp_path: Path,
     clips: dict[int, str],
-    commands: list[tuple[float, dict[str, Any]]] = (),  # type: ignore[assignment]
+    commands: Sequence[tuple[float, Command]] = (),
     first: int = 1,
     stop_at: float | None = None,
     **fields: Any,
@@ -71,7 +73,7 @@ def first_of(frames: list[Frame], clip: int) -> int:
 def test_switch_now_shows_the_new_clip_from_its_start_within_half_a_second(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
-    sent = play(tmp_path, clips, [(2.0, {"Command": "switch", "VideoSrc": clips[2]})])
+    sent = play(tmp_path, clips, [(2.0, Switch(VideoSrc=clips[2]))])
     assert sent.completed, sent.error
     frames = sent.publish.frames
     new = first_of(frames, 2)
@@ -87,7 +89,7 @@ def test_switch_now_shows_the_new_clip_from_its_start_within_half_a_second(
 def test_switch_at_the_end_of_the_clip_plays_the_clip_out_first(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
-    command = {"Command": "switch", "VideoSrc": clips[3], "When": "end"}
+    command = Switch(VideoSrc=clips[3], When="end")
     sent = play(tmp_path, clips, [(1.0, command)])
     frames = sent.publish.frames
     new = first_of(frames, 3)
@@ -111,9 +113,9 @@ def test_the_queue_can_be_replaced_and_cleared_while_playing(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
     commands = [
-        (0.5, {"Command": "queue", "Action": "replace", "Sources": [clips[2], clips[3]]}),
-        (1.0, {"Command": "queue", "Action": "clear"}),
-        (1.5, {"Command": "queue", "Action": "append", "Sources": [clips[3]]}),
+        (0.5, Queue(Action="replace", Sources=[clips[2], clips[3]])),
+        (1.0, Queue(Action="clear")),
+        (1.5, Queue(Action="append", Sources=[clips[3]])),
     ]
     sent = play(tmp_path, clips, commands, first=3, playlist=(clips[1],))
     assert [f.clip for f in sent.publish.frames][-1] == 3
@@ -124,7 +126,7 @@ def test_the_queue_can_be_replaced_and_cleared_while_playing(
 def test_pausing_holds_the_picture_on_one_publish_and_resume_continues_the_clip(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
-    commands = [(2.0, {"Command": "pause"}), (7.0, {"Command": "resume"})]
+    commands = [(2.0, Pause()), (7.0, Resume())]
     sent = play(tmp_path, clips, commands, stop_at=9.0)
     frames = sent.publish.frames
     numbers = [f.number for f in frames]
@@ -142,8 +144,8 @@ def test_loop_clip_repeats_the_clip_until_told_otherwise(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
     commands = [
-        (0.5, {"Command": "loop", "Loop": "clip"}),
-        (4.5, {"Command": "loop", "Loop": "none"}),
+        (0.5, Loop(Loop="clip")),
+        (4.5, Loop(Loop="none")),
     ]
     sent = play(tmp_path, clips, commands, first=3)
     assert sent.completed
@@ -155,7 +157,7 @@ def test_loop_clip_repeats_the_clip_until_told_otherwise(
 def test_seek_jumps_to_the_position_in_the_clip_on_the_same_publish(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
-    sent = play(tmp_path, clips, [(1.0, {"Command": "seek", "Position": 4.0})])
+    sent = play(tmp_path, clips, [(1.0, Seek(Position=4.0))])
     numbers = [f.number for f in sent.publish.frames]
     jump = next(i for i, (a, b) in enumerate(zip(numbers, numbers[1:], strict=False)) if b != a + 1)
     assert numbers[jump] <= FPS + 2  # about 1 s in when the seek came
@@ -166,12 +168,12 @@ def test_seek_jumps_to_the_position_in_the_clip_on_the_same_publish(
 def test_volume_changes_the_sound_level_without_a_gap(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
-    sent = play(tmp_path, clips, [(2.0, {"Command": "volume", "Volume": 10})], first=1)
+    sent = play(tmp_path, clips, [(2.0, Volume(Volume=10))], first=1)
     assert ("volume",) == tuple(n for n in sent.event_names() if n == "volume")
     assert_seamless(sent.publish)
 
 
 def test_a_stop_during_a_pause_ends_the_push_stopped(tmp_path: Path, clips: dict[int, str]) -> None:
-    sent = play(tmp_path, clips, [(1.0, {"Command": "pause"})], stop_at=3.0)
+    sent = play(tmp_path, clips, [(1.0, Pause())], stop_at=3.0)
     assert sent.result is not None and not sent.completed
     assert 2.9 <= sent.publish.frames[-1].pts <= 3.2

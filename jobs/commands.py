@@ -1,0 +1,152 @@
+"""Player commands: what a caller may ask of a running switchable push, one definition from
+the API to the player.
+
+``POST /v1/pushes/<id>/<name>`` validates its body into the command's model
+(:func:`parse`); the command travels on the push's control channel as
+``{"Command": name, ...fields}`` (:func:`to_message`); the worker's hub reads it back
+(:func:`from_message`) and hands the value to the pipeline's player, which acts on its type.
+The same models describe the request bodies in ``GET /openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
+
+#: Source URL schemes when the caller names none (``ROOMCAST_ALLOWED_SCHEMES``' default).
+DEFAULT_SCHEMES = frozenset({"http", "https", "rtmp", "rtmps"})
+
+
+def check_source_url(value: str, info: ValidationInfo) -> str:
+    """A source URL: absolute, with a host, in a scheme the service allows (the
+    validation context's ``schemes``)."""
+    if value != value.strip():
+        raise ValueError("must not have leading or trailing whitespace")
+    parts = urlsplit(value)
+    # None: checked already (the API did, with the service's schemes).
+    schemes: frozenset[str] | None = (info.context or {}).get("schemes", DEFAULT_SCHEMES)
+    if schemes is not None and parts.scheme.lower() not in schemes:
+        allowed = ", ".join(sorted(schemes))
+        raise ValueError(f"must be a URL with one of the schemes {allowed}")
+    if not parts.hostname:
+        raise ValueError("must be an absolute URL with a host")
+    return value
+
+
+class Command(BaseModel):
+    """A player command: its fields; ``name`` is what the URL and the message call it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str]
+
+    def urls(self) -> list[tuple[str, str]]:
+        """The (field, URL) pairs the push will open (for the address guard)."""
+        return []
+
+
+class Switch(Command):
+    """Play another clip, now or when the current one ends."""
+
+    name = "switch"
+    VideoSrc: StrictStr
+    When: Literal["now", "end"] = "now"
+
+    @field_validator("VideoSrc")
+    @classmethod
+    def _check(cls, value: str, info: ValidationInfo) -> str:
+        return check_source_url(value, info)
+
+    def urls(self) -> list[tuple[str, str]]:
+        return [("VideoSrc", self.VideoSrc)]
+
+
+class Queue(Command):
+    """Append to, replace or clear the clips waiting after the current one."""
+
+    name = "queue"
+    Action: Literal["append", "replace", "clear"] = "append"
+    Sources: Annotated[list[StrictStr], Field(max_length=100)] = []
+
+    @field_validator("Sources")
+    @classmethod
+    def _check(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for url in value:
+            check_source_url(url, info)
+        return value
+
+    def urls(self) -> list[tuple[str, str]]:
+        return [("Sources", url) for url in self.Sources]
+
+
+class Seek(Command):
+    """Jump to a position (seconds) in the current clip."""
+
+    name = "seek"
+    Position: Annotated[StrictInt | StrictFloat, Field(ge=0)]
+
+
+class Pause(Command):
+    """Hold the picture (with silence) until resume, switch or seek; the publisher stays."""
+
+    name = "pause"
+
+
+class Resume(Command):
+    """Continue a paused clip where it paused."""
+
+    name = "resume"
+
+
+class Loop(Command):
+    """clip: repeat the current clip; last: repeat the last one; all: the whole list."""
+
+    name = "loop"
+    Loop: Literal["none", "clip", "last", "all"]
+
+
+class Volume(Command):
+    """Audio volume in percent of the recording (0–200)."""
+
+    name = "volume"
+    Volume: Annotated[StrictInt | StrictFloat, Field(ge=0, le=200)]
+
+
+#: Every command by its name.
+COMMANDS: dict[str, type[Command]] = {
+    cls.name: cls for cls in (Switch, Queue, Seek, Pause, Resume, Loop, Volume)
+}
+
+
+def parse(name: str, body: dict[str, Any], schemes: frozenset[str] = DEFAULT_SCHEMES) -> Command:
+    """Validate a request body as command ``name`` (pydantic's ValidationError if wrong;
+    KeyError for an unknown name)."""
+    return COMMANDS[name].model_validate(body, context={"schemes": schemes})
+
+
+def to_message(command: Command) -> dict[str, Any]:
+    """The control-channel message carrying ``command``."""
+    return {"Command": command.name, **command.model_dump()}
+
+
+def from_message(message: dict[str, Any]) -> Command | None:
+    """The command a control-channel message carries; None if it carries none (or one this
+    version does not know, or fields it does not accept)."""
+    fields = dict(message)
+    model = COMMANDS.get(str(fields.pop("Command", "")))
+    if model is None:
+        return None
+    try:
+        return model.model_validate(fields, context={"schemes": None})
+    except ValueError:
+        return None
