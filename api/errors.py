@@ -14,9 +14,13 @@ from pydantic import ValidationError
 from redis import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from jobs.errors import InvalidJob, RequestTooLarge, RoomcastError, ServiceUnavailable
-
-from .models import FieldError
+from jobs.errors import (
+    FieldError,
+    InvalidJob,
+    RequestTooLarge,
+    RoomcastError,
+    ServiceUnavailable,
+)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from jobs.store import JobStore, State
+from jobs.states import State
+from jobs.store import JobStore
 from worker.metrics import read_workers
 
 bp = Blueprint("metrics", __name__)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from jobs.commands import check_source_url
+from jobs.errors import FieldError
 
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
@@ -206,11 +207,3 @@ class PushRequest(BaseModel):
             # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
             raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
         return self
-
-
-class FieldError(ValueError):
-    """A cross-field rule failed; ``field`` is the field to blame."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from jobs.commands import COMMANDS
+from jobs.records import ListQuery
 from jobs.settings import Settings
-from jobs.store import State
 
 from . import console, events, metrics, views
 from .models import PushRequest
@@ -168,6 +168,17 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI query parameters (all optional)."""
+    schema = model.model_json_schema(ref_template=REF)
+    parameters = []
+    for name, field in schema["properties"].items():
+        description = field.pop("description", "")
+        field.pop("title", None)
+        parameters.append(_query(name, field, description))
+    return parameters
+
+
 def _paths() -> dict[str, Any]:
     submit = {
         "summary": _summary(views.submit),
@@ -208,21 +219,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listPushes",
                 "summary": _summary(views.listing),
                 "tags": ["pushes"],
-                "parameters": [
-                    _query("State", {"enum": [s.value for s in State]}, "Only this state."),
-                    _query(
-                        "Limit",
-                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-                        "At most this many pushes.",
-                    ),
-                    _query("SdkAppId", {"type": "integer"}, "Required with UserId or Room."),
-                    _query("UserId", {"type": "string"}, "Only this user's pushes."),
-                    _query(
-                        "Room", {"type": "string"}, "Only pushes into this RTMP room (RtmpRoom)."
-                    ),
-                    _query("Since", {"type": "number"}, "Created at or after (Unix seconds)."),
-                    _query("Until", {"type": "number"}, "Created at or before (Unix seconds)."),
-                ],
+                "parameters": _query_parameters(ListQuery),
                 "responses": {
                     "200": _json(PushList, "Pushes newest first, and the count in each state."),
                     **_errors(400, 401, 503),

@@ -19,7 +19,8 @@ from pydantic import (
 
 from jobs.commands import COMMANDS, parse, to_message
 from jobs.errors import InvalidJob, NotFound, NotListening, NotRunning, NotSwitchable
-from jobs.store import JobStore, State
+from jobs.states import State
+from jobs.store import JobStore
 
 from .errors import invalid_job_from
 
@@ -37,7 +38,7 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
         raise NotFound(f"no push with request id {request_id!r}")
     if job.state is not State.RUNNING:
         raise NotRunning(f"the push is {job.state.value}: commands need it running")
-    if not job.doc.get("Switchable"):
+    if not job.record.Switchable:
         raise NotSwitchable(
             "this push was not started switchable: give Playlist, Loop or Switchable=true"
         )

@@ -20,11 +20,13 @@ from jobs.errors import (
     SourceError,
     UnsupportedMediaType,
 )
+from jobs.records import JobRecord, JobSecrets, ListQuery, PushRoom
 from jobs.redact import redact_url
 from jobs.rooms import rtmp_room
 from jobs.settings import Settings
+from jobs.states import FINISHED, State
 from jobs.stops import Stop, StopCause
-from jobs.store import FINISHED, JobStore, State, now
+from jobs.store import JobStore, now
 from jobs.urlguard import check_source_address
 from jobs.usersig import UserSigError, check, generate
 from worker.celerystate import mark_revoked
@@ -80,43 +82,43 @@ def submit() -> ResponseReturnValue:
     user_sig = _user_sig(job)
     request_id = str(uuid.uuid4())
     room = _room(job)
-    doc: dict[str, Any] = {
-        "Mode": job.Mode,
-        "SdkAppId": job.SdkAppId,
-        "Room": room,
-        "UserId": job.UserId,
-        "VideoSrc": redact_url(job.VideoSrc),
-        "Redis": job.Redis,
-        "RedisHost": job.RedisHost,
-        "RedisPort": job.RedisPort,
-        "RedisTls": job.RedisTls,
-        "MaxDuration": job.MaxDuration,
-        "Switchable": job.switchable,
-        "Playlist": [redact_url(u) for u in job.Playlist or []],
-        "Loop": job.Loop,
-        "CallbackUrl": redact_url(job.CallbackUrl) if job.CallbackUrl else None,
-        "Engine": job.Engine,
-        "CreatedAt": now(),
-    }
-    secrets = {
-        "UserSig": user_sig,
-        "RedisPassword": job.RedisPassword,
-        "VideoSrc": job.VideoSrc,
-        "Playlist": job.Playlist or [],
-        "CallbackUrl": job.CallbackUrl,
-    }
+    record = JobRecord(
+        Mode=job.Mode,
+        SdkAppId=job.SdkAppId,
+        Room=room,
+        UserId=job.UserId,
+        VideoSrc=redact_url(job.VideoSrc),
+        Redis=job.Redis,
+        RedisHost=job.RedisHost,
+        RedisPort=job.RedisPort,
+        RedisTls=job.RedisTls,
+        MaxDuration=job.MaxDuration,
+        Switchable=job.switchable,
+        Playlist=[redact_url(u) for u in job.Playlist or []],
+        Loop=job.Loop,
+        CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
+        Engine=job.Engine,
+        CreatedAt=now(),
+    )
+    secrets = JobSecrets(
+        UserSig=user_sig,
+        RedisPassword=job.RedisPassword,
+        VideoSrc=job.VideoSrc,
+        Playlist=job.Playlist or [],
+        CallbackUrl=job.CallbackUrl,
+    )
     if job.CallbackUrl and not _settings().callback_secret:
         raise InvalidJob(
             "callbacks are signed: the service needs ROOMCAST_CALLBACK_SECRET to send them",
             field="CallbackUrl",
         )
-    _record(request_id, doc, secrets, replace=job.Replace)
-    _enqueue(request_id, doc)
+    _record(request_id, record, secrets, replace=job.Replace)
+    _enqueue(request_id, record)
     current_app.logger.info(
         "push %s queued: %s into room %s as %s",
         request_id,
-        doc["VideoSrc"],
-        room["RtmpRoom"],
+        record.VideoSrc,
+        room.RtmpRoom,
         job.UserId,
     )
     response = jsonify({"RequestId": request_id, "Message": "Async run task submitted"})
@@ -144,14 +146,14 @@ def _guard_sources(job: PushRequest) -> None:
     guard_urls(sources)
 
 
-def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], replace: bool) -> None:
+def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bool) -> None:
     """Record the job with its publisher lease; with ``replace``, stop the job holding it.
 
     Raises PublisherBusy (409) when another job publishes as this user in this room.
     """
     store = _store()
     try:
-        store.create(request_id, doc, secrets)
+        store.create(request_id, record, secrets)
         return
     except PublisherBusy as busy:
         if not replace:
@@ -162,7 +164,7 @@ def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], repla
     # Anything else means it ended meanwhile, which frees the lease too.
     stop_push(holder, Stop(StopCause.REPLACED, request_id))
     try:
-        store.create(request_id, doc, secrets)
+        store.create(request_id, record, secrets)
     except PublisherBusy as again:
         if again.holder != holder:
             raise
@@ -173,10 +175,10 @@ def _record(request_id: str, doc: dict[str, Any], secrets: dict[str, Any], repla
         ) from None
 
 
-def _enqueue(request_id: str, doc: dict[str, Any]) -> None:
+def _enqueue(request_id: str, record: JobRecord) -> None:
     """Send the task; if that fails, remove the record so that no job is left half-written."""
     try:
-        enqueue(current_app.extensions["celery"], request_id, doc)
+        enqueue(current_app.extensions["celery"], request_id, record)
     except Exception as exc:
         # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
         current_app.logger.error("push %s could not be enqueued: %s", request_id, exc)
@@ -224,22 +226,22 @@ def _user_sig(job: PushRequest) -> str:
     return job.UserSig
 
 
-def _room(job: PushRequest) -> dict[str, Any]:
+def _room(job: PushRequest) -> PushRoom:
     rtmp = rtmp_room(job.RoomId, job.StrRoomId)
     if job.RoomId is not None and job.Engine == "cloud":
         # The cloud ingest enters numeric rooms (RoomIdType 1); RtmpRoom stays the room's key.
-        return {
-            "RoomId": job.RoomId,
-            "RtmpRoom": rtmp,
-            "Note": f"Engine=cloud: TRTC's cloud ingest enters numeric room {job.RoomId}",
-        }
+        return PushRoom(
+            RoomId=job.RoomId,
+            RtmpRoom=rtmp,
+            Note=f"Engine=cloud: TRTC's cloud ingest enters numeric room {job.RoomId}",
+        )
     if job.RoomId is not None:
-        return {
-            "RoomId": job.RoomId,
-            "RtmpRoom": rtmp,
-            "Note": f"TRTC's RTMP ingest takes string rooms only: pushed into string room {rtmp!r}",
-        }
-    return {"StrRoomId": job.StrRoomId, "RtmpRoom": rtmp}
+        return PushRoom(
+            RoomId=job.RoomId,
+            RtmpRoom=rtmp,
+            Note=f"TRTC's RTMP ingest takes string rooms only: pushed into string room {rtmp!r}",
+        )
+    return PushRoom(StrRoomId=job.StrRoomId, RtmpRoom=rtmp)
 
 
 @bp.get("/v1/pushes/<request_id>")
@@ -254,49 +256,20 @@ def status(request_id: str) -> ResponseReturnValue:
 @bp.get("/v1/pushes")
 def listing() -> ResponseReturnValue:
     """Pushes newest first, filtered by State, UserId (+SdkAppId), room and time."""
-    args = request.args
-    state = None
-    if "State" in args:
-        try:
-            state = State(args["State"])
-        except ValueError:
-            raise InvalidJob(
-                f"State must be one of {', '.join(s.value for s in State)}", field="State"
-            ) from None
-    limit = _int_arg("Limit", 50, 1, 1000)
-    app_id = _int_arg("SdkAppId", 0, 0, 4_294_967_295)
-    user = (app_id, args["UserId"]) if "UserId" in args else None
-    room = (app_id, args["Room"]) if "Room" in args else None
-    if (user or room) and not app_id:
-        raise InvalidJob("SdkAppId is required with UserId or Room", field="SdkAppId")
-    since = _float_arg("Since")
-    until = _float_arg("Until")
+    try:
+        query = ListQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise invalid_job_from(exc) from None
     store = _store()
-    jobs = store.list(state=state, limit=limit, user=user, room=room, since=since, until=until)
+    jobs = store.list(
+        state=query.State,
+        limit=query.Limit,
+        user=query.user,
+        room=query.room,
+        since=query.Since,
+        until=query.Until,
+    )
     return jsonify({"Pushes": [j.as_status() for j in jobs], "Stats": store.stats()})
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidJob(f"{name} must be an integer", field=name) from None
-    if not low <= value <= high:
-        raise InvalidJob(f"{name} must be between {low} and {high}", field=name)
-    return value
-
-
-def _float_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidJob(f"{name} must be a Unix time in seconds", field=name) from None
 
 
 @bp.post("/v1/pushes/<request_id>/stop")

@@ -13,7 +13,9 @@ from pathlib import Path
 import redis
 
 from devstack.redis import RedisServer
-from jobs.store import JobStore, State
+from jobs.records import JobRecord, JobSecrets, PushRoom
+from jobs.states import State
+from jobs.store import JobStore
 
 
 def main() -> None:
@@ -25,16 +27,16 @@ def main() -> None:
         store = JobStore(redis.Redis.from_url(server.url), ttl=3 * 86400, lost_after=15)
         now = time.time()
         for i in range(args.records):
-            doc = {
-                "CreatedAt": now - args.records + i,
-                "SdkAppId": 1,
-                "UserId": f"u{i % 500}",
+            record = JobRecord(
+                CreatedAt=now - args.records + i,
+                SdkAppId=1,
+                UserId=f"u{i % 500}",
                 # 999, not 1000: a (user, room) pair repeats only every 499 500 records, so
                 # no record meets a queued one holding its publisher lease (a 409).
-                "Room": {"RtmpRoom": f"r{i % 999}"},
-                "Mode": "vod",
-            }
-            store.create(f"id{i}", doc, {})
+                Room=PushRoom(RtmpRoom=f"r{i % 999}"),
+                VideoSrc="http://example.invalid/clip.mp4",
+            )
+            store.create(f"id{i}", record, JobSecrets(UserSig="x", VideoSrc=record.VideoSrc))
         for i in range(0, args.records, 7):
             store.transition(f"id{i}", (State.QUEUED,), State.SUCCEEDED)
         queries = {

@@ -273,3 +273,13 @@ class InternalError(RoomcastError):
     """A bug: the message says where to look, the worker log has the traceback."""
 
     code = "InternalError"
+
+
+class FieldError(ValueError):
+    """A validation rule across fields failed, inside a pydantic model; ``field`` is the one
+    to blame (the API answers ``InvalidJob`` naming it). Not a RoomcastError: pydantic
+    wraps it, and the API unwraps it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -28,14 +28,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
 import redis
 
 from .errors import PublisherBusy, WorkerLost
 from .events import EventLog
+from .records import JobRecord, JobSecrets, PushStatus
 from .settings import Settings
+from .states import State
 from .stops import REQUESTED, Stop, StopCause
 
 log = logging.getLogger(__name__)
@@ -52,23 +53,6 @@ STOPPING_SECONDS = 300
 #: Running jobs whose heartbeats are read per round trip when looking for lost pushes.
 _WATCH_PAGE = 500
 
-
-class State(StrEnum):
-    """The life of a push."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-    @property
-    def finished(self) -> bool:
-        """Whether the push has ended for good."""
-        return self in FINISHED
-
-
-FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.STOPPED})
 
 # The cause of the stop recorded in a job's hash (KEYS[1]); an unreadable one reads as "api",
 # as Stop.from_json reads it.
@@ -223,45 +207,23 @@ def now() -> float:
     return time.time()
 
 
-def iso(ts: float | None) -> str | None:
-    """An epoch time as the API's ISO 8601 UTC string."""
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
 @dataclass
 class Job:
-    """One job record as read from Redis."""
+    """One job as read from Redis: its state, record and latest progress."""
 
     request_id: str
     state: State
-    doc: dict[str, Any]
+    record: JobRecord
     progress: dict[str, Any] | None
     heartbeat: float | None
 
+    def status(self) -> PushStatus:
+        """The status API's answer (a record never holds a secret)."""
+        return PushStatus.of(self.request_id, self.state, self.record, self.progress)
+
     def as_status(self) -> dict[str, Any]:
-        """The status API's JSON object (no secret is ever stored in a record)."""
-        d = self.doc
-        return {
-            "RequestId": self.request_id,
-            "State": self.state.value,
-            "Mode": d.get("Mode"),
-            "SdkAppId": d.get("SdkAppId"),
-            "Room": d.get("Room"),
-            "UserId": d.get("UserId"),
-            "VideoSrc": d.get("VideoSrc"),
-            "Redis": d.get("Redis", False),
-            "Progress": self.progress,
-            "Reason": d.get("Reason"),
-            "Error": d.get("Error"),
-            "Trtc": d.get("Trtc"),
-            "CreatedAt": iso(d.get("CreatedAt")),
-            "StartedAt": iso(d.get("StartedAt")),
-            "FinishedAt": iso(d.get("FinishedAt")),
-            "Worker": d.get("Worker"),
-            "Attempts": d.get("Attempts", 1),
-        }
+        """The status answer as JSON."""
+        return self.status().answer()
 
 
 class JobStore:
@@ -288,7 +250,7 @@ class JobStore:
         self._set_progress = client.register_script(_SET_PROGRESS)
         self._request_stop = client.register_script(_REQUEST_STOP)
 
-    def create(self, request_id: str, doc: dict[str, Any], secrets: dict[str, Any]) -> None:
+    def create(self, request_id: str, record: JobRecord, secrets: JobSecrets) -> None:
         """Record a new queued job, its secrets and its publisher lease, all or nothing.
 
         Raises :class:`PublisherBusy` when another queued or running job holds the lease.
@@ -296,9 +258,9 @@ class JobStore:
         concurrent submissions for one publisher never both win, and a job is never
         recorded without its lease.
         """
-        created = doc["CreatedAt"]
+        created = record.CreatedAt
         key = job_key(request_id)
-        lease = publisher_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], doc["UserId"])
+        lease = publisher_key(record.SdkAppId, record.Room.RtmpRoom, record.UserId)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -314,14 +276,15 @@ class JobStore:
                         key,
                         mapping={
                             "state": State.QUEUED.value,
-                            "doc": json.dumps(doc),
+                            # What was set, so that the record reads back as it was written.
+                            "doc": record.model_dump_json(exclude_unset=True),
                             "publisher": lease,
                         },
                     )
                     pipe.expire(key, self.ttl)
-                    pipe.set(secrets_key(request_id), json.dumps(secrets), ex=self.ttl)
+                    pipe.set(secrets_key(request_id), secrets.model_dump_json(), ex=self.ttl)
                     pipe.hincrby(METRICS_KEY, "created", 1)
-                    for index in self._indexes(doc, State.QUEUED):
+                    for index in self._indexes(record, State.QUEUED):
                         pipe.zadd(index, {request_id: created})
                         pipe.zremrangebyscore(index, "-inf", created - self.ttl)
                         pipe.expire(index, self.ttl)
@@ -348,7 +311,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(job_key(request_id), secrets_key(request_id))
         if job is not None:
-            for index in self._indexes(job.doc, job.state):
+            for index in self._indexes(job.record, job.state):
                 pipe.zrem(index, request_id)
         pipe.execute()
 
@@ -373,19 +336,19 @@ class JobStore:
     def _claim_args(self, request_id: str) -> list[Any]:
         return [request_id, int(self.lost_after * 1000), f"{PREFIX}job:"]
 
-    def _indexes(self, doc: dict[str, Any], state: State) -> list[str]:
-        app = doc["SdkAppId"]
+    def _indexes(self, record: JobRecord, state: State) -> list[str]:
+        app = record.SdkAppId
         return [
             f"{PREFIX}jobs",
             f"{PREFIX}jobs:state:{state.value}",
-            f"{PREFIX}jobs:user:{app}:{doc['UserId']}",
-            f"{PREFIX}jobs:room:{app}:{doc['Room']['RtmpRoom']}",
+            f"{PREFIX}jobs:user:{app}:{record.UserId}",
+            f"{PREFIX}jobs:room:{app}:{record.Room.RtmpRoom}",
         ]
 
-    def secrets(self, request_id: str) -> dict[str, Any] | None:
+    def secrets(self, request_id: str) -> JobSecrets | None:
         """A job's secrets, or None once the job has ended (they are deleted then)."""
         raw = cast("bytes | None", self.redis.get(secrets_key(request_id)))
-        return None if raw is None else cast("dict[str, Any]", json.loads(raw))
+        return None if raw is None else JobSecrets.model_validate_json(raw)
 
     def forget_secrets(self, request_id: str) -> None:
         """Delete a job's secrets (called when it ends)."""
@@ -605,7 +568,7 @@ class JobStore:
         False when it may not (no requeue hook, or ``max_attempts`` runs already): the
         caller then ends it. The job keeps its publisher lease (same request id).
         """
-        attempts = int(job.doc.get("Attempts", 1))
+        attempts = job.record.Attempts
         if self._requeue is None or attempts >= self.max_attempts:
             return False
         position = (job.progress or {}).get("Position")
@@ -618,7 +581,7 @@ class JobStore:
             unless_stopped_by=REQUESTED,
             clear_stop=True,
             Attempts=attempts + 1,
-            ResumeFrom=position if job.doc.get("Mode") != "live" else None,
+            ResumeFrom=position if job.record.Mode != "live" else None,
             Reason=reason,
         )
         if moved:
@@ -687,7 +650,7 @@ class JobStore:
         fail it once it has had ``max_attempts`` runs."""
         if job.state is not State.RUNNING:
             return job
-        last = job.heartbeat or job.doc.get("StartedAt") or job.doc["CreatedAt"]
+        last = job.heartbeat or job.record.StartedAt or job.record.CreatedAt
         silent = now() - last
         if silent <= self.lost_after:
             return job
@@ -747,7 +710,7 @@ class JobStore:
                     continue
                 if state is not None and job.state is not state:
                     continue
-                if user is not None and (job.doc["SdkAppId"], job.doc["UserId"]) != user:
+                if user is not None and (job.record.SdkAppId, job.record.UserId) != user:
                     continue
                 jobs.append(job)
                 if len(jobs) >= limit:
@@ -843,7 +806,7 @@ def _parse(request_id: str, raw: list[bytes | None]) -> Job | None:
     return Job(
         request_id=request_id,
         state=State(state.decode()),
-        doc=json.loads(doc),
+        record=JobRecord.model_validate_json(doc),
         progress=json.loads(progress) if progress else None,
         heartbeat=float(heartbeat) if heartbeat else None,
     )

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import uuid
 
-from jobs.store import JobStore, State, now
+from jobs.records import JobRecord, JobSecrets, PushRoom
+from jobs.states import State
+from jobs.store import JobStore, now
 
 
 def queued_job(store: JobStore, created: float | None = None) -> str:
     """A new job as the API leaves it: ``queued``, with its secrets and publisher lease."""
     request_id = str(uuid.uuid4())
     room = f"rec_{request_id[:8]}"
-    doc = {
-        "Mode": "vod",
-        "SdkAppId": 1400000001,
-        "Room": {"StrRoomId": room, "RtmpRoom": room},
-        "UserId": "rec",
-        "VideoSrc": "http://example.invalid/clip.mp4",
-        "Redis": False,
-        "CreatedAt": now() if created is None else created,
-    }
-    store.create(request_id, doc, {"UserSig": "sig-for-tests"})
+    source = "http://example.invalid/clip.mp4"
+    record = JobRecord(
+        SdkAppId=1400000001,
+        Room=PushRoom(StrRoomId=room, RtmpRoom=room),
+        UserId="rec",
+        VideoSrc=source,
+        CreatedAt=now() if created is None else created,
+    )
+    store.create(request_id, record, JobSecrets(UserSig="sig-for-tests", VideoSrc=source))
     return request_id
 
 

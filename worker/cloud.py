@@ -37,8 +37,10 @@ from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
 from jobs.errors import TrtcApiError, TrtcNotConfigured
+from jobs.records import JobRecord, JobSecrets, iso
 from jobs.settings import Settings
-from jobs.store import Job, JobStore, State, iso, now
+from jobs.states import State
+from jobs.store import Job, JobStore, now
 from pipeline.control import Control
 
 from . import trtc
@@ -81,13 +83,13 @@ def api_error(action: str, outcome: dict[str, Any]) -> TrtcApiError:
     return TrtcApiError(action, outcome, hint)
 
 
-def time_limit(settings: Settings, doc: dict[str, Any]) -> float | None:
+def time_limit(settings: Settings, record: JobRecord) -> float | None:
     """The push's limit in seconds: its MaxDuration, else the service default (0: none)."""
-    return doc.get("MaxDuration") or settings.max_duration_seconds or None
+    return record.MaxDuration or settings.max_duration_seconds or None
 
 
 def start_request(
-    settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]
+    settings: Settings, record: JobRecord, secrets: JobSecrets
 ) -> models.StartStreamIngestRequest:
     """The StartStreamIngest request of a job (parameter names and types: the SDK's models).
 
@@ -96,19 +98,19 @@ def start_request(
     ``Loop`` (one clip here) is ``RepeatNum`` -1, bounded by ``MaxDuration`` in minutes, which
     TRTC applies to loops only; roomcast enforces the limit itself in every case.
     """
-    room = doc["Room"]
+    room = record.Room
     request = models.StartStreamIngestRequest()
-    request.SdkAppId = int(doc["SdkAppId"])
-    if room.get("StrRoomId"):
-        request.RoomId, request.RoomIdType = str(room["StrRoomId"]), 0
+    request.SdkAppId = record.SdkAppId
+    if room.StrRoomId:
+        request.RoomId, request.RoomIdType = room.StrRoomId, 0
     else:
-        request.RoomId, request.RoomIdType = str(room["RoomId"]), 1
-    request.UserId = str(doc["UserId"])
-    request.UserSig = str(secrets["UserSig"])
-    request.StreamUrl = str(secrets["VideoSrc"])
-    if (doc.get("Loop") or "none") != "none":
+        request.RoomId, request.RoomIdType = str(room.RoomId), 1
+    request.UserId = record.UserId
+    request.UserSig = secrets.UserSig
+    request.StreamUrl = secrets.VideoSrc
+    if record.Loop != "none":
         request.RepeatNum = -1
-        limit = time_limit(settings, doc)
+        limit = time_limit(settings, record)
         if limit is not None:
             request.MaxDuration = min(max(math.ceil(limit / 60), 1), MAX_DURATION_MINUTES)
     return request
@@ -132,13 +134,13 @@ class CloudIngest:
         store: JobStore,
         settings: Settings,
         job: Job,
-        secrets: dict[str, Any],
+        secrets: JobSecrets,
         on_progress: ProgressHook | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._rid = job.request_id
-        self._doc = job.doc
+        self._job_record = job.record
         self._secrets = secrets
         self._on_progress = on_progress
         # A run after a hand-back finds the task of the previous one in the record.
@@ -146,7 +148,7 @@ class CloudIngest:
         self.task_id: str | None = cloud.get("TaskId")
         self.status: str | None = cloud.get("Status")
         self.started_at = _epoch(cloud.get("StartedAt")) or now()
-        self._calls: dict[str, Any] = dict((job.doc.get("Trtc") or {}).get("Cloud") or {})
+        self._calls: dict[str, Any] = dict((job.record.Trtc or {}).get("Cloud") or {})
         self._api: TrtcClient | None = None
 
     @property
@@ -184,7 +186,7 @@ class CloudIngest:
             self._start()
         else:
             log.info("re-attaching to TRTC ingest task %s", self.task_id)
-        limit = time_limit(self._settings, self._doc)
+        limit = time_limit(self._settings, self._job_record)
         poll = self._settings.trtc_ingest_poll_seconds
         while True:
             self._describe()
@@ -199,7 +201,7 @@ class CloudIngest:
                 return Ending(State.STOPPED, control.stop_reason or "stopped", control.stop_cause)
 
     def _start(self) -> None:
-        request = start_request(self._settings, self._doc, self._secrets)
+        request = start_request(self._settings, self._job_record, self._secrets)
         try:
             response = self._client().StartStreamIngest(request)
         except TencentCloudSDKException as exc:
@@ -218,7 +220,7 @@ class CloudIngest:
 
     def _describe(self) -> None:
         request = models.DescribeStreamIngestRequest()
-        request.SdkAppId = int(self._doc["SdkAppId"])
+        request.SdkAppId = self._job_record.SdkAppId
         request.TaskId = self.task_id
         try:
             response = self._client().DescribeStreamIngest(request)
@@ -244,7 +246,7 @@ class CloudIngest:
         if self.task_id is None or self.ended or self._api is None:
             return
         request = models.StopStreamIngestRequest()
-        request.SdkAppId = int(self._doc["SdkAppId"])
+        request.SdkAppId = self._job_record.SdkAppId
         request.TaskId = self.task_id
         try:
             response = self._api.StopStreamIngest(request)
@@ -276,7 +278,7 @@ class CloudIngest:
         """``value`` with the job's secrets masked: TRTC's messages may quote a parameter."""
         error = value.get("Error", value)
         message = str(error.get("Message", ""))
-        for secret in (self._secrets.get("UserSig"), self._secrets.get("VideoSrc")):
+        for secret in (self._secrets.UserSig, self._secrets.VideoSrc):
             if secret:
                 message = message.replace(str(secret), "***")
         if "Message" in error:
@@ -295,7 +297,7 @@ class CloudIngest:
             cloud["Error"] = error
         data = {
             "Elapsed": round(self.elapsed, 3),
-            "RtmpRoom": self._doc["Room"]["RtmpRoom"],
+            "RtmpRoom": self._job_record.Room.RtmpRoom,
             "Cloud": cloud,
         }
         try:

@@ -26,23 +26,25 @@ from typing import Any
 from celery import Celery
 from celery.utils.functional import maybe_list
 
+from jobs.records import JobRecord
+
 #: The push task's registered name (worker/tasks.py).
 PUSH_TASK = "roomcast.push"
 
 
-def stamps(doc: Mapping[str, Any]) -> dict[str, str]:
+def stamps(record: JobRecord) -> dict[str, str]:
     """The stamped headers of a push's message, from its job record."""
-    app = doc["SdkAppId"]
+    app = record.SdkAppId
     return {
         "sdkappid": str(app),
-        "room": f"{app}:{doc['Room']['RtmpRoom']}",
-        "userid": f"{app}:{doc['UserId']}",
+        "room": f"{app}:{record.Room.RtmpRoom}",
+        "userid": f"{app}:{record.UserId}",
     }
 
 
-def matches(doc: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+def matches(record: JobRecord, headers: Mapping[str, Any]) -> bool:
     """Whether a push's stamps match any of ``headers`` (as Celery's worker matches them)."""
-    own = stamps(doc)
+    own = stamps(record)
     return any(
         header in own and own[header] in {str(v) for v in maybe_list(values) or []}
         for header, values in headers.items()
@@ -65,9 +67,9 @@ def scopes(headers: Mapping[str, Any]) -> list[tuple[str, tuple[int, str]]] | No
     return found
 
 
-def enqueue(app: Celery, request_id: str, doc: Mapping[str, Any]) -> None:
-    """Send the push task for job ``request_id`` (its record ``doc`` is already stored)."""
-    own = stamps(doc)
+def enqueue(app: Celery, request_id: str, record: JobRecord) -> None:
+    """Send the push task for job ``request_id`` (its ``record`` is already stored)."""
+    own = stamps(record)
     app.send_task(
         PUSH_TASK, args=[request_id], task_id=request_id, stamped_headers=list(own), **own
     )

@@ -37,8 +37,8 @@ from celery.utils.functional import maybe_list
 from celery.worker import control
 from celery.worker import state as worker_state
 
+from jobs.states import State
 from jobs.stops import Stop, StopCause
-from jobs.store import State
 
 from .celerystate import mark_revoked
 from .messages import matches, parse_headers, scopes
@@ -138,7 +138,7 @@ def _stamped(wanted: dict[str, Any], described: str) -> list[str]:
     except redis.RedisError as exc:
         log.warning("could not look for pushes stamped %s: %s", described, exc)
         return []
-    return sorted({job.request_id for job in jobs if matches(job.doc, wanted)})
+    return sorted({job.request_id for job in jobs if matches(job.record, wanted)})
 
 
 def on_dropped(request: Any, **_: Any) -> None:

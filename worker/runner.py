@@ -19,10 +19,12 @@ import redis
 from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key
 from jobs.errors import InternalError, RoomcastError
 from jobs.logs import job_context
+from jobs.records import JobRecord, JobSecrets
 from jobs.rooms import push_url
 from jobs.settings import Settings
+from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
-from jobs.store import Job, JobStore, State, now
+from jobs.store import Job, JobStore, now
 from jobs.urlguard import check_source_addresses
 from pipeline import Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 
@@ -76,11 +78,16 @@ def run_push(
     if job is None:
         log.warning("job %s is unknown or expired; nothing to do", request_id)
         return RunEnd(None, started=False)
-    secrets = store.secrets(request_id) or {}
-    with job_context(request_id, secret_values(secrets)):
+    secrets = store.secrets(request_id)
+    with job_context(request_id, secrets.values() if secrets is not None else ()):
         if job.state is not State.QUEUED:
             log.info("not starting: the job is already %s", job.state.value)
             return _as_found(job)
+        if secrets is None:
+            gone = InternalError("the push's secrets are gone from Redis: it cannot start")
+            log.error("not starting: %s", gone.message)
+            _finish(store, request_id, State.FAILED, Error=gone.as_dict(), Reason=gone.message)
+            return RunEnd(State.FAILED, 0.0, gone.message, gone.as_dict())
         if worker and store.stopping(worker) and store.requeue(job):
             # Taken in the moment between a shutdown and the end of consuming (perhaps
             # the very push the shutdown handed back): another worker runs it.
@@ -113,8 +120,8 @@ def _as_found(job: Job) -> RunEnd:
     return RunEnd(
         job.state,
         position=float((job.progress or {}).get("Position") or 0.0),
-        reason=job.doc.get("Reason"),
-        error=job.doc.get("Error"),
+        reason=job.record.Reason,
+        error=job.record.Error.model_dump() if job.record.Error else None,
         started=False,
     )
 
@@ -123,17 +130,17 @@ def _run(
     store: JobStore,
     settings: Settings,
     job: Job,
-    secrets: dict[str, Any],
+    secrets: JobSecrets,
     on_progress: ProgressHook | None,
     run_id: str = "",
 ) -> RunEnd:
     rid = job.request_id
-    doc = job.doc
+    record = job.record
     control = Control()
     hub = get_hub(store, settings)
     attached = hub.attach(rid, control, run_id)
     callbacks = _start_callbacks(store, settings, rid, secrets)
-    presence = trtc.watch_presence(store, settings, rid, doc)
+    presence = trtc.watch_presence(store, settings, rid, record)
     bookmark: Bookmark | None = None
     last = Progress()
 
@@ -141,7 +148,7 @@ def _run(
         nonlocal last
         last = progress
         data = progress.as_dict()
-        data["RtmpRoom"] = doc["Room"]["RtmpRoom"]
+        data["RtmpRoom"] = record.Room.RtmpRoom
         if bookmark is not None:
             if final:
                 bookmark.stop_writer()
@@ -163,21 +170,21 @@ def _run(
             store.claim_publisher(rid)
             if settings.block_private_addresses:
                 # Checked again here, not only at submit: DNS may answer differently now.
-                check_source_addresses([secrets["VideoSrc"], *(secrets.get("Playlist") or [])])
-            if doc.get("Engine") == "cloud":
+                check_source_addresses([secrets.VideoSrc, *secrets.Playlist])
+            if record.Engine == "cloud":
                 return _run_cloud(store, settings, job, secrets, control, on_progress)
             # A push handed back by a lost or stopping worker continues where it was.
-            start = float(doc.get("ResumeFrom") or 0.0)
+            start = float(record.ResumeFrom or 0.0)
             if start:
                 log.info("continuing a handed-back push from %.3f s", start)
-            if doc.get("Redis"):
-                bookmark = _open_bookmark(settings, doc, secrets)
+            if record.Redis:
+                bookmark = _open_bookmark(settings, record, secrets)
                 # A live source always starts from now: its record is only written.
-                saved = bookmark.load() if doc.get("Mode") != "live" else None
+                saved = bookmark.load() if record.Mode != "live" else None
                 if saved is not None:
                     start = saved
                     log.info("resuming from the saved position %.3f s", saved)
-            spec = _spec(settings, doc, secrets, start)
+            spec = _spec(settings, record, secrets, start)
             result = push(
                 spec,
                 control,
@@ -204,7 +211,7 @@ def _run(
                 return RunEnd(State.QUEUED, position, stop.reason)
             reason = stop.reason if stop is not None else result.reason
             log.info("push stopped: %s at %.1f s", reason, position)
-            trtc_fields = trtc.on_stop(settings, doc, presence)
+            trtc_fields = trtc.on_stop(settings, record, presence)
             _finish(store, rid, State.STOPPED, Reason=reason, **_cause_field(stop), **trtc_fields)
             return RunEnd(State.STOPPED, position, reason)
     except RoomcastError as exc:
@@ -234,7 +241,7 @@ def _run_cloud(
     store: JobStore,
     settings: Settings,
     job: Job,
-    secrets: dict[str, Any],
+    secrets: JobSecrets,
     control: Control,
     on_progress: ProgressHook | None,
 ) -> RunEnd:
@@ -309,50 +316,46 @@ def _hand_back(store: JobStore, rid: str) -> bool:
 
 
 def _start_callbacks(
-    store: JobStore, settings: Settings, rid: str, secrets: dict[str, Any]
+    store: JobStore, settings: Settings, rid: str, secrets: JobSecrets
 ) -> CallbackSender | None:
-    url = secrets.get("CallbackUrl")
-    if not url:
+    if not secrets.CallbackUrl:
         return None
-    sender = CallbackSender(store.events, rid, url, settings.callback_secret)
+    sender = CallbackSender(store.events, rid, secrets.CallbackUrl, settings.callback_secret)
     sender.start()
     return sender
 
 
-def _open_bookmark(settings: Settings, doc: dict[str, Any], secrets: dict[str, Any]) -> Bookmark:
-    if doc.get("RedisHost"):
+def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -> Bookmark:
+    if record.RedisHost:
         target = RedisTarget(
-            doc["RedisHost"],
-            doc.get("RedisPort") or 6379,
-            secrets.get("RedisPassword"),
-            tls=bool(doc.get("RedisTls")),
+            record.RedisHost,
+            record.RedisPort or 6379,
+            secrets.RedisPassword,
+            tls=record.RedisTls,
         )
     else:
         target = RedisTarget.from_url(settings.redis_url)
-    key = bookmark_key(doc["SdkAppId"], doc["Room"]["RtmpRoom"], secrets["VideoSrc"])
+    key = bookmark_key(record.SdkAppId, record.Room.RtmpRoom, secrets.VideoSrc)
     bookmark = Bookmark(
         target,
         key,
         settings.progress_ttl_seconds,
-        secrets["VideoSrc"],
+        secrets.VideoSrc,
         tls_ca_file=settings.redis_tls_ca_file,
     )
     bookmark.check()
     return bookmark
 
 
-def _spec(
-    settings: Settings, doc: dict[str, Any], secrets: dict[str, Any], start: float
-) -> PushSpec:
-    user_sig = secrets["UserSig"]
+def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: float) -> PushSpec:
     target = push_url(
-        settings.rtmp_base, doc["Room"]["RtmpRoom"], doc["SdkAppId"], doc["UserId"], user_sig
+        settings.rtmp_base, record.Room.RtmpRoom, record.SdkAppId, record.UserId, secrets.UserSig
     )
-    limit = doc.get("MaxDuration") or settings.max_duration_seconds or None
+    limit = record.MaxDuration or settings.max_duration_seconds or None
     return PushSpec(
-        source=secrets["VideoSrc"],
+        source=secrets.VideoSrc,
         target=target,
-        live=doc.get("Mode") == "live",
+        live=record.Mode == "live",
         start_position=start,
         max_duration=limit,
         profile=output_profile(settings),
@@ -362,10 +365,10 @@ def _spec(
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
         live_grace=settings.live_grace_seconds,
-        secrets=secret_values(secrets),
-        switchable=bool(doc.get("Switchable")),
-        playlist=tuple(secrets.get("Playlist") or ()),
-        loop=doc.get("Loop") or "none",
+        secrets=secrets.values(),
+        switchable=record.Switchable,
+        playlist=tuple(secrets.Playlist),
+        loop=record.Loop,
     )
 
 
@@ -392,15 +395,6 @@ def timeouts(settings: Settings) -> Timeouts:
         room_reconnect=settings.room_reconnect_seconds,
         live_read=settings.live_read_timeout_seconds,
     )
-
-
-def secret_values(secrets: dict[str, Any]) -> tuple[str, ...]:
-    """Every secret string of a job (lists such as the Playlist flattened), for masking."""
-    values: list[str] = []
-    for value in secrets.values():
-        items = value if isinstance(value, list) else [value]
-        values += [str(v) for v in items if v]
-    return tuple(values)
 
 
 #: How long the final state of a push is retried while the service's Redis is away.

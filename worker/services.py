@@ -25,4 +25,4 @@ def get_store() -> JobStore:
 def _requeue(job: Job) -> None:
     from . import app  # noqa: PLC0415 - the Celery app's module imports this one
 
-    enqueue(app, job.request_id, job.doc)
+    enqueue(app, job.request_id, job.record)

@@ -15,7 +15,8 @@ from celery import Task, shared_task
 from celery.exceptions import Ignore
 
 from jobs.settings import get_settings
-from jobs.store import Job, State
+from jobs.states import State
+from jobs.store import Job
 
 from .celerystate import PushFailed, revoked_event_fields
 from .messages import PUSH_TASK
@@ -108,18 +109,18 @@ def summary(job: Job, progress: dict[str, Any]) -> dict[str, Any]:
     secret. A push through TRTC's cloud ingest (``Engine=cloud``) shows its time since the
     start as its position, and its ingest task (``Cloud``).
     """
-    doc = job.doc
+    record = job.record
     summary = {
         "RequestId": job.request_id,
         "Position": progress.get("Position", progress.get("Elapsed")),
         "Duration": progress.get("Duration"),
         "Bitrate": progress.get("Bitrate"),
         "Frames": progress.get("Frames"),
-        "SdkAppId": doc.get("SdkAppId"),
-        "Room": (doc.get("Room") or {}).get("RtmpRoom"),
-        "UserId": doc.get("UserId"),
-        "Mode": doc.get("Mode"),
-        "VideoSrc": doc.get("VideoSrc"),
+        "SdkAppId": record.SdkAppId,
+        "Room": record.Room.RtmpRoom,
+        "UserId": record.UserId,
+        "Mode": record.Mode,
+        "VideoSrc": record.VideoSrc,
     }
     if "Cloud" in progress:
         summary["Cloud"] = progress["Cloud"]

@@ -36,8 +36,9 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
+from jobs.records import JobRecord, iso
 from jobs.settings import Settings
-from jobs.store import JobStore, iso, job_key, now
+from jobs.store import JobStore, job_key, now
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def failure(exc: TencentCloudSDKException) -> dict[str, Any]:
 
 
 def on_stop(
-    settings: Settings, doc: dict[str, Any], presence: PresenceWatch | None = None
+    settings: Settings, record: JobRecord, presence: PresenceWatch | None = None
 ) -> dict[str, Any]:
     """What TRTC is told when a push ends ``stopped``: the record fields to add (maybe none).
 
@@ -107,7 +108,7 @@ def on_stop(
     """
     if not settings.trtc_remove_user_on_stop:
         return {}
-    room, user = doc["Room"]["RtmpRoom"], doc["UserId"]
+    room, user = record.Room.RtmpRoom, record.UserId
     try:
         api = client(settings)
         if api is None:
@@ -116,7 +117,7 @@ def on_stop(
                 "Reason": "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY are not set",
             }
         else:
-            outcome = remove_user(api, int(doc["SdkAppId"]), room, user)
+            outcome = remove_user(api, record.SdkAppId, room, user)
     except Exception as exc:  # noqa: BLE001 - the push is over; this must not change it
         log.exception("TRTC RemoveUserByStrRoomId raised")
         outcome = {
@@ -216,17 +217,17 @@ class PresenceWatch(threading.Thread):
     """
 
     def __init__(
-        self, store: JobStore, settings: Settings, request_id: str, doc: dict[str, Any]
+        self, store: JobStore, settings: Settings, request_id: str, record: JobRecord
     ) -> None:
         super().__init__(name=f"presence-{request_id[:8]}", daemon=True)
         self._store = store
         self._settings = settings
         self._request_id = request_id
-        self._app = int(doc["SdkAppId"])
+        self._app = record.SdkAppId
         # The room the user is in: the string room for RTMP pushes; for Engine=cloud with a
         # numeric RoomId, its digits, which is also how TRTC's room APIs take a numeric room.
-        self._room = str(doc["Room"]["RtmpRoom"])
-        self._user = str(doc["UserId"])
+        self._room = record.Room.RtmpRoom
+        self._user = record.UserId
         self._since = now()
         self._interval = settings.trtc_presence_seconds
         self._done = threading.Event()
@@ -270,11 +271,11 @@ class PresenceWatch(threading.Thread):
 
 
 def watch_presence(
-    store: JobStore, settings: Settings, request_id: str, doc: dict[str, Any]
+    store: JobStore, settings: Settings, request_id: str, record: JobRecord
 ) -> PresenceWatch | None:
     """Start a :class:`PresenceWatch` for a push, or None when presence is off (the default)."""
     if settings.trtc_presence_seconds <= 0:
         return None
-    watch = PresenceWatch(store, settings, request_id, doc)
+    watch = PresenceWatch(store, settings, request_id, record)
     watch.start()
     return watch

@@ -24,7 +24,8 @@ import redis
 
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom, publishers_at
-from jobs.store import JobStore, State, control_channel
+from jobs.states import State
+from jobs.store import JobStore, control_channel
 
 from ..conftest import CALLBACK_SECRET, job_for
 from ..media import make_numbered_clip, read_clip_id, read_frame_number

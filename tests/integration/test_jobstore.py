@@ -10,8 +10,10 @@ from typing import Any
 import redis
 
 from devstack.redis import RedisServer
+from jobs.records import JobRecord, JobSecrets, PushRoom
+from jobs.states import State
 from jobs.stops import Stop, StopCause
-from jobs.store import Job, JobStore, State, control_channel, job_key, now
+from jobs.store import Job, JobStore, control_channel, job_key, now
 from tests.records import queued_job, running_job
 
 
@@ -72,7 +74,8 @@ def test_the_watchdog_judges_a_push_that_never_beat_by_its_start(
     just_started = running_job(store)
     store.reap_lost()
     lost = store.get(never_beat)
-    assert lost.state is State.FAILED and lost.doc["Error"]["Code"] == "WorkerLost"
+    assert lost.state is State.FAILED and lost.record.Error is not None
+    assert lost.record.Error.Code == "WorkerLost"
     assert store.get(just_started).state is State.RUNNING
 
 
@@ -97,7 +100,7 @@ def test_a_silent_push_that_was_asked_to_stop_ends_stopped_and_is_not_handed_bac
     store.reap_lost()
     job = store.get(killed)
     assert job is not None and job.state is State.STOPPED
-    assert job.doc["Reason"] == (
+    assert job.record.Reason == (
         "terminated through Celery (revoke terminate=True, signal SIGKILL); "
         "its worker went silent while stopping"
     )
@@ -114,8 +117,8 @@ def test_stopping_a_queued_job_ends_it_at_once_and_says_so_once(
     assert store.stop(queued, Stop(StopCause.REVOKE)) is State.STOPPED
     job = store.get(queued)
     assert job is not None and job.state is State.STOPPED
-    assert job.doc["Reason"] == "revoked through Celery (revoke), before it started"
-    assert job.doc["StopCause"] == "revoke"
+    assert job.record.Reason == "revoked through Celery (revoke), before it started"
+    assert job.record.StopCause == "revoke"
 
 
 def test_stopping_a_running_job_asks_it_on_its_channel_and_leaves_a_flag(
@@ -186,3 +189,26 @@ def test_a_push_handed_back_after_a_shutdown_starts_its_next_run_without_the_sto
 def test_an_unknown_job_is_not_stopped(redis_server: RedisServer) -> None:
     store, _ = _store(redis_server)
     assert store.stop("no-such-job", Stop(StopCause.API)) is None
+
+
+def test_a_record_reads_back_as_it_was_written_through_its_state_changes(
+    redis_server: RedisServer,
+) -> None:
+    store, _ = _store(redis_server)
+    source = "http://example.invalid/clip.mp4"
+    record = JobRecord(
+        SdkAppId=1,
+        Room=PushRoom(StrRoomId="demo", RtmpRoom="demo"),
+        UserId="writer",
+        VideoSrc=source,
+        Playlist=[],  # as the API writes it
+        CreatedAt=now(),
+    )
+    store.create("as-written", record, JobSecrets(UserSig="s", VideoSrc=source))
+    store.transition("as-written", (State.QUEUED,), State.RUNNING, RunId="run-1")
+    store.finish("as-written", State.STOPPED, Reason="stopped through the API")
+    job = store.get("as-written")
+    assert job is not None and job.state is State.STOPPED
+    # Redis's Lua cjson, which applied the changes, writes [] back as {}: still a list.
+    assert job.record.Playlist == [] and job.record.Reason == "stopped through the API"
+    assert job.as_status()["Room"] == {"StrRoomId": "demo", "RtmpRoom": "demo"}

@@ -1,0 +1,299 @@
+"""A push's record, its secrets, and the answers built from them: one model each.
+
+The same definitions store a job in Redis (:class:`JobRecord`, :class:`JobSecrets`), answer
+the status API (:class:`PushStatus`, :class:`PushList`, from the record and its progress),
+and describe those answers in ``GET /openapi.json``; tests/e2e/test_openapi.py validates
+real answers against them. The answers forbid unknown fields, so a field added to an answer
+without being described here fails that test; the progress, which the pipeline grows over
+time, allows them.
+
+The record never holds a secret: URLs are stored with their passwords and signature values
+masked, and the UserSig, the Redis password and the full URLs wait apart in
+:class:`JobSecrets`, deleted when the push ends.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from .errors import FieldError
+from .states import State as JobState
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch time as the API's ISO 8601 UTC string."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class _Answer(BaseModel):
+    """Strict: every field of an answer is described."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PushRoom(_Answer):
+    """The room pushed into; ``RtmpRoom`` is the string room the RTMP ingest receives."""
+
+    StrRoomId: str | None = None
+    RoomId: int | None = None
+    RtmpRoom: str
+    Note: str | None = Field(
+        None, description="With a numeric RoomId: which string room it was pushed into, and why."
+    )
+
+
+class PushError(_Answer):
+    """Why a push failed."""
+
+    Code: str = Field(
+        description="SourceNotFound, SourceNotMedia, RoomUnreachable, WorkerLost… (jobs/errors.py)."
+    )
+    Message: str
+
+
+class JobRecord(BaseModel):
+    """What Redis keeps of a push (``roomcast:job:<id>``'s ``doc``), secrets masked.
+
+    Written at submit; runs, stops and the end add their fields (``JobStore.transition``).
+    Unknown fields are ignored, so a record written by a newer version still reads.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    Mode: Literal["vod", "live"] = "vod"
+    SdkAppId: int
+    Room: PushRoom
+    UserId: str
+    VideoSrc: str = Field(description="The source, passwords and signature values masked.")
+    Redis: bool = False
+    RedisHost: str | None = None
+    RedisPort: int | None = None
+    RedisTls: bool = False
+    MaxDuration: float | None = None
+    Switchable: bool = False
+    Playlist: list[str] = Field(default_factory=list, description="Masked like VideoSrc.")
+    Loop: str = "none"
+    CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
+    Engine: Literal["worker", "cloud"] = "worker"
+    CreatedAt: float
+    StartedAt: float | None = None
+    FinishedAt: float | None = None
+    #: The worker running (or that ran) the push, and the run that owns the record now.
+    Worker: str | None = None
+    RunId: str | None = None
+    #: Runs so far: a push whose worker was lost or shut down is handed back.
+    Attempts: int = 1
+    #: Where a handed-back push continues (seconds into the source).
+    ResumeFrom: float | None = None
+    Reason: str | None = None
+    Error: PushError | None = None
+    #: The cause of the stop that ended the push (``jobs.stops.StopCause``).
+    StopCause: str | None = None
+    #: The outcome of TRTC server API calls (RemoveUser on stop, the cloud ingest's calls).
+    Trtc: dict[str, Any] | None = None
+
+    @field_validator("Playlist", mode="before")
+    @classmethod
+    def _empty_list(cls, value: Any) -> Any:
+        # Redis's Lua cjson, which merges fields into the record, writes [] back as {}.
+        return [] if value == {} else value
+
+
+class JobSecrets(BaseModel):
+    """What a push needs and nobody may see (``roomcast:job:<id>:secrets``)."""
+
+    UserSig: str
+    RedisPassword: str | None = None
+    VideoSrc: str
+    Playlist: list[str] = Field(default_factory=list)
+    CallbackUrl: str | None = None
+
+    def values(self) -> tuple[str, ...]:
+        """Every secret string, to be masked wherever text is written."""
+        found = [self.UserSig, self.RedisPassword, self.VideoSrc, *self.Playlist, self.CallbackUrl]
+        return tuple(v for v in found if v)
+
+
+class StreamDecision(BaseModel):
+    """What is done with one source stream, and why."""
+
+    Type: str = Field(description="video or audio.")
+    Codec: str
+    Action: str = Field(description="remux (copied) or transcode (re-encoded).")
+    Reason: str
+
+
+class SourceState(BaseModel):
+    """A live source's connection."""
+
+    State: str = Field(description="connected, reconnecting or ended.")
+    Reconnects: int
+
+
+class PushProgress(BaseModel):
+    """The latest snapshot a running push reported (about once a second)."""
+
+    # The pipeline adds fields over time; a new one must not make the status invalid.
+    model_config = ConfigDict(extra="allow")
+
+    Position: float = Field(description="Seconds into the source.")
+    OutputTime: float = Field(description="Seconds sent to the room (differs after a resume).")
+    Duration: float | None = Field(description="The source's length; null for live.")
+    Frames: int = Field(description="Video frames sent.")
+    Packets: int
+    Bytes: int = Field(description="Bytes sent to the room.")
+    Bitrate: int = Field(description="Output bit rate, bit/s.")
+    Lag: float = Field(description="How late the pacer runs behind the wall clock, seconds.")
+    Streams: list[StreamDecision]
+    RtmpRoom: str | None = None
+    RoomReconnects: int | None = None
+    ProgressSaving: str | None = Field(
+        None, description="Redis=true: 'ok', or why saving the progress fails."
+    )
+    Source: SourceState | None = Field(None, description="Live pushes only.")
+    Player: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Switchable pushes only: Clip {Index, VideoSrc}, Queue, Loop, Paused, Volume, History."
+        ),
+    )
+
+
+class CloudTask(BaseModel):
+    """Engine=cloud: TRTC's ingest task, as DescribeStreamIngest last reported it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    TaskId: str | None = Field(description="TRTC's TaskId (StartStreamIngest).")
+    Status: str | None = Field(description="InProgress, or NotExist once TRTC ended the task.")
+    StartedAt: str | None = Field(description="ISO 8601 UTC.")
+    CheckedAt: str | None = Field(description="When TRTC was last asked, ISO 8601 UTC.")
+    Error: PushError | None = Field(
+        None, description="Why the last status query failed (retried at the next poll)."
+    )
+
+
+class CloudProgress(BaseModel):
+    """Engine=cloud: TRTC pushes, so there is no position or byte count, only the task."""
+
+    model_config = ConfigDict(extra="allow")
+
+    Elapsed: float = Field(description="Seconds since the task started.")
+    RtmpRoom: str | None = None
+    Cloud: CloudTask
+
+
+class PushStatus(_Answer):
+    """One push: ``GET /v1/pushes/{RequestId}``, and the answer of a stop."""
+
+    RequestId: str
+    State: JobState
+    Mode: Literal["vod", "live"]
+    SdkAppId: int
+    Room: PushRoom
+    UserId: str
+    VideoSrc: str = Field(description="The source, passwords and signature values masked.")
+    Redis: bool
+    Progress: PushProgress | CloudProgress | None = Field(
+        description="null until the push first reports."
+    )
+    Reason: str | None = Field(description="Why the push ended.")
+    Error: PushError | None = Field(description="Why the push failed.")
+    Trtc: dict[str, Any] | None = Field(
+        description="The outcome of TRTC server API calls, e.g. RemoveUser on stop."
+    )
+    CreatedAt: str | None = Field(description="ISO 8601 UTC.")
+    StartedAt: str | None
+    FinishedAt: str | None
+    Worker: str | None = Field(None, description="The worker running (or that ran) the push.")
+    Attempts: int | None = Field(
+        None, description="Runs so far: a push whose worker was lost is handed back and rerun."
+    )
+
+    @classmethod
+    def of(
+        cls, request_id: str, state: JobState, record: JobRecord, progress: dict[str, Any] | None
+    ) -> PushStatus:
+        """The status of a push from its record and its latest progress."""
+        return cls(
+            RequestId=request_id,
+            State=state,
+            Mode=record.Mode,
+            SdkAppId=record.SdkAppId,
+            Room=record.Room,
+            UserId=record.UserId,
+            VideoSrc=record.VideoSrc,
+            Redis=record.Redis,
+            Progress=progress,  # type: ignore[arg-type]
+            Reason=record.Reason,
+            Error=record.Error,
+            Trtc=record.Trtc,
+            CreatedAt=iso(record.CreatedAt),
+            StartedAt=iso(record.StartedAt),
+            FinishedAt=iso(record.FinishedAt),
+            Worker=record.Worker,
+            Attempts=record.Attempts,
+        )
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON object the API answers with: every field, and of the room and the
+        progress only what they hold."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+#: How many live records are in each state (one field per state, so the two never differ).
+Stats = create_model(  # type: ignore[call-overload]
+    "Stats",
+    __config__=ConfigDict(extra="forbid"),
+    **{state.value: (int, ...) for state in JobState},
+)
+
+
+class ListQuery(BaseModel):
+    """``GET /v1/pushes``'s query: which pushes to list, newest first."""
+
+    # Query strings carry text: pydantic reads "20" as 20 for an int field.
+    model_config = ConfigDict(extra="ignore")
+
+    State: JobState | None = Field(None, description="Only this state.")
+    Limit: int = Field(50, ge=1, le=1000, description="At most this many pushes.")
+    SdkAppId: int = Field(0, ge=0, le=4_294_967_295, description="Required with UserId or Room.")
+    UserId: str | None = Field(None, description="Only this user's pushes.")
+    Room: str | None = Field(None, description="Only pushes into this RTMP room (RtmpRoom).")
+    Since: float | None = Field(None, description="Created at or after (Unix seconds).")
+    Until: float | None = Field(None, description="Created at or before (Unix seconds).")
+
+    @model_validator(mode="after")
+    def _app_with_user_or_room(self) -> ListQuery:
+        if (self.UserId is not None or self.Room is not None) and not self.SdkAppId:
+            raise FieldError("SdkAppId", "SdkAppId is required with UserId or Room")
+        return self
+
+    @property
+    def user(self) -> tuple[int, str] | None:
+        """(SdkAppId, UserId) when filtering by user."""
+        return None if self.UserId is None else (self.SdkAppId, self.UserId)
+
+    @property
+    def room(self) -> tuple[int, str] | None:
+        """(SdkAppId, RTMP room) when filtering by room."""
+        return None if self.Room is None else (self.SdkAppId, self.Room)
+
+
+class PushList(_Answer):
+    """``GET /v1/pushes``: pushes newest first, and the count in each state."""
+
+    Pushes: list[PushStatus]
+    Stats: Stats  # type: ignore[valid-type]
