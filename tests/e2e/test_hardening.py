@@ -259,8 +259,7 @@ def test_submitting_while_redis_is_down_answers_503_then_works_again_when_it_is_
 ) -> None:
     server = RedisServer(tmp_path / "redis")
     server.start()
-    proc, base = start_api(dict(service_env, ROOMCAST_REDIS_URL=server.url), tmp_path / "a.log")
-    api = Api(base)
+    api = ClientApi(settings_of(dict(service_env, ROOMCAST_REDIS_URL=server.url)))
     try:
         body = job_for(room, "missing.mp4", "redis_down")
         server.stop()
@@ -278,7 +277,6 @@ def test_submitting_while_redis_is_down_answers_503_then_works_again_when_it_is_
         assert answer.status == 202, answer.body
         assert count_records(server.url) == 1
     finally:
-        stop(proc)
         server.stop()
 
 
@@ -286,14 +284,14 @@ def test_a_push_that_cannot_be_enqueued_leaves_no_record_and_no_lease(
     service_env: dict[str, str], room: LocalRoom, tmp_path: Path
 ) -> None:
     with RedisServer(tmp_path / "redis") as server:
-        proc, base = start_api(dict(service_env, ROOMCAST_REDIS_URL=server.url), tmp_path / "a.log")
+        api = ClientApi(settings_of(dict(service_env, ROOMCAST_REDIS_URL=server.url)))
         client = redis.Redis.from_url(server.url)
         try:
             # The job store's keys stay writable; Celery's queue keys do not: the record is
             # written, then sending the task fails.
             client.execute_command("ACL", "SETUSER", "default", "resetkeys", "~roomcast:*")
             body = job_for(room, "missing.mp4", "no_queue")
-            answer = Api(base).call("POST", "/v1/pushes", body)
+            answer = api.call("POST", "/v1/pushes", body)
             assert answer.status == 503, answer.body
             assert answer.body["Error"]["Code"] == "ServiceUnavailable"
             assert "not accepted" in answer.body["Error"]["Message"]
@@ -301,10 +299,9 @@ def test_a_push_that_cannot_be_enqueued_leaves_no_record_and_no_lease(
             assert client.zcard("roomcast:jobs") == 0
             assert client.get(publisher_key(APP, "no_queue", "pusher_1")) is None
             client.execute_command("ACL", "SETUSER", "default", "allkeys")
-            assert Api(base).call("POST", "/v1/pushes", body).status == 202
+            assert api.call("POST", "/v1/pushes", body).status == 202
         finally:
             client.close()
-            stop(proc)
 
 
 # --- hostile sources: FFmpeg reads nothing local -----------------------------------------------

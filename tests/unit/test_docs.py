@@ -1,6 +1,6 @@
 """The docs say what the code reads: every setting, and every other ROOMCAST_* variable.
 
-docs/architecture.md's settings table is generated from jobs/settings.py (name, default and
+docs/configuration.md's settings table is generated from jobs/settings.py (name, default and
 description of each field), so it cannot drift: after adding or changing a setting, rewrite it
 with ``.venv/bin/python -m tests.unit.test_docs``; the test below fails until then and says so.
 """
@@ -16,7 +16,7 @@ from jobs.settings import Settings
 
 from ..stack import REPO
 
-DOC = REPO / "docs" / "architecture.md"
+DOC = REPO / "docs" / "configuration.md"
 BEGIN = (
     "<!-- settings table: generated from jobs/settings.py by "
     "`.venv/bin/python -m tests.unit.test_docs`; do not edit it by hand -->"
@@ -100,7 +100,7 @@ def code_variables() -> set[str]:
 
 def test_the_settings_table_is_generated_from_the_settings() -> None:
     assert documented_table(DOC.read_text(encoding="utf-8")) == settings_table(), (
-        "docs/architecture.md's settings table is out of date: run "
+        "docs/configuration.md's settings table is out of date: run "
         "`.venv/bin/python -m tests.unit.test_docs` to regenerate it"
     )
 
@@ -113,17 +113,17 @@ def test_every_setting_has_a_description() -> None:
 def test_every_roomcast_variable_in_the_code_is_documented() -> None:
     doc = DOC.read_text(encoding="utf-8")
     undocumented = sorted(name for name in code_variables() if f"`{name}`" not in doc)
-    assert not undocumented, f"not in docs/architecture.md's configuration: {undocumented}"
+    assert not undocumented, f"not in docs/configuration.md: {undocumented}"
 
 
 def test_the_readme_tells_where_the_console_and_the_complete_settings_are() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "/console" in readme
-    assert "docs/architecture.md#configuration" in readme
+    assert "docs/configuration.md" in readme
 
 
 def main() -> None:
-    """Rewrite docs/architecture.md's settings table from jobs/settings.py."""
+    """Rewrite docs/configuration.md's settings table from jobs/settings.py."""
     text = DOC.read_text(encoding="utf-8")
     old = documented_table(text)
     new = settings_table()

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from api.models import PushRequest
 from devstack.redis import RedisServer
 
-from ..stack import Api, start_api, stop
+from ..stack import Api, ClientApi, settings_of
 
 #: Bounded so that the whole file runs in well under 30 s.
 FUZZ = settings(
@@ -47,9 +47,7 @@ def fuzz_api(
     client.flushdb()
     client.close()
     env = dict(service_env, ROOMCAST_REDIS_URL=url, ROOMCAST_LOG_LEVEL="WARNING")
-    proc, base = start_api(env, tmp_path_factory.mktemp("fuzz") / "api.log")
-    yield Api(base)
-    stop(proc)
+    yield ClientApi(settings_of(env))
 
 
 scalars = (
