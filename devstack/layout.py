@@ -4,8 +4,9 @@ Measured with ``bench.concurrency`` (docs/benchmarks.md): many pushes per proces
 threads pool, about 25 each, and four processes per core. 200 remux pushes on two cores
 take 0.5–0.9 of a core with pacing p99 under 50 ms in that layout; fewer, larger processes
 fall behind (Python's GIL), and one push per prefork child costs about 60 MiB each. The
-Procfile's ``worker`` line holds the per-process part (``-P threads --concurrency 25``);
-this module holds the count, which ``scripts/dev`` hands to honcho (``-c worker=N``) and
+per-process part is Celery's ``worker_pool``/``worker_concurrency`` settings
+(``ROOMCAST_WORKER_POOL``, ``ROOMCAST_WORKER_CONCURRENCY``: threads, 25); this module holds
+the count, which ``scripts/dev`` hands to honcho (``-c worker=N``) and
 ``bench.concurrency`` starts by default.
 """
 

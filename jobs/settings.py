@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="One JSON object per log line.")
 
     # The pipeline's own defaults (OutputProfile, Timeouts), written again here so that this
-    # module loads no media code: tests/unit/test_settings.py checks that they agree.
+    # module loads no media code: tests/unit/test_layers.py checks that they agree.
     # The descriptions feed docs/configuration.md's table (tests/unit/test_docs.py checks it).
     max_width: int = Field(1920, description="Wider video is re-encoded and scaled down.")
     max_height: int = Field(1080, description="Taller video is re-encoded and scaled down.")

@@ -1,9 +1,9 @@
 """roomcast's Celery app: ``celery -A worker worker`` runs push tasks.
 
-Configuration comes from ``celeryconfig.py``, which reads ``ROOMCAST_*`` settings. The API
-imports this module for the app alone (it enqueues by task name): the task and the
-worker's hooks load the pipeline, so they are imported by worker processes only (the
-task through ``include``, the hooks inside the signal handlers).
+Configuration comes from ``celeryconfig.py``, which reads ``ROOMCAST_*`` settings. Nothing here
+loads the pipeline: the task and the worker's hooks are imported by worker processes only
+(the task through ``include``, the hooks inside the signal handlers), so a Celery client
+that imports this package (``celery -A worker control``, Flower) stays light.
 """
 
 from __future__ import annotations

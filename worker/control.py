@@ -51,7 +51,7 @@ def signal_stops(control: Control) -> Iterator[None]:
 
     The handlers only set the stop flag with ``StopCause.SIGNAL`` (async-signal-safe); the
     pipeline ends the publish itself, and the runner reads from Redis what the signal meant
-    (:func:`worker.runner.resolve_signal`): the same SIGTERM is a deploy or Flower's
+    (:func:`worker.runner.stop_of`): the same SIGTERM is a deploy or Flower's
     Terminate, and only what the main process recorded tells them apart. Signals can be set
     only from the main thread; in a threads pool the control message alone stops the push.
     """
