@@ -28,6 +28,8 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app; ``settings`` default to the ``ROOMCAST_*`` environment."""
+    from functools import partial
+
     from celery import Celery
     from flask import Flask
 
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from jobs.logs import configure_logging
     from jobs.settings import get_settings
     from jobs.store import open_store
+    from worker.messages import send_delivery
 
     from .console import bp as console_bp
     from .errors import register_error_handlers
@@ -56,7 +59,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery.config_from_object(celeryconfig.for_settings(settings))
     app.extensions["celery"] = celery
     app.extensions["roomcast.settings"] = settings
-    app.extensions["roomcast.store"] = open_store(settings)
+    # A stop of a queued push ends it here: its callback delivery is sent from here too.
+    app.extensions["roomcast.store"] = open_store(
+        settings, deliver=partial(send_delivery, celery, settings.events_queue)
+    )
     register_error_handlers(app)
     app.before_request(_check_api_key)
     app.before_request(_limit_streamed_body)

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any, NoReturn, TextIO
 
@@ -32,6 +32,8 @@ POLL_SECONDS = 0.5
 #: state change, instead of redrawing one line.
 LOG_EVERY_SECONDS = 2.0
 FINISHED = ("succeeded", "failed", "stopped")
+#: ``events`` takes a broken stream up again this many times in a row before giving up.
+EVENT_RETRIES = 5
 #: A subcommand: runs against the API, writes data to ``out`` and messages to ``err``.
 Command = Callable[["Client", argparse.Namespace, TextIO, TextIO], int]
 
@@ -79,6 +81,35 @@ class Client:
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise Unreachable(f"cannot reach the API at {self.base}: {reason}") from None
+
+    def events(self, path: str, last_id: str | None) -> Iterator[tuple[str, str]]:
+        """A server-sent event stream: (id, data) of each event, until the server ends it.
+        Raises ApiRefused or Unreachable (also when the stream breaks off)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        req = urllib.request.Request(self.base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                event_id, data = "", []
+                for raw in resp:
+                    line = raw.decode().rstrip("\r\n")
+                    if line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: "):
+                        data.append(line[6:])
+                    elif not line and data:
+                        yield event_id, "\n".join(data)
+                        data = []
+        except urllib.error.HTTPError as err:
+            answer = _json(err.read())
+            error = answer.get("Error") if isinstance(answer, dict) else None
+            raise ApiRefused(err.code, error or {"Code": f"HTTP{err.code}"}) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise Unreachable(f"the event stream from {self.base} broke off: {reason}") from None
 
 
 def _json(raw: bytes) -> Any:
@@ -168,6 +199,42 @@ def cmd_stop(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
         print(f"{args.id}: stopping (still {status.get('State')})", file=out)
     else:
         print(f"{args.id}: {status.get('State')} ({status.get('Reason') or ''})", file=out)
+    return OK
+
+
+def cmd_events(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print a push's events as JSON lines until its final one; 0 if it succeeded.
+
+    A stream that breaks off (an API restart, a proxy's timeout) is taken up again after
+    the last event printed, so none is printed twice or missed.
+    """
+    last = args.after
+    path = f"/v1/pushes/{_quote(args.id)}/events"
+    retries = 0
+    while True:
+        try:
+            for event_id, data in client.events(path, last):
+                print(data, file=out, flush=True)
+                last, retries = event_id, 0
+                state = json.loads(data).get("Event")
+                if state in FINISHED:
+                    return OK if state == "succeeded" else JOB_FAILED
+        except Unreachable as exc:
+            retries += 1
+            if retries > EVENT_RETRIES:
+                raise
+            print(f"roomcast: {exc}; following again", file=err)
+            time.sleep(min(retries, 5))
+            continue
+        # The stream ended without a final event: the push had ended before it.
+        return OK
+
+
+def cmd_replay(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Send a push's events to its callback URL again."""
+    body = {"From": args.from_seq} if args.from_seq is not None else None
+    _, answer = client.call("POST", f"/v1/pushes/{_quote(args.id)}/events/replay", body)
+    print(f"{args.id}: events {answer['From']}..{answer['Events']} sent again", file=out)
     return OK
 
 
@@ -337,11 +404,23 @@ def parser() -> argparse.ArgumentParser:
     p = add("stop", cmd_stop, "stop a push")
     p.add_argument("id", metavar="ID")
 
-    switch = _command("switch", lambda a: {"VideoSrc": a.src, "When": "end" if a.at_end else "now"})
+    p = add("events", cmd_events, "follow a push's events, one JSON object per line")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--after", metavar="EVENT_ID", help="start after this event Id (or Seq)")
+
+    p = add("replay", cmd_replay, "send a push's events to its callback URL again")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--from", dest="from_seq", type=int, metavar="SEQ", help="from this Seq on")
+
+    switch = _command(
+        "switch",
+        lambda a: {"VideoSrc": a.src, "When": "end" if a.at_end else "now", "ClipId": a.clip_id},
+    )
     p = add("switch", switch, "play another clip now (or when the current one ends)")
     p.add_argument("id", metavar="ID")
     p.add_argument("src", metavar="SRC")
     p.add_argument("--at-end", action="store_true", help="when the current clip ends")
+    p.add_argument("--clip-id", metavar="NAME", help="your id for the clip, in its events")
 
     queue = _command("queue", lambda a: {"Action": a.action, "Sources": a.src})
     p = add("queue", queue, "append to, replace or clear the clips waiting after the current one")

@@ -1,8 +1,13 @@
-"""``GET /v1/pushes/<id>/events``: a push's events as server-sent events, in order.
+"""A push's events: streamed as server-sent events, and delivered again on request.
 
-Each event is sent with its Redis stream id as the SSE ``id``, so a client that reconnects
-with ``Last-Event-ID`` continues where it left off. The stream ends after the push's final
-state (succeeded, failed or stopped).
+``GET /v1/pushes/<id>/events`` sends each event with its ``Id`` (``<RequestId>.<Seq>``) as the
+SSE ``id``, so a client that reconnects with ``Last-Event-ID`` (or ``?After=<Id or Seq>``)
+continues with the next one. The stream ends after the push's final state (succeeded, failed
+or stopped).
+
+``POST /v1/pushes/<id>/events/replay`` sends a push's events to its callback URL again: from
+``From`` (a Seq) on, or from the first one its receiver has not acknowledged. It restarts
+retries that gave up (``Callbacks.State`` ``gave-up``).
 """
 
 from __future__ import annotations
@@ -11,37 +16,60 @@ import json
 from collections.abc import Iterator
 from typing import cast
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.errors import NotFound
-from jobs.events import FINAL_EVENTS
-from jobs.store import JobStore
+from jobs.errors import InvalidJob, NoCallback, NotFound
+from jobs.events import FINAL_EVENTS, seq_of
+from jobs.store import Job, JobStore
+
+from .errors import invalid_job_from
+from .responses import Replayed
 
 bp = Blueprint("events", __name__)
+
+
+class ReplayRequest(BaseModel):
+    """``POST /v1/pushes/{RequestId}/events/replay``'s optional body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    From: int | None = Field(
+        None, ge=1, description="The first Seq to send again; default: the first undelivered."
+    )
+
+
+def _store() -> JobStore:
+    return cast(JobStore, current_app.extensions["roomcast.store"])
+
+
+def _job(request_id: str) -> Job:
+    job = _store().get(request_id)
+    if job is None:
+        raise NotFound(f"no push with request id {request_id!r}")
+    return job
 
 
 @bp.get("/v1/pushes/<request_id>/events")
 def events(request_id: str) -> ResponseReturnValue:
     """Stream the push's events (server-sent events) until its final state."""
-    store = cast(JobStore, current_app.extensions["roomcast.store"])
-    if store.get(request_id) is None:
-        raise NotFound(f"no push with request id {request_id!r}")
-    after = request.headers.get("Last-Event-ID") or request.args.get("After") or "0"
+    _job(request_id)
+    after = seq_of(request.headers.get("Last-Event-ID") or request.args.get("After") or "0")
     return Response(
-        _stream(store, request_id, after),
+        _stream(_store(), request_id, after),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _stream(store: JobStore, request_id: str, after: str) -> Iterator[str]:
+def _stream(store: JobStore, request_id: str, after: int) -> Iterator[str]:
     while True:
         batch = store.events.read(request_id, after, block_ms=1000)
-        for entry_id, event in batch:
+        for event in batch:
             name = event.get("Event", "message")
-            yield f"id: {entry_id}\nevent: {name}\ndata: {json.dumps(event)}\n\n"
-            after = entry_id
+            yield f"id: {event['Id']}\nevent: {name}\ndata: {json.dumps(event)}\n\n"
+            after = int(event["Seq"])
             if name in FINAL_EVENTS:
                 return
         if not batch:
@@ -49,3 +77,29 @@ def _stream(store: JobStore, request_id: str, after: str) -> Iterator[str]:
             if job is None or job.state.finished:
                 return
             yield ": keep-alive\n\n"  # proxies close silent connections
+
+
+@bp.post("/v1/pushes/<request_id>/events/replay")
+def replay(request_id: str) -> ResponseReturnValue:
+    """Send the push's events to its callback URL again (after its receiver was down)."""
+    job = _job(request_id)
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise InvalidJob("the body must be a JSON object")
+    try:
+        asked = ReplayRequest.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_job_from(exc) from None
+    if job.callbacks is None:
+        raise NoCallback("this push has no CallbackUrl: its events go to no receiver")
+    first = asked.From or job.callbacks.Delivered + 1
+    last = _store().outbox.replay(request_id, first)
+    if last is None:  # the record expired meanwhile
+        raise NotFound(f"no push with request id {request_id!r}")
+    deliver = _store().events.on_due
+    if deliver is not None:
+        deliver(request_id)
+    current_app.logger.info("push %s: events from %d sent again", request_id, first)
+    answer = jsonify(Replayed(RequestId=request_id, From=first, Events=last).model_dump())
+    answer.status_code = 202
+    return answer

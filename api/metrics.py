@@ -82,7 +82,24 @@ class StoreCollector(Collector):
             value=counters.get("sent_frames", 0),
         )
 
+        yield from self._callbacks(counters)
         yield from self._running(stats[State.RUNNING.value])
+
+    def _callbacks(self, counters: dict[str, int]) -> Iterator[Metric]:
+        """The delivery of events to callback URLs (jobs/outbox.py)."""
+        for name, key, text in (
+            ("delivered", "callbacks_delivered", "Events a callback receiver acknowledged."),
+            ("failures", "callback_failures", "Failed attempts to deliver an event."),
+            ("given_up", "callbacks_given_up", "Pushes whose receiver was given up on."),
+        ):
+            yield CounterMetricFamily(
+                f"roomcast_callbacks_{name}", text, value=counters.get(key, 0)
+            )
+        yield GaugeMetricFamily(
+            "roomcast_callbacks_pending",
+            "Pushes with events not yet delivered to their callback URL (retries included).",
+            value=self.store.outbox.pending(),
+        )
 
     def _running(self, running: int) -> Iterator[Metric]:
         """Gauges over the running pushes' latest progress."""

@@ -23,7 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from jobs.commands import check_source_url
+from jobs.commands import (
+    ClipIdField,
+    ClipItem,
+    ClipSource,
+    check_clip_items,
+    check_source_url,
+    clip_source,
+)
 from jobs.errors import FieldError
 
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
@@ -105,10 +112,28 @@ class PushRequest(BaseModel):
     ] = None
 
     Playlist: Annotated[
-        list[StrictStr] | None,
+        list[ClipItem] | None,
         Field(
             max_length=100,
-            description="Clips played after VideoSrc, in order (makes the push switchable).",
+            description=(
+                "Clips played after VideoSrc, in order (makes the push switchable): URLs, or "
+                "{VideoSrc, ClipId} objects."
+            ),
+        ),
+    ] = None
+    ClipId: Annotated[
+        ClipIdField | None,
+        Field(description="Your id for VideoSrc, echoed in its clip events (makes it switchable)."),
+    ] = None
+    ClipEndingSeconds: Annotated[
+        StrictInt | StrictFloat | None,
+        Field(
+            ge=0,
+            le=600,
+            description=(
+                "Seconds before each clip's end that its clip-ending event fires (0: never); "
+                "the service default (3) otherwise."
+            ),
         ),
     ] = None
     Loop: Literal["none", "last", "all"] = Field(
@@ -164,15 +189,30 @@ class PushRequest(BaseModel):
 
     @field_validator("Playlist")
     @classmethod
-    def _check_playlist(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        for url in value or []:
-            check_source_url(url, info)
-        return value
+    def _check_playlist(
+        cls, value: list[ClipItem] | None, info: ValidationInfo
+    ) -> list[ClipItem] | None:
+        return None if value is None else check_clip_items(value, info)
 
     @property
     def switchable(self) -> bool:
-        """Whether the push takes player commands."""
-        return self.Switchable or bool(self.Playlist) or self.Loop != "none"
+        """Whether the push takes player commands (and reports clip events)."""
+        return (
+            self.Switchable
+            or bool(self.Playlist)
+            or self.Loop != "none"
+            or self.ClipId is not None
+            or self.ClipEndingSeconds is not None
+        )
+
+    def playlist(self) -> list[ClipSource]:
+        """The clips after VideoSrc, each with its id (if given)."""
+        return [clip_source(item) for item in self.Playlist or []]
+
+    def clip_ids(self) -> list[str | None]:
+        """The id of each clip (VideoSrc first); empty when no clip has one."""
+        ids = [self.ClipId, *(clip.ClipId for clip in self.playlist())]
+        return ids if any(ids) else []
 
     @model_validator(mode="after")
     def _check_room_and_redis(self) -> PushRequest:
@@ -187,7 +227,7 @@ class PushRequest(BaseModel):
                         "takes no player commands and reports no position",
                     )
         if self.Mode == "live" and self.switchable:
-            raise FieldError("Mode", "Playlist, Loop and Switchable need Mode=vod")
+            raise FieldError("Mode", "Playlist, Loop, Switchable and clip ids need Mode=vod")
         if self.Redis and self.switchable:
             raise FieldError("Redis", "resume (Redis=true) is not supported for switchable pushes")
         if self.RoomId is None and self.StrRoomId is None:

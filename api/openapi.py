@@ -32,6 +32,7 @@ from .responses import (
     Health,
     PushList,
     PushStatus,
+    Replayed,
 )
 
 bp = Blueprint("openapi", __name__)
@@ -114,6 +115,8 @@ def _schemas() -> dict[str, Any]:
         PushStatus,
         PushList,
         CommandSent,
+        events.ReplayRequest,
+        Replayed,
         ErrorAnswer,
         Health,
     ]
@@ -246,9 +249,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "pushEvents",
                 "summary": _summary(events.events),
                 "description": (
-                    "Server-sent events: `id` is the Redis stream id (send it back as "
-                    "Last-Event-ID to resume), `event` the event's name (running, succeeded, "
-                    "failed, stopped, clip-start, switch…), `data` its JSON."
+                    "Server-sent events: `id` is the event's Id, `<RequestId>.<Seq>` (send it "
+                    "back as Last-Event-ID to resume), `event` the event's name (queued, "
+                    "running, succeeded, failed, stopped, clip-started, switch…), `data` its "
+                    "JSON."
                 ),
                 "tags": ["pushes"],
                 "parameters": [
@@ -260,7 +264,7 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                         "description": "Continue after this event.",
                     },
-                    _query("After", {"type": "string"}, "Continue after this event id."),
+                    _query("After", {"type": "string"}, "Continue after this event Id or Seq."),
                 ],
                 "responses": {
                     "200": {
@@ -268,6 +272,27 @@ def _paths() -> dict[str, Any]:
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/pushes/{RequestId}/events/replay": {
+            "post": {
+                "operationId": "replayPushEvents",
+                "summary": _summary(events.replay),
+                "description": (
+                    "Deliver the push's events to its CallbackUrl again, from `From` on or "
+                    "from the first its receiver has not acknowledged; restarts retries that "
+                    "gave up."
+                ),
+                "tags": ["pushes"],
+                "parameters": [_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref(events.ReplayRequest)}},
+                },
+                "responses": {
+                    "202": _json(Replayed, "The events are on their way again."),
+                    **_errors(400, 401, 404, 409, 503),
                 },
             }
         },

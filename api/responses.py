@@ -54,6 +54,14 @@ class CommandSent(_Answer):
     Message: Literal["command sent"]
 
 
+class Replayed(_Answer):
+    """A push's events are being sent to its callback URL again (202)."""
+
+    RequestId: str
+    From: int = Field(description="The first Seq sent again.")
+    Events: int = Field(description="The push's last Seq: the events sent are From..Events.")
+
+
 class Health(_Answer):
     """The API is up and Redis answers."""
 
@@ -68,4 +76,5 @@ __all__ = [
     "Health",
     "PushList",
     "PushStatus",
+    "Replayed",
 ]

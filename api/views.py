@@ -94,7 +94,9 @@ def submit() -> ResponseReturnValue:
         RedisTls=job.RedisTls,
         MaxDuration=job.MaxDuration,
         Switchable=job.switchable,
-        Playlist=[redact_url(u) for u in job.Playlist or []],
+        Playlist=[redact_url(clip.VideoSrc) for clip in job.playlist()],
+        ClipIds=job.clip_ids(),
+        ClipEndingSeconds=job.ClipEndingSeconds,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
@@ -104,7 +106,7 @@ def submit() -> ResponseReturnValue:
         UserSig=user_sig,
         RedisPassword=job.RedisPassword,
         VideoSrc=job.VideoSrc,
-        Playlist=job.Playlist or [],
+        Playlist=[clip.VideoSrc for clip in job.playlist()],
         CallbackUrl=job.CallbackUrl,
     )
     if job.CallbackUrl and not _settings().callback_secret:
@@ -140,7 +142,7 @@ def guard_urls(sources: list[tuple[str, str]]) -> None:
 
 def _guard_sources(job: PushRequest) -> None:
     """SSRF guard (ROOMCAST_BLOCK_PRIVATE_ADDRESSES): refuse sources on internal addresses."""
-    sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", u) for u in job.Playlist or []]
+    sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", c.VideoSrc) for c in job.playlist()]
     if job.CallbackUrl:
         sources.append(("CallbackUrl", job.CallbackUrl))
     guard_urls(sources)

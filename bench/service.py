@@ -61,13 +61,15 @@ def running_service(
     concurrency: int | None = None,
     pool: str | None = None,
     settings: Mapping[str, str] | None = None,
+    events: bool = False,
 ) -> Iterator[Service]:
     """Redis, a room without HLS, the API and the workers, in a temp dir.
 
     The workers are the Procfile's ``worker`` line, started as ``scripts/dev`` starts it:
     by default as many as ``devstack/layout.py`` sizes for this machine, each in its default
     pool and concurrency (the measured best layout). ``workers``, ``concurrency`` and
-    ``pool`` change it, for a benchmark comparing layouts.
+    ``pool`` change it, for a benchmark comparing layouts. ``events`` starts the Procfile's
+    ``events`` worker too, which delivers callbacks.
 
     The room cuts no HLS: nginx-rtmp writes each TS packet with its own system call, CPU
     that a benchmark would take from the pushes it measures (docs/benchmarks.md).
@@ -89,6 +91,9 @@ def running_service(
                 for i in range(1, count + 1):
                     log = workdir / f"worker.{i}.log"
                     procs.append(start_procfile_worker(env, log, f"worker.{i}"))
+                if events:
+                    log = workdir / "events.1.log"
+                    procs.append(start_procfile_worker(env, log, "events.1", "events"))
                 yield Service(workdir, redis_server, room, Api(base), procs)
             finally:
                 for proc in procs:

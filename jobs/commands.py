@@ -44,6 +44,44 @@ def check_source_url(value: str, info: ValidationInfo) -> str:
     return value
 
 
+#: The caller's own name for a clip, repeated in the clip's events (clip-started…).
+ClipIdField = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=128, description="Your id for the clip, echoed in its events."),
+]
+
+
+class ClipSource(BaseModel):
+    """A clip with its id: ``{"VideoSrc": url, "ClipId": id}`` where a bare URL also does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    VideoSrc: StrictStr
+    ClipId: ClipIdField | None = None
+
+    @field_validator("VideoSrc")
+    @classmethod
+    def _check(cls, value: str, info: ValidationInfo) -> str:
+        return check_source_url(value, info)
+
+
+#: A clip in a list: a URL, or a URL with its id.
+ClipItem = ClipSource | StrictStr
+
+
+def clip_source(item: ClipItem) -> ClipSource:
+    """A list item as a :class:`ClipSource` (a bare URL has no id)."""
+    return item if isinstance(item, ClipSource) else ClipSource(VideoSrc=item)
+
+
+def check_clip_items(items: list[ClipItem], info: ValidationInfo) -> list[ClipItem]:
+    """Each bare URL of a clip list checked like a VideoSrc (a ClipSource checks its own)."""
+    for item in items:
+        if isinstance(item, str):
+            check_source_url(item, info)
+    return items
+
+
 class Command(BaseModel):
     """A player command: its fields; ``name`` is what the URL and the message call it."""
 
@@ -60,6 +98,7 @@ class Switch(Command):
 
     name = "switch"
     VideoSrc: StrictStr
+    ClipId: ClipIdField | None = None
     When: Literal["now", "end"] = "now"
 
     @field_validator("VideoSrc")
@@ -76,17 +115,22 @@ class Queue(Command):
 
     name = "queue"
     Action: Literal["append", "replace", "clear"] = "append"
-    Sources: Annotated[list[StrictStr], Field(max_length=100)] = []
+    Sources: Annotated[
+        list[ClipItem],
+        Field(max_length=100, description="URLs, or {VideoSrc, ClipId} objects."),
+    ] = []
 
     @field_validator("Sources")
     @classmethod
-    def _check(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for url in value:
-            check_source_url(url, info)
-        return value
+    def _check(cls, value: list[ClipItem], info: ValidationInfo) -> list[ClipItem]:
+        return check_clip_items(value, info)
+
+    def clips(self) -> list[ClipSource]:
+        """The sources, each with its id (if given)."""
+        return [clip_source(item) for item in self.Sources]
 
     def urls(self) -> list[tuple[str, str]]:
-        return [("Sources", url) for url in self.Sources]
+        return [("Sources", clip.VideoSrc) for clip in self.clips()]
 
 
 class Seek(Command):

@@ -150,6 +150,12 @@ class NotListening(Conflict):
     code = "NotListening"
 
 
+class NoCallback(Conflict):
+    """The push has no ``CallbackUrl``: there is nothing to deliver its events to."""
+
+    code = "NoCallback"
+
+
 class PublisherBusy(Conflict):
     """Another queued or running job already publishes as this (SdkAppId, room, UserId)."""
 

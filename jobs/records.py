@@ -84,6 +84,10 @@ class JobRecord(BaseModel):
     MaxDuration: float | None = None
     Switchable: bool = False
     Playlist: list[str] = Field(default_factory=list, description="Masked like VideoSrc.")
+    ClipIds: list[str | None] = Field(
+        default_factory=list, description="The caller's id of each clip, VideoSrc first."
+    )
+    ClipEndingSeconds: float | None = None
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"
@@ -104,7 +108,7 @@ class JobRecord(BaseModel):
     #: The outcome of TRTC server API calls (RemoveUser on stop, the cloud ingest's calls).
     Trtc: dict[str, Any] | None = None
 
-    @field_validator("Playlist", mode="before")
+    @field_validator("Playlist", "ClipIds", mode="before")
     @classmethod
     def _empty_list(cls, value: Any) -> Any:
         # Redis's Lua cjson, which merges fields into the record, writes [] back as {}.
@@ -166,7 +170,8 @@ class PushProgress(BaseModel):
     Player: dict[str, Any] | None = Field(
         None,
         description=(
-            "Switchable pushes only: Clip {Index, VideoSrc}, Queue, Loop, Paused, Volume, History."
+            "Switchable pushes only: Clip {Index, VideoSrc, ClipId}, Queue [{VideoSrc, ClipId}], "
+            "Loop, Paused, Volume, History."
         ),
     )
 
@@ -195,6 +200,22 @@ class CloudProgress(BaseModel):
     Cloud: CloudTask
 
 
+class CallbackStatus(_Answer):
+    """Where the delivery of a push's events to its ``CallbackUrl`` stands."""
+
+    State: Literal["delivering", "delivered", "retrying", "gave-up"] = Field(
+        description=(
+            "gave-up: retrying stopped after ROOMCAST_CALLBACK_GIVE_UP_SECONDS of failures; "
+            "POST /v1/pushes/{RequestId}/events/replay sends the events again."
+        )
+    )
+    Events: int = Field(description="The push's events so far (the last Seq).")
+    Delivered: int = Field(description="The last Seq the receiver acknowledged (2xx).")
+    Failures: int = Field(description="Failed attempts in a row.")
+    LastError: str | None = Field(description="Why the last attempt failed.")
+    NextAttemptAt: str | None = Field(description="When the next attempt is due, ISO 8601 UTC.")
+
+
 class PushStatus(_Answer):
     """One push: ``GET /v1/pushes/{RequestId}``, and the answer of a stop."""
 
@@ -221,12 +242,26 @@ class PushStatus(_Answer):
     Attempts: int | None = Field(
         None, description="Runs so far: a push whose worker was lost is handed back and rerun."
     )
+    Callbacks: CallbackStatus | None = Field(
+        None, description="Pushes with a CallbackUrl: the delivery of their events."
+    )
+    ClipIds: list[str | None] | None = Field(
+        None, description="Pushes given clip ids: the id of each clip, VideoSrc first."
+    )
 
     @classmethod
     def of(
-        cls, request_id: str, state: JobState, record: JobRecord, progress: dict[str, Any] | None
+        cls,
+        request_id: str,
+        state: JobState,
+        record: JobRecord,
+        progress: dict[str, Any] | None,
+        callbacks: CallbackStatus | None = None,
     ) -> PushStatus:
-        """The status of a push from its record and its latest progress."""
+        """The status of a push from its record, its latest progress and its callbacks."""
+        extra: dict[str, Any] = {} if callbacks is None else {"Callbacks": callbacks}
+        if record.ClipIds:
+            extra["ClipIds"] = record.ClipIds
         return cls(
             RequestId=request_id,
             State=state,
@@ -245,6 +280,7 @@ class PushStatus(_Answer):
             FinishedAt=iso(record.FinishedAt),
             Worker=record.Worker,
             Attempts=record.Attempts,
+            **extra,
         )
 
     def answer(self) -> dict[str, Any]:

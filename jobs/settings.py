@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     )
     queue: str = Field(
         "roomcast",
-        description="Celery queue of the push tasks (API and workers must agree).",
+        description=(
+            "Celery queue of the push tasks (API and workers must agree); callback "
+            "deliveries use <queue>.events."
+        ),
     )
     worker_pool: Literal["threads", "prefork"] = Field(
         "threads",
@@ -81,7 +84,27 @@ class Settings(BaseSettings):
         ),
     )
     callback_secret: str = Field(
-        "", description="Key that signs event callbacks (X-Roomcast-Signature); required for them."
+        "",
+        description=(
+            "Key that signs event callbacks (Standard Webhooks; a whsec_ key is used as such); "
+            "required for them."
+        ),
+    )
+    callback_timeout_seconds: float = Field(
+        5.0, gt=0, description="A callback receiver must answer within this long."
+    )
+    callback_retry_max_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Failed callbacks are retried after 1, 2, 4… seconds, at most this long.",
+    )
+    callback_give_up_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description=(
+            "A receiver failing for this long is given up on (Callbacks.State gave-up; "
+            "the replay API sends the events again)."
+        ),
     )
     metrics_public: bool = Field(
         True,
@@ -158,6 +181,13 @@ class Settings(BaseSettings):
     live_grace_seconds: float = Field(
         30.0, description="How long a dropped live source is waited for before the push ends."
     )
+    clip_ending_seconds: float = Field(
+        3.0,
+        ge=0,
+        description=(
+            "Default lead of a clip's clip-ending event: seconds before the clip ends (0: none)."
+        ),
+    )
 
     # TRTC (README "TRTC"). Keys and credentials are SecretStr so they never show in a repr.
     usersig_check: Literal["off", "decode", "verify"] = Field(
@@ -225,6 +255,11 @@ class Settings(BaseSettings):
             "ROOMCAST_TRTC_REGION": self.trtc_region,
         }
         return [name for name, value in needed.items() if not value]
+
+    @property
+    def events_queue(self) -> str:
+        """The Celery queue of callback deliveries, apart from the long push tasks."""
+        return f"{self.queue}.events"
 
     @property
     def schemes(self) -> frozenset[str]:

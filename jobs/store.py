@@ -2,7 +2,9 @@
 
 Layout (all keys expire with the job TTL, 3 days by default)::
 
-    roomcast:job:<id>            hash  state, doc (JSON), progress (JSON), heartbeat, stop
+    roomcast:job:<id>            hash  state, doc (JSON), progress (JSON), heartbeat, stop,
+                                       seq and callback, cb_* (jobs/outbox.py)
+    roomcast:events:<id>         stream  the job's events (jobs/events.py)
     roomcast:job:<id>:secrets    str   JSON of UserSig, RedisPassword, the full VideoSrc;
                                        deleted as soon as the push ends
     roomcast:jobs                zset  every job id, scored by creation time
@@ -10,6 +12,7 @@ Layout (all keys expire with the job TTL, 3 days by default)::
     roomcast:jobs:user:<app>:<user>, roomcast:jobs:room:<app>:<room>   zset  filters
     roomcast:publisher:<app>:<room>:<user>   str  the request id holding the publisher lease
     roomcast:metrics             hash  service-wide counters for GET /metrics (no expiry)
+    roomcast:outbox              zset  pushes with undelivered callback events (jobs/outbox.py)
     roomcast:watchdog            str   the worker process looking for lost pushes (a lease
                                        of a few seconds, so that one process at a time does)
 
@@ -34,24 +37,23 @@ import redis
 
 from .errors import PublisherBusy, WorkerLost
 from .events import EventLog
-from .records import JobRecord, JobSecrets, PushStatus
+from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, events_key, job_key
+from .outbox import STATUS_FIELDS, Outbox, callback_status
+from .records import CallbackStatus, JobRecord, JobSecrets, PushStatus
 from .settings import Settings
 from .states import State
 from .stops import REQUESTED, Stop, StopCause
 
 log = logging.getLogger(__name__)
 
-PREFIX = "roomcast:"
-#: Counters that outlive the job records, for Prometheus (``GET /metrics``): ``created``,
-#: ``ended:<state>``, ``error:<Code>``, ``sent_bytes``, ``sent_frames``. Kept in Redis because
-#: every worker process adds to them and the API reads them; Prometheus handles a reset.
-METRICS_KEY = f"{PREFIX}metrics"
 #: Held by the one worker process that looks for lost pushes for the next few seconds.
 WATCHDOG_KEY = f"{PREFIX}watchdog"
 #: How long a worker's "shutting down" mark lasts (its warm shutdown is much shorter).
 STOPPING_SECONDS = 300
 #: Running jobs whose heartbeats are read per round trip when looking for lost pushes.
 _WATCH_PAGE = 500
+#: What a read of a job takes from its hash: the record, then its callbacks' delivery.
+_READ_FIELDS = ["state", "doc", "progress", "heartbeat", *STATUS_FIELDS]
 
 
 # The cause of the stop recorded in a job's hash (KEYS[1]); an unreadable one reads as "api",
@@ -165,11 +167,6 @@ def publisher_key(app_id: int, rtmp_room: str, user_id: str) -> str:
     return f"{PREFIX}publisher:{app_id}:{rtmp_room}:{user_id}"
 
 
-def job_key(request_id: str) -> str:
-    """The Redis key of a job's hash."""
-    return f"{PREFIX}job:{request_id}"
-
-
 def secrets_key(request_id: str) -> str:
     """The Redis key holding a job's secrets until it ends."""
     return f"{PREFIX}job:{request_id}:secrets"
@@ -216,10 +213,13 @@ class Job:
     record: JobRecord
     progress: dict[str, Any] | None
     heartbeat: float | None
+    callbacks: CallbackStatus | None = None
 
     def status(self) -> PushStatus:
         """The status API's answer (a record never holds a secret)."""
-        return PushStatus.of(self.request_id, self.state, self.record, self.progress)
+        return PushStatus.of(
+            self.request_id, self.state, self.record, self.progress, self.callbacks
+        )
 
     def as_status(self) -> dict[str, Any]:
         """The status answer as JSON."""
@@ -236,6 +236,7 @@ class JobStore:
         lost_after: float,
         requeue: Callable[[Job], None] | None = None,
         max_attempts: int = 3,
+        deliver: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = client
         self.ttl = ttl
@@ -244,7 +245,10 @@ class JobStore:
         self._requeue = requeue
         self.max_attempts = max_attempts
         self._transition = client.register_script(_TRANSITION)
-        self.events = EventLog(client, ttl)
+        # ``deliver(request_id)`` sends the delivery task of a push whose events wait for
+        # its callback URL (worker/callbacks.py); without it the outbox's sweeper does.
+        self.events = EventLog(client, ttl, on_due=deliver)
+        self.outbox = Outbox(client)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
         self._set_progress = client.register_script(_SET_PROGRESS)
@@ -279,6 +283,9 @@ class JobStore:
                             # What was set, so that the record reads back as it was written.
                             "doc": record.model_dump_json(exclude_unset=True),
                             "publisher": lease,
+                            # Kept with the record, not with the secrets that end with the
+                            # push: the events are delivered after the push too.
+                            **({"callback": secrets.CallbackUrl} if secrets.CallbackUrl else {}),
                         },
                     )
                     pipe.expire(key, self.ttl)
@@ -294,9 +301,10 @@ class JobStore:
                             f"{PREFIX}jobs:state:{state.value}", "-inf", created - self.ttl
                         )
                     pipe.execute()
-                    return
+                    break
                 except redis.WatchError:
                     continue  # the lease changed hands meanwhile: look again
+        self.events.append(request_id, State.QUEUED.value)
 
     def _active(self, request_id: str) -> bool:
         """Whether a job is queued or running. A running job whose worker died holds its
@@ -309,7 +317,9 @@ class JobStore:
         job = self.get(request_id)
         self._release(keys=[job_key(request_id)], args=[request_id])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(job_key(request_id), secrets_key(request_id))
+        # Its "queued" event goes too: a push that never was has nothing to deliver.
+        pipe.delete(job_key(request_id), secrets_key(request_id), events_key(request_id))
+        pipe.zrem(OUTBOX_KEY, request_id)
         if job is not None:
             for index in self._indexes(job.record, job.state):
                 pipe.zrem(index, request_id)
@@ -359,7 +369,7 @@ class JobStore:
         is found by the workers' watchdog (:meth:`reap_lost`), not by whoever reads it."""
         raw = cast(
             "list[bytes | None]",
-            self.redis.hmget(job_key(request_id), ["state", "doc", "progress", "heartbeat"]),
+            self.redis.hmget(job_key(request_id), _READ_FIELDS),
         )
         return _parse(request_id, raw)
 
@@ -703,7 +713,7 @@ class JobStore:
             offset += len(ids)
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
-                pipe.hmget(job_key(rid.decode()), ["state", "doc", "progress", "heartbeat"])
+                pipe.hmget(job_key(rid.decode()), _READ_FIELDS)
             for rid, raw in zip(ids, pipe.execute(), strict=True):
                 job = _parse(rid.decode(), raw)
                 if job is None:
@@ -740,7 +750,7 @@ class JobStore:
             page = ids[start : start + _WATCH_PAGE]
             pipe = self.redis.pipeline(transaction=False)
             for rid in page:
-                pipe.hmget(job_key(rid), ["state", "doc", "progress", "heartbeat"])
+                pipe.hmget(job_key(rid), _READ_FIELDS)
             for rid, raw in zip(page, pipe.execute(), strict=True):
                 job = _parse(rid, raw)
                 if job is not None:
@@ -764,11 +774,12 @@ def open_store(
     settings: Settings,
     requeue: Callable[[Job], None] | None = None,
     max_connections: int | None = None,
+    deliver: Callable[[str], None] | None = None,
 ) -> JobStore:
     """The job records in the Redis ``settings`` name, on a client with short timeouts.
 
     ``requeue`` sends a handed-back job again (the workers'); the API needs none: only
-    workers hand jobs back.
+    workers hand jobs back. ``deliver`` sends a push's callback delivery task.
     """
     client = redis.Redis.from_url(
         settings.redis_url,
@@ -783,6 +794,7 @@ def open_store(
         lost_after=settings.worker_lost_seconds,
         requeue=requeue,
         max_attempts=settings.max_attempts,
+        deliver=deliver,
     )
 
 
@@ -800,7 +812,7 @@ def _ended_by(stop: Stop, reason: str) -> dict[str, str]:
 
 
 def _parse(request_id: str, raw: list[bytes | None]) -> Job | None:
-    state, doc, progress, heartbeat = raw
+    state, doc, progress, heartbeat = raw[:4]
     if state is None or doc is None:
         return None
     return Job(
@@ -809,4 +821,5 @@ def _parse(request_id: str, raw: list[bytes | None]) -> Job | None:
         record=JobRecord.model_validate_json(doc),
         progress=json.loads(progress) if progress else None,
         heartbeat=float(heartbeat) if heartbeat else None,
+        callbacks=callback_status(raw[4:]),
     )

@@ -17,9 +17,10 @@ from jobs.errors import RoomcastError
 from .control import Control
 from .progress import Progress
 from .push import Outcome, PushResult, push
-from .spec import OutputProfile, PushSpec, Timeouts
+from .spec import Clip, OutputProfile, PushSpec, Timeouts
 
 __all__ = [
+    "Clip",
     "Control",
     "Outcome",
     "OutputProfile",

@@ -6,6 +6,10 @@ the end of this one, a queue, looping, seeking, pausing and volume, all while th
 sees one publisher whose timestamps never jump. Every clip is re-encoded to one output
 format (size, frame rate, AAC stereo 48 kHz), so clips of any codec, size or rate join
 seamlessly; the audio sample counter is shared, so sound joins without a gap.
+
+Each clip reports ``clip-started``, ``clip-ending`` (``spec.clip_ending`` seconds before its
+end, so the application can queue what comes next in time) and ``clip-ended`` with how it
+ended, each carrying the caller's ``ClipId``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from .routes import (
     packet_time,
 )
 from .source import Source, open_source, thread_decoder
-from .spec import PushSpec
+from .spec import Clip, PushSpec
 from .timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -54,11 +58,15 @@ EventCallback = Callable[[str, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class ClipEnd:
-    """Why playing a clip stopped: ended, stopped, switch (to ``url``), seek (to ``position``)."""
+    """Why playing a clip stopped: ended, stopped, switch (to ``clip``), seek (to ``position``)."""
 
     kind: str
-    url: str | None = None
+    clip: Clip | None = None
     position: float = 0.0
+
+
+#: ``clip-ended``'s How for each kind of end.
+HOW_ENDED = {"ended": "finished", "switch": "switched", "stopped": "stopped"}
 
 
 class Player:
@@ -81,38 +89,41 @@ class Player:
         self._timeline = timeline
         self._video_out = video_out
         self._audio_out = audio_out
-        self._clips = [spec.source, *spec.playlist]
-        self._queue: deque[str] = deque(spec.playlist)
+        self._clips = spec.clips()
+        self._queue: deque[Clip] = deque(self._clips[1:])
         self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
         self._counter = SampleCounter()
         self._gain = Gain()
         self._paused = False
         self._history: list[dict[str, Any]] = []
-        self._current = spec.source
+        self._current = self._clips[0]
         self._index = 0
+        self._ending_told = False
         self._video_route: VideoTranscodeRoute | None = None
 
     @property
     def current_clip(self) -> str:
         """The URL of the clip playing now (the last one opened)."""
-        return self._current
+        return self._current.url
 
     def run(self, first: Source, rotation: int) -> str:
         """Play until the clips run out (returns why) or the push is stopped."""
         source: Source | None = first
+        self._relay.progress.duration = first.duration
         while source is not None:
-            self._event("clip-start")
+            self._event("clip-started", Duration=_seconds(source.duration))
             try:
                 end = self._play(source, rotation)
+            except Exception:
+                self._clip_ended("failed")
+                raise
             finally:
                 if source is not first:
                     source.close()
             if end.kind == "stopped" or self._relay.stopped:
+                self._clip_ended("stopped")
                 return "stopped"
-            self._event(
-                "clip-end" if end.kind == "ended" else "switch",
-                To=redact_url(end.url) if end.url else None,
-            )
+            self._clip_ended(HOW_ENDED[end.kind], end.clip)
             source, rotation = self._next(end)
         self._flush_encoders()
         return "the playlist ended"
@@ -122,34 +133,39 @@ class Player:
     def _next(self, end: ClipEnd) -> tuple[Source | None, int]:
         failures = 0
         while True:
-            if end.url is not None:
-                url, end = end.url, ClipEnd("ended")
+            if end.clip is not None:
+                clip, end = end.clip, ClipEnd("ended")
             elif self._loop == "clip":
-                url = self._current
+                clip = self._current
             elif self._queue:
-                url = self._queue.popleft()
+                clip = self._queue.popleft()
             elif self._loop == "last":
-                url = self._current
+                clip = self._current
             elif self._loop == "all":
                 self._queue = deque(self._clips[1:])
-                url = self._clips[0]
+                clip = self._clips[0]
             else:
                 return None, 0
             if self._relay.stopped:
                 return None, 0
             try:
-                source = open_source(url, self._spec.timeouts, secrets=self._spec.secrets)
+                source = open_source(clip.url, self._spec.timeouts, secrets=self._spec.secrets)
             except SourceError as exc:
-                self._event("clip-failed", VideoSrc=redact_url(url), Reason=exc.message)
+                self._event(
+                    "clip-failed",
+                    VideoSrc=redact_url(clip.url),
+                    ClipId=clip.id,
+                    Reason=exc.message,
+                )
                 log.warning("skipping a clip that cannot be played: %s", exc.message)
                 failures += 1
                 if failures > len(self._clips) + len(self._queue):
                     # Looping over clips that all fail (expired signed URLs) would spin.
                     raise SourceError("no clip of the playlist can be opened any more") from None
-                if self._loop in ("clip", "last") and url == self._current:
+                if self._loop in ("clip", "last") and clip == self._current:
                     return None, 0  # looping a clip that fails would spin forever
                 continue
-            self._current = url
+            self._current = clip
             self._index += 1
             self._relay.progress.duration = source.duration
             rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
@@ -174,6 +190,7 @@ class Player:
         joint = self._timeline.end_of(VIDEO_TIMELINE_KEY) if self._video_out is not None else None
         self._timeline.begin_segment(skip if skip is not None else source.start_time, joint)
         relay = self._relay
+        self._ending_told = False  # a seek back re-arms clip-ending
         for packet in _packets(source):
             end = self._obey(source)
             if end is not None:
@@ -185,10 +202,32 @@ class Player:
                 continue
             if not relay.send(list(route.process(packet)), route.is_video):
                 return ClipEnd("stopped")
+            if not self._ending_told:
+                self._tell_ending()
         for route in routes.values():
             if not relay.send(list(route.finish_input()), route.is_video):
                 return ClipEnd("stopped")
         return ClipEnd("ended")
+
+    def _tell_ending(self) -> None:
+        """``clip-ending`` once the room is ``clip_ending`` seconds from the clip's end."""
+        lead, progress = self._spec.clip_ending, self._relay.progress
+        if lead <= 0 or not progress.duration or not self._relay.track_position:
+            return
+        remaining = progress.duration - progress.position
+        if remaining <= lead:
+            self._ending_told = True
+            self._event("clip-ending", Remaining=round(max(remaining, 0.0), 3))
+
+    def _clip_ended(self, how: str, to: Clip | None = None) -> None:
+        """``clip-ended``: how (finished, switched, stopped, failed), where, and what is next."""
+        fields: dict[str, Any] = {
+            "How": how,
+            "Position": round(self._relay.progress.position, 3),
+        }
+        if to is not None:
+            fields |= {"To": redact_url(to.url), "ToClipId": to.id}
+        self._event("clip-ended", **fields)
 
     def _routes(
         self, source: Source, rotation: int, skip: Fraction | None
@@ -232,12 +271,16 @@ class Player:
     def _apply(self, command: Command, source: Source) -> ClipEnd | None:
         match command:
             case Switch(When="now"):
-                return ClipEnd("switch", url=command.VideoSrc)
+                return ClipEnd("switch", clip=Clip(command.VideoSrc, command.ClipId))
             case Switch():
-                self._queue.appendleft(command.VideoSrc)
-                self._event("queued-next", VideoSrc=redact_url(command.VideoSrc))
+                self._queue.appendleft(Clip(command.VideoSrc, command.ClipId))
+                self._event(
+                    "queued-next", VideoSrc=redact_url(command.VideoSrc), ClipId=command.ClipId
+                )
             case Queue():
-                self._edit_queue(command.Action, list(command.Sources))
+                self._edit_queue(
+                    command.Action, [Clip(c.VideoSrc, c.ClipId) for c in command.clips()]
+                )
             case Seek():
                 self._event("seek", Position=float(command.Position))
                 return ClipEnd("seek", position=float(command.Position))
@@ -251,13 +294,13 @@ class Player:
                 self._event("volume", Volume=command.Volume)
         return None
 
-    def _edit_queue(self, action: str, urls: list[str]) -> None:
+    def _edit_queue(self, action: str, clips: list[Clip]) -> None:
         if action == "replace":
-            self._queue = deque(urls)
+            self._queue = deque(clips)
         elif action == "clear":
             self._queue.clear()
         else:
-            self._queue.extend(urls)
+            self._queue.extend(clips)
         self._event("queue", Action=action)
 
     def _pause(self, source: Source) -> ClipEnd | None:
@@ -318,17 +361,16 @@ class Player:
         self._history = [*self._history, entry][-HISTORY_KEPT:]
         log.info("player: %s %s", name, fields or "")
         if self._on_event is not None:
-            self._on_event(
-                name, {"Clip": self._index, "VideoSrc": redact_url(self._current), **entry}
-            )
+            clip = {"Clip": self._index, "ClipId": self._current.id}
+            self._on_event(name, {**clip, "VideoSrc": redact_url(self._current.url), **entry})
         self._relay.progress.player = self.state()
         self._relay.meter.report()
 
     def state(self) -> dict[str, Any]:
         """The status API's ``Player`` object."""
         return {
-            "Clip": {"Index": self._index, "VideoSrc": redact_url(self._current)},
-            "Queue": [redact_url(u) for u in self._queue],
+            "Clip": _clip_state(self._current, self._index),
+            "Queue": [_clip_state(clip) for clip in self._queue],
             "Loop": self._loop,
             "Paused": self._paused,
             "Volume": round(self._gain.target * 100),
@@ -339,3 +381,13 @@ class Player:
         for out, is_video in ((self._video_out, True), (self._audio_out, False)):
             if out is not None:
                 self._relay.send(list(out.encode(None)), is_video)
+
+
+def _clip_state(clip: Clip, index: int | None = None) -> dict[str, Any]:
+    """A clip as the status API shows it (URL redacted)."""
+    state: dict[str, Any] = {} if index is None else {"Index": index}
+    return state | {"VideoSrc": redact_url(clip.url), "ClipId": clip.id}
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

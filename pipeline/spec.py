@@ -38,6 +38,19 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Clip:
+    """A clip of a switchable push: its URL and the caller's id for it (in its events)."""
+
+    url: str
+    id: str | None = None
+
+
+def as_clip(item: Clip | str) -> Clip:
+    """A playlist item as a :class:`Clip` (a bare URL has no id)."""
+    return item if isinstance(item, Clip) else Clip(item)
+
+
+@dataclass(frozen=True)
 class PushSpec:
     """One push: read ``source``, write to ``target`` (an ``rtmp://`` URL), in real time.
 
@@ -46,8 +59,9 @@ class PushSpec:
     seconds has ended. Video due within ``pace_batch`` seconds goes out together (see
     :class:`~pipeline.pacer.Pacer`); a paced push that is not switchable is sent by its
     process's ``shared_sender`` (:mod:`pipeline.sender`) unless that is off. A
-    ``switchable`` push plays ``source`` then ``playlist`` (``loop``: none, last, all) and
-    obeys player commands; every clip is re-encoded to one format.
+    ``switchable`` push plays ``source`` (its id ``clip_id``) then ``playlist`` (``loop``:
+    none, last, all) and obeys player commands; every clip is re-encoded to one format, and
+    ``clip_ending`` seconds before a clip's end its ``clip-ending`` event fires (0: never).
     ``secrets`` lists values to mask in messages. ``rtmp_client`` publishes: ``roomcast``
     (:mod:`pipeline.rtmp`) or ``ffmpeg`` (:mod:`pipeline.rtmpio`).
     """
@@ -64,7 +78,13 @@ class PushSpec:
     shared_sender: bool = True
     live_grace: float = 30.0
     switchable: bool = False
-    playlist: tuple[str, ...] = ()
+    clip_id: str | None = None
+    playlist: tuple[Clip | str, ...] = ()
     loop: str = "none"
+    clip_ending: float = 3.0
     secrets: tuple[str, ...] = ()
     rtmp_client: str = "roomcast"
+
+    def clips(self) -> tuple[Clip, ...]:
+        """The clips in playing order: the source, then the playlist."""
+        return (Clip(self.source, self.clip_id), *map(as_clip, self.playlist))

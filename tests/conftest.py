@@ -72,10 +72,18 @@ def api_log(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker(service_env: dict[str, str], worker_log: Path) -> Iterator[None]:
-    """One worker process as a fresh install runs it: the Procfile's line (threads pool)."""
+def events_log(workdir: Path) -> Path:
+    return workdir / "events.log"
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], worker_log: Path, events_log: Path) -> Iterator[None]:
+    """One worker process as a fresh install runs it: the Procfile's line (threads pool),
+    and the Procfile's events worker, which delivers callbacks."""
     proc = start_procfile_worker(service_env, worker_log, "test")
+    events = start_procfile_worker(service_env, events_log, "test-events", process="events")
     yield
+    stop(events)
     stop(proc)
 
 

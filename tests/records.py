@@ -9,8 +9,9 @@ from jobs.states import State
 from jobs.store import JobStore, now
 
 
-def queued_job(store: JobStore, created: float | None = None) -> str:
-    """A new job as the API leaves it: ``queued``, with its secrets and publisher lease."""
+def queued_job(store: JobStore, created: float | None = None, callback: str | None = None) -> str:
+    """A new job as the API leaves it: ``queued``, with its secrets and publisher lease
+    (and its callback URL, if any)."""
     request_id = str(uuid.uuid4())
     room = f"rec_{request_id[:8]}"
     source = "http://example.invalid/clip.mp4"
@@ -21,12 +22,18 @@ def queued_job(store: JobStore, created: float | None = None) -> str:
         VideoSrc=source,
         CreatedAt=now() if created is None else created,
     )
-    store.create(request_id, record, JobSecrets(UserSig="sig-for-tests", VideoSrc=source))
+    secrets = JobSecrets(UserSig="sig-for-tests", VideoSrc=source, CallbackUrl=callback)
+    store.create(request_id, record, secrets)
     return request_id
 
 
-def running_job(store: JobStore, created: float | None = None, run_id: str = "run-1") -> str:
+def running_job(
+    store: JobStore,
+    created: float | None = None,
+    run_id: str = "run-1",
+    callback: str | None = None,
+) -> str:
     """A new job moved to ``running`` as run ``run_id``, as a worker starting it leaves it."""
-    request_id = queued_job(store, created)
+    request_id = queued_job(store, created, callback)
     store.transition(request_id, (State.QUEUED,), State.RUNNING, RunId=run_id)
     return request_id

@@ -50,13 +50,16 @@ def start_worker(
     return _ready(proc, log)
 
 
-def start_procfile_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
-    """The Procfile's ``worker`` line as honcho runs it (a shell, ``HONCHO_PROCESS_NAME``):
-    the default layout, or what ``ROOMCAST_WORKER_POOL``/``_CONCURRENCY`` in ``env`` say."""
+def start_procfile_worker(
+    env: dict[str, str], log: Path, name: str, process: str = "worker"
+) -> subprocess.Popen[bytes]:
+    """A Procfile line (``worker``, or ``events`` for callback deliveries) as honcho runs it
+    (a shell, ``HONCHO_PROCESS_NAME``): the default layout, or what
+    ``ROOMCAST_WORKER_POOL``/``_CONCURRENCY`` in ``env`` say."""
     env = dict(env, HONCHO_PROCESS_NAME=name, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {procfile_command('worker')}"],
+            ["/bin/sh", "-c", f"exec {procfile_command(process)}"],
             cwd=REPO,
             env=env,
             stdout=out,

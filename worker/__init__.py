@@ -68,17 +68,21 @@ def _tune_for_many_pushes(**_: Any) -> None:
 def _start_watchdog(**_: Any) -> None:
     # Every worker looks for pushes whose worker died, so one is handed back within
     # ROOMCAST_WORKER_LOST_SECONDS plus a few seconds even when nobody reads the status.
-    from .control import start_watchdog  # noqa: PLC0415 - worker processes only
+    from .control import start_outbox_sweeper, start_watchdog  # noqa: PLC0415
 
     start_watchdog()
+    # Retries of callback deliveries, and deliveries whose task was lost (jobs/outbox.py).
+    start_outbox_sweeper()
 
 
 @signals.worker_ready.connect
 def _start_worker_metrics(sender: Any, **_: Any) -> None:
-    # This worker's vital signs for GET /metrics (worker/metrics.py says why through Redis).
+    # This worker's vital signs for GET /metrics (worker/metrics.py says why through Redis):
+    # a push worker's; an events worker's slots are no capacity for pushes.
     from .metrics import start_worker_beat  # noqa: PLC0415 - worker processes only
 
-    start_worker_beat(sender)
+    if set(sender.app.amqp.queues.consume_from) != {get_settings().events_queue}:
+        start_worker_beat(sender)
 
 
 @signals.worker_shutdown.connect
@@ -106,8 +110,10 @@ def _stop_running_pushes(sender: Any, **_: Any) -> None:
     from celery.worker import state
 
     from .control import stop_pushes  # noqa: PLC0415 - worker processes only
+    from .messages import PUSH_TASK  # noqa: PLC0415
 
-    ids = [request.id for request in list(state.active_requests)]
+    # Pushes only: a callback delivery is short, and no job's record has its task id.
+    ids = [request.id for request in list(state.active_requests) if request.name == PUSH_TASK]
     stop_pushes(get_settings().redis_url, str(sender), ids, Stop(StopCause.SHUTDOWN))
 
 

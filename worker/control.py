@@ -8,15 +8,19 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 import redis
 
+from jobs.events import CLAIM_SECONDS
+from jobs.settings import get_settings
 from jobs.stops import Stop, StopCause
 from jobs.store import JobStore
 from pipeline.control import Control
+
+from .messages import send_delivery
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 #: How long a push has to end its publish by itself once asked to stop, before the stop
 #: ends it (a stopped push's publisher leaves within about 60 ms when nothing holds it up).
 STOP_GRACE = 0.3
+#: Pushes whose delivery one sweep of the outbox sends at most (the rest at the next).
+SWEEP_LIMIT = 1000
 
 # Set in prefork pool children (Celery's worker_process_init), where SIGTERM belongs to
 # billiard, not to Celery's warm-shutdown handler of the main process.
@@ -108,20 +114,51 @@ def start_watchdog(interval: float = 3.0) -> threading.Thread:
     """
     from .services import get_store  # noqa: PLC0415 - keeps this module's imports light
 
+    def look(holder: str) -> None:
+        store = get_store()
+        # The lease is taken before the look and asked for again only ``interval``
+        # after it, so whoever holds it keeps it and looks every ``interval``.
+        if store.take_watch(holder, interval):
+            store.reap_lost()
+
+    return _every(interval, "roomcast-watchdog", look)
+
+
+def start_outbox_sweeper(
+    interval: float = 1.0, claim_seconds: float = CLAIM_SECONDS
+) -> threading.Thread:
+    """A thread that sends the delivery task of every push whose turn has come in the
+    callback outbox: a retry after its backoff, or a delivery whose task was lost.
+
+    Like the watchdog, every worker process runs one and one at a time sweeps.
+    """
+    from . import app  # noqa: PLC0415 - the Celery app's module imports this one
+    from .services import get_store  # noqa: PLC0415
+
+    queue = get_settings().events_queue
+
+    def sweep(holder: str) -> None:
+        outbox = get_store().outbox
+        if outbox.take_sweep(holder, interval):
+            for request_id in outbox.due(time.time(), SWEEP_LIMIT, claim_seconds):
+                send_delivery(app, queue, request_id)
+
+    return _every(interval, "roomcast-outbox", sweep)
+
+
+def _every(interval: float, name: str, work: Callable[[str], None]) -> threading.Thread:
+    """Run ``work(holder)`` every ``interval`` seconds in a daemon thread, whatever it raises
+    (``holder`` names this process for the leases that take turns between processes)."""
     holder = f"{socket.gethostname()}:{os.getpid()}"
 
-    def watch() -> None:
+    def loop() -> None:
         while True:
             time.sleep(interval)
             try:
-                store = get_store()
-                # The lease is taken before the look and asked for again only ``interval``
-                # after it, so whoever holds it keeps it and looks every ``interval``.
-                if store.take_watch(holder, interval):
-                    store.reap_lost()
-            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any error
-                log.warning("watchdog: %s", exc)
+                work(holder)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any error
+                log.warning("%s: %s", name, exc)
 
-    thread = threading.Thread(target=watch, name="roomcast-watchdog", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread

@@ -36,9 +36,10 @@ from functools import partial
 import redis
 
 from jobs.commands import from_message
+from jobs.keys import PREFIX
 from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
-from jobs.store import PREFIX, JobStore, control_channel
+from jobs.store import JobStore, control_channel
 from pipeline.control import Control
 
 from .control import STOP_GRACE

@@ -30,6 +30,8 @@ from jobs.records import JobRecord
 
 #: The push task's registered name (worker/tasks.py).
 PUSH_TASK = "roomcast.push"
+#: The callback delivery task's (worker/tasks.py): one push's undelivered events.
+DELIVER_TASK = "roomcast.deliver"
 
 
 def stamps(record: JobRecord) -> dict[str, str]:
@@ -73,6 +75,12 @@ def enqueue(app: Celery, request_id: str, record: JobRecord) -> None:
     app.send_task(
         PUSH_TASK, args=[request_id], task_id=request_id, stamped_headers=list(own), **own
     )
+
+
+def send_delivery(app: Celery, queue: str, request_id: str) -> None:
+    """Send the delivery task of push ``request_id``'s callback events to ``queue``
+    (``Settings.events_queue``, served apart from the long push tasks)."""
+    app.send_task(DELIVER_TASK, args=[request_id], queue=queue, ignore_result=True)
 
 
 def parse_headers(headers: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:

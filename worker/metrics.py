@@ -36,7 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from jobs.store import PREFIX
+from jobs.keys import PREFIX
 
 log = logging.getLogger(__name__)
 

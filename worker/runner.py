@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -26,10 +27,9 @@ from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
 from jobs.store import Job, JobStore, now
 from jobs.urlguard import check_source_addresses
-from pipeline import Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
+from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 
 from . import trtc
-from .callbacks import CallbackSender
 from .cloud import CloudIngest
 from .control import signal_stops
 from .hub import get_hub
@@ -139,7 +139,6 @@ def _run(
     control = Control()
     hub = get_hub(store, settings)
     attached = hub.attach(rid, control, run_id)
-    callbacks = _start_callbacks(store, settings, rid, secrets)
     presence = trtc.watch_presence(store, settings, rid, record)
     bookmark: Bookmark | None = None
     last = Progress()
@@ -190,7 +189,7 @@ def _run(
                 control,
                 on_progress=report,
                 on_connected=report,
-                on_event=lambda name, fields: store.events.append(rid, name, **fields),
+                on_event=partial(_record_event, store, rid),
             )
             report(result.progress, final=True)
             position = result.progress.position
@@ -231,8 +230,6 @@ def _run(
             presence.stop()
         hub.detach(attached)
         control.close()
-        if callbacks is not None:
-            callbacks.finish()
         if bookmark is not None:
             bookmark.close()
 
@@ -300,6 +297,11 @@ def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | No
     return cause
 
 
+def _record_event(store: JobStore, rid: str, name: str, fields: dict[str, Any]) -> None:
+    """A player's event (clip started, switch…) joins the push's events."""
+    store.events.append(rid, name, **fields)
+
+
 def _cause_field(stop: Stop | None) -> dict[str, str]:
     """The record's ``StopCause`` field for a push that ``stop`` ended (none for a limit)."""
     return {} if stop is None else {"StopCause": stop.cause.value}
@@ -313,16 +315,6 @@ def _hand_back(store: JobStore, rid: str) -> bool:
     except redis.RedisError as exc:
         log.warning("could not hand the push back: %s", exc)
         return False
-
-
-def _start_callbacks(
-    store: JobStore, settings: Settings, rid: str, secrets: JobSecrets
-) -> CallbackSender | None:
-    if not secrets.CallbackUrl:
-        return None
-    sender = CallbackSender(store.events, rid, secrets.CallbackUrl, settings.callback_secret)
-    sender.start()
-    return sender
 
 
 def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -> Bookmark:
@@ -352,6 +344,8 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         settings.rtmp_base, record.Room.RtmpRoom, record.SdkAppId, record.UserId, secrets.UserSig
     )
     limit = record.MaxDuration or settings.max_duration_seconds or None
+    # One id per clip, or none at all (no clip was given one).
+    clip_ids = record.ClipIds or [None] * (1 + len(secrets.Playlist))
     return PushSpec(
         source=secrets.VideoSrc,
         target=target,
@@ -367,8 +361,16 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         live_grace=settings.live_grace_seconds,
         secrets=secrets.values(),
         switchable=record.Switchable,
-        playlist=tuple(secrets.Playlist),
+        clip_id=clip_ids[0] if clip_ids else None,
+        playlist=tuple(
+            Clip(url, id) for url, id in zip(secrets.Playlist, clip_ids[1:], strict=False)
+        ),
         loop=record.Loop,
+        clip_ending=(
+            settings.clip_ending_seconds
+            if record.ClipEndingSeconds is None
+            else record.ClipEndingSeconds
+        ),
     )
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from jobs.settings import get_settings
 from jobs.store import Job, JobStore, open_store
 
-from .messages import enqueue
+from .messages import enqueue, send_delivery
 
 #: Connections one worker process may open to the service's Redis. Pushes borrow
 #: connections briefly (progress, events), and the process's control hub holds one for its
@@ -19,7 +19,18 @@ MAX_REDIS_CONNECTIONS = 4096
 @lru_cache(maxsize=1)
 def get_store() -> JobStore:
     """This worker process's job records (``ROOMCAST_REDIS_URL``); hand-backs re-enqueue."""
-    return open_store(get_settings(), requeue=_requeue, max_connections=MAX_REDIS_CONNECTIONS)
+    return open_store(
+        get_settings(),
+        requeue=_requeue,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        deliver=_deliver,
+    )
+
+
+def _deliver(request_id: str) -> None:
+    from . import app  # noqa: PLC0415 - the Celery app's module imports this one
+
+    send_delivery(app, get_settings().events_queue, request_id)
 
 
 def _requeue(job: Job) -> None:

@@ -1,4 +1,5 @@
-"""The Celery task: one long-running, revocable task per push.
+"""The Celery tasks: one long-running, revocable task per push, and the short deliveries of
+its events to its callback URL (``roomcast.deliver``, on the events queue).
 
 The message carries only the request id ("pass the minimal amount of data"): the job
 record and its secrets wait in Redis, so Flower, task results and the broker never hold a
@@ -18,8 +19,9 @@ from jobs.settings import get_settings
 from jobs.states import State
 from jobs.store import Job
 
+from .callbacks import Deliverer
 from .celerystate import PushFailed, revoked_event_fields
-from .messages import PUSH_TASK
+from .messages import DELIVER_TASK, PUSH_TASK
 from .runner import RunEnd, run_push
 from .services import get_store
 
@@ -37,6 +39,16 @@ def push_task(self: Task, request_id: str) -> dict[str, Any]:
         on_started=monitor.started,
     )
     return _mirror(self, request_id, end)
+
+
+@shared_task(name=DELIVER_TASK, ignore_result=True)
+def deliver_task(request_id: str) -> str:
+    """Deliver push ``request_id``'s undelivered events to its callback URL, in order.
+
+    Returns how it went (``worker/callbacks.py``'s Outcome), for Flower's task page.
+    """
+    store = get_store()
+    return Deliverer(store.outbox, store.events, get_settings()).deliver(request_id).value
 
 
 def _mirror(task: Task, request_id: str, end: RunEnd) -> dict[str, Any]:

@@ -36,9 +36,10 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
+from jobs.keys import job_key
 from jobs.records import JobRecord, iso
 from jobs.settings import Settings
-from jobs.store import JobStore, job_key, now
+from jobs.store import JobStore, now
 
 log = logging.getLogger(__name__)
 

@@ -253,3 +253,31 @@ def test_listing_filtered_by_state_returns_only_that_state(api: Api, room: Local
     pushes = answer.body["Pushes"]
     assert {p["State"] for p in pushes} == {"failed"}
     assert set(failed) <= {p["RequestId"] for p in pushes}
+
+
+# --- clip ids -------------------------------------------------------------------------------
+
+
+def test_clip_ids_are_kept_with_their_clips(api: Api, room: LocalRoom) -> None:
+    clips = [{"VideoSrc": room.media_url("q.mp4"), "ClipId": "question"}, room.media_url("a.mp4")]
+    rid = api.submit(**request_body(room, ClipId="explanation", Playlist=clips))
+    record = api.status(rid)
+    assert record["ClipIds"] == ["explanation", "question", None]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"ClipId": ""}, "ClipId"),
+        ({"ClipId": "x" * 129}, "ClipId"),
+        ({"Playlist": [{"VideoSrc": "file:///etc/passwd", "ClipId": "a"}]}, "Playlist"),
+        ({"Playlist": [{"Url": "http://h/a.mp4"}]}, "Playlist"),
+        ({"ClipEndingSeconds": -1}, "ClipEndingSeconds"),
+        ({"ClipId": "a", "Mode": "live"}, "Mode"),
+    ],
+    ids=["empty", "too_long", "bad_url_in_object", "unknown_key", "negative_lead", "live"],
+)
+def test_a_bad_clip_id_or_clip_is_rejected_naming_its_field(
+    api: Api, room: LocalRoom, changes: dict[str, Any], field: str
+) -> None:
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **changes)), field)

@@ -162,7 +162,43 @@ def test_switching_now_shows_the_new_clip_within_half_a_second_on_one_publish(
     assert watcher.pictures[-1].frame >= 4 * 30 - 3  # clip 2 played to its end
     assert_seamless(watcher)
     events = [e["Event"] for e in final["Progress"]["Player"]["History"]]
-    assert events[:3] == ["clip-start", "switch", "clip-start"]
+    assert events[:3] == ["clip-started", "clip-ended", "clip-started"]
+
+
+def test_a_backend_that_queues_the_next_clip_on_clip_ending_gets_a_seamless_hand_over(
+    api: Api, room: LocalRoom, room_name: str, clips: dict[str, str]
+) -> None:
+    # The classroom's loop: follow the events; on clip-ending, queue what comes next.
+    watcher = watch(room, room_name)
+    job = job_for(room, clips["3"], room_name, ClipId="explanation", ClipEndingSeconds=1.5)
+    rid = api.submit(**job)
+    told: list[dict[str, object]] = []
+    with urllib.request.urlopen(f"{api.base}/v1/pushes/{rid}/events", timeout=30) as stream:
+        for line in stream:
+            if not line.startswith(b"data: "):
+                continue
+            event = json.loads(line[6:])
+            told.append(event)
+            if event["Event"] == "clip-ending" and event["ClipId"] == "explanation":
+                switch = {"VideoSrc": room.media_url(clips["2"]), "When": "end", "ClipId": "answer"}
+                assert api.call("POST", f"/v1/pushes/{rid}/switch", switch).status == 202
+    watcher.join(15)
+    clip_events = [(e["Event"], e.get("ClipId"), e.get("How")) for e in told[2:-1]]
+    assert clip_events == [
+        ("clip-started", "explanation", None),
+        ("clip-ending", "explanation", None),
+        ("queued-next", "answer", None),
+        ("clip-ended", "explanation", "finished"),
+        ("clip-started", "answer", None),
+        ("clip-ending", "answer", None),
+        ("clip-ended", "answer", "finished"),
+    ]
+    ending = told[3]
+    assert 1.0 <= ending["Remaining"] <= 1.5, ending
+    shown = [(p.clip, p.frame) for p in watcher.pictures]
+    first_new = next(i for i, (clip, _) in enumerate(shown) if clip == 2)
+    assert shown[first_new - 1] == (3, 3 * FPS - 1) and shown[first_new][1] == 0
+    assert_seamless(watcher)
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +342,8 @@ def test_every_state_change_and_clip_event_is_posted_signed_and_in_order(
         catcher.shutdown()
         catcher.server_close()
     events = [e["Event"] for e in catcher.received]
-    assert events == ["running", "clip-start", "clip-end", "clip-start", "clip-end", "succeeded"]
+    clip = ["clip-started", "clip-ending", "clip-ended"]
+    assert events == ["queued", "running", *clip, *clip, "succeeded"]
     assert catcher.bad_signatures == 0
     assert all(e["RequestId"] == rid for e in catcher.received)
 
@@ -319,8 +356,8 @@ def test_events_stream_as_server_sent_events_until_the_final_state(
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         text = resp.read().decode()
     names = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event: ")]
-    assert names[0] == "running" and names[-1] == "succeeded"
-    assert "clip-start" in names and "clip-end" in names
+    assert names[:2] == ["queued", "running"] and names[-1] == "succeeded"
+    assert "clip-started" in names and "clip-ended" in names
     ids = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("id: ")]
     assert ids and len(set(ids)) == len(ids)
 

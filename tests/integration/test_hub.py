@@ -19,8 +19,9 @@ from redis.retry import Retry
 
 from devstack.redis import RedisServer
 from jobs.commands import Command, Pause, Switch, to_message
+from jobs.keys import job_key
 from jobs.stops import Stop, StopCause
-from jobs.store import Beat, JobStore, control_channel, job_key
+from jobs.store import Beat, JobStore, control_channel
 from pipeline.control import Control
 from tests.records import running_job
 from worker.hub import Attached, ControlHub

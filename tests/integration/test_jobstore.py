@@ -10,10 +10,11 @@ from typing import Any
 import redis
 
 from devstack.redis import RedisServer
+from jobs.keys import job_key
 from jobs.records import JobRecord, JobSecrets, PushRoom
 from jobs.states import State
 from jobs.stops import Stop, StopCause
-from jobs.store import Job, JobStore, control_channel, job_key, now
+from jobs.store import Job, JobStore, control_channel, now
 from tests.records import queued_job, running_job
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from devstack.room import LocalRoom
 from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
+from pipeline import Clip
 
 from ..filerooms import Frame, Publish, Sent, push_to_files, spec_for
 from ..media import make_numbered_clip
@@ -82,8 +83,74 @@ def test_switch_now_shows_the_new_clip_from_its_start_within_half_a_second(
     assert frames[new].number <= 1
     assert frames[-1].number >= 3 * 30 - 3  # clip 2 played to its end
     assert_seamless(sent.publish)
-    assert sent.event_names()[:3] == ["clip-start", "switch", "clip-start"]
+    assert sent.event_names()[:3] == ["clip-started", "clip-ended", "clip-started"]
     assert sent.result is not None and sent.result.reason == "the playlist ended"
+
+
+def test_clip_events_carry_the_callers_clip_ids_and_how_each_clip_ended(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [(1.0, Switch(VideoSrc=clips[2], ClipId="question"))]
+    sent = play(
+        tmp_path, clips, commands, clip_id="explanation", playlist=(Clip(clips[3], "answer"),)
+    )
+    assert sent.completed, sent.error
+    told = [
+        (name, f["ClipId"], f.get("How")) for name, f in sent.events if name.startswith("clip-")
+    ]
+    assert told == [
+        ("clip-started", "explanation", None),
+        ("clip-ended", "explanation", "switched"),
+        ("clip-started", "question", None),
+        ("clip-ending", "question", None),
+        ("clip-ended", "question", "finished"),
+        ("clip-started", "answer", None),
+        ("clip-ending", "answer", None),
+        ("clip-ended", "answer", "finished"),
+    ]
+    switched = sent.events[1][1]
+    assert switched["ToClipId"] == "question" and 0.9 <= switched["Position"] <= 1.5
+
+
+def test_clip_ending_fires_its_lead_before_the_clip_ends_in_the_room(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, clip_ending=1.5)
+    ending = next(f for name, f in sent.events if name == "clip-ending")
+    ended = next(f for name, f in sent.events if name == "clip-ended")
+    # Announced at 4.5 s of the 6 s clip, give or take one paced batch of pictures.
+    assert 1.3 <= ending["Remaining"] <= 1.5
+    assert 1.3 <= ended["OutputTime"] - ending["OutputTime"] <= 1.7
+    assert sent.event_names().count("clip-ending") == 1
+
+
+def test_a_clip_queued_on_clip_ending_follows_without_a_seam(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    # What the classroom's backend does: on clip-ending, queue what comes next.
+    sent = play(tmp_path, clips, [(4.6, Switch(VideoSrc=clips[3], When="end", ClipId="next"))])
+    frames = sent.publish.frames
+    new = first_of(frames, 3)
+    assert frames[new - 1].number == 6 * FPS - 1 and frames[new].number == 0
+    assert_seamless(sent.publish)
+    started = [f["ClipId"] for name, f in sent.events if name == "clip-started"]
+    assert started == [None, "next"]
+
+
+def test_seeking_back_before_the_lead_announces_the_end_again(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(5.5, Seek(Position=1))], clip_ending=2.0, stop_at=12.0)
+    assert sent.event_names().count("clip-ending") == 2
+    assert sent.event_names().count("clip-ended") == 1
+
+
+def test_a_push_stopped_mid_clip_ends_the_clip_as_stopped(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, clip_id="lesson", stop_at=2.0)
+    name, fields = sent.events[-1]
+    assert (name, fields["How"], fields["ClipId"]) == ("clip-ended", "stopped", "lesson")
 
 
 def test_switch_at_the_end_of_the_clip_plays_the_clip_out_first(
