@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .console import bp as console_bp
     from .errors import register_error_handlers
     from .events import bp as events_bp
+    from .events import follower_log
     from .metrics import bp as metrics_bp
     from .openapi import bp as openapi_bp
     from .player import bp as player_bp
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["roomcast.store"] = open_store(
         settings, deliver=partial(send_delivery, celery, settings.events_queue)
     )
+    app.extensions["roomcast.followers"] = follower_log(settings)
     register_error_handlers(app)
     app.before_request(_check_api_key)
     app.before_request(_limit_streamed_body)

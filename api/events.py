@@ -5,6 +5,10 @@ SSE ``id``, so a client that reconnects with ``Last-Event-ID`` (or ``?After=<Id 
 continues with the next one. The stream ends after the push's final state (succeeded, failed
 or stopped).
 
+Each follower waits on a Redis connection of its own (a blocking XREAD of its push's
+stream, from a pool apart from the one status calls use, so that followers never starve
+them); under the Procfile's gevent workers a follower is a greenlet, not a thread.
+
 ``POST /v1/pushes/<id>/events/replay`` sends a push's events to its callback URL again: from
 ``From`` (a Seq) on, or from the first one its receiver has not acknowledged. It restarts
 retries that gave up (``Callbacks.State`` ``gave-up``).
@@ -16,18 +20,37 @@ import json
 from collections.abc import Iterator
 from typing import cast
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.errors import InvalidJob, NoCallback, NotFound
-from jobs.events import FINAL_EVENTS, seq_of
+from jobs.events import FINAL_EVENTS, EventLog, seq_of
+from jobs.settings import Settings
 from jobs.store import Job, JobStore
 
 from .errors import invalid_job_from
 from .responses import Replayed
 
 bp = Blueprint("events", __name__)
+
+#: A follower's wait for its next event before it sends a keep-alive and looks at the job.
+FOLLOW_WAIT_MS = 15_000
+#: Followers one API process serves at once (each holds a Redis connection).
+MAX_FOLLOWERS = 5000
+
+
+def follower_log(settings: Settings) -> EventLog:
+    """The event log followers read from: its own pool of long-waiting connections."""
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=FOLLOW_WAIT_MS / 1000 + 5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+        max_connections=MAX_FOLLOWERS,
+    )
+    return EventLog(client, settings.job_ttl_seconds)
 
 
 class ReplayRequest(BaseModel):
@@ -56,16 +79,17 @@ def events(request_id: str) -> ResponseReturnValue:
     """Stream the push's events (server-sent events) until its final state."""
     _job(request_id)
     after = seq_of(request.headers.get("Last-Event-ID") or request.args.get("After") or "0")
+    log = cast(EventLog, current_app.extensions["roomcast.followers"])
     return Response(
-        _stream(_store(), request_id, after),
+        _stream(_store(), log, request_id, after),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _stream(store: JobStore, request_id: str, after: int) -> Iterator[str]:
+def _stream(store: JobStore, log: EventLog, request_id: str, after: int) -> Iterator[str]:
     while True:
-        batch = store.events.read(request_id, after, block_ms=1000)
+        batch = log.read(request_id, after, block_ms=FOLLOW_WAIT_MS)
         for event in batch:
             name = event.get("Event", "message")
             yield f"id: {event['Id']}\nevent: {name}\ndata: {json.dumps(event)}\n\n"

@@ -251,7 +251,7 @@ def _paths() -> dict[str, Any]:
                 "description": (
                     "Server-sent events: `id` is the event's Id, `<RequestId>.<Seq>` (send it "
                     "back as Last-Event-ID to resume), `event` the event's name (queued, "
-                    "running, succeeded, failed, stopped, clip-started, switch…), `data` its "
+                    "running, succeeded, failed, stopped, clip-started, clip-ended…), `data` its "
                     "JSON."
                 ),
                 "tags": ["pushes"],

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
 
             def submit(n: int) -> str:
-                job = push_job(url, f"cb_{n}", Playlist=[url] * (args.clips - 1))
+                playlist = [{"VideoSrc": url, "ClipId": f"clip{i}"} for i in range(1, args.clips)]
+                job = push_job(url, f"cb_{n}", ClipId="clip0", Playlist=playlist)
                 return service.api.submit(**job, CallbackUrl=receiver.url)
 
             started = time.monotonic()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.layout import worker_processes
+from devstack.layout import procfile_command, worker_processes
+from devstack.ports import free_port, wait_for_port
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
-from tests.stack import Api, start_api, start_procfile_worker, stop
+from tests.stack import REPO, Api, start_api, start_procfile_worker, stop
 
 
 @dataclass
@@ -26,6 +29,41 @@ class Service:
     room: LocalRoom
     api: Api
     workers: list[subprocess.Popen[bytes]]
+
+
+@dataclass
+class LoneApi:
+    """The API process and the port it listens on."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+@contextmanager
+def api_alone(redis_url: str, web: str | None = None) -> Iterator[LoneApi]:
+    """The API alone (no worker) as the Procfile's ``web`` line (or ``web``) runs it, on a
+    free ``$PORT``, its output discarded; killed with its workers at the end."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
+    env.update(
+        ROOMCAST_REDIS_URL=redis_url,
+        ROOMCAST_LOG_LEVEL="WARNING",
+        ROOMCAST_USERSIG_CHECK="off",
+        PORT=str(port),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f"exec {web or procfile_command('web')}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        yield LoneApi(proc, port)
+    finally:
+        # Followers still waiting would hold gunicorn's graceful stop: this is a throwaway.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def push_job(video_src: str, room: str, **fields: Any) -> dict[str, Any]:

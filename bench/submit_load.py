@@ -1,9 +1,9 @@
 """Submissions per second: push requests sent as fast as possible to the API on loopback.
 
-.venv/bin/python -m bench.submit_load [--requests 200] [--clients 16] [--workers 2 --threads 4]
+.venv/bin/python -m bench.submit_load [--requests 200] [--clients 16] [--web COMMAND]
 
-Starts a throwaway redis-server and the API under gunicorn as the Procfile runs it (2
-workers, 4 threads), with no Celery worker: every push stays queued in Redis and nothing is
+Starts a throwaway redis-server and the API under gunicorn as the Procfile runs it (or as
+``--web`` says), with no Celery worker: every push stays queued in Redis and nothing is
 published. A thread pool of ``--clients`` clients (one keep-alive connection each) sends
 ``--requests`` valid requests, each for its own UserId so that no publisher lease refuses
 one. Prints the rate, latency percentiles, the answers by status, and how many job records
@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +28,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from devstack.ports import free_port, wait_for_port
+from bench.service import api_alone
 from devstack.redis import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,37 +142,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (Procfile: 2)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads (Procfile: 4)")
+    parser.add_argument("--web", help="the API's command line (default: the Procfile's web)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-        env.update(
-            ROOMCAST_REDIS_URL=server.url,
-            ROOMCAST_LOG_LEVEL="WARNING",
-            ROOMCAST_USERSIG_CHECK="off",
-        )
-        api = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--threads", str(args.threads),
-             "api:create_app()"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_for_port("127.0.0.1", port, 30)
-            base = f"http://127.0.0.1:{port}"
+        with api_alone(server.url, args.web) as api:
+            base = f"http://127.0.0.1:{api.port}"
             submit_all(base, request_bodies(20, "warmup"), args.clients)  # imports, pools
             before = count_records(server.url)
             result = submit_all(base, request_bodies(args.requests), args.clients)
             recorded = count_records(server.url) - before
-        finally:
-            api.terminate()
-            api.wait(10)
     unique = len(set(result.request_ids))
     print(
-        f"{args.requests} submissions, {args.clients} clients, gunicorn "
-        f"{args.workers}x{args.threads}: {result.rate:.0f} submissions/s "
+        f"{args.requests} submissions, {args.clients} clients, "
+        f"{args.web or 'Procfile web'}: {result.rate:.0f} submissions/s "
         f"({result.seconds:.2f} s)"
     )
     print(

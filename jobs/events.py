@@ -4,7 +4,7 @@ delivered to the job's callback URL through the outbox (``jobs/outbox.py``).
 Key ``roomcast:events:<id>`` (a Redis stream, trimmed to the last 1000 events, expiring
 with the job). Every event is a JSON object with ``Id`` (``<RequestId>.<Seq>``, stable and
 unique: what a receiver dedupes on), ``Seq`` (1, 2, 3… per push), ``Event`` (``queued``,
-``running``, ``succeeded``, ``failed``, ``stopped``, ``clip-started``, ``switch``…),
+``running``, ``succeeded``, ``failed``, ``stopped``, ``clip-started``, ``clip-ended``…),
 ``RequestId``, ``At`` (epoch seconds) and the event's own fields.
 
 An event is appended by one Lua script that numbers it from the job's hash (``seq``), adds

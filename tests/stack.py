@@ -56,17 +56,13 @@ def start_procfile_worker(
     """A Procfile line (``worker``, or ``events`` for callback deliveries) as honcho runs it
     (a shell, ``HONCHO_PROCESS_NAME``): the default layout, or what
     ``ROOMCAST_WORKER_POOL``/``_CONCURRENCY`` in ``env`` say."""
-    env = dict(env, HONCHO_PROCESS_NAME=name, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {procfile_command(process)}"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return _ready(proc, log)
+    return _ready(spawn_procfile(process, dict(env, HONCHO_PROCESS_NAME=name), log), log)
+
+
+def spawn_procfile(process: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A Procfile line as honcho runs it (a shell; the venv's programs on PATH)."""
+    env = dict(env, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    return spawn(["/bin/sh", "-c", f"exec {procfile_command(process)}"], env, log)
 
 
 def _ready(proc: subprocess.Popen[bytes], log: Path) -> subprocess.Popen[bytes]:
@@ -82,13 +78,10 @@ def _ready(proc: subprocess.Popen[bytes], log: Path) -> subprocess.Popen[bytes]:
 
 
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The API under gunicorn on a free port; returns the process and its base URL."""
+    """The API as the Procfile's ``web`` line runs it, on a free port; returns the process
+    and its base URL."""
     port = free_port()
-    proc = spawn(
-        ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-         "api:create_app()"],
-        env, log,
-    )  # fmt: skip
+    proc = spawn_procfile("web", dict(env, PORT=str(port)), log)
     wait_for_port("127.0.0.1", port, 30)
     return proc, f"http://127.0.0.1:{port}"
 

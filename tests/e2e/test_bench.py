@@ -163,3 +163,19 @@ def test_cpu_per_push_refuses_a_job_it_does_not_know() -> None:
     run = bench("cpu_per_push", "--jobs", "remux,reencode", timeout=60)
     assert run.returncode == 2, run.stdout
     assert "unknown job reencode: choose from remux, re-encode" in run.stderr
+
+
+def test_the_follower_benchmark_streams_to_every_follower_on_the_procfile_api() -> None:
+    run = bench("sse", "--followers", "30", "--seconds", "2", "--rate", "20", timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    gevent, threads = run.stdout.split("web: ")[1:]
+    assert "worker-class gevent" in gevent and "followers 30 of 30 streaming" in gevent
+    assert "--threads 4" in threads
+    held = re.search(r"followers (\d+) of 30 streaming", threads)
+    assert held is not None and int(held.group(1)) <= 8, threads  # one per thread at most
+
+
+def test_the_callback_benchmark_delivers_every_event_once() -> None:
+    run = bench("callbacks", "--pushes", "1", "--clips", "1", "--seconds", "1", timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "events: 6 of 6 delivered, 0 redelivered, 0 failed verification" in run.stdout

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,9 +27,12 @@ from celery import Celery
 from devstack.ports import free_port
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
+from jobs.settings import Settings
+from jobs.store import open_store
 
 from ..conftest import CALLBACK_SECRET, job_for
 from ..receiver import Receiver
+from ..records import queued_job
 from ..stack import Api, start_api, start_procfile_worker, stop
 
 FINAL = {"succeeded", "failed", "stopped"}
@@ -302,3 +306,62 @@ def test_a_replay_needs_a_push_with_a_callback_url(
     assert stack.api.call("POST", "/v1/pushes/nope/events/replay").status == 404
     bad = stack.api.call("POST", f"/v1/pushes/{rid}/events/replay", {"From": 0})
     assert bad.status == 400 and bad.body["Error"]["Field"] == "From"
+
+
+# --- following ---------------------------------------------------------------------------
+
+
+class Follower:
+    """An SSE client on a raw socket: the events it has read so far."""
+
+    def __init__(self, base: str, rid: str, last_event_id: str | None = None) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=20)
+        resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+        request = f"GET /v1/pushes/{rid}/events HTTP/1.1\r\nHost: t\r\n{resume}\r\n"
+        self.sock.sendall(request.encode())
+        self.lines = self.sock.makefile("rb")
+
+    def next_event(self) -> dict[str, Any]:
+        for line in self.lines:
+            if line.startswith(b"data: "):
+                return dict(json.loads(line[6:]))
+        raise EOFError("the stream ended")
+
+    def close(self) -> None:
+        self.lines.close()
+        self.sock.close()
+
+
+def test_a_hundred_followers_do_not_keep_status_calls_waiting(stack: Stack) -> None:
+    store = open_store(Settings(redis_url=stack.redis.url))
+    rids = [queued_job(store) for _ in range(100)]
+    followers = [Follower(stack.api.base, rid) for rid in rids]
+    try:
+        assert all(f.next_event()["Event"] == "queued" for f in followers)
+        # Each follower used to hold one of the API's 8 threads until its push ended.
+        for rid in rids[:20]:
+            assert stack.api.status(rid)["State"] == "queued"
+        store.events.append(rids[-1], "bench-event")
+        assert followers[-1].next_event()["Event"] == "bench-event"
+    finally:
+        for follower in followers:
+            follower.close()
+        for rid in rids:
+            stack.api.call("POST", f"/v1/pushes/{rid}/stop")
+
+
+def test_a_follower_that_reconnects_with_last_event_id_continues_after_it(stack: Stack) -> None:
+    store = open_store(Settings(redis_url=stack.redis.url))
+    rid = queued_job(store)
+    for n in range(3):
+        store.events.append(rid, "note", N=n)
+    first = Follower(stack.api.base, rid)
+    seen = [first.next_event() for _ in range(3)]
+    first.close()
+    again = Follower(stack.api.base, rid, last_event_id=seen[-1]["Id"])
+    try:
+        assert again.next_event()["Seq"] == seen[-1]["Seq"] + 1
+    finally:
+        again.close()
+        stack.api.call("POST", f"/v1/pushes/{rid}/stop")
