@@ -18,6 +18,12 @@ def job_key(request_id: str) -> str:
     return f"{PREFIX}job:{request_id}"
 
 
+def callback_key(request_id: str) -> str:
+    """A job's callback URL: a secret (it may carry a token), apart from the record, and
+    kept after the push ends, until its events are delivered or the job expires."""
+    return f"{PREFIX}job:{request_id}:callback"
+
+
 def events_key(request_id: str) -> str:
     """The Redis stream of one job's events."""
     return f"{PREFIX}events:{request_id}"

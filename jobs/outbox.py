@@ -11,7 +11,8 @@ receiver dedupes by the event's ``Id`` (the ``webhook-id`` header).
 
 Per push, in its job hash::
 
-    callback     the URL (never shown: it may carry a token)
+    callback     1 when the push has a callback URL (the URL is a secret apart:
+                 ``roomcast:job:<id>:callback``, which lives as long as the record)
     seq          the last event's number (jobs/events.py)
     cb_sent      the last number the receiver acknowledged (the cursor)
     cb_failures  failed attempts in a row; cb_since when the first of them failed
@@ -31,7 +32,7 @@ from typing import cast
 
 import redis
 
-from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, job_key
+from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, callback_key, job_key
 from .records import CallbackStatus, iso
 
 #: Held by the one worker process sweeping the outbox for the next second.
@@ -50,8 +51,9 @@ return 0
 """
 
 # Take a push (ARGV[1]) out of the outbox (KEYS[2]) if every event of its job (KEYS[1]) was
-# delivered, or its job is gone. Checked and done in one step: an event appended meanwhile
-# keeps it in (the deliverer then goes round again).
+# delivered, or its job is gone, and release its lock (KEYS[3]) held by token ARGV[2]. One
+# step: an event appended before it keeps the push in (the deliverer goes round again); one
+# appended after it finds the push out and unlocked, so its own delivery task proceeds.
 _SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local seq = tonumber(redis.call('HGET', KEYS[1], 'seq')) or 0
@@ -59,28 +61,54 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if sent < seq and redis.call('HGET', KEYS[1], 'cb_state') ~= 'gave-up' then return 0 end
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
-# Record a failed attempt for a job (KEYS[1]): ARGV[1] the error, ARGV[2] now, ARGV[3] when
-# to try again ('' to give up), ARGV[4] the request id. KEYS[2] the outbox, KEYS[3] the
-# counters. Returns the failures in a row.
-_FAILED = """
+# A deliverer's writes are fenced: they count only while it holds the lock (KEYS[2]) with
+# its token (ARGV[1]) and the job (KEYS[1]) exists. Returns -1 (the lock was lost: another
+# deliverer took over) or -2 (the job is gone) before the write, else falls through.
+_FENCE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+"""
+
+# The receiver acknowledged event ARGV[3]: move the cursor there from ARGV[2] (0: a replay
+# moved it meanwhile, and the deliverer reads it again), forget the failures. KEYS[3] the
+# counters.
+_DELIVERED = (
+    _FENCE
+    + """
+if (tonumber(redis.call('HGET', KEYS[1], 'cb_sent')) or 0) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'cb_sent', ARGV[3])
+redis.call('HDEL', KEYS[1], 'cb_failures', 'cb_since', 'cb_error', 'cb_next')
+redis.call('HINCRBY', KEYS[3], 'callbacks_delivered', 1)
+return 1
+"""
+)
+
+# Record a failed attempt for a job (KEYS[1]), fenced by its lock (KEYS[2], ARGV[1]):
+# ARGV[2] the error, ARGV[3] now, ARGV[4] when to try again ('' to give up), ARGV[5] the
+# request id. KEYS[3] the outbox, KEYS[4] the counters. Returns the failures in a row.
+_FAILED = (
+    _FENCE
+    + """
 local failures = redis.call('HINCRBY', KEYS[1], 'cb_failures', 1)
-redis.call('HSETNX', KEYS[1], 'cb_since', ARGV[2])
-redis.call('HSET', KEYS[1], 'cb_error', ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'callback_failures', 1)
-if ARGV[3] == '' then
+redis.call('HSETNX', KEYS[1], 'cb_since', ARGV[3])
+redis.call('HSET', KEYS[1], 'cb_error', ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'callback_failures', 1)
+if ARGV[4] == '' then
   redis.call('HSET', KEYS[1], 'cb_state', 'gave-up')
   redis.call('HDEL', KEYS[1], 'cb_next')
-  redis.call('ZREM', KEYS[2], ARGV[4])
-  redis.call('HINCRBY', KEYS[3], 'callbacks_given_up', 1)
+  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('HINCRBY', KEYS[4], 'callbacks_given_up', 1)
 else
-  redis.call('HSET', KEYS[1], 'cb_next', ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  redis.call('HSET', KEYS[1], 'cb_next', ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
 return failures
 """
+)
 
 # The pushes (at most ARGV[2]) whose turn has come by ARGV[1], each claimed until ARGV[3]
 # so that the next sweep leaves it to the task sent now.
@@ -99,6 +127,10 @@ redis.call('HDEL', KEYS[1], 'cb_state', 'cb_failures', 'cb_since', 'cb_next', 'c
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return seq
 """
+
+
+#: What a fenced write answers when it was refused.
+LOCK_LOST, JOB_GONE = -1, -2
 
 
 def lock_key(request_id: str) -> str:
@@ -141,6 +173,7 @@ class Outbox:
         self._unlock = client.register_script(_UNLOCK)
         self._hold = client.register_script(_HOLD)
         self._settle = client.register_script(_SETTLE)
+        self._delivered = client.register_script(_DELIVERED)
         self._failed = client.register_script(_FAILED)
         self._due = client.register_script(_DUE)
         self._replay = client.register_script(_REPLAY)
@@ -163,14 +196,14 @@ class Outbox:
 
     def target(self, request_id: str) -> Target | None:
         """Where and from which event to deliver; None if the job or its URL is gone."""
-        url, seq, sent, next_at, state, failures, since = cast(
-            "list[bytes | None]",
-            self.redis.hmget(
-                job_key(request_id),
-                ["callback", "seq", "cb_sent", "cb_next", "cb_state", "cb_failures", "cb_since"],
-            ),
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(callback_key(request_id))
+        pipe.hmget(
+            job_key(request_id),
+            ["callback", "seq", "cb_sent", "cb_next", "cb_state", "cb_failures", "cb_since"],
         )
-        if url is None:
+        url, (flag, seq, sent, next_at, state, failures, since) = pipe.execute()
+        if url is None or flag is None:
             return None
         return Target(
             url=url.decode(),
@@ -182,25 +215,36 @@ class Outbox:
             failing_since=float(since) if since else None,
         )
 
-    def delivered(self, request_id: str, seq: int) -> None:
-        """The receiver acknowledged event ``seq``: move the cursor, forget the failures."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(job_key(request_id), "cb_sent", seq)
-        pipe.hdel(job_key(request_id), "cb_failures", "cb_since", "cb_error", "cb_next")
-        pipe.hincrby(METRICS_KEY, "callbacks_delivered", 1)
-        pipe.execute()
+    def delivered(self, request_id: str, token: str, after: int, seq: int) -> int:
+        """The receiver acknowledged event ``seq``: move the cursor from ``after`` to it
+        and forget the failures. 1 if moved; 0 if a replay moved the cursor meanwhile;
+        ``LOCK_LOST`` or ``JOB_GONE`` (nothing written)."""
+        return int(
+            self._delivered(
+                keys=[job_key(request_id), lock_key(request_id), METRICS_KEY],
+                args=[token, after, seq],
+            )
+        )
 
-    def settle(self, request_id: str) -> bool:
-        """Leave the outbox if nothing is left to deliver (False: an event came meanwhile)."""
-        return bool(self._settle(keys=[job_key(request_id), OUTBOX_KEY], args=[request_id]))
+    def settle(self, request_id: str, token: str) -> bool:
+        """Leave the outbox and release the lock if nothing is left to deliver (False: an
+        event came meanwhile)."""
+        return bool(
+            self._settle(
+                keys=[job_key(request_id), OUTBOX_KEY, lock_key(request_id)],
+                args=[request_id, token],
+            )
+        )
 
-    def failed(self, request_id: str, error: str, at: float, retry_at: float | None) -> int:
+    def failed(
+        self, request_id: str, token: str, error: str, at: float, retry_at: float | None
+    ) -> int:
         """An attempt at time ``at`` failed: try again at ``retry_at``, or give up (None).
-        Returns the failures in a row."""
+        Returns the failures in a row, or ``LOCK_LOST`` or ``JOB_GONE`` (nothing written)."""
         return int(
             self._failed(
-                keys=[job_key(request_id), OUTBOX_KEY, METRICS_KEY],
-                args=[error, at, "" if retry_at is None else retry_at, request_id],
+                keys=[job_key(request_id), lock_key(request_id), OUTBOX_KEY, METRICS_KEY],
+                args=[token, error, at, "" if retry_at is None else retry_at, request_id],
             )
         )
 

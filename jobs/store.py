@@ -37,7 +37,7 @@ import redis
 
 from .errors import PublisherBusy, WorkerLost
 from .events import EventLog
-from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, events_key, job_key
+from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, callback_key, events_key, job_key
 from .outbox import STATUS_FIELDS, Outbox, callback_status
 from .records import CallbackStatus, JobRecord, JobSecrets, PushStatus
 from .settings import Settings
@@ -283,13 +283,15 @@ class JobStore:
                             # What was set, so that the record reads back as it was written.
                             "doc": record.model_dump_json(exclude_unset=True),
                             "publisher": lease,
-                            # Kept with the record, not with the secrets that end with the
-                            # push: the events are delivered after the push too.
-                            **({"callback": secrets.CallbackUrl} if secrets.CallbackUrl else {}),
+                            # The URL itself is a secret of its own (callback_key): unlike
+                            # the others it outlives the push, whose events follow it.
+                            **({"callback": "1"} if secrets.CallbackUrl else {}),
                         },
                     )
                     pipe.expire(key, self.ttl)
                     pipe.set(secrets_key(request_id), secrets.model_dump_json(), ex=self.ttl)
+                    if secrets.CallbackUrl:
+                        pipe.set(callback_key(request_id), secrets.CallbackUrl, ex=self.ttl)
                     pipe.hincrby(METRICS_KEY, "created", 1)
                     for index in self._indexes(record, State.QUEUED):
                         pipe.zadd(index, {request_id: created})
@@ -318,7 +320,12 @@ class JobStore:
         self._release(keys=[job_key(request_id)], args=[request_id])
         pipe = self.redis.pipeline(transaction=True)
         # Its "queued" event goes too: a push that never was has nothing to deliver.
-        pipe.delete(job_key(request_id), secrets_key(request_id), events_key(request_id))
+        pipe.delete(
+            job_key(request_id),
+            secrets_key(request_id),
+            events_key(request_id),
+            callback_key(request_id),
+        )
         pipe.zrem(OUTBOX_KEY, request_id)
         if job is not None:
             for index in self._indexes(job.record, job.state):

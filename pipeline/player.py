@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -99,6 +99,9 @@ class Player:
         self._current = self._clips[0]
         self._index = 0
         self._ending_told = False
+        self._pending: deque[Command] = deque()
+        #: Where the playing clip's timestamps start (an MPEG-TS file's are not at 0).
+        self._clip_start = 0.0
         self._video_route: VideoTranscodeRoute | None = None
 
     @property
@@ -190,7 +193,11 @@ class Player:
         joint = self._timeline.end_of(VIDEO_TIMELINE_KEY) if self._video_out is not None else None
         self._timeline.begin_segment(skip if skip is not None else source.start_time, joint)
         relay = self._relay
-        self._ending_told = False  # a seek back re-arms clip-ending
+        # The position is this clip's from here (the last one's until a packet is sent),
+        # and a seek back re-arms clip-ending.
+        self._clip_start = float(source.start_time or 0)
+        relay.progress.position = float(skip) if skip is not None else self._clip_start
+        self._ending_told = False
         for packet in _packets(source):
             end = self._obey(source)
             if end is not None:
@@ -214,7 +221,7 @@ class Player:
         lead, progress = self._spec.clip_ending, self._relay.progress
         if lead <= 0 or not progress.duration or not self._relay.track_position:
             return
-        remaining = progress.duration - progress.position
+        remaining = self._clip_start + progress.duration - progress.position
         if remaining <= lead:
             self._ending_told = True
             self._event("clip-ending", Remaining=round(max(remaining, 0.0), 3))
@@ -262,11 +269,18 @@ class Player:
 
     def _obey(self, source: Source) -> ClipEnd | None:
         """Apply the commands received since the last packet; an end if the clip must end."""
-        for command in self._control.commands():
+        for command in self._commands():
             end = self._apply(command, source)
             if end is not None:
                 return end
         return None
+
+    def _commands(self) -> Iterator[Command]:
+        """Commands in the order sent; those after one that ends the clip (a switch sent
+        with a queue edit) wait for the next clip's first look, never dropped."""
+        self._pending.extend(self._control.commands())
+        while self._pending:
+            yield self._pending.popleft()
 
     def _apply(self, command: Command, source: Source) -> ClipEnd | None:
         match command:
@@ -313,7 +327,7 @@ class Player:
         try:
             t = self._timeline.end
             while not relay.stopped:
-                for command in self._control.commands():
+                for command in self._commands():
                     if isinstance(command, Resume | Switch | Seek):
                         self._timeline.begin_segment(
                             resume_at, self._timeline.end_of(VIDEO_TIMELINE_KEY)

@@ -31,7 +31,7 @@ from standardwebhooks import Webhook
 
 from jobs.errors import RoomcastError
 from jobs.events import EventLog
-from jobs.outbox import Outbox, Target, retry_delay
+from jobs.outbox import LOCK_LOST, Outbox, Target, retry_delay
 from jobs.redact import redact_url
 from jobs.settings import Settings
 from jobs.urlguard import check_source_address
@@ -151,7 +151,7 @@ class Deliverer:
         while True:
             target = self._outbox.target(request_id)
             if target is None or target.gave_up:
-                self._outbox.settle(request_id)
+                self._outbox.settle(request_id, token)
                 return Outcome.GONE if target is None else Outcome.GAVE_UP
             if target.next_at > self._clock():
                 return Outcome.WAITING
@@ -160,18 +160,26 @@ class Deliverer:
                 if target.sent < target.seq:
                     # Trimmed from the stream (over 1000 events behind): nothing to send.
                     log.warning("events %d-%d are gone", target.sent + 1, target.seq)
-                    self._outbox.delivered(request_id, target.seq)
+                    moved = self._outbox.delivered(request_id, token, target.sent, target.seq)
+                    if moved < 0:
+                        return _refused(moved)
                     continue
-                if self._outbox.settle(request_id):
+                if self._outbox.settle(request_id, token):
                     return Outcome.DELIVERED
                 continue  # an event came meanwhile
+            cursor = target.sent
             for seq, body in batch:
                 if not self._outbox.hold(request_id, token, hold):
                     return Outcome.BUSY  # stalled past the lock: another deliverer took over
                 error = self._attempt(request_id, target, seq, body)
                 if error is not None:
-                    return self._failed(request_id, target, seq, error)
-                self._outbox.delivered(request_id, seq)
+                    return self._failed(request_id, token, target, seq, error)
+                moved = self._outbox.delivered(request_id, token, cursor, seq)
+                if moved < 0:
+                    return _refused(moved)
+                if moved == 0:
+                    break  # a replay moved the cursor back: start again from there
+                cursor = seq
 
     def _attempt(self, request_id: str, target: Target, seq: int, body: bytes) -> str | None:
         if self._settings.block_private_addresses:
@@ -185,13 +193,14 @@ class Deliverer:
         headers = self._signer.headers(event_id, body, at)
         return self._send(target.url, body, headers, self._settings.callback_timeout_seconds)
 
-    def _failed(self, request_id: str, target: Target, seq: int, error: str) -> Outcome:
+    def _failed(self, request_id: str, token: str, target: Target, seq: int, error: str) -> Outcome:
         now = self._clock()
         settings = self._settings
         failing = now - (target.failing_since or now)
         where = redact_url(target.url)
         if failing >= settings.callback_give_up_seconds:
-            self._outbox.failed(request_id, error, now, None)
+            if (refused := self._outbox.failed(request_id, token, error, now, None)) < 0:
+                return _refused(refused)
             log.error(
                 "callback to %s: gave up on event %d after %.0f s of failures (%s); "
                 "POST /v1/pushes/%s/events/replay sends the events again",
@@ -199,9 +208,16 @@ class Deliverer:
             )
             return Outcome.GAVE_UP
         delay = retry_delay(target.failures + 1, settings.callback_retry_max_seconds)
-        failures = self._outbox.failed(request_id, error, now, now + delay)
+        failures = self._outbox.failed(request_id, token, error, now, now + delay)
+        if failures < 0:
+            return _refused(failures)
         log.warning(
             "callback to %s: event %d not delivered (%s); attempt %d, next in %.1f s",
             *(where, seq, error, failures, delay),
         )
         return Outcome.RETRYING
+
+
+def _refused(answer: int) -> Outcome:
+    """The outcome of a write the outbox refused: the lock was lost, or the job is gone."""
+    return Outcome.BUSY if answer == LOCK_LOST else Outcome.GONE

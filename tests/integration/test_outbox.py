@@ -18,6 +18,7 @@ import redis
 from devstack.redis import RedisServer
 from jobs.events import OUTBOX_KEY, seq_of
 from jobs.keys import job_key
+from jobs.outbox import lock_key
 from jobs.settings import Settings
 from jobs.states import State
 from jobs.store import JobStore
@@ -246,3 +247,79 @@ def test_events_of_an_expired_job_leave_the_outbox(store: JobStore) -> None:
     assert deliverer(store, receiver, clock).deliver(rid) is Outcome.GONE
     assert store.redis.zscore(OUTBOX_KEY, rid) is None
     assert store.events.append(rid, "late") == 0
+
+
+# --- races: a replay, a lost lock, an event at the last moment, an expired job ------------
+
+
+def test_a_replay_asked_while_a_delivery_runs_is_not_lost(store: JobStore) -> None:
+    rid, receiver, clock, sender = a_push(store)
+    store.finish(rid, State.SUCCEEDED)
+    sender.deliver(rid)  # 1, 2, 3
+    for n in range(3):
+        store.events.append(rid, "note", N=n)  # 4, 5, 6
+    replayed: list[Outcome] = []
+
+    def replay_during_event_5(url: str, body: bytes, headers: dict[str, str], t: float) -> None:
+        if headers["webhook-id"].endswith(".5") and not replayed:
+            store.outbox.replay(rid, 1)  # what POST /events/replay does, From=1
+            replayed.append(deliverer(store, FakeReceiver(), clock).deliver(rid))
+        return receiver(url, body, headers, t)
+
+    sender._send = replay_during_event_5  # type: ignore[assignment]
+    assert sender.deliver(rid) is Outcome.DELIVERED
+    assert replayed == [Outcome.BUSY]  # the replay's own task found this one at work
+    assert [e["Seq"] for e in receiver.got][3:] == [4, 5, 1, 2, 3, 4, 5, 6]
+
+
+def test_a_deliverer_that_lost_its_lock_writes_nothing_and_the_cursor_never_goes_back(
+    store: JobStore,
+) -> None:
+    rid, receiver, clock, sender = a_push(store)
+    store.finish(rid, State.SUCCEEDED)
+    other: list[Outcome] = []
+
+    def outlives_its_lock(url: str, body: bytes, headers: dict[str, str], t: float) -> None:
+        if headers["webhook-id"].endswith(".2") and not other:
+            store.redis.delete(lock_key(rid))  # the attempt took longer than the lock
+            other.append(deliverer(store, receiver, clock).deliver(rid))
+        return receiver(url, body, headers, t)
+
+    sender._send = outlives_its_lock  # type: ignore[assignment]
+    assert sender.deliver(rid) is Outcome.BUSY
+    assert other == [Outcome.DELIVERED]
+    status = store.get(rid).callbacks  # type: ignore[union-attr]
+    assert status is not None and (status.State, status.Delivered) == ("delivered", 3)
+    assert store.redis.zscore(OUTBOX_KEY, rid) is None
+
+
+def test_an_event_recorded_just_after_the_outbox_settled_is_delivered_by_its_own_task(
+    store: JobStore,
+) -> None:
+    rid, receiver, clock, sender = a_push(store)
+    outcomes: list[Outcome] = []
+    store.events.on_due = lambda r: outcomes.append(deliverer(store, receiver, clock).deliver(r))
+    settle = store.outbox.settle
+
+    def settle_then_the_push_ends(request_id: str, token: str) -> bool:
+        done = settle(request_id, token)
+        if done and not outcomes:
+            store.finish(rid, State.SUCCEEDED)  # the push's thread, at that very moment
+        return done
+
+    store.outbox.settle = settle_then_the_push_ends  # type: ignore[method-assign]
+    assert sender.deliver(rid) is Outcome.DELIVERED
+    assert outcomes == [Outcome.DELIVERED]
+    assert [e["Event"] for e in receiver.got] == ["queued", "running", "succeeded"]
+
+
+def test_a_job_that_expires_during_an_attempt_is_not_written_back(store: JobStore) -> None:
+    rid, receiver, clock, sender = a_push(store)
+
+    def expires_meanwhile(url: str, body: bytes, headers: dict[str, str], t: float) -> None:
+        store.redis.delete(job_key(rid))
+        return receiver(url, body, headers, t)
+
+    sender._send = expires_meanwhile  # type: ignore[assignment]
+    assert sender.deliver(rid) is Outcome.GONE
+    assert not store.redis.exists(job_key(rid))

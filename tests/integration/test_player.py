@@ -9,6 +9,7 @@ tests/e2e/test_switch.py checks switching once more.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,16 +113,48 @@ def test_clip_events_carry_the_callers_clip_ids_and_how_each_clip_ended(
     assert switched["ToClipId"] == "question" and 0.9 <= switched["Position"] <= 1.5
 
 
+def assert_ending_announced(sent: Sent, lead: float, times: int) -> None:
+    """Each clip-ending came ``lead`` seconds (of output) before the clip-ended after it."""
+    endings = [(n, f) for n, f in sent.events if n in ("clip-ending", "clip-ended")]
+    pairs = list(zip(endings, endings[1:], strict=False))
+    announced = [(a, b) for (na, a), (nb, b) in pairs if (na, nb) == ("clip-ending", "clip-ended")]
+    assert len(announced) == times, sent.event_names()
+    for ending, ended in announced:
+        # Give or take one paced batch of pictures.
+        assert lead - 0.2 <= ending["Remaining"] <= lead, ending
+        assert lead - 0.2 <= ended["OutputTime"] - ending["OutputTime"] <= lead + 0.2
+
+
 def test_clip_ending_fires_its_lead_before_the_clip_ends_in_the_room(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
     sent = play(tmp_path, clips, clip_ending=1.5)
-    ending = next(f for name, f in sent.events if name == "clip-ending")
-    ended = next(f for name, f in sent.events if name == "clip-ended")
-    # Announced at 4.5 s of the 6 s clip, give or take one paced batch of pictures.
-    assert 1.3 <= ending["Remaining"] <= 1.5
-    assert 1.3 <= ended["OutputTime"] - ending["OutputTime"] <= 1.7
+    assert_ending_announced(sent, 1.5, times=1)
     assert sent.event_names().count("clip-ending") == 1
+
+
+def test_every_clip_of_a_playlist_and_of_a_loop_announces_its_own_end(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=3, playlist=(clips[2],), clip_ending=1.0)
+    assert_ending_announced(sent, 1.0, times=2)
+    looped = play(tmp_path / "loop", clips, first=3, loop="clip", clip_ending=1.0, stop_at=4.5)
+    assert_ending_announced(looped, 1.0, times=2)
+
+
+def test_a_clip_whose_timestamps_start_late_announces_its_end_on_time(
+    tmp_path: Path, clips: dict[int, str], media: Path, room: LocalRoom
+) -> None:
+    # MPEG-TS files rarely start at 0: the lead counts from the clip's own start.
+    late = media / "player3_late.ts"
+    if not late.exists():
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(media / "player3.mp4"), "-c", "copy",
+             "-output_ts_offset", "10", "-f", "mpegts", str(late)],
+            check=True,
+        )  # fmt: skip
+    sent = play(tmp_path, {1: room.media_url(late.name)}, clip_ending=1.0)
+    assert_ending_announced(sent, 1.0, times=1)
 
 
 def test_a_clip_queued_on_clip_ending_follows_without_a_seam(
@@ -141,7 +174,12 @@ def test_seeking_back_before_the_lead_announces_the_end_again(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
     sent = play(tmp_path, clips, [(5.5, Seek(Position=1))], clip_ending=2.0, stop_at=12.0)
-    assert sent.event_names().count("clip-ending") == 2
+    endings = [f for name, f in sent.events if name == "clip-ending"]
+    ended = next(f for name, f in sent.events if name == "clip-ended")
+    # At 4 s of the clip, then again 2 s before its end after the seek (5.5 + 5 − 2 s).
+    assert endings[0]["OutputTime"] == pytest.approx(4.0, abs=0.1)
+    assert endings[1]["OutputTime"] == pytest.approx(ended["OutputTime"] - 2.0, abs=0.1)
+    assert all(1.8 <= f["Remaining"] <= 2.0 for f in endings), endings
     assert sent.event_names().count("clip-ended") == 1
 
 
@@ -151,6 +189,18 @@ def test_a_push_stopped_mid_clip_ends_the_clip_as_stopped(
     sent = play(tmp_path, clips, clip_id="lesson", stop_at=2.0)
     name, fields = sent.events[-1]
     assert (name, fields["How"], fields["ClipId"]) == ("clip-ended", "stopped", "lesson")
+
+
+def test_commands_sent_together_with_a_switch_apply_to_the_next_clip(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    together = [
+        (1.0, Switch(VideoSrc=clips[2])),
+        (1.0, Queue(Action="replace", Sources=[clips[3]])),
+    ]
+    sent = play(tmp_path, clips, together)
+    order = [f.clip for f in sent.publish.frames]
+    assert list(dict.fromkeys(order)) == [1, 2, 3]
 
 
 def test_switch_at_the_end_of_the_clip_plays_the_clip_out_first(
