@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import ProgressStoreError
-from .redact import SECRET_PARAMS, redact_url
+from .redact import is_safe_param, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,11 @@ class RedisTarget:
 
 
 def source_identity(video_src: str) -> str:
-    """VideoSrc without secret query values: the same file signed twice is one source."""
+    """VideoSrc with only its harmless query parameters (``SAFE_PARAMS``): the same file
+    signed twice, or with a new token, is one source."""
     parts = urlsplit(video_src)
     query = urlencode(
-        [
-            (k, v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if k.lower() not in SECRET_PARAMS
-        ]
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_safe_param(k)]
     )
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 

@@ -1,72 +1,97 @@
-"""Keep secrets out of anything that is logged, stored or shown."""
+"""Keep secrets out of anything that is logged, stored or shown.
+
+Sources are signed URLs, and every provider names its secrets differently (Tencent CSS
+``txSecret``, COS ``q-ak``/``q-signature``, S3 ``X-Amz-Security-Token``, OSS
+``security-token``, GCS ``X-Goog-Signature``, Azure ``sig``…). So masking works from the
+other side: every query value and any userinfo of a URL is masked, except the values of a
+short list of parameters known to be harmless (``SAFE_PARAMS``). Paths stay readable, so
+people see which file plays.
+"""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-#: Query parameters whose values are credentials (TRTC's usersig, signed-URL tokens...).
-SECRET_PARAMS = frozenset(
+#: Query parameters shown as they are: identifiers, sizes and times, never credentials.
+SAFE_PARAMS = frozenset(
     {
-        "usersig",
-        "sig",
-        "sign",
-        "signature",
-        "token",
-        "access_token",
-        "password",
-        "secret",
-        "key",
-        "privatemapkey",
-        "x-amz-signature",
-        "x-cos-security-token",
-        "q-signature",
-        "auth_key",
+        # roomcast's own push URL (the UserSig beside them is masked).
+        "sdkappid",
+        "userid",
+        "roomid",
+        "strroomid",
+        # Media selection and display.
+        "format",
+        "w",
+        "h",
+        "width",
+        "height",
+        "quality",
+        "lang",
+        "start",
+        "end",
+        "t",
+        "v",
+        # When a signature expires: neither secret nor enough to forge one.
+        "txtime",
+        "expires",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-algorithm",
+        "x-amz-signedheaders",
+        "x-goog-date",
+        "x-goog-expires",
+        "x-goog-algorithm",
+        "x-goog-signedheaders",
+        "response-content-type",
     }
 )
 MASK = "***"
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with its userinfo password and secret query values masked.
+def is_safe_param(name: str) -> bool:
+    """Whether a query parameter's value may be shown."""
+    return name.lower() in SAFE_PARAMS
 
-    Works for any scheme (http, rtmp, redis...); a string that is not a URL comes back
-    unchanged except for ``user:password@`` patterns.
-    """
+
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo, fragment and every query value not in ``SAFE_PARAMS``
+    masked. Works for any scheme (http, rtmp, redis…); a string that is not a URL comes
+    back with ``user:password@`` patterns and ``name=value`` pairs masked."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        return _mask_userinfo(url)
+        return _mask_pairs(_mask_userinfo(url))
     netloc = parts.netloc
     if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        query = urlencode([(k, v if is_safe_param(k) else MASK) for k, v in pairs], safe="*")
+    fragment = MASK if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
-_USERINFO = re.compile(r"(//[^/@:\s]*:)[^@/\s]+@")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+_USERINFO = re.compile(r"(//)[^/@\s]+@")
+# A query's name=value outside a whole URL (a host without scheme, a quoted fragment).
+_PAIR = re.compile(r"(?<=[?&])([A-Za-z][\w.-]*)=([^&\s'\"]+)")
 
 
 def _mask_userinfo(text: str) -> str:
     return _USERINFO.sub(rf"\g<1>{MASK}@", text)
 
 
-_SECRET_QUERY = re.compile(
-    r"(?i)\b(" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r")=([^&\s'\"]+)"
-)
+def _mask_pairs(text: str) -> str:
+    return _PAIR.sub(lambda m: m[0] if is_safe_param(m[1]) else f"{m[1]}={MASK}", text)
 
 
-def redact_text(text: str, secrets: list[str]) -> str:
-    """Mask the given secret values, URL passwords and secret query values in free text."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    text = _SECRET_QUERY.sub(rf"\1={MASK}", text)
-    return _mask_userinfo(text)
+def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Free text (an error message, FFmpeg's output) with the given secret values, every
+    URL's secrets (see :func:`redact_url`) and query-like ``name=value`` pairs masked."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _URL.sub(lambda m: redact_url(m[0]), text)
+    return _mask_pairs(_mask_userinfo(text))

@@ -1,4 +1,8 @@
-"""UserSig, RedisPassword and URL credentials never show: Flower, logs, results, status."""
+"""UserSig, RedisPassword and URL credentials never show: Flower, logs, results, status,
+events, callbacks, Redis records (other than the secrets keys) and error messages.
+
+Sources carry every provider's signature parameters at once (tests/signed_urls.py), each
+secret value marked ``LEAK`` so that one search finds any of them."""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from pathlib import Path
 
 import redis
 
+from devstack.ports import free_port
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
 
-from ..conftest import job_for
+from ..conftest import CALLBACK_SECRET, job_for
+from ..receiver import Receiver
+from ..signed_urls import signed, signed_by_all, with_userinfo
 from ..stack import Api, start_flower, stop
 
 USER_SIG = "USERSIG-SECRET-7781"
@@ -20,10 +27,13 @@ REDIS_PASSWORD = "REDISPW-SECRET-9932"
 URL_TOKEN = "URLTOKEN-SECRET-4410"
 
 
-def dump_redis(client: redis.Redis) -> str:
-    """Every key and value in a Redis database, as text."""
+def dump_redis(client: redis.Redis, keep_secrets: bool = True) -> str:
+    """Every key and value in a Redis database, as text (without the secrets keys, which
+    alone may hold them, unless ``keep_secrets``)."""
     parts = []
     for key in client.scan_iter(count=1000):
+        if not keep_secrets and key.endswith((b":secrets", b":callback")):
+            continue
         kind = client.type(key).decode()
         if kind == "string":
             value = client.get(key)
@@ -66,7 +76,8 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
                 RedisPassword=REDIS_PASSWORD,
                 MaxDuration=3,
             )
-            job["VideoSrc"] = f"{job['VideoSrc']}?token={URL_TOKEN}"
+            signed = signed_by_all(str(job["VideoSrc"]))
+            job["VideoSrc"] = with_userinfo(f"{signed}&token={URL_TOKEN}")
             rid = api.submit(**job)
             running = api.wait_state(rid, {"running"}, timeout=15)
             final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
@@ -92,5 +103,58 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
         stop(flower)
     assert rid in seen["worker log"] and "usersig=***" in seen["worker log"]
     for where, text in seen.items():
-        for secret in (USER_SIG, REDIS_PASSWORD, URL_TOKEN):
+        for secret in (USER_SIG, REDIS_PASSWORD, URL_TOKEN, "LEAK"):
             assert secret not in text, f"{secret} leaked into the {where}"
+
+
+def test_switchable_push_urls_and_the_callback_url_keep_their_secrets(
+    api: Api,
+    room: LocalRoom,
+    long_clip: str,
+    short_clip: str,
+    room_name: str,
+    redis_server: RedisServer,
+    worker_log: Path,
+    events_log: Path,
+    api_log: Path,
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver(free_port(), tmp_path / "received.jsonl", CALLBACK_SECRET)
+    receiver.start()
+    try:
+        callback = f"{receiver.url}&apikey=LEAKcallback"
+        first = signed(room.media_url(long_clip), "tencent-css", "first")
+        job = job_for(room, long_clip, room_name, CallbackUrl=callback, MaxDuration=12)
+        job["VideoSrc"] = first
+        job["Playlist"] = [
+            {"VideoSrc": signed(room.media_url(short_clip), "aws-s3"), "ClipId": "b"}
+        ]
+        rid = api.submit(**job)
+        api.wait_state(rid, {"running"}, timeout=15)
+        switch = {"VideoSrc": signed(room.media_url(short_clip), "aliyun-oss", "switch")}
+        assert api.call("POST", f"/v1/pushes/{rid}/switch", switch).status == 202
+        # Next after the switched-to clip: one that fails (its URL in an event), then b.
+        missing = signed(room.media_url("nothing_here.mp4"), "google-gcs", "bad")
+        queue = {"Action": "replace", "Sources": [missing, job["Playlist"][0]]}  # type: ignore[index]
+        assert api.call("POST", f"/v1/pushes/{rid}/queue", queue).status == 202
+        final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+        deadline = time.monotonic() + 20
+        while final["State"] not in {e["Event"] for e in receiver.acknowledged(rid)}:
+            assert time.monotonic() < deadline, "the last event never reached the receiver"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"{api.base}/v1/pushes/{rid}/events", timeout=10) as r:
+            events = r.read().decode()
+    finally:
+        receiver.kill()
+    assert "clip-failed" in events, "the failing clip must be reported, or nothing is checked"
+    seen = {
+        "status": json.dumps([final, api.call("GET", "/v1/pushes?Limit=5").body]),
+        "events": events,
+        "callbacks": json.dumps([e["body"] for e in receiver.entries()]),
+        "worker log": worker_log.read_text(errors="replace"),
+        "events worker log": events_log.read_text(errors="replace"),
+        "api log": api_log.read_text(errors="replace"),
+        "service redis": dump_redis(redis.Redis.from_url(redis_server.url), keep_secrets=False),
+    }
+    for where, text in seen.items():
+        assert "LEAK" not in text, f"a URL secret leaked into the {where}"

@@ -487,8 +487,8 @@ def test_redact_url_masks_usersig_and_keeps_the_other_params() -> None:
     )
 
 
-def test_redact_url_masks_the_password_in_userinfo_and_keeps_the_user() -> None:
-    assert redact_url("redis://admin:hunter2@cache:6379/0") == f"redis://admin:{MASK}@cache:6379/0"
+def test_redact_url_masks_the_whole_userinfo() -> None:
+    assert redact_url("redis://admin:hunter2@cache:6379/0") == f"redis://{MASK}@cache:6379/0"
 
 
 def test_redact_url_masks_sign_param_of_a_signed_source() -> None:
