@@ -33,25 +33,31 @@ FINAL_EVENTS = frozenset({"succeeded", "failed", "stopped"})
 #: sweeper sends another (in case that message was lost with a broker restart).
 CLAIM_SECONDS = 15.0
 
-# Number and record one event: KEYS[1] the job's hash, KEYS[2] its stream, KEYS[3] the
-# outbox; ARGV[1] the event's JSON object without Id and Seq, ARGV[2] the request id,
-# ARGV[3] the TTL, ARGV[4] the outbox score, ARGV[5] the stream's length. Returns
-# {seq, 1 if the job was put in the outbox (a delivery should start), else 0}. A job whose
-# record is gone (expired, discarded) gets no event: it would be numbered from 1 again.
-_APPEND = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local head = '{"Id":' .. cjson.encode(ARGV[2] .. '.' .. seq) .. ',"Seq":' .. seq .. ','
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '0-' .. seq,
-           'json', head .. string.sub(ARGV[1], 2))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-local due = 0
-if redis.call('HEXISTS', KEYS[1], 'callback') == 1
-   and redis.call('HGET', KEYS[1], 'cb_state') ~= 'gave-up' then
-  due = redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[2])
+# Number and record one event: job the job's hash, stream its events, outbox the outbox;
+# body the event's JSON object without Id and Seq, rid the request id, then the TTL, the
+# outbox score and the stream's length. Returns {seq, 1 if the job was put in the outbox
+# (a delivery should start), else 0}. A job whose record is gone (expired, discarded) gets
+# no event: it would be numbered from 1 again. A function, so that a state change records
+# its event in the same step (jobs/store.py _TRANSITION).
+APPEND_FUNCTION = """
+local function append_event(job, stream, outbox, body, rid, ttl, score, keep)
+  if redis.call('EXISTS', job) == 0 then return {0, 0} end
+  local seq = redis.call('HINCRBY', job, 'seq', 1)
+  local head = '{"Id":' .. cjson.encode(rid .. '.' .. seq) .. ',"Seq":' .. seq .. ','
+  redis.call('XADD', stream, 'MAXLEN', '~', keep, '0-' .. seq, 'json', head .. string.sub(body, 2))
+  redis.call('EXPIRE', stream, ttl)
+  local due = 0
+  if redis.call('HEXISTS', job, 'callback') == 1
+     and redis.call('HGET', job, 'cb_state') ~= 'gave-up' then
+    due = redis.call('ZADD', outbox, 'NX', score, rid)
+  end
+  return {seq, due}
 end
-return {seq, due}
 """
+_APPEND = (
+    APPEND_FUNCTION
+    + "return append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+)
 
 
 def event_id(request_id: str, seq: int) -> str:
@@ -92,31 +98,42 @@ class EventLog:
         Never raises: an event must not break a push. A Redis that fails here loses the
         event (logged), not the push.
         """
-        data = {"Event": event, "RequestId": request_id, "At": round(time.time(), 3), **fields}
         try:
             seq, due = cast(
                 "list[int]",
                 self._append(
-                    keys=[job_key(request_id), events_key(request_id), OUTBOX_KEY],
-                    args=[
-                        json.dumps(data, separators=(",", ":")),
-                        request_id,
-                        self.ttl,
-                        # Without a hook, the sweeper's next look sends the delivery.
-                        time.time() + (CLAIM_SECONDS if self.on_due is not None else 0.0),
-                        KEEP,
-                    ],
+                    keys=self.keys(request_id), args=self.args(request_id, event, **fields)
                 ),
             )
         except redis.RedisError as exc:
             log.warning("could not record event %s: %s", event, exc)
             return 0
+        self.recorded(request_id, event, bool(due))
+        return int(seq)
+
+    def keys(self, request_id: str) -> list[str]:
+        """The keys ``append_event`` (``APPEND_FUNCTION``) takes, in order."""
+        return [job_key(request_id), events_key(request_id), OUTBOX_KEY]
+
+    def args(self, request_id: str, event: str, **fields: Any) -> list[Any]:
+        """The arguments ``append_event`` takes after its keys, in order."""
+        data = {"Event": event, "RequestId": request_id, "At": round(time.time(), 3), **fields}
+        return [
+            json.dumps(data, separators=(",", ":")),
+            request_id,
+            self.ttl,
+            # Without a hook, the sweeper's next look sends the delivery.
+            time.time() + (CLAIM_SECONDS if self.on_due is not None else 0.0),
+            KEEP,
+        ]
+
+    def recorded(self, request_id: str, event: str, due: bool) -> None:
+        """An event was recorded: start its delivery now if it put the push in the outbox."""
         if due and self.on_due is not None:
             try:
                 self.on_due(request_id)
             except Exception as exc:  # noqa: BLE001 - the sweeper sends it a little later
                 log.warning("could not start delivering event %s now: %s", event, exc)
-        return int(seq)
 
     def read(
         self, request_id: str, after: int = 0, block_ms: int | None = None, count: int = 100

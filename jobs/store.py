@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, cast
 import redis
 
 from .errors import PublisherBusy, WorkerLost
-from .events import EventLog
+from .events import APPEND_FUNCTION, EventLog
 from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, callback_key, events_key, job_key
 from .outbox import STATUS_FIELDS, Outbox, callback_status
 from .records import CallbackStatus, JobRecord, JobSecrets, PushStatus
@@ -77,9 +77,12 @@ end
 # Move a job (KEYS[1]) from one of the states ARGV[1] to ARGV[2], merging the JSON fields
 # ARGV[3] into its doc and moving it between the state indexes (KEYS[2] .. state; ARGV[4]
 # its id). Not if a stop with one of the causes ARGV[5] is recorded; ARGV[6] = '1' clears
-# the stop field.
+# the stop field. The move is recorded as the job's event (KEYS[3] its stream, KEYS[4] the
+# outbox, ARGV[7..11] as EventLog.args gives them). Returns {moved, the state it was in,
+# and when moved whether the event put the job in the outbox}.
 _TRANSITION = (
     _STOP_CAUSE
+    + APPEND_FUNCTION
     + """
 local key = KEYS[1]
 local state = redis.call('HGET', key, 'state')
@@ -97,7 +100,8 @@ if score then
   redis.call('ZADD', KEYS[2] .. ARGV[2], score, ARGV[4])
 end
 if ARGV[6] == '1' then redis.call('HDEL', key, 'stop') end
-return {1, state}
+local event = append_event(key, KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+return {1, state, event[2]}
 """
 )
 
@@ -395,8 +399,11 @@ class JobStore:
 
         Returns (whether it moved, the state it was in).
         """
-        ok, previous = self._transition(
-            keys=[job_key(request_id), f"{PREFIX}jobs:state:"],
+        # Every state change, whoever makes it (worker, API, reaper), is an event, recorded
+        # in the same step: no crash between the two can lose it.
+        extra = {k: fields[k] for k in ("Reason", "Error") if fields.get(k) is not None}
+        ok, previous, *due = self._transition(
+            keys=[job_key(request_id), f"{PREFIX}jobs:state:", *self.events.keys(request_id)[1:]],
             args=[
                 ",".join(s.value for s in allowed),
                 to.value,
@@ -404,12 +411,11 @@ class JobStore:
                 request_id,
                 ",".join(c.value for c in unless_stopped_by),
                 "1" if clear_stop else "0",
+                *self.events.args(request_id, to.value, **extra),
             ],
         )
         if ok:
-            # Every state change, whoever makes it (worker, API, reaper), is an event.
-            extra = {k: fields[k] for k in ("Reason", "Error") if fields.get(k) is not None}
-            self.events.append(request_id, to.value, **extra)
+            self.events.recorded(request_id, to.value, bool(due and due[0]))
             if to.finished:
                 self._count_end(to, fields.get("Error"))
         return bool(ok), (State(previous.decode()) if previous else None)

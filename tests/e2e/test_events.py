@@ -221,6 +221,16 @@ def test_a_push_stopped_while_queued_delivers_its_end(
     assert events[-1]["Reason"] == "stopped through the API, before it started"
 
 
+def test_a_push_that_fails_before_it_starts_delivers_its_failure(
+    stack: Stack, receiver: Receiver, room: LocalRoom, room_name: str
+) -> None:
+    receiver.start()
+    rid = stack.api.submit(**job_for(room, "no_such_clip.mp4", room_name, CallbackUrl=receiver.url))
+    events = delivered(stack, receiver, rid)
+    assert names(events)[-1] == "failed"
+    assert events[-1]["Error"]["Code"] == "SourceNotFound"
+
+
 def test_a_push_revoked_through_celery_delivers_its_end(
     stack: Stack, receiver: Receiver, room: LocalRoom, long_clip: str, room_name: str
 ) -> None:
