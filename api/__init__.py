@@ -13,7 +13,6 @@ call would cost it about a second of start-up.
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .errors import register_error_handlers
     from .events import bp as events_bp
     from .events import follower_log
+    from .keys import KeyRing
     from .metrics import bp as metrics_bp
     from .openapi import bp as openapi_bp
     from .player import bp as player_bp
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings, deliver=partial(send_delivery, celery, settings.events_queue)
     )
     app.extensions["roomcast.followers"] = follower_log(settings)
+    app.extensions["roomcast.keys"] = KeyRing(settings.api_keys, settings.api_keys_file)
     register_error_handlers(app)
     app.before_request(_check_api_key)
     app.before_request(_limit_streamed_body)
@@ -78,24 +79,30 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _check_api_key() -> ResponseReturnValue | None:
-    from flask import current_app, request
+    from flask import current_app, g, request
 
     from jobs.errors import Unauthorized
 
+    from .keys import ADMIN
     from .openapi import PUBLIC_PATHS
 
     settings = current_app.extensions["roomcast.settings"]
-    keys = settings.keys
+    keys = current_app.extensions["roomcast.keys"]
     path = request.path
-    if not keys or path in PUBLIC_PATHS or path.startswith("/static/"):
+    g.api_key = ADMIN
+    if not keys.enabled or path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
     if path == "/metrics" and settings.metrics_public:
         return None  # scrapers usually carry no key; ROOMCAST_METRICS_PUBLIC=false asks one
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not _known_key(token, keys):
+    key = keys.find(token) if scheme.lower() == "bearer" else None
+    if key is None:
         # The same answer whatever is wrong: nothing tells a guesser how close it came.
         raise Unauthorized("a valid 'Authorization: Bearer <key>' is required")
+    if path == "/metrics" and not key.admin:
+        raise Unauthorized("the service's metrics need a key for every app")
+    g.api_key = key
     return None
 
 
@@ -110,19 +117,6 @@ def _limit_streamed_body() -> None:
 
     if request.content_length is None and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
-
-
-def _known_key(token: str, keys: frozenset[str]) -> bool:
-    """Whether ``token`` is one of ``keys``, in time that does not depend on where they differ.
-
-    Every key is compared (no early exit), each with ``hmac.compare_digest``; bytes, since
-    compare_digest refuses non-ASCII str and a header may hold anything.
-    """
-    given = token.encode("utf-8", "surrogateescape")
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given, key.encode("utf-8", "surrogateescape"))
-    return found
 
 
 __all__ = ["create_app"]

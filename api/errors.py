@@ -49,7 +49,8 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers that turn exceptions into JSON answers."""
 
     def answer(exc: RoomcastError) -> ResponseReturnValue:
-        return jsonify(error_body(exc.code, exc.message, **exc.details())), exc.status
+        body = jsonify(error_body(exc.code, exc.message, **exc.details()))
+        return body, exc.status, exc.headers()
 
     app.register_error_handler(RoomcastError, answer)
 
@@ -66,4 +67,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:
         code = (exc.name or "Error").replace(" ", "")
-        return jsonify(error_body(code, exc.description or exc.name or "error")), exc.code or 500
+        # Werkzeug's own headers (a 405's Allow), without its HTML content type.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        body = jsonify(error_body(code, exc.description or exc.name or "error"))
+        return body, exc.code or 500, headers

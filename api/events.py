@@ -31,6 +31,7 @@ from jobs.settings import Settings
 from jobs.store import Job, JobStore
 
 from .errors import invalid_job_from
+from .keys import visible_job
 from .responses import Replayed
 
 bp = Blueprint("events", __name__)
@@ -68,10 +69,7 @@ def _store() -> JobStore:
 
 
 def _job(request_id: str) -> Job:
-    job = _store().get(request_id)
-    if job is None:
-        raise NotFound(f"no push with request id {request_id!r}")
-    return job
+    return visible_job(_store(), request_id)
 
 
 @bp.get("/v1/pushes/<request_id>/events")

@@ -50,7 +50,8 @@ DOCS_CSP = (
 def openapi_json() -> ResponseReturnValue:
     """The OpenAPI 3.1 document of this API."""
     settings = cast(Settings, current_app.extensions["roomcast.settings"])
-    return jsonify(document(bool(settings.keys), settings.metrics_public))
+    keys = current_app.extensions["roomcast.keys"]
+    return jsonify(document(keys.enabled, settings.metrics_public))
 
 
 @bp.get("/docs")
@@ -138,10 +139,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "A bad request; Error.Field names the field to blame.",
         401: "API keys are configured and the bearer key is missing or wrong.",
-        404: "No push with that id (or its record has expired).",
+        403: "The API key is scoped to other SdkAppIds (Error.Field: SdkAppId).",
+        404: "No push with that id (or its record has expired, or it is another app's).",
         409: "A conflict with the push's state (see Error.Code).",
         413: "The body is larger than 64 KiB.",
         415: "The body is not sent as application/json.",
+        429: "The SdkAppId's quota is used up; Retry-After says when to try again.",
         503: "Redis is unavailable; try again shortly.",
     }
     return {str(s): _json(ErrorAnswer, meaning[s]) for s in statuses}
@@ -202,7 +205,16 @@ def _paths() -> dict[str, Any]:
                     )
                 },
             },
-            **_errors(400, 401, 409, 413, 415, 503),
+            **_errors(400, 401, 403, 409, 413, 415, 503),
+            "429": {
+                **_errors(429)["429"],
+                "headers": {
+                    "Retry-After": {
+                        "schema": {"type": "string"},
+                        "description": "Seconds to wait before submitting again.",
+                    }
+                },
+            },
         },
     }
     stop = {
@@ -225,7 +237,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": _query_parameters(ListQuery),
                 "responses": {
                     "200": _json(PushList, "Pushes newest first, and the count in each state."),
-                    **_errors(400, 401, 503),
+                    **_errors(400, 401, 403, 503),
                 },
             },
         },

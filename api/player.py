@@ -23,6 +23,7 @@ from jobs.states import State
 from jobs.store import JobStore
 
 from .errors import invalid_job_from
+from .keys import visible_job
 
 bp = Blueprint("player", __name__)
 
@@ -33,9 +34,7 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
     if command not in COMMANDS:
         raise NotFound(f"no command {command!r}; one of {', '.join(COMMANDS)}")
     store = cast(JobStore, current_app.extensions["roomcast.store"])
-    job = store.get(request_id)
-    if job is None:
-        raise NotFound(f"no push with request id {request_id!r}")
+    job = visible_job(store, request_id)
     if job.state is not State.RUNNING:
         raise NotRunning(f"the push is {job.state.value}: commands need it running")
     if not job.record.Switchable:

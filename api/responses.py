@@ -31,6 +31,9 @@ class ErrorDetail(_Answer):
         None, description="PublisherBusy: the push that already publishes as this user."
     )
     State: str | None = Field(None, description="AlreadyFinished: the state the push ended in.")
+    RetryAfter: int | None = Field(
+        None, description="QuotaExceeded: seconds to wait (also the Retry-After header)."
+    )
 
 
 class ErrorAnswer(_Answer):

@@ -27,12 +27,13 @@ from jobs.settings import Settings
 from jobs.states import FINISHED, State
 from jobs.stops import Stop, StopCause
 from jobs.store import JobStore, now
-from jobs.urlguard import check_source_address
+from jobs.urlguard import check_source_address, redis_host_url
 from jobs.usersig import UserSigError, check, generate
 from worker.celerystate import mark_revoked
 from worker.messages import enqueue
 
 from .errors import invalid_job_from
+from .keys import check_app, current_key, visible_job
 from .models import PushRequest
 
 bp = Blueprint("pushes", __name__)
@@ -71,6 +72,7 @@ def submit() -> ResponseReturnValue:
         job = PushRequest.model_validate(body, context={"schemes": _settings().schemes})
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
+    check_app(job.SdkAppId)
     if _settings().block_private_addresses:
         _guard_sources(job)
     if job.Engine == "cloud" and (missing := _settings().cloud_missing()):
@@ -135,7 +137,7 @@ def guard_urls(sources: list[tuple[str, str]]) -> None:
     """SSRF guard for URLs the workers will open; 400 naming the field of a refused one."""
     for field, url in sources:
         try:
-            check_source_address(url)
+            check_source_address(url, _settings().guard_networks)
         except SourceError as exc:  # a refused address, or a host that does not resolve
             raise InvalidJob(exc.message, field=field) from None
 
@@ -145,6 +147,8 @@ def _guard_sources(job: PushRequest) -> None:
     sources = [("VideoSrc", job.VideoSrc)] + [("Playlist", c.VideoSrc) for c in job.playlist()]
     if job.CallbackUrl:
         sources.append(("CallbackUrl", job.CallbackUrl))
+    if job.RedisHost:
+        sources.append(("RedisHost", redis_host_url(job.RedisHost, job.RedisPort)))
     guard_urls(sources)
 
 
@@ -249,10 +253,7 @@ def _room(job: PushRequest) -> PushRoom:
 @bp.get("/v1/pushes/<request_id>")
 def status(request_id: str) -> ResponseReturnValue:
     """One push's state and progress."""
-    job = _store().get(request_id)
-    if job is None:
-        raise NotFound(f"no push with request id {request_id!r}")
-    return jsonify(job.as_status())
+    return jsonify(visible_job(_store(), request_id).as_status())
 
 
 @bp.get("/v1/pushes")
@@ -263,6 +264,10 @@ def listing() -> ResponseReturnValue:
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
     store = _store()
+    apps = current_key().apps
+    if query.SdkAppId:
+        check_app(query.SdkAppId)
+        apps = frozenset({query.SdkAppId})
     jobs = store.list(
         state=query.State,
         limit=query.Limit,
@@ -270,14 +275,16 @@ def listing() -> ResponseReturnValue:
         room=query.room,
         since=query.Since,
         until=query.Until,
+        apps=apps,
     )
-    return jsonify({"Pushes": [j.as_status() for j in jobs], "Stats": store.stats()})
+    return jsonify({"Pushes": [j.as_status() for j in jobs], "Stats": store.stats(apps)})
 
 
 @bp.post("/v1/pushes/<request_id>/stop")
 @bp.delete("/v1/pushes/<request_id>")
 def stop(request_id: str) -> ResponseReturnValue:
     """Stop a queued or running push (idempotent); 409 for one that already ended."""
+    visible_job(_store(), request_id)
     found, finished = stop_push(request_id, Stop(StopCause.API))
     if found is None:
         raise NotFound(f"no push with request id {request_id!r}")

@@ -49,6 +49,7 @@ def api_alone(redis_url: str, web: str | None = None) -> Iterator[LoneApi]:
         ROOMCAST_REDIS_URL=redis_url,
         ROOMCAST_LOG_LEVEL="WARNING",
         ROOMCAST_USERSIG_CHECK="off",
+        ROOMCAST_BLOCK_PRIVATE_ADDRESSES="false",
         PORT=str(port),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
@@ -87,6 +88,7 @@ def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
             "ROOMCAST_REDIS_URL": redis_url,
             "ROOMCAST_RTMP_BASE": room.rtmp_base,
             "ROOMCAST_USERSIG_CHECK": "off",
+            "ROOMCAST_BLOCK_PRIVATE_ADDRESSES": "false",  # the room serves clips on loopback
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -146,6 +146,8 @@ def _start_honcho(
         ROOMCAST_SDK_SECRET_KEYS=f"{DEV_SDK_APP_ID}:{DEV_SECRET_KEY}",
         # The web console's player shows the local room's HLS preview.
         ROOMCAST_CONSOLE_PREVIEW_URL=ends.room.preview_url,
+        # The local room serves its sample clips on loopback, which the guard refuses.
+        ROOMCAST_BLOCK_PRIVATE_ADDRESSES="false",
     )
     # The measured layout (devstack/layout.py): a threads-pool worker per quarter core.
     workers = worker_processes(env)

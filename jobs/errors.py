@@ -11,7 +11,9 @@ handler (``api/errors.py``); the worker records a failed push's as its ``Error``
     RoomcastError                  500 InternalError
     ├── InvalidJob                 400 InvalidParameter: a request field is wrong (Field)
     ├── Unauthorized               401 no valid API key
-    ├── NotFound                   404 no such push (or command)
+    ├── InvalidJob
+    │   └── Forbidden              403 the API key may not act for this SdkAppId (Field)
+    ├── NotFound                   404 no such push (or command), or another app's push
     ├── RequestTooLarge            413 the body is over the limit
     ├── UnsupportedMediaType       415 the body is not sent as JSON
     ├── Conflict                   409 the push's state does not allow it
@@ -20,6 +22,7 @@ handler (``api/errors.py``); the worker records a failed push's as its ``Error``
     │   ├── NotSwitchable          a player command for a push not started switchable
     │   ├── NotListening           a player command no worker heard
     │   └── PublisherBusy          this UserId already publishes in this room (RequestId)
+    ├── QuotaExceeded              429 the SdkAppId's quota is used up (Retry-After)
     ├── ServiceUnavailable         503 Redis or the task queue is away
     ├── SourceError                the VideoSrc cannot be pushed
     │   ├── SourceNotFound         404 / no such file
@@ -62,6 +65,10 @@ class RoomcastError(Exception):
         """What an API answer adds to ``Code`` and ``Message`` (``Field``, ``RequestId``…)."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the API's answer (``Retry-After``…)."""
+        return {}
+
 
 class InvalidJob(RoomcastError):
     """A job field is missing or wrong; ``field`` names it."""
@@ -82,6 +89,30 @@ class Unauthorized(RoomcastError):
 
     code = "Unauthorized"
     status = 401
+
+
+class Forbidden(InvalidJob):
+    """The API key is scoped to other SdkAppIds than the one asked for."""
+
+    code = "Forbidden"
+    status = 403
+
+
+class QuotaExceeded(RoomcastError):
+    """An SdkAppId's quota (concurrent pushes, submissions a minute) is used up."""
+
+    code = "QuotaExceeded"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"RetryAfter": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class NotFound(RoomcastError):

@@ -7,12 +7,14 @@ TRTC's ingest); the dev stack and the tests set ``ROOMCAST_REDIS_URL`` and
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .urlguard import IPNetwork, parse_networks
 from .usersig import parse_keys
 
 
@@ -74,13 +76,47 @@ class Settings(BaseSettings):
     allowed_schemes: str = Field(
         "http,https,rtmp,rtmps", description="URL schemes VideoSrc may use (comma-separated)."
     )
-    api_keys: str = Field("", description="Comma-separated bearer keys; empty: no auth.")
-    block_private_addresses: bool = Field(
-        False,
+    api_keys: str = Field(
+        "",
         description=(
-            "Refuse sources whose host resolves to a loopback, private, link-local, multicast "
-            "or reserved address (SSRF guard). Off by default: the dev stack and the tests "
-            "serve media on loopback."
+            "Bearer keys, comma-separated; KEY:SdkAppId|SdkAppId scopes one to those apps "
+            "(docs/operations.md). Empty, and no keys file: no auth."
+        ),
+    )
+    api_keys_file: str | None = Field(
+        None,
+        description=(
+            "A file of more keys in the same form, one per line; re-read when it changes, so "
+            "keys rotate without a restart."
+        ),
+    )
+    guard_allow_networks: str = Field(
+        "",
+        description=(
+            "CIDR networks the SSRF guard lets through although private (comma-separated), "
+            "e.g. the VPC of the RedisHost callers name."
+        ),
+    )
+    quota_concurrent_pushes: int = Field(
+        0, ge=0, description="Pushes one SdkAppId may have queued or running at once (0: any)."
+    )
+    quota_submissions_per_minute: int = Field(
+        0, ge=0, description="Pushes one SdkAppId may submit a minute (0: any)."
+    )
+    quotas: str = Field(
+        "",
+        description=(
+            "Per-SdkAppId quotas overriding the two above: SdkAppId=CONCURRENT/PER_MINUTE, "
+            "comma-separated (e.g. 1400000001=20/120)."
+        ),
+    )
+    block_private_addresses: bool = Field(
+        True,
+        description=(
+            "Refuse every address a caller's URL leads to (sources, playlist, switch and "
+            "queue URLs, callbacks, RedisHost) that is loopback, private, link-local, "
+            "multicast or reserved (SSRF guard). The dev stack and the tests turn it off: "
+            "they serve media on loopback."
         ),
     )
     callback_secret: str = Field(
@@ -266,10 +302,33 @@ class Settings(BaseSettings):
         """The allowed VideoSrc schemes as a set."""
         return frozenset(s.strip().lower() for s in self.allowed_schemes.split(",") if s.strip())
 
+    @field_validator("quotas")
+    @classmethod
+    def _check_quotas(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            if not re.fullmatch(r"\d+=\d*/\d*", entry):
+                raise ValueError(f"{entry!r} is not SdkAppId=CONCURRENT/PER_MINUTE")
+        return value
+
+    @field_validator("guard_allow_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        parse_networks(value)  # a malformed network stops the process at start
+        return value
+
     @property
-    def keys(self) -> frozenset[str]:
-        """The configured API keys."""
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+    def guard_networks(self) -> tuple[IPNetwork, ...]:
+        """``guard_allow_networks`` parsed."""
+        return parse_networks(self.guard_allow_networks)
+
+    def quota_for(self, sdk_app_id: int) -> tuple[int, int]:
+        """(concurrent pushes, submissions a minute) for ``sdk_app_id``; 0 is no limit."""
+        for entry in self.quotas.split(","):
+            app, _, limits = entry.strip().partition("=")
+            if app.strip() == str(sdk_app_id):
+                concurrent, _, per_minute = limits.partition("/")
+                return int(concurrent or 0), int(per_minute or 0)
+        return self.quota_concurrent_pushes, self.quota_submissions_per_minute
 
     @property
     def secret_keys(self) -> dict[int, str]:

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, cast
 
 import redis
 
-from .errors import PublisherBusy, WorkerLost
+from .errors import PublisherBusy, QuotaExceeded, WorkerLost
 from .events import APPEND_FUNCTION, EventLog
 from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, callback_key, events_key, job_key
 from .outbox import STATUS_FIELDS, Outbox, callback_status
@@ -75,11 +75,12 @@ end
 """
 
 # Move a job (KEYS[1]) from one of the states ARGV[1] to ARGV[2], merging the JSON fields
-# ARGV[3] into its doc and moving it between the state indexes (KEYS[2] .. state; ARGV[4]
-# its id). Not if a stop with one of the causes ARGV[5] is recorded; ARGV[6] = '1' clears
-# the stop field. The move is recorded as the job's event (KEYS[3] its stream, KEYS[4] the
-# outbox, ARGV[7..11] as EventLog.args gives them). Returns {moved, the state it was in,
-# and when moved whether the event put the job in the outbox}.
+# ARGV[3] into its doc and moving it between the state indexes (KEYS[2] .. state, and its
+# app's, KEYS[5] .. SdkAppId .. ':state:' .. state; ARGV[4] its id). Not if a stop with
+# one of the causes ARGV[5] is recorded; ARGV[6] = '1' clears the stop field. The move is
+# recorded as the job's event (KEYS[3] its stream, KEYS[4] the outbox, ARGV[7..11] as
+# EventLog.args gives them). Returns {moved, the state it was in, and when moved whether
+# the event put the job in the outbox}.
 _TRANSITION = (
     _STOP_CAUSE
     + APPEND_FUNCTION
@@ -94,10 +95,12 @@ local doc = cjson.decode(redis.call('HGET', key, 'doc'))
 local patch = cjson.decode(ARGV[3])
 for k, v in pairs(patch) do doc[k] = v end
 redis.call('HSET', key, 'state', ARGV[2], 'doc', cjson.encode(doc))
-local score = redis.call('ZSCORE', KEYS[2] .. state, ARGV[4])
-if score then
-  redis.call('ZREM', KEYS[2] .. state, ARGV[4])
-  redis.call('ZADD', KEYS[2] .. ARGV[2], score, ARGV[4])
+for _, prefix in ipairs({KEYS[2], KEYS[5] .. string.format('%d', doc['SdkAppId']) .. ':state:'}) do
+  local score = redis.call('ZSCORE', prefix .. state, ARGV[4])
+  if score then
+    redis.call('ZREM', prefix .. state, ARGV[4])
+    redis.call('ZADD', prefix .. ARGV[2], score, ARGV[4])
+  end
 end
 if ARGV[6] == '1' then redis.call('HDEL', key, 'stop') end
 local event = append_event(key, KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
@@ -241,8 +244,11 @@ class JobStore:
         requeue: Callable[[Job], None] | None = None,
         max_attempts: int = 3,
         deliver: Callable[[str], None] | None = None,
+        quotas: Callable[[int], Quota] | None = None,
     ) -> None:
         self.redis = client
+        #: Each SdkAppId's quota, checked as a job is created (None: no quotas).
+        self.quotas = quotas
         self.ttl = ttl
         self.lost_after = lost_after
         # Sends a handed-back job to the queue again (the Celery task); None: fail instead.
@@ -269,13 +275,19 @@ class JobStore:
         created = record.CreatedAt
         key = job_key(request_id)
         lease = publisher_key(record.SdkAppId, record.Room.RtmpRoom, record.UserId)
+        quota = self.quotas(record.SdkAppId) if self.quotas is not None else Quota()
+        minute = rate_key(record.SdkAppId, created)
+        active = [app_index(record.SdkAppId, s) for s in (State.QUEUED, State.RUNNING)]
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(lease)  # type: ignore[no-untyped-call]
+                    # The quota's counts are watched too: two submissions never both take
+                    # the last slot, and a refused one leaves nothing behind.
+                    pipe.watch(lease, *active, minute)  # type: ignore[no-untyped-call]
                     holder = cast("bytes | None", pipe.get(lease))
                     if holder is not None and self._active(holder.decode()):
                         raise PublisherBusy(holder.decode())
+                    self._check_quota(pipe, record.SdkAppId, quota, active, minute, created)
                     pipe.multi()
                     # Queued, the lease lives as long as the record: a job may wait long for
                     # a free worker. Running, the heartbeat shortens it to lost_after.
@@ -297,20 +309,49 @@ class JobStore:
                     if secrets.CallbackUrl:
                         pipe.set(callback_key(request_id), secrets.CallbackUrl, ex=self.ttl)
                     pipe.hincrby(METRICS_KEY, "created", 1)
+                    pipe.incr(minute)
+                    pipe.expire(minute, 120)
                     for index in self._indexes(record, State.QUEUED):
                         pipe.zadd(index, {request_id: created})
                         pipe.zremrangebyscore(index, "-inf", created - self.ttl)
                         pipe.expire(index, self.ttl)
                     # Jobs move between the state indexes: trim the others too.
                     for state in State:
-                        pipe.zremrangebyscore(
-                            f"{PREFIX}jobs:state:{state.value}", "-inf", created - self.ttl
-                        )
+                        for index in (
+                            f"{PREFIX}jobs:state:{state.value}",
+                            app_index(record.SdkAppId, state),
+                        ):
+                            pipe.zremrangebyscore(index, "-inf", created - self.ttl)
                     pipe.execute()
                     break
                 except redis.WatchError:
                     continue  # the lease changed hands meanwhile: look again
         self.events.append(request_id, State.QUEUED.value)
+
+    def _check_quota(
+        self,
+        pipe: Any,
+        app: int,
+        quota: Quota,
+        active: list[str],
+        minute: str,
+        at: float,
+    ) -> None:
+        """Raise QuotaExceeded if ``app`` may not start another push now."""
+        if quota.concurrent:
+            low = at - self.ttl
+            running = sum(int(pipe.zcount(index, low, "+inf")) for index in active)
+            if running >= quota.concurrent:
+                raise QuotaExceeded(
+                    f"SdkAppId {app} has {running} pushes queued or running, its limit; "
+                    "stop one or try again when one ends",
+                    retry_after=QUOTA_RETRY_SECONDS,
+                )
+        if quota.per_minute and int(pipe.get(minute) or 0) >= quota.per_minute:
+            raise QuotaExceeded(
+                f"SdkAppId {app} has submitted {quota.per_minute} pushes this minute, its limit",
+                retry_after=max(1, 60 - int(at) % 60),
+            )
 
     def _active(self, request_id: str) -> bool:
         """Whether a job is queued or running. A running job whose worker died holds its
@@ -364,6 +405,8 @@ class JobStore:
             f"{PREFIX}jobs:state:{state.value}",
             f"{PREFIX}jobs:user:{app}:{record.UserId}",
             f"{PREFIX}jobs:room:{app}:{record.Room.RtmpRoom}",
+            app_index(app),
+            app_index(app, state),
         ]
 
     def secrets(self, request_id: str) -> JobSecrets | None:
@@ -403,7 +446,12 @@ class JobStore:
         # in the same step: no crash between the two can lose it.
         extra = {k: fields[k] for k in ("Reason", "Error") if fields.get(k) is not None}
         ok, previous, *due = self._transition(
-            keys=[job_key(request_id), f"{PREFIX}jobs:state:", *self.events.keys(request_id)[1:]],
+            keys=[
+                job_key(request_id),
+                f"{PREFIX}jobs:state:",
+                *self.events.keys(request_id)[1:],
+                f"{PREFIX}jobs:app:",
+            ],
             args=[
                 ",".join(s.value for s in allowed),
                 to.value,
@@ -705,10 +753,14 @@ class JobStore:
         room: tuple[int, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        apps: frozenset[int] | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered; the most selective index is read, the rest checked."""
+        """Jobs newest first, filtered (to ``apps``' only, if given); the most selective
+        index is read, the rest checked."""
         if room is not None or user is not None:
             index = _filter_index(room, user)
+        elif apps is not None and len(apps) == 1:
+            index = app_index(next(iter(apps)), state)
         elif state is not None:
             index = f"{PREFIX}jobs:state:{state.value}"
         else:
@@ -734,6 +786,8 @@ class JobStore:
                 if state is not None and job.state is not state:
                     continue
                 if user is not None and (job.record.SdkAppId, job.record.UserId) != user:
+                    continue
+                if apps is not None and job.record.SdkAppId not in apps:
                     continue
                 jobs.append(job)
                 if len(jobs) >= limit:
@@ -774,13 +828,19 @@ class JobStore:
         ids = cast("list[bytes]", self.redis.zrange(f"{PREFIX}jobs:state:{state.value}", 0, -1))
         return [rid.decode() for rid in ids]
 
-    def stats(self) -> dict[str, int]:
-        """How many live records are in each state."""
+    def stats(self, apps: frozenset[int] | None = None) -> dict[str, int]:
+        """How many live records are in each state (of ``apps`` only, if given)."""
         low = now() - self.ttl
         pipe = self.redis.pipeline(transaction=False)
         for s in State:
-            pipe.zcount(f"{PREFIX}jobs:state:{s.value}", low, "+inf")
-        return {s.value: int(n) for s, n in zip(State, pipe.execute(), strict=True)}
+            if apps is None:
+                pipe.zcount(f"{PREFIX}jobs:state:{s.value}", low, "+inf")
+            else:
+                for app in sorted(apps):
+                    pipe.zcount(app_index(app, s), low, "+inf")
+        counts = iter(pipe.execute())
+        per_state = 1 if apps is None else len(apps)
+        return {s.value: sum(int(next(counts)) for _ in range(per_state)) for s in State}
 
 
 def open_store(
@@ -808,7 +868,32 @@ def open_store(
         requeue=requeue,
         max_attempts=settings.max_attempts,
         deliver=deliver,
+        quotas=lambda app: Quota(*settings.quota_for(app)),
     )
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What one SdkAppId may use: pushes queued or running at once, and submissions a
+    minute (0: no limit)."""
+
+    concurrent: int = 0
+    per_minute: int = 0
+
+
+#: Retry-After of a refusal for too many pushes at once: when one may have ended.
+QUOTA_RETRY_SECONDS = 10
+
+
+def rate_key(sdk_app_id: int, at: float) -> str:
+    """The counter of one app's submissions in the minute of ``at``."""
+    return f"{PREFIX}quota:{sdk_app_id}:{int(at // 60)}"
+
+
+def app_index(sdk_app_id: int, state: State | None = None) -> str:
+    """The index of one app's jobs (in one state, if given)."""
+    base = f"{PREFIX}jobs:app:{sdk_app_id}"
+    return base if state is None else f"{base}:state:{state.value}"
 
 
 def _filter_index(room: tuple[int, str] | None, user: tuple[int, str] | None) -> str:

@@ -28,11 +28,24 @@ from .redact import redact_url
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def blocked_reason(address: IPAddress) -> str | None:
-    """Why ``address`` is refused (e.g. ``"loopback"``), or None for a public address."""
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDR networks (``ROOMCAST_GUARD_ALLOW_NETWORKS``)."""
+    return tuple(
+        ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()
+    )
+
+
+def blocked_reason(address: IPAddress, allow: Iterable[IPNetwork] = ()) -> str | None:
+    """Why ``address`` is refused (e.g. ``"loopback"``), or None for a public address or
+    one in an ``allow`` network (a deployment's own Redis in its VPC)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address it carries.
         address = address.ipv4_mapped
+    if any(address in network for network in allow):
+        return None
     checks = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
@@ -53,7 +66,7 @@ def resolve(host: str, port: int | None) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
-def check_source_address(url: str) -> None:
+def check_source_address(url: str, allow: Iterable[IPNetwork] = ()) -> None:
     """Raise if ``url``'s host resolves to any refused address (or does not resolve).
 
     Every address counts, not only the first: FFmpeg may connect to any of them.
@@ -75,15 +88,21 @@ def check_source_address(url: str) -> None:
     except (OSError, UnicodeError) as exc:
         raise SourceUnreachable(f"{where}: the host {host!r} could not be resolved") from exc
     for address in addresses:
-        reason = blocked_reason(address)
+        reason = blocked_reason(address, allow)
         if reason is not None:
             raise SourceAddressBlocked(
                 f"{where}: the host {host!r} resolves to {address}, a {reason} address; "
-                "this service only reads sources on public addresses"
+                "this service only connects to public addresses"
             )
 
 
-def check_source_addresses(urls: Iterable[str]) -> None:
+def check_source_addresses(urls: Iterable[str], allow: Iterable[IPNetwork] = ()) -> None:
     """:func:`check_source_address` for each URL (a source and its playlist)."""
     for url in urls:
-        check_source_address(url)
+        check_source_address(url, allow)
+
+
+def redis_host_url(host: str, port: int | None) -> str:
+    """A job's RedisHost as a URL the guard checks (an IPv6 literal in brackets)."""
+    name = f"[{host}]" if ":" in host else host
+    return f"redis://{name}:{port or 6379}"

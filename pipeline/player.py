@@ -152,6 +152,8 @@ class Player:
             if self._relay.stopped:
                 return None, 0
             try:
+                if self._spec.url_guard is not None:
+                    self._spec.url_guard(clip.url)
                 source = open_source(clip.url, self._spec.timeouts, secrets=self._spec.secrets)
             except SourceError as exc:
                 self._event(

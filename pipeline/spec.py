@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -84,6 +85,9 @@ class PushSpec:
     clip_ending: float = 3.0
     secrets: tuple[str, ...] = ()
     rtmp_client: str = "roomcast"
+    #: Raises a SourceError for a clip URL that must not be opened (the SSRF guard, run
+    #: again as each clip opens: a switch's URL, and DNS, may have changed since submit).
+    url_guard: Callable[[str], None] | None = None
 
     def clips(self) -> tuple[Clip, ...]:
         """The clips in playing order: the source, then the playlist."""

@@ -55,6 +55,8 @@ def service_env(redis_server: RedisServer, room: LocalRoom) -> dict[str, str]:
             # accepts any; tests/e2e/test_trtc.py runs its own API and room that check them.
             "ROOMCAST_USERSIG_CHECK": "off",
             "ROOMCAST_CALLBACK_SECRET": CALLBACK_SECRET,
+            # Media, rooms and receivers are on loopback: the guard's own tests turn it on.
+            "ROOMCAST_BLOCK_PRIVATE_ADDRESSES": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )

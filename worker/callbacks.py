@@ -185,7 +185,7 @@ class Deliverer:
         if self._settings.block_private_addresses:
             try:
                 # Checked at submit, and again now: DNS may answer differently by now.
-                check_source_address(target.url)
+                check_source_address(target.url, self._settings.guard_networks)
             except RoomcastError as exc:
                 return exc.message
         event_id = f"{request_id}.{seq}"

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key
-from jobs.errors import InternalError, RoomcastError
+from jobs.errors import InternalError, ProgressStoreError, RoomcastError, SourceError
 from jobs.logs import job_context
 from jobs.records import JobRecord, JobSecrets
 from jobs.rooms import push_url
@@ -26,7 +26,7 @@ from jobs.settings import Settings
 from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
 from jobs.store import Job, JobStore, now
-from jobs.urlguard import check_source_addresses
+from jobs.urlguard import check_source_address, check_source_addresses, redis_host_url
 from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 
 from . import trtc
@@ -169,7 +169,9 @@ def _run(
             store.claim_publisher(rid)
             if settings.block_private_addresses:
                 # Checked again here, not only at submit: DNS may answer differently now.
-                check_source_addresses([secrets.VideoSrc, *secrets.Playlist])
+                check_source_addresses(
+                    [secrets.VideoSrc, *secrets.Playlist], settings.guard_networks
+                )
             if record.Engine == "cloud":
                 return _run_cloud(store, settings, job, secrets, control, on_progress)
             # A push handed back by a lost or stopping worker continues where it was.
@@ -318,6 +320,12 @@ def _hand_back(store: JobStore, rid: str) -> bool:
 
 
 def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -> Bookmark:
+    if record.RedisHost and settings.block_private_addresses:
+        try:
+            url = redis_host_url(record.RedisHost, record.RedisPort)
+            check_source_address(url, settings.guard_networks)
+        except SourceError as exc:
+            raise ProgressStoreError(f"RedisHost: {exc.message}") from None
     if record.RedisHost:
         target = RedisTarget(
             record.RedisHost,
@@ -366,6 +374,11 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             Clip(url, id) for url, id in zip(secrets.Playlist, clip_ids[1:], strict=False)
         ),
         loop=record.Loop,
+        url_guard=(
+            partial(check_source_address, allow=settings.guard_networks)
+            if settings.block_private_addresses
+            else None
+        ),
         clip_ending=(
             settings.clip_ending_seconds
             if record.ClipEndingSeconds is None

@@ -14,6 +14,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import redis
 from bench.submit_load import count_records, request_bodies, submit_all
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
+from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
 from jobs.store import publisher_key, secrets_key
 from jobs.urlguard import blocked_reason
@@ -478,6 +480,45 @@ def test_with_the_guard_on_public_sources_are_accepted(
     guard_api.submit(**job_for(room, "x", room_name, VideoSrc=src))
 
 
+def test_the_guard_is_on_unless_a_deployment_turns_it_off() -> None:
+    assert Settings().block_private_addresses is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("CallbackUrl", "http://169.254.169.254/hook"),
+        ("RedisHost", "127.0.0.1"),
+        ("Playlist", [{"VideoSrc": "http://10.0.0.8/b.mp4", "ClipId": "b"}]),
+    ],
+)
+def test_with_the_guard_on_every_address_a_caller_names_is_checked_at_submit(
+    guard_api: Api, room: LocalRoom, room_name: str, field: str, value: object
+) -> None:
+    public = {"VideoSrc": "http://93.184.215.14/v.mp4"}
+    extra = {"Redis": True} if field == "RedisHost" else {}
+    body = job_for(room, "x", room_name, **public, **extra, **{field: value})
+    answer = guard_api.call("POST", "/v1/pushes", body)
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == field
+
+
+def test_a_private_network_a_deployment_allows_passes_the_guard(
+    redis_server: RedisServer, service_env: dict[str, str], room: LocalRoom, room_name: str
+) -> None:
+    env = dict(
+        service_env,
+        ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 13)),
+        ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true",
+        ROOMCAST_GUARD_ALLOW_NETWORKS="10.0.0.0/8,127.0.0.0/8",
+    )
+    api = ClientApi(settings_of(env))
+    body = job_for(room, "x", room_name, VideoSrc="http://93.184.215.14/v.mp4", Redis=True)
+    api.submit(**body, RedisHost="10.1.2.3")
+    refused = api.call("POST", "/v1/pushes", dict(body, RedisHost="192.168.1.5"))
+    assert refused.status == 400 and refused.body["Error"]["Field"] == "RedisHost"
+
+
 def test_with_the_guard_on_the_worker_checks_again_before_opening(
     redis_server: RedisServer,
     service_env: dict[str, str],
@@ -500,6 +541,42 @@ def test_with_the_guard_on_the_worker_checks_again_before_opening(
         assert final["Error"]["Code"] == "SourceAddressBlocked"
         assert "127.0.0.1, a loopback address" in final["Error"]["Message"]
         assert final["Progress"] is None
+    finally:
+        stop(proc)
+        stop(worker)
+
+
+def test_with_the_guard_on_a_switch_to_an_internal_address_is_refused_as_the_clip_opens(
+    redis_server: RedisServer,
+    service_env: dict[str, str],
+    room: LocalRoom,
+    compat_clip: str,
+    room_name: str,
+    logs: Path,
+) -> None:
+    # The worker allows loopback (the room's media) but not 10/8; the API, without the
+    # guard, stands for a switch URL whose name resolved publicly when it was sent.
+    env = dict(service_env, ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 14)))
+    guarded = dict(
+        env,
+        ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true",
+        ROOMCAST_GUARD_ALLOW_NETWORKS="127.0.0.0/8",
+    )
+    worker = start_worker(guarded, logs / "guard_switch_worker.log", "guardswitch")
+    proc, base = start_api(env, logs / "guard_switch_api.log")
+    try:
+        api = Api(base)
+        rid = api.submit(**job_for(room, compat_clip, room_name, Switchable=True, MaxDuration=4))
+        api.wait_state(rid, {"running"}, timeout=15)
+        inside = {"VideoSrc": "http://10.255.255.1/next.mp4", "ClipId": "inside"}
+        assert api.call("POST", f"/v1/pushes/{rid}/switch", inside).status == 202
+        api.wait_state(rid, FINAL)
+        with urllib.request.urlopen(f"{base}/v1/pushes/{rid}/events", timeout=10) as answer:
+            text = answer.read().decode()
+        events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+        failed = [e for e in events if e["Event"] == "clip-failed"]
+        assert failed and failed[0]["ClipId"] == "inside"
+        assert "10.255.255.1, a private address" in failed[0]["Reason"]
     finally:
         stop(proc)
         stop(worker)
