@@ -82,18 +82,27 @@ def check_source_address(url: str, allow: Iterable[IPNetwork] = ()) -> None:
         port = parts.port
     except ValueError:
         port = None
-    where = redact_url(url)
+    checked_addresses(host, port, allow, where=redact_url(url))
+
+
+def checked_addresses(
+    host: str, port: int | None, allow: Iterable[IPNetwork] = (), where: str = ""
+) -> list[IPAddress]:
+    """Every address ``host`` resolves to, once the guard has judged them all; raises
+    like :func:`check_source_address` (``where`` starts its messages)."""
+    prefix = f"{where}: " if where else ""
     try:
         addresses = resolve(host, port)
     except (OSError, UnicodeError) as exc:
-        raise SourceUnreachable(f"{where}: the host {host!r} could not be resolved") from exc
+        raise SourceUnreachable(f"{prefix}the host {host!r} could not be resolved") from exc
     for address in addresses:
         reason = blocked_reason(address, allow)
         if reason is not None:
             raise SourceAddressBlocked(
-                f"{where}: the host {host!r} resolves to {address}, a {reason} address; "
+                f"{prefix}the host {host!r} resolves to {address}, a {reason} address; "
                 "this service only connects to public addresses"
             )
+    return addresses
 
 
 def check_source_addresses(urls: Iterable[str], allow: Iterable[IPNetwork] = ()) -> None:

@@ -154,7 +154,12 @@ class Player:
             try:
                 if self._spec.url_guard is not None:
                     self._spec.url_guard(clip.url)
-                source = open_source(clip.url, self._spec.timeouts, secrets=self._spec.secrets)
+                source = open_source(
+                    clip.url,
+                    self._spec.timeouts,
+                    secrets=self._spec.secrets,
+                    proxy=self._spec.http_proxy,
+                )
             except SourceError as exc:
                 self._event(
                     "clip-failed",

@@ -200,7 +200,7 @@ def _open_first(spec: PushSpec, control: Control) -> Source | None:
     """
     if spec.live:
         return _open_live_until_stopped(spec, control, expect_video=True)
-    return open_source(spec.source, spec.timeouts, secrets=spec.secrets)
+    return open_source(spec.source, spec.timeouts, secrets=spec.secrets, proxy=spec.http_proxy)
 
 
 def _open_live_until_stopped(spec: PushSpec, control: Control, expect_video: bool) -> Source | None:

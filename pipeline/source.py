@@ -92,13 +92,16 @@ def open_source(
     live: bool = False,
     secrets: tuple[str, ...] = (),
     analyze: float = LIVE_ANALYZE,
+    proxy: str | None = None,
 ) -> Source:
     """Open ``url`` and pick its first video and first audio stream.
 
     A live source is analysed until its audio and video are both known, or for at most
     ``analyze`` seconds (a source with one kind only), since every second spent there is
     delay before the room sees the stream; the packets it reads are kept (they start at a
-    keyframe). Raises a :class:`SourceError` subclass whose message says what is wrong.
+    keyframe). ``proxy``: every http(s) connection goes through it (https as a CONNECT
+    tunnel; HLS segments and redirects too). Raises a :class:`SourceError` subclass whose
+    message says what is wrong.
     """
     options = {"protocol_whitelist": SOURCE_PROTOCOLS}
     if url.startswith(("http://", "https://")):
@@ -106,6 +109,8 @@ def open_source(
         options.update(
             {"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "4"}
         )
+        if proxy is not None:
+            options["http_proxy"] = proxy
     if live:
         options.update(
             {

@@ -88,6 +88,9 @@ class PushSpec:
     #: Raises a SourceError for a clip URL that must not be opened (the SSRF guard, run
     #: again as each clip opens: a switch's URL, and DNS, may have changed since submit).
     url_guard: Callable[[str], None] | None = None
+    #: An HTTP proxy every http(s) connection of a source goes through (the worker's
+    #: egress guard, worker/egress.py): redirects and HLS segments included.
+    http_proxy: str | None = None
 
     def clips(self) -> tuple[Clip, ...]:
         """The clips in playing order: the source, then the playlist."""

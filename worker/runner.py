@@ -32,6 +32,7 @@ from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, 
 from . import trtc
 from .cloud import CloudIngest
 from .control import signal_stops
+from .egress import egress_proxy
 from .hub import get_hub
 
 log = logging.getLogger(__name__)
@@ -378,6 +379,9 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             partial(check_source_address, allow=settings.guard_networks)
             if settings.block_private_addresses
             else None
+        ),
+        http_proxy=(
+            egress_proxy(settings.guard_networks) if settings.block_private_addresses else None
         ),
         clip_ending=(
             settings.clip_ending_seconds
