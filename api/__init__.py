@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from jobs.store import open_store
     from worker.messages import send_delivery
 
+    from . import scf
     from .console import bp as console_bp
     from .errors import register_error_handlers
     from .events import bp as events_bp
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["roomcast.followers"] = follower_log(settings)
     app.extensions["roomcast.keys"] = KeyRing(settings.api_keys, settings.api_keys_file)
     register_error_handlers(app)
+    scf.register(app)  # before the key check: SCF calls carry their own signature
     app.before_request(_check_api_key)
     app.before_request(_limit_streamed_body)
     app.register_blueprint(bp)

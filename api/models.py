@@ -2,16 +2,20 @@
 
 One pydantic model validates the request, produces the field-level 400 and documents the
 API. Limits follow TRTC (../shared/TRTC.md): RoomId is a uint32 ≥ 1; a StrRoomId pushed
-over RTMP is at most 64 letters, digits and underscores; a UserId at most 32 of them.
+over RTMP is at most 64 letters, digits and underscores; a UserId at most 32 letters,
+digits, underscores and hyphens. As the template did, SdkAppId, RoomId, RedisPort and Redis
+may come as JSON strings ("1400000000", "true").
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -19,6 +23,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -35,6 +40,50 @@ from jobs.errors import FieldError
 
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
+#: TRTC's UserId: letters, digits, underscore and hyphen.
+USER_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _int_from_text(value: Any) -> Any:
+    # Web forms and API Gateway mappings send numbers as JSON strings, and the template took
+    # them: digits only, nothing a number could be mistaken for.
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value):
+        return int(value)
+    return value
+
+
+def _bool_from_text(value: Any) -> Any:
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+def _text_int(low: int, high: int) -> tuple[Any, ...]:
+    """What makes a strict integer field also take its digits as a JSON string."""
+    return (
+        Field(ge=low, le=high),
+        BeforeValidator(_int_from_text),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": low, "maximum": high},
+                    {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                ]
+            }
+        ),
+    )
+
+
+#: Integers that may come as their digits in a JSON string ("1400000000").
+AppId = Annotated[StrictInt, *_text_int(1, UINT32_MAX)]
+RoomNumber = Annotated[StrictInt, *_text_int(1, UINT32_MAX)]
+Port = Annotated[StrictInt, *_text_int(1, 65535)]
+#: A boolean, or "true"/"false".
+TextBool = Annotated[
+    StrictBool,
+    BeforeValidator(_bool_from_text),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}),
+]
 
 
 class PushRequest(BaseModel):
@@ -52,12 +101,10 @@ class PushRequest(BaseModel):
             ),
         ),
     ]
-    SdkAppId: Annotated[StrictInt, Field(ge=1, le=UINT32_MAX, description="TRTC application id.")]
+    SdkAppId: Annotated[AppId, Field(description="TRTC application id.")]
     RoomId: Annotated[
-        StrictInt | None,
+        RoomNumber | None,
         Field(
-            ge=1,
-            le=UINT32_MAX,
             description=(
                 "Numeric room id; pushed over RTMP as the string room of its digits. Wins over "
                 "StrRoomId."
@@ -79,8 +126,8 @@ class PushRequest(BaseModel):
         Field(
             min_length=1,
             max_length=32,
-            pattern=RTMP_ID_PATTERN,
-            description="The pushing user's id in the room.",
+            pattern=USER_ID_PATTERN,
+            description="The pushing user's id in the room: letters, digits, _ and -.",
         ),
     ]
     # Optional here only because roomcast can generate it when the SdkAppId's secret key is
@@ -89,9 +136,9 @@ class PushRequest(BaseModel):
         StrictStr | None,
         Field(min_length=1, max_length=4096, description="The pushing user's signature (secret)."),
     ] = None
-    Redis: StrictBool = Field(False, description="Save progress to Redis and resume from it.")
+    Redis: TextBool = Field(False, description="Save progress to Redis and resume from it.")
     RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
-    RedisPort: Annotated[StrictInt | None, Field(ge=1, le=65535)] = None
+    RedisPort: Port | None = None
     RedisPassword: Annotated[StrictStr | None, Field(max_length=512)] = None
     RedisTls: StrictBool = Field(
         False,

@@ -63,6 +63,18 @@ def source_identity(video_src: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def template_key(room: str) -> str:
+    """The template's progress key: one per room, the position in milliseconds."""
+    return f"trtc:play:position:{room}"
+
+
+def _template_seconds(millis: bytes) -> float | None:
+    try:
+        return max(0.0, float(millis) / 1000)
+    except ValueError:
+        return None  # not the template's number: start from the beginning
+
+
 def bookmark_key(sdk_app_id: int, room: str, video_src: str) -> str:
     """The documented key of one bookmark."""
     digest = hashlib.sha256(source_identity(video_src).encode()).hexdigest()
@@ -79,11 +91,14 @@ class Bookmark:
         ttl: int,
         video_src: str,
         tls_ca_file: str | None = None,
+        template_key: str | None = None,
     ) -> None:
         """Bookmark ``key`` in ``target``; ``tls_ca_file`` is trusted besides the system CAs
-        when ``target.tls`` is set."""
+        when ``target.tls`` is set. ``template_key``: the template's own key as well
+        (:func:`template_key`), read when ``key`` is missing and written beside it."""
         self.target = target
         self.key = key
+        self.template_key = template_key
         self._ttl = ttl
         self._video_src = redact_url(video_src)
         tls: dict[str, Any] = {}
@@ -160,6 +175,9 @@ class Bookmark:
         """The saved position (seconds in the source), or None when there is no bookmark."""
         self.check()
         raw = cast("bytes | None", self._redis.hget(self.key, "Position"))
+        if raw is None and self.template_key is not None:
+            millis = cast("bytes | None", self._redis.get(self.template_key))
+            return None if millis is None else _template_seconds(millis)
         return None if raw is None else float(raw)
 
     def save(self, request_id: str, position: float, duration: float | None) -> None:
@@ -177,6 +195,8 @@ class Bookmark:
                 },
             )
             pipe.expire(self.key, self._ttl)
+            if self.template_key is not None:
+                pipe.set(self.template_key, str(round(position * 1000)), ex=self._ttl)
             pipe.execute()
         except redis.RedisError as exc:
             if self.failing is None:
@@ -195,7 +215,7 @@ class Bookmark:
     def delete(self) -> None:
         """The push reached the end: the next one starts from the beginning."""
         try:
-            self._redis.delete(self.key)
+            self._redis.delete(self.key, *([self.template_key] if self.template_key else []))
         except redis.RedisError as exc:
             log.warning("could not delete the finished bookmark: %s", _reason(exc))
 

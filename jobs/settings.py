@@ -97,6 +97,23 @@ class Settings(BaseSettings):
             "e.g. the VPC of the RedisHost callers name."
         ),
     )
+    template_resume_keys: bool = Field(
+        False,
+        description=(
+            "With Redis=true, also read and write the template's trtc:play:position:<room> "
+            "(milliseconds), so progress moves both ways between the template and roomcast."
+        ),
+    )
+    scf_secret_id: str = Field(
+        "",
+        description=(
+            "SecretId that SCF async-event API calls (GetAsyncEventStatus, "
+            "TerminateAsyncEvent, ListAsyncEvents) are signed with (TC3); empty: refused."
+        ),
+    )
+    scf_secret_key: SecretStr = Field(
+        SecretStr(""), description="The SecretKey of scf_secret_id (TC3-HMAC-SHA256)."
+    )
     quota_concurrent_pushes: int = Field(
         0, ge=0, description="Pushes one SdkAppId may have queued or running at once (0: any)."
     )

@@ -38,6 +38,9 @@ class StopCause(StrEnum):
     LEASE_LOST = "lease_lost"
     #: No heartbeat reached Redis: the worker stops publishing before it is taken for lost.
     FENCED = "fenced"
+    #: SCF's ``TerminateAsyncEvent`` (the template's own stop, api/scf.py); ``detail``:
+    #: ``GraceShutdown`` as sent.
+    SCF = "scf"
     #: A signal reached the push's process before any stop was recorded in Redis; the
     #: runner looks for the recorded cause (``detail``: the signal's name).
     SIGNAL = "signal"
@@ -57,6 +60,7 @@ _REASONS = {
         "take the push over without two publishers"
     ),
     StopCause.SIGNAL: "stopped by signal {detail}",
+    StopCause.SCF: "terminated through SCF's TerminateAsyncEvent (GraceShutdown {detail})",
 }
 
 #: Causes after which the record is not this run's to end: the push runs elsewhere now, or
@@ -65,7 +69,14 @@ NOT_THIS_RUN = frozenset({StopCause.TAKEN_OVER, StopCause.FENCED})
 #: Causes a person or a script asked for: the push ends ``stopped`` (Celery: ``REVOKED``),
 #: even when its worker died before it could say so.
 REQUESTED = frozenset(
-    {StopCause.API, StopCause.REPLACED, StopCause.REVOKE, StopCause.TERMINATE, StopCause.STAMPED}
+    {
+        StopCause.API,
+        StopCause.REPLACED,
+        StopCause.REVOKE,
+        StopCause.TERMINATE,
+        StopCause.STAMPED,
+        StopCause.SCF,
+    }
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key
+from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key, template_key
 from jobs.errors import InternalError, ProgressStoreError, RoomcastError, SourceError
 from jobs.logs import job_context
 from jobs.records import JobRecord, JobSecrets
@@ -343,6 +343,9 @@ def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -
         settings.progress_ttl_seconds,
         secrets.VideoSrc,
         tls_ca_file=settings.redis_tls_ca_file,
+        template_key=(
+            template_key(record.Room.RtmpRoom) if settings.template_resume_keys else None
+        ),
     )
     bookmark.check()
     return bookmark

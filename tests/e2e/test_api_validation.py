@@ -74,17 +74,33 @@ def test_request_without_roomid_or_strroomid_is_rejected_naming_roomid(
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        pytest.param("SdkAppId", "1400", id="sdkappid_as_string"),
+        pytest.param("SdkAppId", "14e8", id="sdkappid_as_text_not_digits"),
+        pytest.param("SdkAppId", " 1400", id="sdkappid_with_a_space"),
         pytest.param("SdkAppId", True, id="sdkappid_as_bool"),
-        pytest.param("RoomId", "1234", id="roomid_as_string"),
         pytest.param("RoomId", 1.5, id="roomid_as_float"),
-        pytest.param("Redis", "yes", id="redis_as_string"),
+        pytest.param("RoomId", "0x10", id="roomid_as_hex_text"),
+        pytest.param("Redis", "yes", id="redis_as_yes"),
+        pytest.param("Redis", 1, id="redis_as_number"),
     ],
 )
 def test_field_of_the_wrong_type_is_rejected_without_coercion(
     api: Api, room: LocalRoom, field: str, value: object
 ) -> None:
     assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **{field: value})), field)
+
+
+def test_numbers_and_booleans_sent_as_json_strings_are_taken_as_the_template_took_them(
+    api: Api, room: LocalRoom
+) -> None:
+    body = request_body(room, SdkAppId="1400000001", StrRoomId=DROP, RoomId="1234")
+    rid = api.submit(**body, Redis="false")
+    status = api.status(rid)
+    assert status["SdkAppId"] == 1400000001 and status["Room"]["RoomId"] == 1234
+
+
+def test_a_userid_with_a_hyphen_is_accepted_as_trtc_accepts_it(api: Api, room: LocalRoom) -> None:
+    rid = api.submit(**request_body(room, UserId=f"teacher-bot-{uuid.uuid4().hex[:8]}"))
+    assert api.status(rid)["UserId"].startswith("teacher-bot-")
 
 
 @pytest.mark.parametrize("room_id", [0, 4_294_967_296], ids=["zero", "above_uint32"])
