@@ -202,6 +202,12 @@ class Settings(BaseSettings):
             "sends for all of them (pipeline/sender.py); off: each push paces itself."
         ),
     )
+    rtmp_chunk_size: int = Field(
+        1360,
+        ge=128,
+        le=65536,
+        description="Chunk size roomcast's RTMP client announces and sends (TRTC's: 1360).",
+    )
     rtmp_client: Literal["roomcast", "ffmpeg"] = Field(
         "roomcast",
         description=(

@@ -118,7 +118,14 @@ def push(
         progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
-        sink = RtmpSink(spec.target, spec.timeouts, spec.secrets, spec.rtmp_client, connect)
+        sink = RtmpSink(
+            spec.target,
+            spec.timeouts,
+            spec.secrets,
+            spec.rtmp_client,
+            connect,
+            chunk_size=spec.rtmp_chunk_size,
+        )
         sink.open()
         # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
         with control.cuts_off(sink.cut):

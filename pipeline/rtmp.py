@@ -14,7 +14,11 @@ path; ``releaseStream``, ``FCPublish`` and ``createStream``; ``publish`` of the 
 (the rest of the path with the query, where TRTC carries ``sdkappid``, ``userid`` and
 ``usersig``); then every FLV tag as one message (pictures on one chunk stream, sound and
 script data on another), ``onMetaData`` behind ``@setDataFrame``; and ``FCUnpublish`` and
-``deleteStream`` at the end. What the room sends meanwhile (pings, chunk sizes,
+``deleteStream`` at the end. Message headers are written as FFmpeg's client writes them: a
+full header with the absolute timestamp for a chunk stream's first message (or when time
+goes back), then timestamp deltas in the shorter headers, so an extended timestamp appears
+only on a gap of 4.6 hours; timestamps run on through the 32-bit wrap (49.7 days), and the
+FLV muxer's own 31-bit wrap is undone first. What the room sends meanwhile (pings, chunk sizes,
 acknowledgement windows, errors) is read between writes. Unlike FFmpeg, the handshake is
 the plain one, without the Flash Player digest, as OBS (librtmp) sends it.
 """
@@ -40,8 +44,11 @@ from .rtmpio import shut_down
 
 DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
 HANDSHAKE_SIZE = 1536
-#: Chunk size announced to the room and used for every message sent (OBS's, nginx-rtmp's).
-CHUNK_SIZE = 4096
+#: Chunk size announced to the room and used for every message sent: TRTC's RTMP guidance.
+CHUNK_SIZE = 1360
+#: FFmpeg's FLV muxer keeps 31 bits of a timestamp (24.8 days); the publisher undoes it.
+FLV_WRAP = 1 << 31
+_HALF_WRAP = 1 << 30
 #: Chunk streams, numbered as FFmpeg's client numbers them: protocol control, commands,
 #: sound and script data, pictures, and the stream's own commands (``publish``).
 CONTROL_STREAM, COMMAND_STREAM, AUDIO_STREAM, VIDEO_STREAM, SOURCE_STREAM = 2, 3, 4, 6, 8
@@ -58,6 +65,7 @@ FLASH_VERSION = "FMLE/3.0 (compatible; roomcast)"
 #: How long ``close()`` may spend telling the room the stream ends.
 CLOSE_TIMEOUT = 1.0
 
+_WORD = struct.Struct(">I")
 _TWO_WORDS = struct.Struct(">II")
 _HEADER = struct.Struct(">III")
 _SET_DATA_FRAME = amf.encode("@setDataFrame")
@@ -65,8 +73,6 @@ _ON_METADATA = amf.encode("onMetaData")
 _TIMEVAL = struct.Struct("ll")
 _FLV_HEADER_SIZE = 13  # "FLV", version, flags, header size, then the first previous-tag-size
 _EXTENDED = 0xFFFFFF
-#: A full header's first word, timestamp left out, for each media chunk stream.
-_AUDIO_WORD, _VIDEO_WORD = AUDIO_STREAM << 24, VIDEO_STREAM << 24
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -125,11 +131,12 @@ class RtmpAddress:
 
 @dataclass(frozen=True)
 class Message:
-    """One complete RTMP message received."""
+    """One complete RTMP message received, with its timestamp (ms, modulo 2**32)."""
 
     kind: int
     stream_id: int
     payload: bytes
+    timestamp: int = 0
 
 
 @dataclass
@@ -140,6 +147,10 @@ class _Inbound:
     kind: int = 0
     stream_id: int = 0
     extended: bool = False
+    #: The last message's timestamp, and the last header's timestamp field (absolute in a
+    #: full header, a delta otherwise), which a one-byte header for a new message reuses.
+    timestamp: int = 0
+    stamp_field: int = 0
     payload: bytearray = field(default_factory=bytearray)
 
 
@@ -186,25 +197,36 @@ class ChunkReader:
         # A first chunk without a full header starts from nothing, as in FFmpeg's reader.
         inbound = self._streams.get(chunk_stream) or _Inbound()
         length, kind, stream_id = inbound.length, inbound.kind, inbound.stream_id
-        extended = inbound.extended
+        extended, stamp_field = inbound.extended, inbound.stamp_field
         if fmt < 3:
-            extended = int.from_bytes(buf[pos : pos + 3], "big") == _EXTENDED
+            stamp_field = int.from_bytes(buf[pos : pos + 3], "big")
+            extended = stamp_field == _EXTENDED
         if fmt < 2:
             length, kind = int.from_bytes(buf[pos + 3 : pos + 6], "big"), buf[pos + 6]
         if fmt == 0:
             stream_id = int.from_bytes(buf[pos + 7 : pos + 11], "little")
+        if extended:
+            if len(buf) < pos + header + 4:
+                return None
+            if fmt < 3:
+                stamp_field = int.from_bytes(buf[pos + header : pos + header + 4], "big")
         pos += header + (4 if extended else 0)
         take = min(length - len(inbound.payload), self.chunk_size)
         if len(buf) < pos + take:
             return None
+        if not inbound.payload:  # a new message: its timestamp, as FFmpeg's reader takes it
+            if fmt == 0:
+                inbound.timestamp = stamp_field
+            else:
+                inbound.timestamp = (inbound.timestamp + stamp_field) & 0xFFFFFFFF
         inbound.length, inbound.kind, inbound.stream_id = length, kind, stream_id
-        inbound.extended = extended
+        inbound.extended, inbound.stamp_field = extended, stamp_field
         self._streams[chunk_stream] = inbound
         inbound.payload += buf[pos : pos + take]
         del buf[: pos + take]
         if len(inbound.payload) < length:
             return True
-        message = Message(kind, stream_id, bytes(inbound.payload))
+        message = Message(kind, stream_id, bytes(inbound.payload), inbound.timestamp)
         inbound.payload.clear()
         if kind in (SET_CHUNK_SIZE, ABORT) and len(message.payload) >= 4:
             # At once: the chunks after it, maybe already in the buffer, are cut to it.
@@ -219,23 +241,38 @@ class ChunkReader:
 
 
 def message_bytes(
-    chunk_stream: int, kind: int, stream_id: int, timestamp: int, payload: Any
+    chunk_stream: int,
+    kind: int,
+    stream_id: int,
+    timestamp: int,
+    payload: Any,
+    chunk_size: int = CHUNK_SIZE,
 ) -> list[Any]:
     """The chunks of one message with a full header, as pieces to join (payload unsliced)."""
     length = len(payload)
     field_value = min(timestamp, _EXTENDED)
     extended = timestamp.to_bytes(4, "big") if timestamp >= _EXTENDED else b""
     head = _TWO_WORDS.pack((chunk_stream << 24) | field_value, (length << 8) | kind)
-    pieces: list[Any] = [head, stream_id.to_bytes(4, "little"), extended]
-    if length <= CHUNK_SIZE:
-        pieces.append(payload)
-        return pieces
+    return [
+        head,
+        stream_id.to_bytes(4, "little"),
+        *_chunked(chunk_stream, extended, payload, chunk_size),
+    ]
+
+
+def _chunked(chunk_stream: int, extended: bytes, payload: Any, chunk_size: int) -> list[Any]:
+    """The extended timestamp (if any) and the payload cut into chunks behind one-byte
+    headers, each repeating the extended timestamp as FFmpeg's client does."""
+    length = len(payload)
+    if length <= chunk_size:
+        return [extended, payload] if extended else [payload]
     marker = bytes((0xC0 | chunk_stream,)) + extended
     view = memoryview(payload)
-    for start in range(0, length, CHUNK_SIZE):
+    pieces: list[Any] = [extended] if extended else []
+    for start in range(0, length, chunk_size):
         if start:
             pieces.append(marker)
-        pieces.append(view[start : start + CHUNK_SIZE])
+        pieces.append(view[start : start + chunk_size])
     return pieces
 
 
@@ -294,10 +331,22 @@ class RtmpPublisher:
     :class:`pipeline.rtmpio.RtmpConnection`).
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
-        """Connect and publish within ``timeout`` seconds; writes may block as long."""
+    def __init__(
+        self, url: str, timeout: float, chunk_size: int = CHUNK_SIZE, timestamp_origin: int = 0
+    ) -> None:
+        """Connect and publish within ``timeout`` seconds; writes may block as long.
+        ``timestamp_origin`` (ms) is added to every timestamp: tests start a push hours or
+        days in."""
+        if not 128 <= chunk_size <= 65536:
+            raise ValueError(f"an RTMP chunk size of {chunk_size} is outside 128..65536")
         self.address = RtmpAddress.parse(url)
+        self.chunk_size = chunk_size
         self._timeout = timeout
+        #: Per media chunk stream: (timestamp, size, kind, header's timestamp field, whether
+        #: that field was a delta) of the last message sent.
+        self._sent: dict[int, tuple[int, int, int, int, bool]] = {}
+        self._flv_epoch = timestamp_origin
+        self._flv_last: int | None = None
         self._reader = ChunkReader()
         self._inbox: deque[Message] = deque()  # read while publishing, not yet looked at
         self._lock = threading.Lock()  # held to shut down or close the socket
@@ -374,7 +423,8 @@ class RtmpPublisher:
             "tcUrl": address.tc_url,
         }
         sock.sendall(
-            _control(SET_CHUNK_SIZE, CHUNK_SIZE.to_bytes(4, "big")) + self._call("connect", connect)
+            _control(SET_CHUNK_SIZE, self.chunk_size.to_bytes(4, "big"))
+            + self._call("connect", connect)
         )
         self._await_result(1, "connect", deadline)
         sock.sendall(
@@ -501,8 +551,7 @@ class RtmpPublisher:
             self._skip -= pos
         pieces: list[Any] = []
         # The hot path of every push: one struct call in and one out per tag, no copies
-        # beyond the slice of its payload (see message_bytes for what it spells out).
-        stream_word = self._stream_word
+        # beyond the slice of its payload.
         while pos + 11 <= end:
             word, stamp = _TWO_WORDS.unpack_from(data, pos)
             size = word & 0xFFFFFF
@@ -510,25 +559,58 @@ class RtmpPublisher:
             if stop + 4 > end:
                 break
             kind = word >> 24
-            timestamp = (stamp >> 8) | ((stamp & 0xFF) << 24)
-            if size > CHUNK_SIZE or timestamp >= _EXTENDED or kind == SCRIPT_DATA:
-                pieces += self._message(kind, timestamp, data[pos + 11 : stop])
-            else:
-                basic = _VIDEO_WORD if kind == VIDEO else _AUDIO_WORD
-                pieces.append(_HEADER.pack(basic | timestamp, (size << 8) | kind, stream_word))
-                pieces.append(data[pos + 11 : stop])
+            payload = data[pos + 11 : stop]
+            if kind == SCRIPT_DATA and payload.startswith(_ON_METADATA):
+                payload = _SET_DATA_FRAME + payload  # what FFmpeg's client sends, too
+            timestamp = self._unwrap((stamp >> 8) | ((stamp & 0xFF) << 24))
+            pieces += self._message(kind, timestamp, payload)
             pos = stop + 4
         self._pending = data[pos:]
         if pieces:
             self._send(sock, b"".join(pieces))
         return given
 
+    def _unwrap(self, flv_timestamp: int) -> int:
+        """The tag's time on one line that never wraps (the FLV muxer's wraps at 2**31)."""
+        stamp = self._flv_epoch + flv_timestamp
+        last = self._flv_last
+        if last is not None:
+            if last - stamp > _HALF_WRAP:  # wrapped: from here on, one epoch later
+                self._flv_epoch += FLV_WRAP
+                stamp += FLV_WRAP
+            elif stamp - last > _HALF_WRAP:  # a straggler from before the wrap
+                return stamp - FLV_WRAP
+        if last is None or stamp > last:
+            self._flv_last = stamp
+        return stamp
+
     def _message(self, kind: int, timestamp: int, payload: bytes) -> list[Any]:
-        """A tag's message the long way: chunked, or past 4.6 hours, or script data."""
-        if kind == SCRIPT_DATA and payload.startswith(_ON_METADATA):
-            payload = _SET_DATA_FRAME + payload  # what FFmpeg's client sends, too
+        """One tag's message as FFmpeg's client writes it: a full header for the chunk
+        stream's first message or when time goes back, else the timestamp's delta in the
+        shortest header that says what changed."""
         chunk_stream = VIDEO_STREAM if kind == VIDEO else AUDIO_STREAM
-        return message_bytes(chunk_stream, kind, self._stream_id, timestamp, payload)
+        size = len(payload)
+        last = self._sent.get(chunk_stream)
+        if last is None or not 0 <= timestamp - last[0] <= 0xFFFFFFFF:
+            fmt, field_value = 0, timestamp & 0xFFFFFFFF
+        else:
+            field_value = timestamp - last[0]
+            if size != last[1] or kind != last[2]:
+                fmt = 1
+            else:
+                fmt = 3 if last[4] and field_value == last[3] else 2
+        self._sent[chunk_stream] = (timestamp, size, kind, field_value, fmt != 0)
+        extended = field_value.to_bytes(4, "big") if field_value >= _EXTENDED else b""
+        stamp = _EXTENDED if extended else field_value
+        if fmt == 0:
+            head = _HEADER.pack(chunk_stream << 24 | stamp, size << 8 | kind, self._stream_word)
+        elif fmt == 1:
+            head = _TWO_WORDS.pack((0x40 | chunk_stream) << 24 | stamp, size << 8 | kind)
+        elif fmt == 2:
+            head = _WORD.pack((0x80 | chunk_stream) << 24 | stamp)
+        else:
+            head = bytes((0xC0 | chunk_stream,))
+        return [head, *_chunked(chunk_stream, extended, payload, self.chunk_size)]
 
     def _poll(self, sock: socket.socket) -> None:
         """Act on what the room sent meanwhile, without waiting for more."""

@@ -16,7 +16,7 @@ import av.stream
 from jobs.errors import RoomDisconnected, RoomUnreachable
 from jobs.redact import redact_text, redact_url
 
-from .rtmp import DEFAULT_PORTS, RtmpPublisher
+from .rtmp import CHUNK_SIZE, DEFAULT_PORTS, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
 
@@ -55,11 +55,14 @@ RTMP_CLIENTS = ("roomcast", "ffmpeg")
 RoomConnector = Callable[[str, float], RoomConnection]
 
 
-def connect_room(url: str, timeout: float, client: str = "roomcast") -> RoomConnection:
+def connect_room(
+    url: str, timeout: float, client: str = "roomcast", chunk_size: int = CHUNK_SIZE
+) -> RoomConnection:
     """A published connection to ``url``: roomcast's own RTMP client where it speaks the
-    URL's scheme, else (or with ``client="ffmpeg"``) FFmpeg's."""
+    URL's scheme (sending chunks of ``chunk_size``), else (or with ``client="ffmpeg"``)
+    FFmpeg's."""
     if client == "roomcast" and url.split(":", 1)[0].lower() in DEFAULT_PORTS:
-        return RtmpPublisher(url, timeout)
+        return RtmpPublisher(url, timeout, chunk_size=chunk_size)
     return RtmpConnection(url, timeout)
 
 
@@ -91,11 +94,14 @@ class RtmpSink:
         secrets: tuple[str, ...] = (),
         client: str = "roomcast",
         connect: RoomConnector | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
-        """``client``: which RTMP client publishes (:data:`RTMP_CLIENTS`); ``connect``
-        opens each publish, by default over RTMP with that client."""
+        """``client``: which RTMP client publishes (:data:`RTMP_CLIENTS`), in chunks of
+        ``chunk_size``; ``connect`` opens each publish, by default over RTMP with that
+        client."""
         self.url = url
         self._client = client
+        self._chunk_size = chunk_size
         self._connect_room = connect
         self._timeouts = timeouts
         self._secrets = (*secrets, url)
@@ -123,7 +129,9 @@ class RtmpSink:
         if self._connect_room is not None:
             connection = self._connect_room(self.url, self._timeouts.room_open)
         else:
-            connection = connect_room(self.url, self._timeouts.room_open, self._client)
+            connection = connect_room(
+                self.url, self._timeouts.room_open, self._client, self._chunk_size
+            )
         tap = _Tap(connection)
         try:
             container = av.open(

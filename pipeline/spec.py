@@ -85,6 +85,8 @@ class PushSpec:
     clip_ending: float = 3.0
     secrets: tuple[str, ...] = ()
     rtmp_client: str = "roomcast"
+    #: The chunk size roomcast's RTMP client announces and sends (TRTC's guidance: 1360).
+    rtmp_chunk_size: int = 1360
     #: Raises a SourceError for a clip URL that must not be opened (the SSRF guard, run
     #: again as each clip opens: a switch's URL, and DNS, may have changed since submit).
     url_guard: Callable[[str], None] | None = None

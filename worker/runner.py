@@ -370,6 +370,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         pace_batch=settings.pace_batch_seconds,
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
+        rtmp_chunk_size=settings.rtmp_chunk_size,
         live_grace=settings.live_grace_seconds,
         secrets=secrets.values(),
         switchable=record.Switchable,

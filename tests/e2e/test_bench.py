@@ -155,7 +155,12 @@ def test_the_rtmp_write_benchmark_prices_both_clients_and_the_plain_send() -> No
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| ")]
     names = [row[1].strip() for row in rows[1:]]
-    assert names == ["ffmpeg's RTMP client", "roomcast's RTMP client", "plain send, same bytes"]
+    assert names == [
+        "ffmpeg's RTMP client",
+        "roomcast's RTMP client, chunks of 1360",
+        "roomcast's RTMP client, chunks of 4096",
+        "plain send, same bytes",
+    ]
     assert "roomcast's client / FFmpeg's" in run.stdout
 
 

@@ -116,7 +116,7 @@ def test_amf0_values_read_back_as_they_were_written() -> None:
 
 def test_a_message_longer_than_a_chunk_reads_back_whole_whatever_the_bytes_arrive_in() -> None:
     payload = bytes(range(256)) * 40  # 10 240 bytes: three chunks of 4096
-    wire = b"".join(message_bytes(8, 9, 1, 1234, payload))
+    wire = b"".join(message_bytes(8, 9, 1, 1234, payload, chunk_size=4096))
     reader = ChunkReader()
     reader.chunk_size = 4096
     messages = [m for i in range(0, len(wire), 7) for m in reader.feed(wire[i : i + 7])]
@@ -125,7 +125,7 @@ def test_a_message_longer_than_a_chunk_reads_back_whole_whatever_the_bytes_arriv
 
 def test_a_timestamp_past_24_bits_is_carried_in_every_chunk_of_its_message() -> None:
     payload = b"x" * 5000
-    wire = b"".join(message_bytes(8, 9, 1, 0x1234_5678, payload))
+    wire = b"".join(message_bytes(8, 9, 1, 0x1234_5678, payload, chunk_size=4096))
     # Basic header, 11-byte header, 4-byte extended timestamp; then each chunk marker's.
     assert wire[1:4] == b"\xff\xff\xff" and wire[12:16] == (0x1234_5678).to_bytes(4, "big")
     marker = 12 + 4 + 4096
@@ -163,6 +163,8 @@ class Script:
     heard: list[list[Any]] = field(default_factory=list)
     controls: list[tuple[int, bytes]] = field(default_factory=list)
     media: list[tuple[int, bytes]] = field(default_factory=list)
+    stamps: list[tuple[int, int]] = field(default_factory=list)  # (kind, timestamp) of media
+    raw: bytearray = field(default_factory=bytearray)  # every byte after the handshake
 
 
 def _status(level: str, code: str) -> dict[str, str]:
@@ -192,10 +194,13 @@ def _serve(listener: socket.socket, script: Script) -> None:
         reader = ChunkReader()
         data = leftover[HANDSHAKE_SIZE:]
         while True:
+            script.raw += data
             for message in reader.feed(data):
                 if message.kind != COMMAND:
                     target = script.media if message.kind in (8, 9, 18) else script.controls
                     target.append((message.kind, message.payload))
+                    if message.kind in (8, 9):
+                        script.stamps.append((message.kind, message.timestamp))
                     continue
                 values = amf.decode(message.payload)
                 script.heard.append(values)
@@ -390,16 +395,88 @@ def test_flv_tags_become_messages_with_their_timestamps_and_metadata_behind_set_
     assert video == [payload for _, payload in expected]
 
 
+# --- marathon pushes: 4.66 hours, 24.8 days, 49.7 days ------------------------------------
+
+
+def flv_tags(tags: list[tuple[int, int, int]]) -> bytes:
+    """An FLV byte stream of (kind, FLV timestamp, payload size) tags, payloads numbered."""
+    out = bytearray(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")
+    for n, (kind, stamp, size) in enumerate(tags):
+        payload = n.to_bytes(4, "big") + bytes(size - 4)
+        head = bytes((kind,)) + size.to_bytes(3, "big") + (stamp & 0xFFFFFF).to_bytes(3, "big")
+        out += head + bytes(((stamp >> 24) & 0x7F,)) + bytes(3) + payload
+        out += (11 + size).to_bytes(4, "big")
+    return bytes(out)
+
+
+def a_minute_of_tags(start: int) -> list[tuple[int, int, int]]:
+    """Sound every 21 ms and a picture every 33 ms (some larger than a chunk), from ``start``
+    (an FLV timestamp, which wraps at 2**31 as FFmpeg's muxer writes it)."""
+    tags = [(8, start + t, 200) for t in range(0, 4000, 21)]
+    tags += [(9, start + t, 3000 if t % 330 == 0 else 900) for t in range(0, 4000, 33)]
+    return [(kind, stamp % 2**31, size) for kind, stamp, size in sorted(tags, key=lambda t: t[1])]
+
+
+@pytest.mark.parametrize(
+    ("origin", "flv_start"),
+    [
+        (0xFFFFFF - 2000, 0),  # past 24 bits: 4 h 39 m 37 s
+        (0, 2**31 - 2000),  # the FLV muxer's 31-bit wrap: 24.8 days
+        (2**32 - 2000, 0),  # RTMP's 32-bit wrap: 49.7 days
+    ],
+    ids=["past_24_bits", "flv_wrap", "rtmp_wrap"],
+)
+def test_a_marathon_push_keeps_its_timestamps_running_through_every_wrap(
+    ingest: tuple[str, Script], origin: int, flv_start: int
+) -> None:
+    url, script = ingest
+    tags = a_minute_of_tags(flv_start)
+    publisher = RtmpPublisher(url, 5, timestamp_origin=origin)
+    flv = flv_tags(tags)
+    for start in range(0, len(flv), 4000):
+        publisher.write(flv[start : start + 4000])
+    publisher.close()
+    deadline = time.monotonic() + 5
+    while len(script.stamps) < len(tags):
+        assert time.monotonic() < deadline, f"{len(script.stamps)} of {len(tags)} arrived"
+        time.sleep(0.01)
+    unwrapped = [origin + flv_start + (stamp - flv_start) % 2**31 for _, stamp, _ in tags]
+    expected = [(kind, t % 2**32) for (kind, _, _), t in zip(tags, unwrapped, strict=True)]
+    assert script.stamps == expected
+    payloads = [int.from_bytes(p[:4], "big") for kind, p in script.media if kind in (8, 9)]
+    assert payloads == list(range(len(tags)))
+
+
+def test_timestamps_go_out_as_deltas_without_extended_timestamps_past_24_bits(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    tags = a_minute_of_tags(0)
+    publisher = RtmpPublisher(url, 5, timestamp_origin=0xFFFFFF - 2000)
+    publisher.write(flv_tags(tags))
+    publisher.close()
+    deadline = time.monotonic() + 5
+    while len(script.stamps) < len(tags):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # Past 0xFFFFFF, yet no extended timestamp (the old writer put one on every message and
+    # chunk): the full headers came before it, and no delta reaches 4.6 hours.
+    assert max(stamp for _, stamp in script.stamps) > 0xFFFFFF
+    assert (0xFFFFFF).to_bytes(3, "big") not in bytes(script.raw)
+
+
 # --- the real local room ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("origin", [0, 0xFFFFFF - 1000], ids=["from_0", "past_24_bits"])
 def test_a_viewer_in_the_room_receives_every_frame_with_its_timestamp(
-    room: LocalRoom, room_name: str, flv: bytes
+    room: LocalRoom, room_name: str, flv: bytes, origin: int
 ) -> None:
     viewer = Viewer(room.play_url(room_name), idle=2.0, keep_data=True)
     viewer.start()
     time.sleep(0.5)  # playing before the publish starts: nothing is missed
-    publisher = RtmpPublisher(f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s", 5)
+    url = f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s"
+    publisher = RtmpPublisher(url, 5, timestamp_origin=origin)
     try:
         for start in range(0, len(flv), 777):
             publisher.write(flv[start : start + 777])
@@ -412,7 +489,7 @@ def test_a_viewer_in_the_room_receives_every_frame_with_its_timestamp(
     assert capture.codecs == {"video": "h264", "audio": "aac"}
     seen = [(round(p.dts * 1000), p.data) for p in capture.of("video")]
     # The tag's 5-byte AVC header off, what is left is the frame the viewer decodes.
-    assert seen == [(stamp, payload[5:]) for stamp, payload in video_tags(flv)]
+    assert seen == [(origin + stamp, payload[5:]) for stamp, payload in video_tags(flv)]
 
 
 def test_a_cut_publish_leaves_the_room_at_once_and_refuses_writes(
