@@ -62,6 +62,9 @@ PING_REQUEST, PING_RESPONSE = 6, 7
 POLL_EVERY = 15
 #: Sent as the client's ``flashVer``: the family name servers use to tell an encoder.
 FLASH_VERSION = "FMLE/3.0 (compatible; roomcast)"
+#: A publisher that has not written for this long has the room's messages read for it by
+#: the process's keeper thread (pings above all: a server may drop a client that is slow).
+KEEPER_INTERVAL = 0.2
 #: How long ``close()`` may spend telling the room the stream ends.
 CLOSE_TIMEOUT = 1.0
 
@@ -359,6 +362,11 @@ class RtmpPublisher:
         self._broken = False  # a send failed: the stream may end mid-message
         self._window = 0
         self._acknowledged = 0
+        # Held while writing or reading the room's messages: the writer, or the keeper
+        # for a quiet publisher; and what the keeper met, raised by the next write.
+        self._io = threading.Lock()
+        self._last_io = time.monotonic()
+        self._failure: OSError | None = None
         deadline = time.monotonic() + timeout
         self._socket: socket.socket | None = self._open(deadline)
         try:
@@ -369,6 +377,7 @@ class RtmpPublisher:
             self._socket.close()
             self._socket = None
             raise
+        _KEEPER.add(self)
 
     def _open(self, deadline: float) -> socket.socket:
         address = self.address
@@ -496,11 +505,16 @@ class RtmpPublisher:
             self._send_now(_control(USER_CONTROL, PING_RESPONSE.to_bytes(2, "big") + payload[2:6]))
         elif kind == COMMAND:
             try:
-                return amf.decode(payload)
+                values = amf.decode(payload)
             except (amf.AmfError, RecursionError):
                 # As FFmpeg does: a command it cannot read is passed over. Were it an answer
                 # awaited, the wait ends at its deadline.
                 log.debug("passed over a command from the room that AMF0 could not read")
+            else:
+                if values and values[0] == "onBWDone":
+                    # FFmpeg answers a bandwidth check with _checkbw; some servers wait on it.
+                    self._send_now(self._call("_checkbw", None))
+                return values
         received = self._reader.received
         if self._window and received - self._acknowledged >= self._window:
             self._acknowledged = received
@@ -538,6 +552,28 @@ class RtmpPublisher:
 
     def write(self, data: bytes) -> int:
         """Send the FLV bytes ``data`` now (tags may span writes); OSError once it fails."""
+        with self._io:
+            if self._failure is not None:
+                raise self._failure
+            self._last_io = time.monotonic()
+            return self._write(data)
+
+    def keep(self) -> None:
+        """Read and answer the room's messages if nothing was written for a while (the
+        keeper's call; never waits for a writer)."""
+        if time.monotonic() - self._last_io < KEEPER_INTERVAL or not self._io.acquire(False):
+            return
+        try:
+            if self._socket is not None and self._failure is None:
+                self._poll(self._socket)
+                self._last_io = time.monotonic()
+        except OSError as exc:
+            self._failure = exc
+            _KEEPER.remove(self)  # the next write raises it; nothing more to read
+        finally:
+            self._io.release()
+
+    def _write(self, data: bytes) -> int:
         sock = self._connected()
         self._writes += 1
         if self._writes % POLL_EVERY == 0:
@@ -643,7 +679,8 @@ class RtmpPublisher:
         Linux resets a connection closed with unread bytes, and a reset throws away what
         is still queued to send.
         """
-        with self._lock:
+        _KEEPER.remove(self)
+        with self._io, self._lock:  # a keeper's read of the room ends first
             sock, self._socket = self._socket, None
         if sock is None:
             return
@@ -662,3 +699,40 @@ class RtmpPublisher:
             pass  # the room is gone already, or slow to close: it has the goodbye
         finally:
             sock.close()
+
+
+class _Keeper:
+    """One thread per process that reads the room's messages for quiet publishers.
+
+    A writing publisher reads them itself every :data:`POLL_EVERY` writes; one that writes
+    nothing (its source stalls, it waits for the next clip) would leave a ping unanswered
+    and be dropped by a strict server. The keeper looks at every publisher each
+    :data:`KEEPER_INTERVAL` and reads for those that are quiet: no thread per push.
+    """
+
+    def __init__(self) -> None:
+        self._publishers: set[RtmpPublisher] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, publisher: RtmpPublisher) -> None:
+        with self._lock:
+            self._publishers.add(publisher)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rtmp-keeper", daemon=True)
+                self._thread.start()
+
+    def remove(self, publisher: RtmpPublisher) -> None:
+        with self._lock:
+            self._publishers.discard(publisher)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(KEEPER_INTERVAL)
+            with self._lock:
+                publishers = list(self._publishers)
+            for publisher in publishers:
+                publisher.keep()
+
+
+_KEEPER = _Keeper()

@@ -359,6 +359,51 @@ def test_the_publisher_answers_the_rooms_pings(ingest: tuple[str, Script], flv: 
     assert (USER_CONTROL, pong) in script.controls
 
 
+def test_a_quiet_publisher_answers_a_ping_at_once(ingest: tuple[str, Script]) -> None:
+    # Writing nothing (a stalled source, a clip that has not started): the keeper reads.
+    url, script = ingest
+    ping = (6).to_bytes(2, "big") + (777).to_bytes(4, "big")
+    script.after_publish = [b"".join(message_bytes(2, USER_CONTROL, 0, 0, ping))]
+    publisher = RtmpPublisher(url, 5)
+    try:
+        pong = (USER_CONTROL, (7).to_bytes(2, "big") + (777).to_bytes(4, "big"))
+        deadline = time.monotonic() + 1.0
+        while pong not in script.controls:
+            assert time.monotonic() < deadline, "no pong within a second of quiet"
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+
+
+def test_a_bandwidth_check_is_answered_as_ffmpeg_answers_it(ingest: tuple[str, Script]) -> None:
+    url, script = ingest
+    script.after_publish = [_reply("onBWDone", 0, None)]
+    publisher = RtmpPublisher(url, 5)
+    try:
+        deadline = time.monotonic() + 1.0
+        while not any(values[0] == "_checkbw" for values in script.heard):
+            assert time.monotonic() < deadline, "no _checkbw"
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+
+
+def test_a_quiet_publisher_learns_that_the_room_ended_the_publish_at_its_next_write(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    script.after_publish = [
+        _reply("onStatus", 0, _status("error", "NetStream.Unpublish.Kicked"), 1)
+    ]
+    publisher = RtmpPublisher(url, 5)
+    try:
+        time.sleep(0.6)  # quiet: the keeper reads the room's message meanwhile
+        with pytest.raises(RtmpError, match="NetStream.Unpublish.Kicked"):
+            publisher.write(b"")
+    finally:
+        publisher.close()
+
+
 def test_a_publish_the_room_ends_fails_the_writes_after_it(
     ingest: tuple[str, Script], flv: bytes
 ) -> None:
