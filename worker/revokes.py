@@ -141,9 +141,11 @@ def _stamped(wanted: dict[str, Any], described: str) -> list[str]:
     return sorted({job.request_id for job in jobs if matches(job.record, wanted)})
 
 
-def on_dropped(request: Any, **_: Any) -> None:
-    """Celery dropped a task message as revoked (or expired): a push still ``queued`` never
-    runs, so it ends ``stopped`` (Celery's ``task_revoked`` signal, main process)."""
+def on_dropped(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
+    """Celery revoked a task (Celery's ``task_revoked`` signal, main process): a push still
+    ``queued`` never runs, so it ends ``stopped``; a terminated one whose record has ended
+    already gets its reason back in Celery's result, which Celery has just overwritten with
+    its own "terminated"."""
     request_id = getattr(request, "id", None)
     if request_id is None:
         return
@@ -152,6 +154,8 @@ def on_dropped(request: Any, **_: Any) -> None:
         job = store.get(request_id)
         if job is not None and job.state is State.QUEUED:
             store.stop(request_id, Stop(StopCause.REVOKE))
+        elif terminated and job is not None and job.state is State.STOPPED and job.record.Reason:
+            mark_revoked(sender.app, request_id, job.record.Reason)
     except redis.RedisError as exc:
         log.warning("could not end dropped push %s: %s", request_id, exc)
 

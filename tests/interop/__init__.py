@@ -1,0 +1,1 @@
+"""RTMP servers nobody here wrote, from the package registries, for interop tests."""
