@@ -163,6 +163,10 @@ class PushProgress(BaseModel):
     Streams: list[StreamDecision]
     RtmpRoom: str | None = None
     RoomReconnects: int | None = None
+    RtmpFallback: str | None = Field(
+        None,
+        description="Why FFmpeg's RTMP client publishes this push instead of roomcast's.",
+    )
     ProgressSaving: str | None = Field(
         None, description="Redis=true: 'ok', or why saving the progress fails."
     )

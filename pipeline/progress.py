@@ -45,6 +45,8 @@ class Progress:
     reconnects: int = 0
     player: dict[str, Any] | None = None
     room_reconnects: int = 0
+    #: Why FFmpeg's RTMP client publishes instead of roomcast's (None: it does not).
+    rtmp_fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -59,6 +61,7 @@ class Progress:
             "Lag": round(self.lag, 3),
             "Streams": [s.as_dict() for s in self.streams],
             "RoomReconnects": self.room_reconnects,
+            **({"RtmpFallback": self.rtmp_fallback} if self.rtmp_fallback else {}),
             **(
                 {"Source": {"State": self.source_state, "Reconnects": self.reconnects}}
                 if self.source_state is not None

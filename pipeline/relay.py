@@ -115,6 +115,7 @@ class Relay:
             self._sink.send(out)
             progress = self.progress
             progress.room_reconnects = self._sink.reconnects
+            progress.rtmp_fallback = self._sink.fallback
             progress.output_time = seconds
             if position is not None:
                 progress.position = position
@@ -209,6 +210,7 @@ class Relay:
             lane.entries.popleft()
             lane.record(head, self.pacer.due(head.seconds))
         self.progress.room_reconnects = self._sink.reconnects
+        self.progress.rtmp_fallback = self._sink.fallback
         lane.resume()
         assert self._sender is not None
         self._sender.poke()
@@ -231,4 +233,5 @@ class Relay:
                 self._sink.resend(exc, queued.data)
             lane.record(queued, queued.due)
         self.progress.room_reconnects = self._sink.reconnects
+        self.progress.rtmp_fallback = self._sink.fallback
         return not self._control.stop_requested

@@ -85,6 +85,10 @@ class RtmpError(OSError):
     """The room refused or broke the RTMP conversation; the message says what it sent."""
 
 
+class RtmpHandshakeFailed(RtmpError):
+    """The room hung up on, or did not understand, the handshake (before any command)."""
+
+
 @dataclass(frozen=True)
 class RtmpAddress:
     """Where an ``rtmp://`` or ``rtmps://`` URL publishes, split as FFmpeg splits it."""
@@ -334,6 +338,9 @@ class RtmpPublisher:
     :class:`pipeline.rtmpio.RtmpConnection`).
     """
 
+    #: Why FFmpeg's client publishes instead (None here: this one publishes).
+    fallback: str | None = None
+
     def __init__(
         self, url: str, timeout: float, chunk_size: int = CHUNK_SIZE, timestamp_origin: int = 0
     ) -> None:
@@ -406,7 +413,7 @@ class RtmpPublisher:
             sock.settimeout(_left(deadline))
             chunk = sock.recv(count - len(data))
             if not chunk:
-                raise RtmpError("the room closed the connection during the handshake")
+                raise RtmpHandshakeFailed("the room closed the connection during the handshake")
             data += chunk
         return bytes(data)
 
@@ -416,7 +423,7 @@ class RtmpPublisher:
         sock.sendall(b"\x03" + bytes(8) + os.urandom(HANDSHAKE_SIZE - 8))
         version = self._read(1, deadline)[0]
         if version != 3:
-            raise RtmpError(f"the room answered with RTMP version {version}, not 3")
+            raise RtmpHandshakeFailed(f"the room answered with RTMP version {version}, not 3")
         server = self._read(HANDSHAKE_SIZE, deadline)
         self._read(HANDSHAKE_SIZE, deadline)  # S2, its echo of C1
         sock.sendall(server)

@@ -214,6 +214,9 @@ class RtmpConnection:
     mode): it is a packet due now.
     """
 
+    #: Why this client publishes although roomcast's was asked for (see sink.connect_room).
+    fallback: str | None = None
+
     def __init__(self, url: str, timeout: float) -> None:
         """Connect and publish; raises OSError (with FFmpeg's reason) if the room refuses."""
         avformat, avutil = _ffmpeg()

@@ -16,7 +16,7 @@ import av.stream
 from jobs.errors import RoomDisconnected, RoomUnreachable
 from jobs.redact import redact_text, redact_url
 
-from .rtmp import CHUNK_SIZE, DEFAULT_PORTS, RtmpPublisher
+from .rtmp import CHUNK_SIZE, DEFAULT_PORTS, RtmpHandshakeFailed, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
 
@@ -62,7 +62,16 @@ def connect_room(
     URL's scheme (sending chunks of ``chunk_size``), else (or with ``client="ffmpeg"``)
     FFmpeg's."""
     if client == "roomcast" and url.split(":", 1)[0].lower() in DEFAULT_PORTS:
-        return RtmpPublisher(url, timeout, chunk_size=chunk_size)
+        try:
+            return RtmpPublisher(url, timeout, chunk_size=chunk_size)
+        except RtmpHandshakeFailed as exc:
+            # An interop problem FFmpeg's client may not have (its handshake carries the
+            # Flash Player digest some servers insist on): this publish goes with it. Not
+            # after the handshake: a room that hangs up on the publish refused its UserSig.
+            log.warning("roomcast's RTMP client could not publish (%s): using FFmpeg's", exc)
+            connection = RtmpConnection(url, timeout)
+            connection.fallback = f"roomcast's RTMP client failed: {exc}"
+            return connection
     return RtmpConnection(url, timeout)
 
 
@@ -111,6 +120,8 @@ class RtmpSink:
         # go to the streams of the current one; encoders stay as they are.
         self._current: dict[int, Any] = {}
         self.reconnects = 0
+        #: Why FFmpeg's client publishes although roomcast's was asked for (None: it was not).
+        self.fallback: str | None = None
         self._cut = threading.Event()
 
     def open(self) -> RtmpSink:
@@ -132,6 +143,7 @@ class RtmpSink:
             connection = connect_room(
                 self.url, self._timeouts.room_open, self._client, self._chunk_size
             )
+        self.fallback = getattr(connection, "fallback", None)
         tap = _Tap(connection)
         try:
             container = av.open(

@@ -157,6 +157,8 @@ class Script:
     stream_id: float = 1.0
     before_connect_result: bytes = b""
     stop_reading: bool = False  # after the publish: the room takes no more data
+    require_client_version: bool = False  # hang up on a plain handshake (no version in C1)
+    hung_up: int = 0
     release: threading.Event = field(default_factory=threading.Event)
     after_publish: list[bytes] = field(default_factory=list)
     heard: list[list[Any]] = field(default_factory=list)
@@ -177,13 +179,24 @@ def _reply(name: str, transaction: float, info: Any, stream_id: int = 0) -> byte
 
 
 def _serve(listener: socket.socket, script: Script) -> None:
-    conn, _ = listener.accept()
+    while True:
+        conn, _ = listener.accept()
+        if _serve_one(conn, script):
+            return
+
+
+def _serve_one(conn: socket.socket, script: Script) -> bool:
+    """One client's conversation; False if its handshake was refused (wait for another)."""
     with conn:
         conn.settimeout(10)
         received = b""
         while len(received) < 1 + HANDSHAKE_SIZE:
             received += conn.recv(65536)
         c1 = received[1 : 1 + HANDSHAKE_SIZE]
+        if script.require_client_version and c1[4:8] == bytes(4):
+            # As servers that check the Flash Player handshake do: a plain C1 is hung up on.
+            script.hung_up += 1
+            return False
         conn.sendall(b"\x03" + bytes(HANDSHAKE_SIZE) + c1)
         # As nginx-rtmp does: what follows comes in chunks of up to 4096 bytes.
         conn.sendall(b"".join(message_bytes(2, SET_CHUNK_SIZE, 0, 0, (4096).to_bytes(4, "big"))))
@@ -223,13 +236,13 @@ def _serve(listener: socket.socket, script: Script) -> None:
                     conn.sendall(status + b"".join(script.after_publish))
                     if script.stop_reading:
                         script.release.wait(30)
-                        return
+                        return True
             try:
                 data = conn.recv(65536)
             except OSError:
-                return
+                return True
             if not data:
-                return
+                return True
 
 
 @pytest.fixture
@@ -401,6 +414,33 @@ def test_a_quiet_publisher_learns_that_the_room_ended_the_publish_at_its_next_wr
             publisher.write(b"")
     finally:
         publisher.close()
+
+
+def test_a_room_that_hangs_up_on_roomcasts_handshake_gets_ffmpegs_client_and_says_so(
+    ingest: tuple[str, Script], flv: bytes
+) -> None:
+    url, script = ingest
+    script.require_client_version = True
+    connection = connect_room(url, 5, "roomcast")
+    try:
+        assert isinstance(connection, RtmpConnection) and script.hung_up == 1
+        assert connection.fallback is not None and "handshake" in connection.fallback
+        connection.write(flv)
+    finally:
+        connection.close()
+    deadline = time.monotonic() + 5
+    while not any(kind == 9 for kind, _ in script.media):
+        assert time.monotonic() < deadline, "FFmpeg's client published nothing"
+        time.sleep(0.01)
+
+
+def test_a_room_that_refuses_the_publish_gets_no_second_client(
+    ingest: tuple[str, Script],
+) -> None:
+    url, script = ingest
+    script.refuse_publish = "NetStream.Publish.BadName"
+    with pytest.raises(RtmpError, match="BadName"):
+        connect_room(url, 5, "roomcast")
 
 
 def test_a_publish_the_room_ends_fails_the_writes_after_it(

@@ -683,3 +683,13 @@ def test_open_source_refuses_a_local_file(clips: Path, as_url: bool) -> None:
     target = clip.resolve().as_uri() if as_url else str(clip.resolve())
     with pytest.raises(SourceError):
         open_source(target, Timeouts(source_open=2, source_read=2))
+
+
+def test_a_push_published_by_ffmpegs_client_instead_says_why_in_its_status() -> None:
+    from jobs.records import PushProgress  # noqa: PLC0415
+    from pipeline.progress import Progress  # noqa: PLC0415
+
+    progress = Progress(rtmp_fallback="roomcast's RTMP client failed: handshake")
+    shown = PushProgress.model_validate(progress.as_dict())
+    assert shown.RtmpFallback == "roomcast's RTMP client failed: handshake"
+    assert "RtmpFallback" not in Progress().as_dict()
