@@ -22,7 +22,7 @@ from devstack.room import LocalRoom
 from pipeline.rtmp import RtmpPublisher
 from pipeline.rtmpio import RtmpConnection
 
-from ..interop.nms import node_media_server
+from ..interop.nms import NodeMediaServer, node_media_server
 from ..media import flv_of, make_clip
 from ..stack import REPO
 from ..viewer import Viewer
@@ -95,16 +95,16 @@ def test_nginx_rtmp_relays_every_frame(
 
 
 @pytest.fixture(scope="module")
-def nms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with node_media_server(tmp_path_factory.mktemp("nms")) as base:
-        yield base
+def nms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeMediaServer]:
+    with node_media_server(tmp_path_factory.mktemp("nms")) as server:
+        yield server
 
 
 @EVERY_PUSH
 def test_node_media_server_relays_every_frame(
-    nms: str, room_name: str, flv: bytes, client: str, origin: int
+    nms: NodeMediaServer, room_name: str, flv: bytes, client: str, origin: int
 ) -> None:
-    url = f"{nms}/{room_name}_{client}_{origin}"
+    url = f"{nms.rtmp}/{room_name}_{client}_{origin}"
     assert viewed(url, url, flv, client, origin) == expected_frames(flv, origin)
 
 

@@ -159,6 +159,10 @@ class Script:
     stop_reading: bool = False  # after the publish: the room takes no more data
     require_client_version: bool = False  # hang up on a plain handshake (no version in C1)
     hung_up: int = 0
+    ping_every: float = 0.0  # after the handshake: ping this often, drop a client that is
+    drop_after: float = 1.0  # this long without answering one
+    pongs: list[float] = field(default_factory=list)  # seconds each ping waited
+    dropped: bool = False
     release: threading.Event = field(default_factory=threading.Event)
     after_publish: list[bytes] = field(default_factory=list)
     heard: list[list[Any]] = field(default_factory=list)
@@ -205,9 +209,12 @@ def _serve_one(conn: socket.socket, script: Script) -> bool:
             leftover += conn.recv(65536)
         reader = ChunkReader()
         data = leftover[HANDSHAKE_SIZE:]
+        pinger = _Pinger(script) if script.ping_every else None
         while True:
             script.raw += data
             for message in reader.feed(data):
+                if pinger is not None and message.kind == USER_CONTROL:
+                    pinger.answered(message.payload)
                 if message.kind != COMMAND:
                     target = script.media if message.kind in (8, 9, 18) else script.controls
                     target.append((message.kind, message.payload))
@@ -238,11 +245,43 @@ def _serve_one(conn: socket.socket, script: Script) -> bool:
                         script.release.wait(30)
                         return True
             try:
-                data = conn.recv(65536)
+                data = conn.recv(65536) if pinger is None else pinger.recv(conn)
             except OSError:
                 return True
             if not data:
                 return True
+
+
+class _Pinger:
+    """A strict server's pings: one every ``ping_every``; a client that leaves one
+    unanswered for ``drop_after`` is hung up on (``script.dropped``)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.next_at = time.monotonic() + script.ping_every
+        self.waiting: float | None = None
+
+    def answered(self, payload: bytes) -> None:
+        if payload[:2] == (7).to_bytes(2, "big") and self.waiting is not None:
+            self.script.pongs.append(time.monotonic() - self.waiting)
+            self.waiting = None
+
+    def recv(self, conn: socket.socket) -> bytes:
+        """What the client sent, pinging meanwhile; OSError once it is hung up on."""
+        while True:
+            now = time.monotonic()
+            if self.waiting is not None and now - self.waiting > self.script.drop_after:
+                self.script.dropped = True
+                raise OSError("the client left a ping unanswered: hung up")
+            if self.waiting is None and now >= self.next_at:
+                ping = (6).to_bytes(2, "big") + int(now * 1000 % 2**32).to_bytes(4, "big")
+                conn.sendall(b"".join(message_bytes(2, USER_CONTROL, 0, 0, ping)))
+                self.waiting, self.next_at = now, now + self.script.ping_every
+            conn.settimeout(0.05)
+            try:
+                return conn.recv(65536)
+            except TimeoutError:
+                continue
 
 
 @pytest.fixture
@@ -385,6 +424,22 @@ def test_a_quiet_publisher_answers_a_ping_at_once(ingest: tuple[str, Script]) ->
             time.sleep(0.01)
     finally:
         publisher.close()
+
+
+def test_a_publisher_quiet_for_three_seconds_is_not_dropped_by_a_strict_server(
+    ingest: tuple[str, Script], flv: bytes
+) -> None:
+    url, script = ingest
+    script.ping_every, script.drop_after = 0.4, 0.8
+    publisher = RtmpPublisher(url, 5)
+    try:
+        publisher.write(flv[: len(flv) // 2])
+        time.sleep(3)  # the source stalls: nothing to write
+        publisher.write(flv[len(flv) // 2 :])
+    finally:
+        publisher.close()
+    assert not script.dropped
+    assert len(script.pongs) >= 5 and max(script.pongs) < 0.5, script.pongs
 
 
 def test_a_bandwidth_check_is_answered_as_ffmpeg_answers_it(ingest: tuple[str, Script]) -> None:

@@ -184,11 +184,14 @@ def test_a_burst_takes_exactly_the_free_slots(redis_url: str) -> None:
     limit, burst = 5, 24
     statuses: list[int] = []
 
-    def one() -> None:
-        api = api_with(redis_url, quota_concurrent_pushes=limit)
+    # One app each, as separate API processes would be; built first, one after another
+    # (CPython 3.11's ast.parse, which Flask's routing calls, is not safe across threads).
+    apis = [api_with(redis_url, quota_concurrent_pushes=limit) for _ in range(burst)]
+
+    def one(api: ClientApi) -> None:
         statuses.append(submit(api, KEY_A).status)
 
-    threads = [threading.Thread(target=one) for _ in range(burst)]
+    threads = [threading.Thread(target=one, args=(api,)) for api in apis]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.ports import free_port, wait_for_port
@@ -25,9 +26,16 @@ new NodeMediaServer({
 """
 
 
+@dataclass(frozen=True)
+class NodeMediaServer:
+    """Where it listens: ``rtmp``, an ``rtmp://…/live`` base URL."""
+
+    rtmp: str
+
+
 @contextmanager
-def node_media_server(workdir: Path) -> Iterator[str]:
-    """An ``rtmp://127.0.0.1:<port>/live`` base URL served by node-media-server."""
+def node_media_server(workdir: Path) -> Iterator[NodeMediaServer]:
+    """node-media-server on free ports, until the block ends."""
     if not (MODULES / "node-media-server").exists():
         raise RuntimeError(f"node-media-server is not in {MODULES}: run scripts/setup")
     script = workdir / "nms_server.js"
@@ -42,7 +50,7 @@ def node_media_server(workdir: Path) -> Iterator[str]:
     )
     try:
         wait_for_port("127.0.0.1", port, 15)
-        yield f"rtmp://127.0.0.1:{port}/live"
+        yield NodeMediaServer(f"rtmp://127.0.0.1:{port}/live")
     finally:
         proc.terminate()
         proc.wait(10)
