@@ -1,8 +1,10 @@
 """API keys and what each may touch: every app (admin), or only its SdkAppIds.
 
 Keys come from ``ROOMCAST_API_KEYS`` and from ``ROOMCAST_API_KEYS_FILE``, which is read
-again when it changes, so keys are added, scoped or revoked without a restart. Either holds
-entries separated by commas or new lines (``#`` starts a comment in the file)::
+again when it changes, so keys are added, scoped or revoked without a restart (replace it
+by a rename; a file read half-written, one that does not end with a new line, is ignored
+until it does; a file removed revokes its keys). Either holds entries separated by commas
+or new lines (``#`` starts a comment in the file)::
 
     k3y-for-ops                              # admin: every SdkAppId, /metrics
     k3y-for-school-a:1400000001              # only this app's pushes
@@ -65,9 +67,11 @@ def parse_keys(text: str) -> list[ApiKey]:
 
 
 def _parse_entry(entry: str) -> ApiKey:
-    secret, _, scope = entry.partition(":")
+    secret, colon, scope = entry.partition(":")
     if not secret:
         raise KeyFileError("an API key entry has no key before ':'")
+    if colon and not scope.strip():
+        raise KeyFileError("an API key entry ends with ':' and no scope ('*' for every app)")
     if not scope or scope.strip() == "*":
         return ApiKey(secret)
     try:
@@ -91,7 +95,7 @@ class KeyRing:
         self._checked = 0.0
         self._lock = threading.Lock()
         if self._path is not None:
-            self._reload()  # a missing or malformed file stops the API at start
+            self._reload(starting=True)  # a missing or malformed file stops the API at start
 
     @property
     def enabled(self) -> bool:
@@ -116,17 +120,23 @@ class KeyRing:
             with self._lock:
                 try:
                     self._reload()
+                except FileNotFoundError:
+                    self._from_file, self._stamp = [], None  # removed: its keys are revoked
                 except (OSError, KeyFileError):
                     pass  # a file being rewritten: keep the last good keys, look again soon
         return self._from_file
 
-    def _reload(self) -> None:
+    def _reload(self, starting: bool = False) -> None:
         assert self._path is not None
         self._checked = time.monotonic()
         info = os.stat(self._path)
         stamp = (info.st_mtime_ns, info.st_size)
         if stamp != self._stamp:
-            self._from_file = parse_keys(self._path.read_text())
+            text = self._path.read_text()
+            written = text.endswith("\n") or starting
+            if not written or os.stat(self._path).st_mtime_ns != info.st_mtime_ns:
+                raise KeyFileError("the keys file is being written")  # read it again soon
+            self._from_file = parse_keys(text)
             self._stamp = stamp
 
 

@@ -104,7 +104,7 @@ def verify(req: Request, settings: Settings, now: float | None = None) -> None:
     found = _AUTHORIZATION.fullmatch(req.headers.get("Authorization", "").strip())
     if found is None or found["service"] != SERVICE:
         raise ScfError("AuthFailure.InvalidAuthorization", "Authorization is not a TC3 one")
-    if not hmac.compare_digest(found["id"], settings.scf_secret_id):
+    if not hmac.compare_digest(found["id"].encode(), settings.scf_secret_id.encode()):
         raise ScfError("AuthFailure.SecretIdNotFound", "the SecretId is not known here")
     try:
         stamp = int(req.headers.get("X-TC-Timestamp", ""))
@@ -138,6 +138,21 @@ def verify(req: Request, settings: Settings, now: float | None = None) -> None:
     expected = signature(settings.scf_secret_key.get_secret_value(), date, to_sign)
     if not hmac.compare_digest(expected, found["signature"]):
         raise ScfError("AuthFailure.SignatureFailure", "the request's signature does not match")
+    _bind_to_action(found["signature"], req.headers.get("X-TC-Action", ""))
+
+
+def _bind_to_action(signature_hex: str, action: str) -> None:
+    """The SDK signs neither X-TC-Action nor a nonce: a signature seen once (a status poll)
+    could otherwise be sent again as TerminateAsyncEvent. Each signature is bound to the
+    first action it came with for as long as it is valid; the same call again is fine."""
+    key = f"roomcast:scf:signature:{signature_hex}"
+    redis = _store().redis
+    if not redis.set(key, action, nx=True, ex=2 * MAX_AGE_SECONDS):
+        first = cast("bytes | None", redis.get(key))
+        if first is not None and first.decode() != action:
+            raise ScfError(
+                "AuthFailure.SignatureFailure", "this signature was made for another action"
+            )
 
 
 def _header(req: Request, name: str) -> str:

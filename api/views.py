@@ -159,7 +159,7 @@ def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bo
     """
     store = _store()
     try:
-        store.create(request_id, record, secrets)
+        store.create(request_id, record, secrets, replacing=replace)
         return
     except PublisherBusy as busy:
         if not replace:
@@ -170,7 +170,7 @@ def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bo
     # Anything else means it ended meanwhile, which frees the lease too.
     stop_push(holder, Stop(StopCause.REPLACED, request_id))
     try:
-        store.create(request_id, record, secrets)
+        store.create(request_id, record, secrets, replacing=True)
     except PublisherBusy as again:
         if again.holder != holder:
             raise

@@ -69,19 +69,35 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, v if is_safe_param(k) else MASK) for k, v in pairs], safe="*")
+        query = urlencode([_shown(k, v) for k, v in pairs], safe="*")
     fragment = MASK if parts.fragment else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
+#: What a harmless parameter's value may hold to be shown (no separators hiding another).
+_PLAIN = re.compile(r"[\w.:+-]*")
+
+
+def _shown(name: str, value: str) -> tuple[str, str]:
+    """A query pair as shown: a bare name (``?TOKEN``) may be the secret itself."""
+    if not is_safe_param(name):
+        return (name, MASK) if value else (MASK, "")
+    return (name, value) if _PLAIN.fullmatch(value) else (name, MASK)
+
+
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _USERINFO = re.compile(r"(//)[^/@\s]+@")
-# A query's name=value outside a whole URL (a host without scheme, a quoted fragment).
-_PAIR = re.compile(r"(?<=[?&])([A-Za-z][\w.-]*)=([^&\s'\"]+)")
+# user:password@host without a scheme in front.
+_BARE_USERINFO = re.compile(r"(?<![\w/])[^\s/@:'\"]+:[^\s/@'\"]+@(?=[\w.-])")
+# A query's name=value outside a whole URL (a host without scheme, a quoted fragment):
+# after ? or &, or before &.
+_PAIR = re.compile(
+    r"(?:(?<=[?&])|(?<![\w.-])(?=[A-Za-z][\w.-]*=[^&\s'\"]+&))([A-Za-z][\w.-]*)=([^&\s'\"]+)"
+)
 
 
 def _mask_userinfo(text: str) -> str:
-    return _USERINFO.sub(rf"\g<1>{MASK}@", text)
+    return _BARE_USERINFO.sub(f"{MASK}@", _USERINFO.sub(rf"\g<1>{MASK}@", text))
 
 
 def _mask_pairs(text: str) -> str:

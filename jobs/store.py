@@ -264,9 +264,13 @@ class JobStore:
         self._set_progress = client.register_script(_SET_PROGRESS)
         self._request_stop = client.register_script(_REQUEST_STOP)
 
-    def create(self, request_id: str, record: JobRecord, secrets: JobSecrets) -> None:
+    def create(
+        self, request_id: str, record: JobRecord, secrets: JobSecrets, replacing: bool = False
+    ) -> None:
         """Record a new queued job, its secrets and its publisher lease, all or nothing.
 
+        Raises :class:`QuotaExceeded` first (before anything is stopped to replace): with
+        ``replacing``, the job holding the lease does not count, since it is about to end.
         Raises :class:`PublisherBusy` when another queued or running job holds the lease.
         The lease is checked and taken in one optimistic transaction (WATCH), so two
         concurrent submissions for one publisher never both win, and a job is never
@@ -285,9 +289,12 @@ class JobStore:
                     # the last slot, and a refused one leaves nothing behind.
                     pipe.watch(lease, *active, minute)  # type: ignore[no-untyped-call]
                     holder = cast("bytes | None", pipe.get(lease))
-                    if holder is not None and self._active(holder.decode()):
+                    busy = holder is not None and self._active(holder.decode())
+                    leaving = 1 if busy and replacing else 0
+                    self._check_quota(pipe, record.SdkAppId, quota, active, minute, leaving)
+                    if busy:
+                        assert holder is not None
                         raise PublisherBusy(holder.decode())
-                    self._check_quota(pipe, record.SdkAppId, quota, active, minute, created)
                     pipe.multi()
                     # Queued, the lease lives as long as the record: a job may wait long for
                     # a free worker. Running, the heartbeat shortens it to lost_after.
@@ -335,12 +342,14 @@ class JobStore:
         quota: Quota,
         active: list[str],
         minute: str,
-        at: float,
+        leaving: int,
     ) -> None:
-        """Raise QuotaExceeded if ``app`` may not start another push now."""
+        """Raise QuotaExceeded if ``app`` may not start another push now (``leaving``:
+        pushes about to end that free their slot for this one)."""
+        at = now()
         if quota.concurrent:
             low = at - self.ttl
-            running = sum(int(pipe.zcount(index, low, "+inf")) for index in active)
+            running = sum(int(pipe.zcount(index, low, "+inf")) for index in active) - leaving
             if running >= quota.concurrent:
                 raise QuotaExceeded(
                     f"SdkAppId {app} has {running} pushes queued or running, its limit; "

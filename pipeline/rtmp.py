@@ -739,7 +739,10 @@ class _Keeper:
             with self._lock:
                 publishers = list(self._publishers)
             for publisher in publishers:
-                publisher.keep()
+                try:
+                    publisher.keep()
+                except Exception:  # noqa: BLE001 - the keeper serves every push: it goes on
+                    log.exception("the RTMP keeper failed on one publisher")
 
 
 _KEEPER = _Keeper()

@@ -62,6 +62,7 @@ def connect_room(
     URL's scheme (sending chunks of ``chunk_size``), else (or with ``client="ffmpeg"``)
     FFmpeg's."""
     if client == "roomcast" and url.split(":", 1)[0].lower() in DEFAULT_PORTS:
+        deadline = time.monotonic() + timeout
         try:
             return RtmpPublisher(url, timeout, chunk_size=chunk_size)
         except RtmpHandshakeFailed as exc:
@@ -69,7 +70,8 @@ def connect_room(
             # Flash Player digest some servers insist on): this publish goes with it. Not
             # after the handshake: a room that hangs up on the publish refused its UserSig.
             log.warning("roomcast's RTMP client could not publish (%s): using FFmpeg's", exc)
-            connection = RtmpConnection(url, timeout)
+            # Within the same time: a reconnect's deadline holds whichever client connects.
+            connection = RtmpConnection(url, max(1.0, deadline - time.monotonic()))
             connection.fallback = f"roomcast's RTMP client failed: {exc}"
             return connection
     return RtmpConnection(url, timeout)

@@ -16,11 +16,13 @@ only. A refused connection is answered 403 and logged with its reason.
 from __future__ import annotations
 
 import logging
-import select
+import os
+import selectors
 import socket
 import socketserver
 import threading
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from jobs.errors import SourceError
@@ -132,21 +134,27 @@ def _answer(sock: socket.socket, status: int, reason: str) -> None:
 def _splice(a: socket.socket, b: socket.socket) -> None:
     """Copy bytes both ways until either side closes or both stay idle too long."""
     peers = {a: b, b: a}
-    while True:
-        ready, _, _ = select.select(list(peers), [], [], IDLE_TIMEOUT)
-        if not ready:
-            return
-        for sock in ready:
-            try:
-                data = sock.recv(65536)
-            except OSError:
+    # A selector, not select(): a worker carrying hundreds of pushes has descriptors past 1024.
+    with selectors.DefaultSelector() as selector:
+        for sock in peers:
+            selector.register(sock, selectors.EVENT_READ)
+        while True:
+            ready = selector.select(IDLE_TIMEOUT)
+            if not ready or not _copy([key.fileobj for key, _ in ready], peers):
                 return
+
+
+def _copy(ready: list[Any], peers: dict[socket.socket, socket.socket]) -> bool:
+    """Move what arrived to the other side; False once either side is done."""
+    for sock in ready:
+        try:
+            data = sock.recv(65536)
             if not data:
-                return
-            try:
-                peers[sock].sendall(data)
-            except OSError:
-                return
+                return False
+            peers[sock].sendall(data)
+        except OSError:
+            return False
+    return True
 
 
 class GuardProxy(socketserver.ThreadingTCPServer):
@@ -171,5 +179,9 @@ def egress_proxy(allow: Iterable[IPNetwork] = ()) -> str:
     global _proxy
     with _lock:
         if _proxy is None:
+            # FFmpeg still honours no_proxy with http_proxy set: a host listed there (often
+            # localhost, 169.254.169.254, cluster suffixes) would be reached unguarded.
+            for name in ("no_proxy", "NO_PROXY"):
+                os.environ.pop(name, None)
             _proxy = GuardProxy(allow)
         return _proxy.url

@@ -5,7 +5,9 @@ roomcast, tracks and terminates it with SCF's async-event API (api/scf.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.scf.v20180416 import models, scf_client
 
+from api.scf import signature
 from devstack.room import LocalRoom
 
 from ..stack import Api, start_api, stop
@@ -152,3 +155,53 @@ def test_template_posts_to_the_root_still_start_pushes_when_scf_is_on(
 ) -> None:
     rid = template_post(scf_api, seed_body(room, short_clip, room_name))
     assert scf_api.wait_state(rid, FINAL, timeout=30)["State"] == "succeeded"
+
+
+def signed(api: Api, params: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A body and the headers that sign it as the SDK signs (content-type and host only:
+    not the action), as someone who saw one request in transit would have them."""
+    body = json.dumps(params)
+    stamp = int(time.time())
+    date = time.strftime("%Y-%m-%d", time.gmtime(stamp))
+    host = api.base.removeprefix("http://")
+    canonical = "\n".join(
+        ["POST", "/", "", f"content-type:application/json\nhost:{host}\n", "content-type;host",
+         hashlib.sha256(body.encode()).hexdigest()]
+    )  # fmt: skip
+    to_sign = "\n".join(
+        ["TC3-HMAC-SHA256", str(stamp), f"{date}/scf/tc3_request",
+         hashlib.sha256(canonical.encode()).hexdigest()]
+    )  # fmt: skip
+    return body.encode(), {
+        "Content-Type": "application/json",
+        "X-TC-Version": "2018-04-16",
+        "X-TC-Timestamp": str(stamp),
+        "Authorization": (
+            f"TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/scf/tc3_request, "
+            f"SignedHeaders=content-type;host, Signature={signature(SECRET_KEY, date, to_sign)}"
+        ),
+    }
+
+
+def send(api: Api, body: bytes, headers: dict[str, str], action: str) -> dict[str, Any]:
+    """Send a signed request as ``action``; SCF's ``Response`` object."""
+    request = urllib.request.Request(
+        f"{api.base}/", data=body, headers={**headers, "X-TC-Action": action}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return dict(json.loads(answer.read())["Response"])
+
+
+def test_a_signed_status_call_cannot_be_replayed_as_a_terminate(
+    scf_api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    rid = template_post(scf_api, seed_body(room, long_clip, room_name))
+    scf_api.wait_state(rid, {"running"}, timeout=15)
+    body, headers = signed(scf_api, {"InvokeRequestId": rid})
+    assert send(scf_api, body, headers, "GetAsyncEventStatus")["Result"]["Status"] == "RUNNING"
+    assert send(scf_api, body, headers, "GetAsyncEventStatus")["Result"]  # a poll, again
+    # The same signed request with only the unsigned action header changed.
+    replayed = send(scf_api, body, headers, "TerminateAsyncEvent")
+    assert replayed["Error"]["Code"] == "AuthFailure.SignatureFailure"
+    assert scf_api.status(rid)["State"] == "running"
+    scf_api.call("POST", f"/v1/pushes/{rid}/stop")

@@ -6,6 +6,7 @@ Through Flask's test client on Redis db 15; no worker consumes, so pushes stay q
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,6 +179,32 @@ def test_beyond_its_submissions_a_minute_an_app_gets_429_until_the_next_minute(
     # (All four pass only when the minute turned during the burst.)
     if answers[-1].status == 429:
         assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+
+
+def test_a_replace_beyond_the_quota_leaves_the_push_it_would_replace_alone(
+    redis_url: str,
+) -> None:
+    api = api_with(redis_url, quota_submissions_per_minute=1)
+    body = push()
+    minute = int(time.time() // 60)
+    first = call(api, KEY_A, "POST", "/v1/pushes", body)
+    again = call(api, KEY_A, "POST", "/v1/pushes", dict(body, Replace=True))
+    if int(time.time() // 60) == minute:  # (a new minute between the two has a new quota)
+        assert (first.status, again.status) == (202, 429)
+        rid = first.body["RequestId"]
+        assert call(api, KEY_A, "GET", f"/v1/pushes/{rid}").body["State"] == "queued"
+
+
+def test_a_replace_at_the_concurrency_quota_takes_the_slot_of_the_push_it_replaces(
+    redis_url: str,
+) -> None:
+    api = api_with(redis_url, quota_concurrent_pushes=1)
+    body = push()
+    rid = call(api, KEY_A, "POST", "/v1/pushes", body).body["RequestId"]
+    assert submit(api, KEY_A).status == 429  # another publisher: no slot
+    replaced = call(api, KEY_A, "POST", "/v1/pushes", dict(body, Replace=True))
+    assert replaced.status == 202, replaced.body
+    assert call(api, KEY_A, "GET", f"/v1/pushes/{rid}").body["State"] == "stopped"
 
 
 def test_a_burst_takes_exactly_the_free_slots(redis_url: str) -> None:

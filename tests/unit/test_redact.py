@@ -60,3 +60,29 @@ def test_free_text_masks_a_query_without_its_scheme() -> None:
 def test_the_same_file_signed_twice_is_one_source_for_resume() -> None:
     assert source_identity(signed_by_all(BASE, "a")) == source_identity(signed_by_all(BASE, "b"))
     assert source_identity(f"{BASE}?quality=hd") != source_identity(f"{BASE}?quality=sd")
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden"),
+    [
+        ("https://h/a.mp4?LEAKTOKEN", "LEAKTOKEN"),  # a bare name may be the secret itself
+        ("https://h/a.mp4?t=5;txSecret=LEAK9", "LEAK9"),  # a harmless name hiding another
+    ],
+    ids=["bare_name", "semicolon"],
+)
+def test_odd_query_shapes_hide_their_secrets(url: str, hidden: str) -> None:
+    assert hidden not in redact_url(url)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["opening LEAKuser:LEAKpass@media.example.com/x failed", "sig=LEAK1&x=2 refused"],
+    ids=["userinfo_without_scheme", "pairs_without_question_mark"],
+)
+def test_free_text_hides_secrets_in_odd_shapes_too(text: str) -> None:
+    assert "LEAK" not in redact_text(text)
+
+
+def test_ordinary_log_text_is_left_alone() -> None:
+    text = "mail a@b.com at 10:30; pool=threads, 3:4"
+    assert redact_text(text) == text
