@@ -158,6 +158,17 @@ class PushRequest(BaseModel):
         ),
     ] = None
 
+    StartSeconds: Annotated[
+        StrictInt | StrictFloat | None,
+        Field(
+            ge=0,
+            le=7 * 24 * 3600,
+            description=(
+                "roomcast extension: start this many seconds into the source (vod; TRTC's "
+                "SeekSecond with Engine=cloud). With Redis=true a saved position wins."
+            ),
+        ),
+    ] = None
     Playlist: Annotated[
         list[ClipItem] | None,
         Field(
@@ -273,6 +284,10 @@ class PushRequest(BaseModel):
                         f"{name} needs Engine=worker: TRTC's cloud ingest plays one VideoSrc, "
                         "takes no player commands and reports no position",
                     )
+        if self.Mode == "live" and self.StartSeconds:
+            raise FieldError(
+                "StartSeconds", "StartSeconds needs Mode=vod: a live source starts now"
+            )
         if self.Mode == "live" and self.switchable:
             raise FieldError("Mode", "Playlist, Loop, Switchable and clip ids need Mode=vod")
         if self.Redis and self.switchable:

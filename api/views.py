@@ -99,6 +99,7 @@ def submit() -> ResponseReturnValue:
         Playlist=[redact_url(clip.VideoSrc) for clip in job.playlist()],
         ClipIds=job.clip_ids(),
         ClipEndingSeconds=job.ClipEndingSeconds,
+        StartSeconds=job.StartSeconds,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,

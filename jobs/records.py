@@ -88,6 +88,7 @@ class JobRecord(BaseModel):
         default_factory=list, description="The caller's id of each clip, VideoSrc first."
     )
     ClipEndingSeconds: float | None = None
+    StartSeconds: float | None = None
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"

@@ -116,7 +116,9 @@ class Player:
         while source is not None:
             self._event("clip-started", Duration=_seconds(source.duration))
             try:
-                end = self._play(source, rotation)
+                # The push's start point (StartSeconds, a handed-back push) is the first clip's.
+                start = self._spec.start_position if source is first else 0.0
+                end = self._play(source, rotation, start)
             except Exception:
                 self._clip_ended("failed")
                 raise
@@ -181,8 +183,7 @@ class Player:
             rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
             return source, rotation
 
-    def _play(self, source: Source, rotation: int) -> ClipEnd:
-        start = 0.0
+    def _play(self, source: Source, rotation: int, start: float = 0.0) -> ClipEnd:
         while True:
             end = self._play_from(source, rotation, start)
             if end.kind != "seek":

@@ -193,9 +193,9 @@ def _relay_stopped(relay: Relay) -> PushResult:
 
 
 def _starting_position(spec: PushSpec) -> float:
-    """Where a file push starts in its source: what a stop before any packet must report,
-    so that the resume point is kept (a switchable push plays its first clip from 0)."""
-    return 0.0 if spec.live or spec.switchable else spec.start_position
+    """Where a file push starts in its source (a switchable one: its first clip): what a
+    stop before any packet must report, so that the resume point is kept."""
+    return 0.0 if spec.live else spec.start_position
 
 
 def _open_first(spec: PushSpec, control: Control) -> Source | None:

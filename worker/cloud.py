@@ -108,6 +108,8 @@ def start_request(
     request.UserId = record.UserId
     request.UserSig = secrets.UserSig
     request.StreamUrl = secrets.VideoSrc
+    if record.StartSeconds:
+        request.SeekSecond = int(record.StartSeconds)  # TRTC takes whole seconds
     if record.Loop != "none":
         request.RepeatNum = -1
         limit = time_limit(settings, record)

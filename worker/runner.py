@@ -186,6 +186,9 @@ def _run(
                 if saved is not None:
                     start = saved
                     log.info("resuming from the saved position %.3f s", saved)
+            if not start and record.StartSeconds:
+                start = float(record.StartSeconds)
+                log.info("starting %.3f s into the source (StartSeconds)", start)
             spec = _spec(settings, record, secrets, start)
             result = push(
                 spec,

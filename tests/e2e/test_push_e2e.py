@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from devstack.room import LocalRoom
 
 from ..conftest import job_for
@@ -111,3 +113,23 @@ def test_source_that_is_not_media_fails_before_the_room_is_touched(
     final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=15)
     assert final["State"] == "failed"
     assert final["Error"]["Code"] == "SourceNotMedia", final["Error"]
+
+
+def test_a_push_starts_at_its_start_point(
+    api: Api, room: LocalRoom, short_clip: str, room_name: str
+) -> None:
+    rid = api.submit(**job_for(room, short_clip, room_name, StartSeconds=2))
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
+    assert final["State"] == "succeeded", final
+    # 2 s of the 4 s clip were sent (remuxed: from the keyframe at or before 2 s).
+    progress = final["Progress"]
+    assert progress["Position"] == pytest.approx(4.0, abs=0.1)
+    assert 1.5 <= progress["OutputTime"] <= 2.2, progress
+
+
+def test_a_start_point_for_a_live_source_is_refused_naming_it(
+    api: Api, room: LocalRoom, room_name: str
+) -> None:
+    body = job_for(room, "x", room_name, Mode="live", VideoSrc="rtmp://127.0.0.1/live/x")
+    answer = api.call("POST", "/v1/pushes", dict(body, StartSeconds=5))
+    assert answer.status == 400 and answer.body["Error"]["Field"] == "StartSeconds"

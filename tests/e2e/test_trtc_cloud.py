@@ -214,6 +214,15 @@ def test_cloud_loop_is_repeatnum_minus_one_bounded_by_maxduration_in_minutes(
     assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
 
 
+def test_cloud_start_point_is_trtcs_seeksecond(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, StartSeconds=42.7))
+    params = start_call(cloud.trtc, in_progress(cloud.api, rid)).params
+    assert params["SeekSecond"] == 42
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+
+
 def test_cloud_push_reaching_maxduration_stops_its_task(
     cloud: CloudStack, room: LocalRoom, name: str
 ) -> None:

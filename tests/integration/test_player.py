@@ -88,6 +88,16 @@ def test_switch_now_shows_the_new_clip_from_its_start_within_half_a_second(
     assert sent.result is not None and sent.result.reason == "the playlist ended"
 
 
+def test_the_first_clip_starts_at_the_push_s_start_point(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, start_position=2.0, playlist=(clips[3],))
+    frames = sent.publish.frames
+    assert frames[0].clip == 1 and abs(frames[0].number - 2 * FPS) <= 1
+    assert frames[-1].clip == 3 and frames[first_of(frames, 3)].number == 0  # from its start
+    assert_seamless(sent.publish)
+
+
 def test_clip_events_carry_the_callers_clip_ids_and_how_each_clip_ended(
     tmp_path: Path, clips: dict[int, str]
 ) -> None:
