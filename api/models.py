@@ -169,6 +169,18 @@ class PushRequest(BaseModel):
             ),
         ),
     ] = None
+    IdleTimeoutSeconds: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            le=86400,
+            description=(
+                "roomcast extension, Mode=live: end the push after this many seconds without "
+                "media from the source (default ROOMCAST_LIVE_GRACE_SECONDS; TRTC's "
+                "IdleTimeout with Engine=cloud)."
+            ),
+        ),
+    ] = None
     Playlist: Annotated[
         list[ClipItem] | None,
         Field(
@@ -288,6 +300,8 @@ class PushRequest(BaseModel):
             raise FieldError(
                 "StartSeconds", "StartSeconds needs Mode=vod: a live source starts now"
             )
+        if self.Mode != "live" and self.IdleTimeoutSeconds is not None:
+            raise FieldError("IdleTimeoutSeconds", "IdleTimeoutSeconds is for Mode=live sources")
         if self.Mode == "live" and self.switchable:
             raise FieldError("Mode", "Playlist, Loop, Switchable and clip ids need Mode=vod")
         if self.Redis and self.switchable:

@@ -100,6 +100,7 @@ def submit() -> ResponseReturnValue:
         ClipIds=job.clip_ids(),
         ClipEndingSeconds=job.ClipEndingSeconds,
         StartSeconds=job.StartSeconds,
+        IdleTimeoutSeconds=job.IdleTimeoutSeconds,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,

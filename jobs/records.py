@@ -89,6 +89,7 @@ class JobRecord(BaseModel):
     )
     ClipEndingSeconds: float | None = None
     StartSeconds: float | None = None
+    IdleTimeoutSeconds: int | None = None
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
@@ -517,8 +517,14 @@ def _reconnect(
             return None
         delay = min(delay * 2, 2.0)
         progress.reconnects += 1
+        # An attempt never outlasts the grace: a server that holds a player until its
+        # publisher returns would otherwise keep the push for the whole open timeout.
+        left = max(0.5, spec.live_grace - (clock.now() - lost))
+        attempt = replace(
+            spec, timeouts=replace(spec.timeouts, source_open=min(spec.timeouts.source_open, left))
+        )
         try:
-            source = _open_live_until_stopped(spec, control, expect_video)
+            source = _open_live_until_stopped(attempt, control, expect_video)
         except SourceError as exc:
             log.info("live source still away (attempt %d): %s", progress.reconnects, exc)
             relay.meter.report()

@@ -110,6 +110,8 @@ def start_request(
     request.StreamUrl = secrets.VideoSrc
     if record.StartSeconds:
         request.SeekSecond = int(record.StartSeconds)  # TRTC takes whole seconds
+    if record.IdleTimeoutSeconds:
+        request.IdleTimeout = record.IdleTimeoutSeconds
     if record.Loop != "none":
         request.RepeatNum = -1
         limit = time_limit(settings, record)

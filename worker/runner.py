@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -368,13 +368,13 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         start_position=start,
         max_duration=limit,
         profile=output_profile(settings),
-        timeouts=timeouts(settings),
+        timeouts=_timeouts(settings, record),
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
         rtmp_chunk_size=settings.rtmp_chunk_size,
-        live_grace=settings.live_grace_seconds,
+        live_grace=record.IdleTimeoutSeconds or settings.live_grace_seconds,
         secrets=secrets.values(),
         switchable=record.Switchable,
         clip_id=clip_ids[0] if clip_ids else None,
@@ -396,6 +396,16 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             else record.ClipEndingSeconds
         ),
     )
+
+
+def _timeouts(settings: Settings, record: JobRecord) -> Timeouts:
+    """The service's network timeouts; a push's own idle timeout caps the live read's, so
+    that a silent source is noticed within it."""
+    limits = timeouts(settings)
+    if record.IdleTimeoutSeconds:
+        idle = float(record.IdleTimeoutSeconds)
+        limits = replace(limits, live_read=min(limits.live_read, idle))
+    return limits
 
 
 def output_profile(settings: Settings) -> OutputProfile:

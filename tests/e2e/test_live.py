@@ -337,6 +337,24 @@ def test_live_source_gone_longer_than_the_grace_period_ends_the_push(
     assert final["Reason"] == "source ended"
 
 
+def test_a_push_with_its_own_idle_timeout_ends_that_long_after_its_source(
+    api: Api, room: LocalRoom, room_name: str, short_live_clip: Path
+) -> None:
+    src = f"{room_name}_src"
+    publisher = publish(short_live_clip, f"{room.live_base}/{src}")
+    try:
+        wait_publishing(room, src)
+        rid = api.submit(**live_job(room, src, room_name), IdleTimeoutSeconds=1)
+        publisher.wait(20)
+        gone = time.monotonic()
+    finally:
+        publisher.kill()
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    assert (final["State"], final["Reason"]) == ("succeeded", "source ended")
+    # The suite's default is 8 s (ROOMCAST_LIVE_GRACE_SECONDS); this push waited 1.
+    assert time.monotonic() - gone < 6
+
+
 def test_live_mode_with_a_file_fails_saying_it_is_not_live(
     api: Api, room: LocalRoom, room_name: str, live_clip: Path
 ) -> None:

@@ -133,3 +133,12 @@ def test_a_start_point_for_a_live_source_is_refused_naming_it(
     body = job_for(room, "x", room_name, Mode="live", VideoSrc="rtmp://127.0.0.1/live/x")
     answer = api.call("POST", "/v1/pushes", dict(body, StartSeconds=5))
     assert answer.status == 400 and answer.body["Error"]["Field"] == "StartSeconds"
+
+
+def test_an_idle_timeout_for_a_file_is_refused_naming_it(
+    api: Api, room: LocalRoom, short_clip: str, room_name: str
+) -> None:
+    answer = api.call(
+        "POST", "/v1/pushes", job_for(room, short_clip, room_name, IdleTimeoutSeconds=5)
+    )
+    assert answer.status == 400 and answer.body["Error"]["Field"] == "IdleTimeoutSeconds"

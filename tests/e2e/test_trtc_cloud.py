@@ -223,6 +223,15 @@ def test_cloud_start_point_is_trtcs_seeksecond(
     assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
 
 
+def test_cloud_idle_timeout_is_trtcs_idletimeout(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, Mode="live", IdleTimeoutSeconds=30))
+    params = start_call(cloud.trtc, in_progress(cloud.api, rid)).params
+    assert params["IdleTimeout"] == 30
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+
+
 def test_cloud_push_reaching_maxduration_stops_its_task(
     cloud: CloudStack, room: LocalRoom, name: str
 ) -> None:
