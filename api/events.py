@@ -20,7 +20,6 @@ import json
 from collections.abc import Iterator
 from typing import cast
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobs.errors import InvalidJob, NoCallback, NotFound
 from jobs.events import FINAL_EVENTS, EventLog, seq_of
 from jobs.settings import Settings
-from jobs.store import Job, JobStore
+from jobs.store import Job, JobStore, redis_client
 
 from .errors import invalid_job_from
 from .keys import visible_job
@@ -44,12 +43,8 @@ MAX_FOLLOWERS = 5000
 
 def follower_log(settings: Settings) -> EventLog:
     """The event log followers read from: its own pool of long-waiting connections."""
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=FOLLOW_WAIT_MS / 1000 + 5,
-        socket_connect_timeout=3,
-        health_check_interval=30,
-        max_connections=MAX_FOLLOWERS,
+    client = redis_client(
+        settings, socket_timeout=FOLLOW_WAIT_MS / 1000 + 5, max_connections=MAX_FOLLOWERS
     )
     return EventLog(client, settings.job_ttl_seconds)
 

@@ -852,6 +852,20 @@ class JobStore:
         return {s.value: sum(int(next(counts)) for _ in range(per_state)) for s in State}
 
 
+def redis_client(
+    settings: Settings, socket_timeout: float = 5, max_connections: int | None = None
+) -> redis.Redis:
+    """A client of the service's Redis with short timeouts (``socket_timeout``: longer for
+    a read that waits on purpose, an SSE follower's)."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+        max_connections=max_connections,
+    )
+
+
 def open_store(
     settings: Settings,
     requeue: Callable[[Job], None] | None = None,
@@ -863,13 +877,7 @@ def open_store(
     ``requeue`` sends a handed-back job again (the workers'); the API needs none: only
     workers hand jobs back. ``deliver`` sends a push's callback delivery task.
     """
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=3,
-        health_check_interval=30,
-        max_connections=max_connections,
-    )
+    client = redis_client(settings, max_connections=max_connections)
     return JobStore(
         client,
         ttl=settings.job_ttl_seconds,

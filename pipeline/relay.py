@@ -114,8 +114,7 @@ class Relay:
             position = self._position_after(out, seconds, tick, is_video)
             self._sink.send(out)
             progress = self.progress
-            progress.room_reconnects = self._sink.reconnects
-            progress.rtmp_fallback = self._sink.fallback
+            self._note_sink()
             progress.output_time = seconds
             if position is not None:
                 progress.position = position
@@ -124,6 +123,11 @@ class Relay:
             progress.lag = self.pacer.lag(seconds)
             self.meter.count(out.size, is_video)
         return True
+
+    def _note_sink(self) -> None:
+        """What the room connection has been through: reconnects, and which client."""
+        self.progress.room_reconnects = self._sink.reconnects
+        self.progress.rtmp_fallback = self._sink.fallback
 
     def _position_after(
         self, out: av.Packet, seconds: float, tick: float, is_video: bool
@@ -209,8 +213,7 @@ class Relay:
         if head is not None:
             lane.entries.popleft()
             lane.record(head, self.pacer.due(head.seconds))
-        self.progress.room_reconnects = self._sink.reconnects
-        self.progress.rtmp_fallback = self._sink.fallback
+        self._note_sink()
         lane.resume()
         assert self._sender is not None
         self._sender.poke()
@@ -232,6 +235,5 @@ class Relay:
             except OSError as exc:
                 self._sink.resend(exc, queued.data)
             lane.record(queued, queued.due)
-        self.progress.room_reconnects = self._sink.reconnects
-        self.progress.rtmp_fallback = self._sink.fallback
+        self._note_sink()
         return not self._control.stop_requested

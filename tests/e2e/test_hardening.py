@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -519,6 +520,27 @@ def test_a_private_network_a_deployment_allows_passes_the_guard(
     assert refused.status == 400 and refused.body["Error"]["Field"] == "RedisHost"
 
 
+@contextmanager
+def guarded_worker(
+    redis_server: RedisServer,
+    service_env: dict[str, str],
+    logs: Path,
+    name: str,
+    worker_env: dict[str, str] | None = None,
+) -> Iterator[Api]:
+    """A worker with the guard on (and ``worker_env``) behind an API without it (Redis
+    db 14): the API stands for a name that resolved publicly when it was submitted."""
+    env = dict(service_env, ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 14)))
+    guarded = dict(env, ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true", **(worker_env or {}))
+    worker = start_worker(guarded, logs / f"{name}_worker.log", name)
+    proc, base = start_api(env, logs / f"{name}_api.log")
+    try:
+        yield Api(base)
+    finally:
+        stop(proc)
+        stop(worker)
+
+
 def test_with_the_guard_on_the_worker_checks_again_before_opening(
     redis_server: RedisServer,
     service_env: dict[str, str],
@@ -529,21 +551,12 @@ def test_with_the_guard_on_the_worker_checks_again_before_opening(
 ) -> None:
     # An API without the guard stands for a name that resolved publicly at submit and
     # privately by the time the worker opens it.
-    env = dict(service_env, ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 14)))
-    worker = start_worker(
-        dict(env, ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true"), logs / "guard_worker.log", "guard"
-    )
-    proc, base = start_api(env, logs / "guard_worker_api.log")
-    try:
-        api = Api(base)
+    with guarded_worker(redis_server, service_env, logs, "guard") as api:
         final = api.wait_state(api.submit(**job_for(room, compat_clip, room_name)), FINAL)
         assert final["State"] == "failed", final
         assert final["Error"]["Code"] == "SourceAddressBlocked"
         assert "127.0.0.1, a loopback address" in final["Error"]["Message"]
         assert final["Progress"] is None
-    finally:
-        stop(proc)
-        stop(worker)
 
 
 def test_with_the_guard_on_a_switch_to_an_internal_address_is_refused_as_the_clip_opens(
@@ -556,30 +569,19 @@ def test_with_the_guard_on_a_switch_to_an_internal_address_is_refused_as_the_cli
 ) -> None:
     # The worker allows loopback (the room's media) but not 10/8; the API, without the
     # guard, stands for a switch URL whose name resolved publicly when it was sent.
-    env = dict(service_env, ROOMCAST_REDIS_URL=flushed(db_url(redis_server, 14)))
-    guarded = dict(
-        env,
-        ROOMCAST_BLOCK_PRIVATE_ADDRESSES="true",
-        ROOMCAST_GUARD_ALLOW_NETWORKS="127.0.0.0/8",
-    )
-    worker = start_worker(guarded, logs / "guard_switch_worker.log", "guardswitch")
-    proc, base = start_api(env, logs / "guard_switch_api.log")
-    try:
-        api = Api(base)
+    allow = {"ROOMCAST_GUARD_ALLOW_NETWORKS": "127.0.0.0/8"}
+    with guarded_worker(redis_server, service_env, logs, "guardswitch", allow) as api:
         rid = api.submit(**job_for(room, compat_clip, room_name, Switchable=True, MaxDuration=4))
         api.wait_state(rid, {"running"}, timeout=15)
         inside = {"VideoSrc": "http://10.255.255.1/next.mp4", "ClipId": "inside"}
         assert api.call("POST", f"/v1/pushes/{rid}/switch", inside).status == 202
         api.wait_state(rid, FINAL)
-        with urllib.request.urlopen(f"{base}/v1/pushes/{rid}/events", timeout=10) as answer:
+        with urllib.request.urlopen(f"{api.base}/v1/pushes/{rid}/events", timeout=10) as answer:
             text = answer.read().decode()
         events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
         failed = [e for e in events if e["Event"] == "clip-failed"]
         assert failed and failed[0]["ClipId"] == "inside"
         assert "10.255.255.1, a private address" in failed[0]["Reason"]
-    finally:
-        stop(proc)
-        stop(worker)
 
 
 # --- request limits ----------------------------------------------------------------------------
