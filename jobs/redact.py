@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-#: Query parameters shown as they are: identifiers, sizes and times, never credentials.
-SAFE_PARAMS = frozenset(
+#: Query parameters that name or select the media: identifiers, sizes and times.
+CONTENT_PARAMS = frozenset(
     {
         # roomcast's own push URL (the UserSig beside them is masked).
         "sdkappid",
@@ -33,7 +33,12 @@ SAFE_PARAMS = frozenset(
         "end",
         "t",
         "v",
-        # When a signature expires: neither secret nor enough to forge one.
+    }
+)
+#: When a signature expires: neither secret nor enough to forge one, and different each
+#: time a URL is signed (so never part of what identifies the content, pipeline/identity.py).
+SIGNING_PARAMS = frozenset(
+    {
         "txtime",
         "expires",
         "x-amz-date",
@@ -47,6 +52,9 @@ SAFE_PARAMS = frozenset(
         "response-content-type",
     }
 )
+#: Query parameters shown as they are: identifiers, sizes and times, never credentials.
+SAFE_PARAMS = CONTENT_PARAMS | SIGNING_PARAMS
+
 MASK = "***"
 
 

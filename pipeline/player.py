@@ -29,20 +29,23 @@ from jobs.errors import SourceError
 from jobs.redact import redact_url
 
 from .control import Control
+from .encoders import RestartableAudioEncoder
 from .probe import probe_video
 from .relay import Relay
+from .renditions import RenditionRecorder, Renditions
 from .routes import (
     MS,
     VIDEO_TIMELINE_KEY,
     AudioTranscodeRoute,
     Gain,
+    KeyframeGate,
     SampleCounter,
     VideoTranscodeRoute,
     encode_audio,
-    packet_time,
 )
 from .source import Source, open_source, thread_decoder
 from .spec import Clip, PushSpec
+from .splice import AudioSpliceRoute, VideoSpliceRoute, held_picture
 from .timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ LOOP_MODES = ("none", "clip", "last", "all")
 #: While paused, the last picture is repeated at this interval (with silence).
 PAUSE_STEP = Fraction(1, 10)
 HISTORY_KEPT = 50
+
+ClipRoute = VideoTranscodeRoute | AudioTranscodeRoute | VideoSpliceRoute | AudioSpliceRoute
 
 #: Receives each player event: its name and fields (URLs redacted).
 EventCallback = Callable[[str, dict[str, Any]], None]
@@ -81,18 +86,23 @@ class Player:
         video_out: Any | None,
         audio_out: Any | None,
         on_event: EventCallback | None = None,
+        renditions: Renditions | None = None,
     ) -> None:
+        """``renditions``: where clips already encoded in the room's format are found; such
+        a clip is remuxed (:mod:`pipeline.splice`) instead of re-encoded."""
         self._spec = spec
+        self._renditions = renditions
         self._on_event = on_event
         self._control = control
         self._relay = relay
         self._timeline = timeline
         self._video_out = video_out
-        self._audio_out = audio_out
+        # Remuxed sound (renditions) and encoded sound take turns on one output.
+        self._audio_out = RestartableAudioEncoder(audio_out) if audio_out is not None else None
         self._clips = spec.clips()
         self._queue: deque[Clip] = deque(self._clips[1:])
         self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
-        self._counter = SampleCounter()
+        self._counter = SampleCounter(audio_out.codec_context.sample_rate if audio_out else 48_000)
         self._gain = Gain()
         self._paused = False
         self._history: list[dict[str, Any]] = []
@@ -103,6 +113,12 @@ class Player:
         #: Where the playing clip's timestamps start (an MPEG-TS file's are not at 0).
         self._clip_start = 0.0
         self._video_route: VideoTranscodeRoute | None = None
+        #: Remuxed and encoded pictures share the video output (see KeyframeGate).
+        self._gate = KeyframeGate()
+        #: The picture a pause repeats, when the clip is remuxed (nothing decoded it).
+        self._held: av.VideoFrame | None = None
+        #: The rendition being recorded from this play of the clip, if any.
+        self._recorder: RenditionRecorder | None = None
 
     @property
     def current_clip(self) -> str:
@@ -111,15 +127,20 @@ class Player:
 
     def run(self, first: Source, rotation: int) -> str:
         """Play until the clips run out (returns why) or the push is stopped."""
-        source: Source | None = first
+        source: Source | None = self._rendition_of(first.url) or first
         self._relay.progress.duration = first.duration
         while source is not None:
+            if source.rendition:
+                rotation = 0
             self._event("clip-started", Duration=_seconds(source.duration))
             try:
                 # The push's start point (StartSeconds, a handed-back push) is the first clip's.
-                start = self._spec.start_position if source is first else 0.0
+                start = self._spec.start_position if self._index == 0 else 0.0
+                self._start_recording(source, start)
                 end = self._play(source, rotation, start)
+                self._end_recording(end)
             except Exception:
+                self._stop_recording("the clip failed")
                 self._clip_ended("failed")
                 raise
             finally:
@@ -156,7 +177,7 @@ class Player:
             try:
                 if self._spec.url_guard is not None:
                     self._spec.url_guard(clip.url)
-                source = open_source(
+                source = self._rendition_of(clip.url) or open_source(
                     clip.url,
                     self._spec.timeouts,
                     secrets=self._spec.secrets,
@@ -180,15 +201,63 @@ class Player:
             self._current = clip
             self._index += 1
             self._relay.progress.duration = source.duration
-            rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
-            return source, rotation
+            probe = source.video is not None and not source.rendition
+            return source, probe_video(source, 0.1).rotation if probe else 0
+
+    def _rendition_of(self, url: str) -> Source | None:
+        """The clip's rendition, if the push has a cache and it holds one."""
+        if self._renditions is None:
+            return None
+        source = self._renditions.open(url)
+        self._relay.progress.renditions = self._renditions.stats.as_dict()
+        return source
 
     def _play(self, source: Source, rotation: int, start: float = 0.0) -> ClipEnd:
         while True:
             end = self._play_from(source, rotation, start)
             if end.kind != "seek":
                 return end
+            self._stop_recording("a seek")
             start = end.position
+
+    # -- renditions recorded from a first play -------------------------------------------
+
+    def _start_recording(self, source: Source, start: float) -> None:
+        """Record the clip's rendition as it plays, if it has none and plays from its start."""
+        if self._renditions is None or source.rendition or start > 0 or not self._gain.unity:
+            return
+        audio = self._audio_out.stream if self._audio_out is not None else None
+        self._recorder = self._renditions.recorder(self._current.url, self._video_out, audio)
+        if self._recorder is not None:
+            self._gate.due = True  # a rendition starts with an IDR
+
+    def _send(self, packets: list[av.Packet], is_video: bool) -> bool:
+        """Send output packets to the room, copied first into a rendition being recorded."""
+        if self._recorder is not None:
+            self._recorder.add(packets, is_video)
+        return self._relay.send(packets, is_video)
+
+    def _end_recording(self, end: ClipEnd) -> None:
+        """Keep the recorded rendition of a clip played to its end; drop any other."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None or self._renditions is None:
+            return
+        if end.kind != "ended":
+            recorder.abort(f"the clip ended early ({end.kind})")
+            return
+        if self._audio_out is not None:
+            # The encoder still holds the clip's last sound: the rendition needs it.
+            held = self._audio_out.drain()
+            recorder.add(held, is_video=False)
+            self._relay.send(held, False)
+        if recorder.commit(self._current.url, self._renditions.stats.format) is not None:
+            self._renditions.kept()
+            self._relay.progress.renditions = self._renditions.stats.as_dict()
+
+    def _stop_recording(self, why: str) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.abort(why)
 
     def _play_from(self, source: Source, rotation: int, start: float) -> ClipEnd:
         from .push import _packets, _seek  # noqa: PLC0415 - the file push's reading rules
@@ -213,14 +282,14 @@ class Player:
             if relay.stopped:
                 return ClipEnd("stopped")
             route = routes.get(packet.stream.index)
-            if route is None or packet.size == 0 or packet_time(packet) is None:
+            if route is None or packet.size == 0 or (packet.pts is None and packet.dts is None):
                 continue
-            if not relay.send(list(route.process(packet)), route.is_video):
+            if not self._send(list(route.process(packet)), route.is_video):
                 return ClipEnd("stopped")
             if not self._ending_told:
                 self._tell_ending()
         for route in routes.values():
-            if not relay.send(list(route.finish_input()), route.is_video):
+            if not self._send(list(route.finish_input()), route.is_video):
                 return ClipEnd("stopped")
         return ClipEnd("ended")
 
@@ -244,10 +313,12 @@ class Player:
             fields |= {"To": redact_url(to.url), "ToClipId": to.id}
         self._event("clip-ended", **fields)
 
-    def _routes(
-        self, source: Source, rotation: int, skip: Fraction | None
-    ) -> dict[int, VideoTranscodeRoute | AudioTranscodeRoute]:
-        routes: dict[int, VideoTranscodeRoute | AudioTranscodeRoute] = {}
+    def _routes(self, source: Source, rotation: int, skip: Fraction | None) -> dict[int, ClipRoute]:
+        if source.rendition:
+            return self._splice_routes(source, skip)
+        if self._renditions is not None:
+            self._reencoded("clip")
+        routes: dict[int, ClipRoute] = {}
         if source.video is not None and self._video_out is not None:
             thread_decoder(source.video)
             rate = Fraction(source.video.average_rate or 30)
@@ -259,6 +330,7 @@ class Player:
                 skip,
                 rotation=rotation,
                 cap_rate=rate > out_rate,
+                gate=self._gate,
             )
             routes[source.video.index] = self._video_route
         if source.audio is not None and self._audio_out is not None:
@@ -272,6 +344,36 @@ class Player:
                 trim_overlap=True,
             )
         return routes
+
+    def _splice_routes(self, source: Source, skip: Fraction | None) -> dict[int, ClipRoute]:
+        """A rendition's routes: remuxed, with a bridge when ``skip`` is inside a GOP."""
+        routes: dict[int, ClipRoute] = {}
+        if source.video is not None and self._video_out is not None:
+            routes[source.video.index] = VideoSpliceRoute(
+                source.video,  # type: ignore[arg-type]
+                self._video_out,
+                self._timeline,
+                self._gate,
+                skip,
+                self._reencoded,
+            )
+        if source.audio is not None and self._audio_out is not None:
+            routes[source.audio.index] = AudioSpliceRoute(
+                source.audio,  # type: ignore[arg-type]
+                self._audio_out,
+                self._timeline,
+                self._counter,
+                self._gain,
+                skip,
+                self._reencoded,
+            )
+        return routes
+
+    def _reencoded(self, what: str) -> None:
+        """Count what a push with renditions still re-encodes (its status shows it)."""
+        if self._renditions is not None:
+            self._renditions.stats.reencode(what)
+            self._relay.progress.renditions = self._renditions.stats.as_dict()
 
     # -- commands ----------------------------------------------------------------------
 
@@ -312,6 +414,8 @@ class Player:
                 self._loop = command.Loop
                 self._event("loop", Loop=self._loop)
             case Volume():
+                if command.Volume != 100:
+                    self._stop_recording("a volume change")
                 self._gain.set(float(command.Volume) / 100)
                 self._event("volume", Volume=command.Volume)
         return None
@@ -329,6 +433,11 @@ class Player:
         """Keep the room's publisher alive: repeat the last picture with silence."""
         relay = self._relay
         resume_at = Fraction(relay.progress.position).limit_denominator(1000)
+        self._stop_recording("a pause")
+        if source.rendition:
+            # Nothing decoded the remuxed pictures: decode the one to hold, once.
+            self._held = held_picture(source, resume_at)
+            self._reencoded("pause")
         self._paused = True
         self._event("pause")
         relay.track_position = False
@@ -341,8 +450,14 @@ class Player:
                             resume_at, self._timeline.end_of(VIDEO_TIMELINE_KEY)
                         )
                         self._paused = False
+                        self._held = None
                         self._event("resume")
-                        return None if isinstance(command, Resume) else self._apply(command, source)
+                        if not isinstance(command, Resume):
+                            return self._apply(command, source)
+                        # A remuxed clip's next pictures refer to ones the viewer no longer
+                        # holds: it goes on from a bridge at the point it paused.
+                        resumed = ClipEnd("seek", position=float(resume_at))
+                        return resumed if source.rendition else None
                     if not isinstance(command, Pause):
                         self._apply(command, source)
                 if not self._send_filler(t):
@@ -354,12 +469,14 @@ class Player:
 
     def _send_filler(self, t: Fraction) -> bool:
         packets: list[tuple[av.Packet, bool]] = []
-        last = self._video_route.last_frame if self._video_route is not None else None
+        last = self._held
+        if last is None and self._video_route is not None:
+            last = self._video_route.last_frame
         if last is not None and self._video_out is not None:
             frame = last.reformat(format="yuv420p")
             out = self._timeline.place_output(t, VIDEO_TIMELINE_KEY, PAUSE_STEP)
             frame.pts, frame.time_base = round(out / MS), MS
-            frame.pict_type = av.video.frame.PictureType.NONE
+            frame.pict_type = self._gate.picture_type()
             packets += [(p, True) for p in self._video_out.encode(frame)]
         if self._audio_out is not None:
             rate = self._audio_out.codec_context.sample_rate

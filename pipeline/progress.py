@@ -47,6 +47,8 @@ class Progress:
     room_reconnects: int = 0
     #: Why FFmpeg's RTMP client publishes instead of roomcast's (None: it does not).
     rtmp_fallback: str | None = None
+    #: A push with a rendition cache: what it found there and what it still re-encodes.
+    renditions: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -68,6 +70,7 @@ class Progress:
                 else {}
             ),
             **({"Player": self.player} if self.player is not None else {}),
+            **({"Renditions": self.renditions} if self.renditions is not None else {}),
         }
 
     def copy(self) -> Progress:

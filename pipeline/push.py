@@ -24,11 +24,13 @@ from jobs.redact import redact_text, redact_url
 from .catchup import from_live_edge
 from .clock import WALL_CLOCK, Clock
 from .control import Control, call_until_stopped
+from .encoders import output_fps, output_size, source_fps
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
 from .relay import Relay
+from .renditions import Renditions, format_of_outputs
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import PublishCut, RoomConnector, RtmpSink
 from .source import LIVE_ANALYZE_LONG, Source, open_source, thread_decoder
@@ -46,8 +48,6 @@ MAX_DEMUX_ERRORS = 50
 SWITCHABLE = Decision(Action.TRANSCODE, "switchable push: every clip re-encoded to one format")
 #: A live timestamp jumping back, or forward by more than this, starts a new segment.
 LIVE_JUMP = Fraction(5)
-#: Above this a stream's frame rate is a time base mistaken for one.
-MAX_PLAUSIBLE_FPS = 240
 #: FFmpeg's internal time base, for a stream that announces none.
 MICROSECOND = Fraction(1, av.time_base)
 
@@ -233,8 +233,21 @@ def _play(
 ) -> PushResult:
     """A switchable push: the player runs the clips and the commands."""
     video, audio = outputs.get("video"), outputs.get("audio")
+    renditions = None
+    if spec.rendition_cache is not None:
+        fmt = format_of_outputs(video and video.stream, spec.profile)
+        renditions = Renditions(
+            spec.rendition_cache, fmt, spec.timeouts.source_open, spec.http_proxy
+        )
     player = Player(
-        spec, control, relay, timeline, video and video.stream, audio and audio.stream, on_event
+        spec,
+        control,
+        relay,
+        timeline,
+        video and video.stream,
+        audio and audio.stream,
+        on_event,
+        renditions,
     )
     try:
         reason = player.run(source, probe.rotation if probe is not None else 0)
@@ -277,23 +290,6 @@ def _decide(
     return decisions
 
 
-def output_size(width: int, height: int, profile: OutputProfile) -> tuple[int, int]:
-    """The largest even size within the profile's maximum that keeps the aspect ratio."""
-    scale = min(1.0, profile.max_width / width, profile.max_height / height)
-    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
-
-
-def _source_fps(stream: av.stream.Stream) -> Fraction:
-    rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
-    # A live stream's rate comes from its metadata (the analysis stops before estimating
-    # one); without it FFmpeg guesses the time base's 1000 "frames" a second.
-    return rate if 0 < rate <= MAX_PLAUSIBLE_FPS else Fraction(30)
-
-
-def _output_fps(stream: av.stream.Stream, profile: OutputProfile) -> Fraction:
-    return min(_source_fps(stream), Fraction(profile.max_fps).limit_denominator(1001))
-
-
 def _open_outputs(
     spec: PushSpec,
     source: Source,
@@ -311,7 +307,7 @@ def _open_outputs(
             rotation = probe.rotation if probe is not None else 0
             upright = rotated_size(ctx.width, ctx.height, rotation)
             width, height = output_size(*upright, spec.profile)
-            fps = _output_fps(stream, spec.profile)
+            fps = output_fps(stream, spec.profile)
             out = sink.add_h264(width, height, fps, spec.profile)
             outputs["video"] = Output(decision, out, rotation, fps)
         else:
@@ -341,7 +337,7 @@ def _routes_for(
                 timeline,
                 skip_before,
                 rotation=output.rotation,
-                cap_rate=output.fps is not None and _source_fps(stream) > output.fps,
+                cap_rate=output.fps is not None and source_fps(stream) > output.fps,
             )
         else:
             routes[stream.index] = AudioTranscodeRoute(

@@ -99,15 +99,19 @@ class _TranscodeRoute:
         out_stream: Any,
         timeline: Timeline,
         skip_before: Fraction | None,
+        decoder: Any | None = None,
     ) -> None:
+        """``decoder``: the codec context that decodes ``in_stream``'s packets (default: the
+        stream's own; a bridge over a remuxed stream brings a fresh one)."""
         self._in = in_stream
+        self._decoder = decoder if decoder is not None else in_stream.codec_context
         self._out = out_stream
         self._timeline = timeline
         self._skip_before = skip_before
 
     def process(self, packet: av.Packet) -> Iterator[av.Packet]:
         """Decode the packet and encode every frame it yields."""
-        for frame in _decode(self._in, packet):
+        for frame in _decode(self._decoder, self._in.type, packet):
             yield from self._accept(frame)
 
     def flush(self) -> Iterator[av.Packet]:
@@ -117,7 +121,7 @@ class _TranscodeRoute:
 
     def finish_input(self) -> Iterator[av.Packet]:
         """Drain this input (decoder, resampler) but keep the encoder open for the next."""
-        for frame in _decode(self._in, None):
+        for frame in _decode(self._decoder, self._in.type, None):
             yield from self._accept(frame)
         yield from self._drain()
 
@@ -136,6 +140,27 @@ class _TranscodeRoute:
         return iter(())
 
 
+class FrameRateCap:
+    """Which pictures of a faster source keep an output slot of their own.
+
+    Slots are one output frame interval (``step``) apart, counted from the first picture,
+    so 30 fps becomes 25 by dropping one picture in six, and 60 becomes 30 by one in two.
+    """
+
+    def __init__(self, step: Fraction) -> None:
+        self._step = step
+        self._next: Fraction | None = None
+
+    def keep(self, due: Fraction) -> bool:
+        """Whether the picture due at output time ``due`` is sent."""
+        step, slot = self._step, self._next
+        if slot is not None and due <= slot - step / 2:
+            return False
+        # A jump forward (a seek, a new clip) starts the slots again from this picture.
+        self._next = (slot if slot is not None and due - slot < step else due) + step
+        return True
+
+
 class VideoTranscodeRoute(_TranscodeRoute):
     """Decodes, scales to the output size and re-encodes with libx264 (no B-frames)."""
 
@@ -149,8 +174,12 @@ class VideoTranscodeRoute(_TranscodeRoute):
         skip_before: Fraction | None = None,
         rotation: int = 0,
         cap_rate: bool = False,
+        gate: KeyframeGate | None = None,
+        decoder: Any | None = None,
     ) -> None:
-        super().__init__(in_stream, out_stream, timeline, skip_before)
+        """``gate``: shared with whatever else feeds ``out_stream`` (see :class:`KeyframeGate`)."""
+        super().__init__(in_stream, out_stream, timeline, skip_before, decoder)
+        self._gate = gate or KeyframeGate()
         rate = out_stream.codec_context.framerate or Fraction(30)
         self._frame_duration = 1 / Fraction(rate)
         self._size = (out_stream.codec_context.width, out_stream.codec_context.height)
@@ -158,15 +187,11 @@ class VideoTranscodeRoute(_TranscodeRoute):
         #: The last picture sent, for a paused push to repeat.
         self.last_frame: av.VideoFrame | None = None
         # Above the output frame rate, frames are dropped rather than sent early.
-        self._cap_rate = cap_rate
-        self._next_due: Fraction | None = None
+        self._cap = FrameRateCap(self._frame_duration) if cap_rate else None
 
     def _encode(self, frame: av.VideoFrame, source_time: Fraction) -> Iterator[av.Packet]:
-        if self._cap_rate:
-            due = self._timeline.to_output(source_time)
-            if self._next_due is not None and due < self._next_due - self._frame_duration / 4:
-                return
-            self._next_due = max(due, self._next_due or due) + self._frame_duration
+        if self._cap is not None and not self._cap.keep(self._timeline.to_output(source_time)):
+            return
         out_time = self._timeline.place_frame_time(
             source_time, VIDEO_TIMELINE_KEY, self._frame_duration
         )
@@ -174,8 +199,7 @@ class VideoTranscodeRoute(_TranscodeRoute):
         self.last_frame = frame
         frame.pts = round(out_time / MS)
         frame.time_base = MS
-        # Keep the source's I/P decisions from forcing keyframes: the GOP is ours to set.
-        frame.pict_type = av.video.frame.PictureType.NONE
+        frame.pict_type = self._gate.picture_type()
         yield from self._out.encode(frame)
 
 
@@ -191,23 +215,24 @@ class AudioTranscodeRoute(_TranscodeRoute):
     def __init__(
         self,
         in_stream: av.audio.stream.AudioStream,
-        out_stream: av.audio.stream.AudioStream,
+        out_stream: Any,
         timeline: Timeline,
         skip_before: Fraction | None = None,
         resync: Fraction = Fraction(1, 10),
         counter: SampleCounter | None = None,
         gain: Gain | None = None,
         trim_overlap: bool = False,
+        decoder: Any | None = None,
     ) -> None:
-        super().__init__(in_stream, out_stream, timeline, skip_before)
-        self._resync = resync
+        super().__init__(in_stream, out_stream, timeline, skip_before, decoder)
+        self.resync = resync
+        ctx = out_stream.codec_context
         # Shared across the clips of a switchable push, so their audio joins without a gap.
-        self._counter = counter or SampleCounter()
+        self._counter = counter or SampleCounter(ctx.sample_rate)
         self._gain = gain
         # A clip joined on the picture's end may start before the sound already sent:
         # drop its overlapping first frames so sound stays gapless and in sync.
-        self._trim_overlap = trim_overlap
-        ctx = out_stream.codec_context
+        self.trim_overlap = trim_overlap
         self._rate = ctx.sample_rate
         self._resampler = av.AudioResampler(
             format=ctx.format.name,
@@ -217,15 +242,9 @@ class AudioTranscodeRoute(_TranscodeRoute):
         )
 
     def _encode(self, frame: av.AudioFrame, source_time: Fraction) -> Iterator[av.Packet]:
-        expected = round(max(self._timeline.to_output(source_time), Fraction(0)) * self._rate)
-        counter = self._counter
-        if self._trim_overlap and counter.next_pts is not None:
-            length = round(Fraction(frame.samples, frame.sample_rate or self._rate) * self._rate)
-            if expected + length <= counter.next_pts:
-                return
-            self._trim_overlap = False
-        if counter.next_pts is None or abs(expected - counter.next_pts) > self._resync * self._rate:
-            counter.next_pts = expected
+        length = Fraction(frame.samples, frame.sample_rate or self._rate)
+        if not self._counter.claim(self._timeline.to_output(source_time), length, self):
+            return
         frame.pts = None  # the counter, not the source, numbers the output samples
         for out in self._resampler.resample(frame):
             yield from self._encode_resampled(out)
@@ -244,9 +263,64 @@ class AudioTranscodeRoute(_TranscodeRoute):
 
 @dataclass
 class SampleCounter:
-    """Numbers output audio samples: the next frame's pts, in 1/sample-rate units."""
+    """Numbers output audio samples: the next frame's pts, in 1/sample-rate units.
 
+    Shared by every route that feeds one audio output, re-encoded or remuxed, so sound
+    joins without a gap across clips.
+    """
+
+    rate: int
     next_pts: int | None = None
+
+    def claim(self, due: Fraction, length: Fraction, route: _Numbered) -> bool:
+        """Whether audio due at output time ``due`` (seconds), ``length`` long, is sent.
+
+        A route that still trims (``route.trim_overlap``) drops sound entirely before what
+        was already sent (a clip joined on the picture's end may start before the sound);
+        the counter is re-aligned with ``due`` when they drift apart by more than
+        ``route.resync``.
+        """
+        return self.claim_samples(
+            round(max(due, Fraction(0)) * self.rate), round(length * self.rate), route
+        )
+
+    def claim_samples(self, expected: int, length: int, route: _Numbered) -> bool:
+        """:meth:`claim` in samples: ``expected`` is where the sound is due."""
+        expected = max(expected, 0)
+        if route.trim_overlap and self.next_pts is not None:
+            if expected + length <= self.next_pts:
+                return False
+            route.trim_overlap = False
+        if self.next_pts is None or abs(expected - self.next_pts) > route.resync * self.rate:
+            self.next_pts = expected
+        return True
+
+
+class _Numbered(Protocol):
+    """A route numbered by a :class:`SampleCounter`."""
+
+    trim_overlap: bool
+    resync: Fraction
+
+
+@dataclass
+class KeyframeGate:
+    """Whether the next picture encoded for an output must be an IDR.
+
+    Remuxed pictures (a rendition) and encoded ones (a bridge, a paused picture, a clip
+    without a rendition) share one output: after remuxed pictures the encoder's references
+    are not what the viewer's decoder holds, so its next picture must not refer to them.
+    """
+
+    due: bool = False
+
+    def picture_type(self) -> av.video.frame.PictureType:
+        """The type to ask of the encoder for the next picture (I once, when due)."""
+        if self.due:
+            self.due = False
+            return av.video.frame.PictureType.I
+        # Otherwise the source's I/P decisions are not ours: the GOP is ours to set.
+        return av.video.frame.PictureType.NONE
 
 
 def encode_audio(
@@ -259,7 +333,7 @@ def encode_audio(
     frame.time_base = Fraction(1, rate)
     frame.sample_rate = rate
     counter.next_pts += frame.samples
-    timeline.extend_to(Fraction(counter.next_pts, rate))
+    timeline.extend_to_count(counter.next_pts, rate)
     yield from out.encode(frame)
 
 
@@ -269,6 +343,11 @@ class Gain:
     def __init__(self, level: float = 1.0) -> None:
         self.target = level
         self._current = level
+
+    @property
+    def unity(self) -> bool:
+        """Whether sound passes as recorded (no ramp under way)."""
+        return self._current == self.target == 1.0
 
     def set(self, level: float) -> None:
         """The new volume (1.0 = as recorded, 0 = silent, up to 2.0)."""
@@ -290,11 +369,21 @@ class Gain:
         return out
 
 
-def _decode(stream: av.stream.Stream, packet: av.Packet | None) -> list[Any]:
+def _decode(ctx: Any, kind: str, packet: av.Packet | None) -> list[Any]:
     """Decode one packet; a corrupt packet costs a frame, not the push."""
-    ctx: Any = stream.codec_context
     try:
         return list(ctx.decode(packet))
     except av.error.InvalidDataError as exc:
-        log.warning("skipping a packet the %s decoder rejects: %s", stream.type, exc)
+        log.warning("skipping a packet the %s decoder rejects: %s", kind, exc)
         return []
+
+
+def fresh_decoder(stream: av.stream.Stream) -> Any:
+    """A new decoder for ``stream``'s packets, apart from the stream's own."""
+    own: Any = stream.codec_context
+    ctx: Any = av.CodecContext.create(own.name, "r")
+    ctx.extradata = own.extradata
+    if stream.type == "audio":
+        ctx.sample_rate = own.sample_rate
+        ctx.layout = own.layout
+    return ctx

@@ -16,6 +16,7 @@ import av.stream
 from jobs.errors import RoomDisconnected, RoomUnreachable
 from jobs.redact import redact_text, redact_url
 
+from .encoders import setup_aac, setup_h264
 from .rtmp import CHUNK_SIZE, DEFAULT_PORTS, RtmpHandshakeFailed, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
@@ -172,36 +173,13 @@ class RtmpSink:
         return self.container.add_stream_from_template(in_stream)
 
     def add_h264(self, width: int, height: int, fps: Fraction, profile: OutputProfile) -> Any:
-        """An H.264 encoder for the room: no B-frames, fixed GOP, CBR-ish bitrate."""
-        gop = max(1, round(float(fps) * profile.gop_seconds))
-        stream = self.container.add_stream(
-            "libx264",
-            rate=fps,
-            options={
-                "preset": profile.x264_preset,
-                "tune": profile.x264_tune,
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
-            },
-        )
-        ctx = stream.codec_context
-        ctx.width, ctx.height = width, height
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = Fraction(1, 1000)
-        ctx.bit_rate = profile.video_bitrate
-        ctx.gop_size = gop
-        ctx.max_b_frames = 0
-        stream.time_base = Fraction(1, 1000)
-        return stream
+        """An H.264 encoder for the room (:func:`pipeline.encoders.setup_h264`)."""
+        stream = self.container.add_stream("libx264", rate=fps)
+        return setup_h264(stream, width, height, fps, profile)
 
     def add_aac(self, profile: OutputProfile) -> Any:
         """An AAC-LC encoder, stereo at the profile's sample rate."""
-        stream = self.container.add_stream("aac", rate=profile.audio_sample_rate)
-        ctx = stream.codec_context
-        ctx.layout = "stereo"
-        ctx.format = "fltp"
-        ctx.bit_rate = profile.audio_bitrate
-        ctx.time_base = Fraction(1, profile.audio_sample_rate)
-        return stream
+        return setup_aac(self.container.add_stream("aac", rate=profile.audio_sample_rate), profile)
 
     def start(self) -> None:
         """Write the FLV header, once every output stream is added."""

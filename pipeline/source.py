@@ -39,6 +39,8 @@ class Source:
     audio: av.stream.Stream | None
     #: Packets already read (by the probe) that must be pushed before reading on.
     replay: list[av.Packet] = field(default_factory=list)
+    #: A rendition (:mod:`pipeline.renditions`): already in the room's format, remuxed.
+    rendition: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -148,6 +150,17 @@ def open_source(
             f"{redact_url(url)} holds no decodable audio or video stream (found: {kinds})"
         )
     return Source(url=url, container=container, video=video, audio=audio)
+
+
+def open_file(path: str, rendition: bool = False) -> Source:
+    """Open a local file roomcast wrote itself (a rendition); never a caller's URL."""
+    container = av.open(path, mode="r")
+    try:
+        video, audio = _first(container, "video"), _first(container, "audio")
+    except Exception:
+        container.close()
+        raise
+    return Source(url=path, container=container, video=video, audio=audio, rendition=rendition)
 
 
 def _first(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:

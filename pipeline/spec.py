@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .rendition_cache import RenditionCache
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class PushSpec:
     #: An HTTP proxy every http(s) connection of a source goes through (the worker's
     #: egress guard, worker/egress.py): redirects and HLS segments included.
     http_proxy: str | None = None
+    #: Where a switchable push finds its clips already encoded in its format
+    #: (:mod:`pipeline.renditions`); None: every clip is re-encoded as it plays.
+    rendition_cache: RenditionCache | None = None
 
     def clips(self) -> tuple[Clip, ...]:
         """The clips in playing order: the source, then the playlist."""

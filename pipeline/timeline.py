@@ -38,19 +38,25 @@ class Timeline:
         self._offset_seconds = 0.0
         self._segment = 0
         self._end = Fraction(0)
-        self._last_dts: dict[int, Fraction] = {}
-        self._key_end: dict[int, Fraction] = {}
+        # Generated and renumbered media (encoded pictures, remuxed renditions) in integer
+        # milliseconds per key, and numbered sound in samples: the hot path stays integer.
+        self._last_ms: dict[int, int] = {}
+        self._key_end_ms: dict[int, int] = {}
+        self._end_ms = 0
+        self._counted: tuple[int, int] = (0, 1)
         self._tracks: dict[int, _Track] = {}
 
     @property
     def end(self) -> Fraction:
         """Output time (seconds) just after the last packet placed on the timeline."""
         ends = [t.end * t.time_base for t in self._tracks.values()]
-        return max(self._end, *ends) if ends else self._end
+        count, rate = self._counted
+        return max(self._end, Fraction(self._end_ms, 1000), Fraction(count, rate), *ends)
 
     def end_of(self, key: int) -> Fraction:
         """Where one output stream's placed media ends (the whole output's end if unknown)."""
-        return self._key_end.get(key, self._end)
+        end = self._key_end_ms.get(key)
+        return self._end if end is None else Fraction(end, 1000)
 
     def begin_segment(self, source_start: Fraction, output_start: Fraction | None = None) -> None:
         """Map ``source_start`` (seconds, source clock) to ``output_start`` (default: the end)."""
@@ -66,6 +72,11 @@ class Timeline:
     def to_source(self, output_time: Fraction) -> Fraction:
         """Source time (seconds) of an output instant in the current segment."""
         return output_time - self._offset
+
+    @property
+    def offset(self) -> Fraction:
+        """Output time minus source time in the current segment (seconds)."""
+        return self._offset
 
     def source_seconds(self, output_seconds: float) -> float:
         """:meth:`to_source` in floating-point seconds, for progress figures."""
@@ -117,17 +128,29 @@ class Timeline:
         """Note that output now reaches ``output_time`` (audio numbered by a sample counter)."""
         self._end = max(self._end, output_time)
 
+    def extend_to_count(self, count: int, rate: int) -> None:
+        """:meth:`extend_to` ``count / rate`` seconds, in integers (sound numbered by a
+        sample counter)."""
+        old, old_rate = self._counted
+        if count * old_rate > old * rate:
+            self._counted = (count, rate)
+
     def place_frame_time(self, source_time: Fraction, key: int, duration: Fraction) -> Fraction:
         """Output time for a decoded frame that will be re-encoded (strictly increasing)."""
         return self.place_output(self.to_output(source_time), key, duration)
 
     def place_output(self, out: Fraction, key: int, duration: Fraction) -> Fraction:
         """Claim output time ``out`` for a generated frame (strictly increasing per key)."""
-        last = self._last_dts.get(key)
-        if last is not None and out <= last:
-            out = last + Fraction(1, 1000)
-        out = max(out, Fraction(0))
-        self._last_dts[key] = out
-        self._key_end[key] = out + duration
-        self._end = max(self._end, out + duration)
-        return out
+        return Fraction(self.place_ms(round(out * 1000), key, round(duration * 1000)), 1000)
+
+    def place_ms(self, ms: int, key: int, duration_ms: int) -> int:
+        """:meth:`place_output` in integer milliseconds: the time a picture goes out at."""
+        last = self._last_ms.get(key)
+        if last is not None and ms <= last:
+            ms = last + 1
+        ms = max(ms, 0)
+        self._last_ms[key] = ms
+        self._key_end_ms[key] = ms + duration_ms
+        if ms + duration_ms > self._end_ms:
+            self._end_ms = ms + duration_ms
+        return ms

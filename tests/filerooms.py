@@ -22,9 +22,21 @@ import av
 
 from jobs.commands import Command
 from jobs.errors import RoomcastError
-from pipeline import Control, Outcome, Progress, PushResult, PushSpec, Timeouts, push
+from pipeline import (
+    Control,
+    Outcome,
+    OutputProfile,
+    Progress,
+    PushResult,
+    PushSpec,
+    Timeouts,
+    push,
+)
 from pipeline.clock import VirtualClock
 from pipeline.fileroom import RoomFiles
+from pipeline.rendition_cache import RenditionCache
+from pipeline.renditions import format_of, prepare
+from pipeline.source import open_source
 
 from .media import read_clip_id, read_frame_number
 
@@ -188,3 +200,23 @@ def read_publish(path: Path, decode: bool = True) -> Publish:
                         )
                     )
     return seen
+
+
+def prepare_all(urls: list[str], directory: Path) -> RenditionCache:
+    """A cache in ``directory`` with every clip prepared in the format of each clip (what a
+    push that starts with it uses)."""
+    cache = RenditionCache(directory, max_bytes=1 << 30)
+    timeouts = Timeouts()
+    for first in urls:
+        source = open_source(first, timeouts)
+        try:
+            fmt = format_of(source, OutputProfile())
+        finally:
+            source.close()
+        for url in urls:
+            source = open_source(url, timeouts)
+            try:
+                prepare(source, cache, OutputProfile(), timeouts.source_open, fmt=fmt)
+            finally:
+                source.close()
+    return cache

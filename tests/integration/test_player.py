@@ -19,8 +19,9 @@ import pytest
 from devstack.room import LocalRoom
 from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
 from pipeline import Clip
+from pipeline.rendition_cache import RenditionCache
 
-from ..filerooms import Frame, Publish, Sent, push_to_files, spec_for
+from ..filerooms import Frame, Publish, Sent, prepare_all, push_to_files, spec_for
 from ..media import make_numbered_clip
 
 FPS = 25
@@ -30,15 +31,33 @@ MAX_PICTURE_GAP = 2 / FPS + 0.005
 MAX_SOUND_GAP = AAC_FRAME + 0.005
 
 
-@pytest.fixture(scope="module")
-def clips(media: Path, room: LocalRoom) -> dict[int, str]:
-    """Clip 1: 6 s 320x240 25 fps; clip 2: 3 s 640x480 30 fps; clip 3: 2 s 320x240."""
+class Clips(dict[int, str]):
+    """The clips' URLs, and the rendition cache that holds them all prepared (or None)."""
+
+    cache: RenditionCache | None = None
+
+
+@pytest.fixture(scope="module", params=["encoded as they play", "prepared renditions"])
+def clips(
+    request: pytest.FixtureRequest,
+    media: Path,
+    room: LocalRoom,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Clips:
+    """Clip 1: 6 s 320x240 25 fps; clip 2: 3 s 640x480 30 fps; clip 3: 2 s 320x240.
+
+    Every test runs twice: clips re-encoded as they play, and clips remuxed from renditions
+    prepared in each clip's format (any clip may start a push).
+    """
     make_numbered_clip(media / "player1.mp4", seconds=6, clip_id=1, tone=440)
     make_numbered_clip(
         media / "player2.mp4", seconds=3, clip_id=2, fps=30, gop=30, size=(640, 480), tone=660
     )
     make_numbered_clip(media / "player3.mp4", seconds=2, clip_id=3, tone=880)
-    return {n: room.media_url(f"player{n}.mp4") for n in (1, 2, 3)}
+    urls = Clips({n: room.media_url(f"player{n}.mp4") for n in (1, 2, 3)})
+    if request.param == "prepared renditions":
+        urls.cache = prepare_all(list(urls.values()), tmp_path_factory.mktemp("renditions"))
+    return urls
 
 
 def play(
@@ -50,7 +69,8 @@ def play(
     **fields: Any,
 ) -> Sent:
     """A switchable push of clip ``first`` with ``commands`` at their seconds."""
-    spec = spec_for(clips[first], switchable=True, **fields)
+    cache = getattr(clips, "cache", None)
+    spec = spec_for(clips[first], switchable=True, rendition_cache=cache, **fields)
     return push_to_files(tmp_path / "room", spec, commands, stop_at=stop_at)
 
 

@@ -21,10 +21,12 @@ from jobs.errors import SourceError
 from jobs.redact import MASK, redact_text, redact_url
 from pipeline.catchup import from_live_edge
 from pipeline.control import Control, call_until_stopped
+from pipeline.encoders import output_size
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
 from pipeline.probe import probe_video
-from pipeline.push import open_live_source, output_size
+from pipeline.push import open_live_source
+from pipeline.routes import FrameRateCap
 from pipeline.source import Source, open_source
 from pipeline.spec import OutputProfile, PushSpec, Timeouts
 from pipeline.timeline import Timeline
@@ -693,3 +695,16 @@ def test_a_push_published_by_ffmpegs_client_instead_says_why_in_its_status() -> 
     shown = PushProgress.model_validate(progress.as_dict())
     assert shown.RtmpFallback == "roomcast's RTMP client failed: handshake"
     assert "RtmpFallback" not in Progress().as_dict()
+
+
+@pytest.mark.parametrize(
+    ("source", "output"), [(30, 25), (60, 30), (50, 30), (Fraction(60000, 1001), 30)]
+)
+def test_a_faster_source_keeps_exactly_the_output_rate_of_pictures(
+    source: Fraction, output: int
+) -> None:
+    cap = FrameRateCap(Fraction(1, output))
+    kept = [k for k in range(round(source * 10)) if cap.keep(Fraction(k) / source)]
+    assert abs(len(kept) - output * 10) <= 1
+    gaps = {Fraction(b - a) / source for a, b in zip(kept, kept[1:], strict=False)}
+    assert max(gaps) < Fraction(2, output), "never two slots without a picture"
