@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .metrics import bp as metrics_bp
     from .openapi import bp as openapi_bp
     from .player import bp as player_bp
+    from .renditions import bp as renditions_bp
     from .views import bp
 
     settings = settings or get_settings()
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_limit_streamed_body)
     app.register_blueprint(bp)
     app.register_blueprint(player_bp)
+    app.register_blueprint(renditions_bp)
     app.register_blueprint(events_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)

@@ -238,6 +238,40 @@ def cmd_replay(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
     return OK
 
 
+def cmd_prepare(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Prepare clips' renditions; print the request id; with --wait, wait until done."""
+    body: dict[str, Any] = {"SdkAppId": args.sdkappid, "Clips": args.src}
+    if args.size is not None:
+        width, _, height = args.size.partition("x")
+        body |= {"Width": int(width), "Height": int(height), "Fps": _number(args.fps)}
+    _, answer = client.call("POST", "/v1/renditions", body)
+    request_id = str(answer["RequestId"])
+    print(request_id, file=out, flush=True)
+    if not args.wait:
+        return OK
+    shown: list[str] = []
+    while True:
+        _, status = client.call("GET", f"/v1/renditions/{_quote(request_id)}")
+        lines = [_clip_line(clip) for clip in status["Clips"]]
+        for line in lines:
+            if line not in shown:
+                print(line, file=err, flush=True)
+        shown = lines
+        if status["State"] in FINISHED:
+            return OK if status["State"] == "succeeded" else JOB_FAILED
+        time.sleep(POLL_SECONDS)
+
+
+def _clip_line(clip: dict[str, Any]) -> str:
+    """One clip of a preparation, for people."""
+    state = clip["State"]
+    if state == "ready":
+        state = "ready (cached)" if clip.get("Cached") else f"ready ({clip.get('Seconds')} s)"
+    elif state == "failed":
+        state = f"failed: {clip.get('Error')}"
+    return f"{clip['VideoSrc']}: {state}"
+
+
 def _command(name: str, body: Callable[[argparse.Namespace], dict[str, Any] | None]) -> Command:
     """A player verb: POST /v1/pushes/<id>/<name> with the body made from the arguments."""
 
@@ -392,6 +426,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the push ends")
 
+    p = add("prepare", cmd_prepare, "encode clips once so that switchable pushes remux them")
+    p.add_argument("src", metavar="URL", nargs="+", help="http(s) URLs of the clips")
+    p.add_argument("--sdkappid", type=int, help="TRTC application id (default: ROOMCAST_SDKAPPID)")
+    p.add_argument(
+        "--size",
+        metavar="WxH",
+        type=_size,
+        help="the rendition format's picture size (with --fps; default: the first clip's)",
+    )
+    p.add_argument("--fps", type=float, default=25.0, help="with --size (default 25)")
+    p.add_argument("--wait", "-w", action="store_true", help="wait until every clip is ready")
+
     p = add("status", cmd_status, "show a push's status (JSON)")
     p.add_argument("id", metavar="ID")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the push ends")
@@ -467,12 +513,13 @@ def run(
     out, err = out or sys.stdout, err or sys.stderr
     cli = parser()
     args = cli.parse_args(argv)  # exits 2 on a usage error, as argparse does
-    if args.command == "push":
+    if args.command in ("push", "prepare"):
         args.sdkappid = (
             args.sdkappid if args.sdkappid is not None else _env_int(cli, "ROOMCAST_SDKAPPID")
         )
         if args.sdkappid is None:
-            cli.error("push needs --sdkappid (or ROOMCAST_SDKAPPID)")
+            cli.error(f"{args.command} needs --sdkappid (or ROOMCAST_SDKAPPID)")
+    if args.command == "push":
         args.usersig = args.usersig or os.environ.get("ROOMCAST_USERSIG") or None
     base = getattr(args, "api", None) or os.environ.get("ROOMCAST_API_URL") or DEFAULT_API
     if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
@@ -491,6 +538,13 @@ def run(
         return UNREACHABLE
     except KeyboardInterrupt:
         return INTERRUPTED
+
+
+def _size(value: str) -> str:
+    width, x, height = value.partition("x")
+    if not (x and width.isdigit() and height.isdigit()):
+        raise argparse.ArgumentTypeError(f"a size is WIDTHxHEIGHT, like 1280x720, not {value!r}")
+    return value
 
 
 def _env_int(cli: argparse.ArgumentParser, name: str) -> int | None:

@@ -82,6 +82,13 @@ class StoreCollector(Collector):
             value=counters.get("sent_frames", 0),
         )
 
+        for name, text in (
+            ("rendition_hits", "Clips switchable pushes remuxed from a rendition."),
+            ("rendition_misses", "Clips switchable pushes re-encoded (no rendition yet)."),
+            ("renditions_written", "Renditions kept from a first play."),
+            ("renditions_prepared", "Renditions encoded by POST /v1/renditions."),
+        ):
+            yield CounterMetricFamily(f"roomcast_{name}", text, value=counters.get(name, 0))
         yield from self._callbacks(counters)
         yield from self._running(stats[State.RUNNING.value])
 
@@ -150,6 +157,16 @@ class WorkerCollector(Collector):
                 "Resident memory of the worker's main and pool processes.",
                 labels=["worker"],
             ),
+            "renditions": GaugeMetricFamily(
+                "roomcast_worker_renditions",
+                "Renditions in the cache of the worker's machine (ROOMCAST_RENDITIONS_DIR).",
+                labels=["worker"],
+            ),
+            "rendition_bytes": GaugeMetricFamily(
+                "roomcast_worker_rendition_bytes",
+                "Bytes of renditions in the cache of the worker's machine.",
+                labels=["worker"],
+            ),
             "started": GaugeMetricFamily(
                 "roomcast_worker_start_time_seconds",
                 "When the worker started (Unix time).",
@@ -173,6 +190,8 @@ class WorkerCollector(Collector):
                 ("active", w.active),
                 ("concurrency", w.concurrency),
                 ("rss", w.rss_bytes),
+                ("renditions", w.renditions),
+                ("rendition_bytes", w.rendition_bytes),
                 ("started", w.started_at),
             ):
                 if value is not None:

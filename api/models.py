@@ -323,3 +323,56 @@ class PushRequest(BaseModel):
             # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
             raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
         return self
+
+
+#: A rendition's picture size: even, within what any room takes.
+EvenSide = Annotated[StrictInt, Field(ge=16, le=4096, multiple_of=2)]
+
+
+class PrepareRequest(BaseModel):
+    """``POST /v1/renditions``: encode clips once, ahead of class, so that switchable pushes
+    of them remux instead of re-encoding (docs/renditions.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    SdkAppId: Annotated[AppId, Field(description="TRTC application id the clips are for.")]
+    Clips: Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=4096)]],
+        Field(
+            min_length=1,
+            max_length=100,
+            description=(
+                "http(s) URLs of media files. The renditions are in the format of a push that "
+                "starts with the first clip, unless Width, Height and Fps say otherwise."
+            ),
+        ),
+    ]
+    Width: EvenSide | None = Field(None, description="Picture width (with Height and Fps).")
+    Height: EvenSide | None = Field(None, description="Picture height (with Width and Fps).")
+    Fps: Annotated[float, Field(gt=0, le=60)] | None = Field(
+        None, description="Pictures a second (with Width and Height)."
+    )
+
+    @field_validator("Clips")
+    @classmethod
+    def _check_clips(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError("each clip must be an absolute http(s) URL of a media file")
+        return value
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> PrepareRequest:
+        given = {"Width": self.Width, "Height": self.Height, "Fps": self.Fps}
+        missing = [name for name, value in given.items() if value is None]
+        if missing and len(missing) < len(given):
+            raise FieldError(
+                missing[0], "Width, Height and Fps go together: give all three or none"
+            )
+        return self
+
+    def asked_format(self) -> dict[str, Any] | None:
+        """The format named by the request (None: the first clip's)."""
+        if self.Width is None:
+            return None
+        return {"Width": self.Width, "Height": self.Height, "Fps": self.Fps}

@@ -20,16 +20,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from jobs.commands import COMMANDS
+from jobs.preparations import Preparation
 from jobs.records import ListQuery
 from jobs.settings import Settings
 
-from . import console, events, metrics, views
-from .models import PushRequest
+from . import console, events, metrics, renditions, views
+from .models import PrepareRequest, PushRequest
 from .responses import (
     Accepted,
     CommandSent,
     ErrorAnswer,
     Health,
+    PrepareAccepted,
     PushList,
     PushStatus,
     Replayed,
@@ -118,6 +120,9 @@ def _schemas() -> dict[str, Any]:
         CommandSent,
         events.ReplayRequest,
         Replayed,
+        PrepareRequest,
+        PrepareAccepted,
+        Preparation,
         ErrorAnswer,
         Health,
     ]
@@ -372,7 +377,40 @@ def _paths() -> dict[str, Any]:
     }
     for name, model in COMMANDS.items():
         paths[f"/v1/pushes/{{RequestId}}/{name}"] = {"post": _command(name, model)}
-    return paths
+    return paths | _rendition_paths()
+
+
+def _rendition_paths() -> dict[str, Any]:
+    """Preparing renditions ahead of class (api/renditions.py)."""
+    return {
+        "/v1/renditions": {
+            "post": {
+                "operationId": "prepareRenditions",
+                "summary": _summary(renditions.prepare),
+                "tags": ["renditions"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(PrepareRequest)}},
+                },
+                "responses": {
+                    "202": _json(PrepareAccepted, "Recorded and queued."),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        },
+        "/v1/renditions/{RequestId}": {
+            "get": {
+                "operationId": "getPreparation",
+                "summary": _summary(renditions.preparation),
+                "tags": ["renditions"],
+                "parameters": [{**_ID, "description": "The preparation's request id."}],
+                "responses": {
+                    "200": _json(Preparation, "The preparation, clip by clip."),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+    }
 
 
 def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:

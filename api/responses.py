@@ -49,6 +49,13 @@ class Accepted(_Answer):
     Message: Literal["Async run task submitted"]
 
 
+class PrepareAccepted(_Answer):
+    """Clips were recorded for preparation and queued (202)."""
+
+    RequestId: str = Field(description="The preparation's id (GET /v1/renditions/<id>).")
+    Message: Literal["Renditions are being prepared"]
+
+
 class CommandSent(_Answer):
     """A player command reached the running push (202)."""
 

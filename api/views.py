@@ -61,13 +61,7 @@ def healthz() -> ResponseReturnValue:
 @bp.post("/v1/pushes")
 def submit() -> ResponseReturnValue:
     """Validate a push request, record it, enqueue it; answer 202 with its request id."""
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            "the body must be a JSON object sent with 'Content-Type: application/json'"
-        )
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidJob("the body must be a JSON object", field=None)
+    body = json_object()
     try:
         job = PushRequest.model_validate(body, context={"schemes": _settings().schemes})
     except ValidationError as exc:
@@ -133,6 +127,18 @@ def submit() -> ResponseReturnValue:
     response.headers["x-scf-reqid"] = request_id
     response.headers["Location"] = f"/v1/pushes/{request_id}"
     return response
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON object body; 415 or 400 saying what is wrong with it."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            "the body must be a JSON object sent with 'Content-Type: application/json'"
+        )
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidJob("the body must be a JSON object", field=None)
+    return body
 
 
 def guard_urls(sources: list[tuple[str, str]]) -> None:

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.concurrency [--pushes 1,10,50,100,200] [--seconds 60]
         [--size 640x360] [--receivers 20] [--no-reference] [--set ROOMCAST_X=VALUE ...]
         [--keep DIR] [--idle SECONDS] [--workers N] [--concurrency N] [--pool POOL]
+        [--classroom SECONDS]
 
 roomcast runs as a fresh install runs it: the Procfile's ``worker`` line, as many times as
 ``scripts/dev`` starts it (devstack/layout.py); ``--workers``, ``--concurrency`` and
@@ -30,6 +31,12 @@ timing the stop call → the publisher gone from the room's ``/stat``. ``--idle`
 measures the workers' CPU with no push running (each has carried pushes by then): what a
 fleet waiting for work costs. The reference has no process left to cost anything.
 
+``--classroom EVERY``: each push is an AI classroom instead, a switchable push of three
+720p clips with B-frames (the teacher's recordings), prepared once through
+``POST /v1/renditions`` before the first row, switched to its next clip through the API
+every EVERY seconds and ended by its ``MaxDuration``; the reference is one ffmpeg per push
+remuxing the clip's rendition (the cheapest the command line can do with the same files).
+
 Drift over a long push is the same measurement with one push:
 ``--pushes 1 --seconds 600 --no-reference`` (the "worst" column); ``--batch 0`` paces each
 packet on its own instead of in 20 ms batches.
@@ -45,6 +52,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -255,6 +263,10 @@ class Stack:
     workdir: Path
     sample: int
     keep: Path | None = None
+    #: Classroom mode: the clips, the seconds between switches, and a rendition to remux.
+    clips: list[str] = field(default_factory=list)
+    every: float = 0.0
+    rendition_url: str = ""
 
     def room_pids(self) -> list[int]:
         """The room's nginx processes: the master and its workers."""
@@ -272,8 +284,28 @@ class Stack:
 
 
 def job(stack: Stack, room: str) -> dict[str, Any]:
-    """A remux push of the clip into ``room``."""
-    return push_job(stack.clip_url, room)
+    """A remux push of the clip into ``room`` (a classroom: a switchable push of the clips
+    that ends at its time limit)."""
+    if not stack.clips:
+        return push_job(stack.clip_url, room)
+    return push_job(stack.clips[0], room, ClipId="c0", MaxDuration=stack.seconds)
+
+
+def switch_all(stack: Stack, ids: list[str], until: float) -> None:
+    """Every ``stack.every`` seconds, switch each push to its next clip, until ``until``."""
+    due, turn = time.monotonic() + stack.every, 1
+    while due < until:
+        time.sleep(max(0.0, due - time.monotonic()))
+        body = {"VideoSrc": stack.clips[turn % len(stack.clips)]}
+        calls = [("POST", f"/v1/pushes/{rid}/switch", body) for rid in ids]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda call: stack.api.call(*call), calls))
+        due, turn = due + stack.every, turn + 1
+
+
+def ended_well(state: str, reason: str) -> bool:
+    """Succeeded; or, for a classroom, stopped by its time limit."""
+    return state == "succeeded" or (state == "stopped" and "time limit" in (reason or ""))
 
 
 def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
@@ -303,17 +335,24 @@ def run_roomcast(stack: Stack, n: int, tag: str) -> Row:
 
         with ThreadPoolExecutor(16) as pool:
             ids = list(pool.map(submit, rooms))
+        switcher = None
+        if stack.clips:
+            until = t0 + stack.seconds - 1
+            switcher = threading.Thread(target=switch_all, args=(stack, ids, until), daemon=True)
+            switcher.start()
         # Memory at mid-run, when every push is under way.
         time.sleep(min(stack.seconds / 2, max(1.0, stack.seconds - 2)))
         row.rss_per_push = max(0, rss_bytes(stack.worker_pids()) - rest) / n
+        if switcher is not None:
+            switcher.join()
         states = wait_ended(
             stack.api, ids, timeout=stack.seconds * 3 + 60, not_before=t0 + stack.seconds
         )
         elapsed = time.monotonic() - t0
         row.cores = (cpu_seconds(stack.worker_pids()) - cpu0) / elapsed
         row.room_cores = (cpu_seconds(stack.room_pids()) - room0) / elapsed
-        row.failed = sum(1 for state, _ in states if state != "succeeded")
-        reasons = {reason for state, reason in states if state != "succeeded"}
+        row.failed = sum(1 for state, reason in states if not ended_well(state, reason))
+        reasons = {reason for state, reason in states if not ended_well(state, reason)}
         row.notes += [f"failed: {reason}" for reason in sorted(reasons)]
         summarize(row, collect(), started, stack.frames)
     return row
@@ -352,12 +391,38 @@ def _seconds_between(first: str | None, then: str | None) -> float:
     return (stamps[1] - stamps[0]).total_seconds()
 
 
-def ffmpeg_push(source: str, target: str) -> list[str]:
-    """The reference: the ffmpeg command line doing the same remux push."""
+def ffmpeg_push(source: str, target: str, seconds: float | None = None) -> list[str]:
+    """The reference: the ffmpeg command line doing the same remux push (for ``seconds``)."""
+    limit = [] if seconds is None else ["-t", str(seconds)]
     return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", source,
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", *limit, "-i", source,
         "-c", "copy", "-f", "flv", target,
     ]  # fmt: skip
+
+
+def prepare_classroom(stack: Stack, size: str) -> None:
+    """Three recorded clips, prepared once through the API; one rendition served for ffmpeg."""
+    media = stack.room.media_dir
+    for n in range(3):
+        make_clip(media / f"lesson{n}.mp4", seconds=stack.seconds, size=size, bframes=3,
+                  h264_profile="high")  # fmt: skip
+    stack.clips = [stack.room.media_url(f"lesson{n}.mp4") for n in range(3)]
+    answer = stack.api.call(
+        "POST", "/v1/renditions", {"SdkAppId": 1400000001, "Clips": stack.clips}
+    )
+    request_id = answer.body["RequestId"]
+    while (status := stack.api.call("GET", f"/v1/renditions/{request_id}").body)["State"] in (
+        "queued",
+        "running",
+    ):
+        time.sleep(1)
+    if status["State"] != "succeeded":
+        raise RuntimeError(f"the clips could not be prepared: {status}")
+    # ffmpeg remuxes the first clip's rendition, as one worker prepared it.
+    cache = stack.room.media_dir.parent / "renditions"
+    rendition = max(cache.glob("*/*.mp4"), key=lambda p: p.stat().st_size)
+    shutil.copy(rendition, media / "rendition.mp4")
+    stack.rendition_url = stack.room.media_url("rendition.mp4")
 
 
 def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
@@ -380,7 +445,8 @@ def run_ffmpeg(stack: Stack, n: int, tag: str) -> Row:
             if room in urls:
                 started[urls[room]] = time.monotonic()
             target = f"{stack.room.rtmp_base}/{room}?sdkappid=1400000001&userid=bench&usersig=x"
-            procs.append(subprocess.Popen(ffmpeg_push(stack.clip_url, target)))
+            source = stack.rendition_url or stack.clip_url
+            procs.append(subprocess.Popen(ffmpeg_push(source, target, stack.seconds)))
         time.sleep(min(stack.seconds / 2, max(1.0, stack.seconds - 2)))
         row.rss_per_push = rss_bytes([p.pid for p in procs]) / n
         cpu = 0.0
@@ -504,6 +570,13 @@ def main(argv: list[str] | None = None) -> None:
         "--idle", type=float, default=0.0, help="seconds to measure the idle workers' CPU"
     )
     parser.add_argument(
+        "--classroom",
+        type=float,
+        default=None,
+        metavar="EVERY",
+        help="switchable classroom pushes of prepared clips, switched every EVERY seconds",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -535,6 +608,10 @@ def main(argv: list[str] | None = None) -> None:
             args.receivers,
             args.keep,
         )
+        if args.classroom:
+            stack.every = args.classroom
+            prepare_classroom(stack, args.size)
+            print(f"classroom: 3 clips prepared, a switch every {args.classroom:g} s")
         print(
             f"{os.cpu_count()} CPUs; clip {args.seconds:g} s {args.size} {fps} fps "
             f"H.264+AAC, remuxed; roomcast: {workers} worker processes, "

@@ -3,28 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
+from jobs.commands import Switch
 from pipeline import Control, PushSpec, push
+from pipeline.rendition_cache import RenditionCache
 from pipeline.sink import RTMP_CLIENTS
 
 
 def main() -> None:
-    """``python -m bench.push_one SOURCE TARGET [--batch SECONDS] [--rtmp-client NAME]``"""
+    """``python -m bench.push_one SOURCE TARGET [--batch SECONDS] [--rtmp-client NAME]
+    [--switch-every SECONDS --clips URL… [--renditions DIR] --seconds SECONDS]``
+
+    With ``--switch-every``, a switchable push that switches to the next of ``--clips``
+    (round robin) that often, for ``--seconds``, with a rendition cache in ``--renditions``
+    (none: renditions off).
+    """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source")
     parser.add_argument("target")
     parser.add_argument("--batch", type=float, default=None, help="send batch, seconds")
     parser.add_argument("--rtmp-client", choices=RTMP_CLIENTS, default=None)
+    parser.add_argument("--switch-every", type=float, default=None)
+    parser.add_argument("--clips", nargs="*", default=[])
+    parser.add_argument("--renditions", default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     args = parser.parse_args()
-    spec = PushSpec(source=args.source, target=args.target)
+    spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
     if args.batch is not None:
         spec = replace(spec, pace_batch=args.batch)
     if args.rtmp_client is not None:
         spec = replace(spec, rtmp_client=args.rtmp_client)
+    if args.switch_every is not None:
+        cache = RenditionCache(Path(args.renditions), 1 << 34) if args.renditions else None
+        spec = replace(spec, switchable=True, rendition_cache=cache, loop="clip")
     with Control() as control:
+        if args.switch_every is not None:
+            _switch_every(control, args.switch_every, args.clips)
         result = push(spec, control)
     print(result.outcome.value, result.progress.as_dict()["Streams"])
+
+
+def _switch_every(control: Control, every: float, clips: list[str]) -> None:
+    """Switch to the next clip (round robin, from the second) every ``every`` seconds."""
+    upcoming = itertools.cycle(clips[1:] + clips[:1])
+
+    def run() -> None:
+        due = time.monotonic() + every
+        while not control.wait(max(0.0, due - time.monotonic())):
+            if time.monotonic() >= due:  # not a poke: the time has come
+                control.send(Switch(VideoSrc=next(upcoming)))
+                due += every
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 if __name__ == "__main__":

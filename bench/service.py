@@ -89,6 +89,8 @@ def service_env(redis_url: str, room: LocalRoom) -> dict[str, str]:
             "ROOMCAST_RTMP_BASE": room.rtmp_base,
             "ROOMCAST_USERSIG_CHECK": "off",
             "ROOMCAST_BLOCK_PRIVATE_ADDRESSES": "false",  # the room serves clips on loopback
+            # The bench's own rendition cache, beside the room.
+            "ROOMCAST_RENDITIONS_DIR": str(room.media_dir.parent / "renditions"),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -7,8 +7,10 @@ TRTC's ingest); the dev stack and the tests set ``ROOMCAST_REDIS_URL`` and
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -248,6 +250,24 @@ class Settings(BaseSettings):
         ),
     )
 
+    renditions: bool = Field(
+        True,
+        description=(
+            "Switchable pushes remux clips already encoded in their format (renditions) and "
+            "keep the first play of each clip as its rendition (docs/renditions.md)."
+        ),
+    )
+    renditions_dir: str = Field(
+        "",
+        description=(
+            "Directory of the rendition cache, shared by the worker processes of a machine "
+            "(empty: $XDG_CACHE_HOME/roomcast/renditions, else ~/.cache/roomcast/renditions)."
+        ),
+    )
+    renditions_max_bytes: int = Field(
+        20 * 2**30, ge=0, description="Size of the rendition cache; least recently used go first."
+    )
+
     # TRTC (README "TRTC"). Keys and credentials are SecretStr so they never show in a repr.
     usersig_check: Literal["off", "decode", "verify"] = Field(
         "decode",
@@ -314,6 +334,14 @@ class Settings(BaseSettings):
             "ROOMCAST_TRTC_REGION": self.trtc_region,
         }
         return [name for name, value in needed.items() if not value]
+
+    @property
+    def renditions_path(self) -> Path:
+        """Where the rendition cache lives."""
+        if self.renditions_dir:
+            return Path(self.renditions_dir)
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "roomcast" / "renditions"
 
     @property
     def events_queue(self) -> str:

@@ -501,6 +501,14 @@ class JobStore:
             pipe.hincrby(METRICS_KEY, f"error:{code}", 1)
         pipe.execute()
 
+    def count(self, **increments: int) -> None:
+        """Add to service-wide counters (see METRICS_KEY); zero increments are skipped."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name, by in increments.items():
+                if by:
+                    pipe.hincrby(METRICS_KEY, name, by)
+            pipe.execute()
+
     def counters(self) -> dict[str, int]:
         """The service-wide counters (see METRICS_KEY)."""
         raw = cast("dict[bytes, bytes]", self.redis.hgetall(METRICS_KEY))

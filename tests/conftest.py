@@ -57,6 +57,8 @@ def service_env(redis_server: RedisServer, room: LocalRoom) -> dict[str, str]:
             "ROOMCAST_CALLBACK_SECRET": CALLBACK_SECRET,
             # Media, rooms and receivers are on loopback: the guard's own tests turn it on.
             "ROOMCAST_BLOCK_PRIVATE_ADDRESSES": "false",
+            # The session's own rendition cache, empty at the start.
+            "ROOMCAST_RENDITIONS_DIR": str(room.media_dir.parent / "renditions"),
             "PYTHONUNBUFFERED": "1",
         }
     )

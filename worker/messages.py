@@ -30,6 +30,8 @@ from jobs.records import JobRecord
 
 #: The push task's registered name (worker/tasks.py).
 PUSH_TASK = "roomcast.push"
+#: The task that encodes a preparation's clips into renditions (worker/tasks.py).
+PREPARE_TASK = "roomcast.prepare"
 #: The callback delivery task's (worker/tasks.py): one push's undelivered events.
 DELIVER_TASK = "roomcast.deliver"
 
@@ -75,6 +77,11 @@ def enqueue(app: Celery, request_id: str, record: JobRecord) -> None:
     app.send_task(
         PUSH_TASK, args=[request_id], task_id=request_id, stamped_headers=list(own), **own
     )
+
+
+def send_preparation(app: Celery, request_id: str) -> None:
+    """Send the task that prepares the renditions of preparation ``request_id``."""
+    app.send_task(PREPARE_TASK, args=[request_id], task_id=request_id)
 
 
 def send_delivery(app: Celery, queue: str, request_id: str) -> None:

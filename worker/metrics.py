@@ -44,6 +44,8 @@ WORKERS_KEY = f"{PREFIX}workers"
 #: How long a silent worker stays listed as down before it is forgotten: long enough for an
 #: alert on ``roomcast_worker_up == 0`` to fire, short enough that renamed hosts fade away.
 FORGET_SECONDS = 3600.0
+#: How often a beat looks at the rendition cache's size.
+CACHE_LOOK_SECONDS = 30.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -65,6 +67,8 @@ class WorkerSample:
     active: int | None = None
     rss_bytes: int | None = None
     started_at: float | None = None
+    renditions: int | None = None
+    rendition_bytes: int | None = None
 
 
 def process_rss(pid: int) -> int | None:
@@ -164,8 +168,10 @@ class WorkerBeat(threading.Thread):
         active: Callable[[], int],
         interval: float,
         ttl: float,
+        renditions: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
-        """``active`` counts the pushes running now; ``ttl``: silence after which it is down."""
+        """``active`` counts the pushes running now; ``ttl``: silence after which it is down;
+        ``renditions`` tells what the machine's rendition cache holds (count, bytes)."""
         super().__init__(name="roomcast-worker-metrics", daemon=True)
         # Its own client, short timeouts and no retries: a beat that fails is simply the next
         # one's to write, and the goodbye at shutdown must not hold the exit up on a dead Redis
@@ -182,6 +188,8 @@ class WorkerBeat(threading.Thread):
         self.pid = os.getpid()
         self.started_at = time.time()
         self._stopped = threading.Event()
+        self._renditions = renditions
+        self._cache_seen: tuple[float, tuple[int, int]] | None = None
 
     def beat(self) -> None:
         """Write one beat (one round trip)."""
@@ -198,6 +206,9 @@ class WorkerBeat(threading.Thread):
         rss = worker_rss(self.pid, pool_processes=self.pool == "prefork")
         if rss is not None:
             fields["RssBytes"] = str(rss)
+        usage = self._cache_usage(now)
+        if usage is not None:
+            fields["Renditions"], fields["RenditionBytes"] = map(str, usage)
         key = worker_key(self.worker)
         # MULTI/EXEC: a scrape never sees the hash between the delete and the write.
         pipe = self.client.pipeline(transaction=True)
@@ -206,6 +217,18 @@ class WorkerBeat(threading.Thread):
         pipe.pexpire(key, max(1, int(self.ttl * 1000)))
         pipe.zadd(WORKERS_KEY, {self.worker: now})
         pipe.execute()
+
+    def _cache_usage(self, now: float) -> tuple[int, int] | None:
+        """The rendition cache's (count, bytes), looked at every CACHE_LOOK_SECONDS: it
+        means walking a directory."""
+        if self._renditions is None:
+            return None
+        if self._cache_seen is None or now - self._cache_seen[0] >= CACHE_LOOK_SECONDS:
+            try:
+                self._cache_seen = (now, self._renditions())
+            except OSError:
+                return None
+        return self._cache_seen[1]
 
     def run(self) -> None:
         """Beat until stopped; a failed beat is logged and retried at the next one."""
@@ -243,6 +266,8 @@ def start_worker_beat(consumer: Any) -> WorkerBeat:
 
     from jobs.settings import get_settings  # noqa: PLC0415
 
+    from .services import rendition_cache  # noqa: PLC0415
+
     global _beat
     if _beat is not None and _beat.is_alive():
         return _beat  # Celery sends worker_ready once; two beats would only double the writes
@@ -263,6 +288,7 @@ def start_worker_beat(consumer: Any) -> WorkerBeat:
         # Down after the same silence that makes a push "worker lost", and never before three
         # beats were missed.
         ttl=max(settings.worker_lost_seconds, 3 * settings.heartbeat_seconds),
+        renditions=store.usage if (store := rendition_cache(settings)) is not None else None,
     )
     _beat.start()
     return _beat
@@ -300,6 +326,8 @@ def read_workers(client: redis.Redis, now: float | None = None) -> list[WorkerSa
                 concurrency=_int(fields.get("Concurrency")),
                 active=_int(fields.get("Active")),
                 rss_bytes=_int(fields.get("RssBytes")),
+                renditions=_int(fields.get("Renditions")),
+                rendition_bytes=_int(fields.get("RenditionBytes")),
                 started_at=_float(fields.get("StartedAt")),
             )
         )

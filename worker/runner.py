@@ -34,6 +34,7 @@ from .cloud import CloudIngest
 from .control import signal_stops
 from .egress import egress_proxy
 from .hub import get_hub
+from .services import rendition_cache
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ def _run(
                 on_event=partial(_record_event, store, rid),
             )
             report(result.progress, final=True)
+            _count_renditions(store, result.progress)
             position = result.progress.position
             if result.outcome is Outcome.COMPLETED:
                 if bookmark is not None:
@@ -267,6 +269,21 @@ def _run_cloud(
     log.info("cloud push %s: %s", end.state.value, reason)
     _finish(store, rid, end.state, Reason=reason, **_cause_field(stop))
     return RunEnd(end.state, ingest.elapsed, reason)
+
+
+def _count_renditions(store: JobStore, progress: Progress) -> None:
+    """Add what a push found in the rendition cache to the service's counters (/metrics)."""
+    found = progress.renditions
+    if found is None:
+        return
+    try:
+        store.count(
+            rendition_hits=found["Hits"],
+            rendition_misses=found["Misses"] + found["Uncached"],
+            renditions_written=found["Written"],
+        )
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not count the push's renditions: %s", exc)
 
 
 def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | None:
@@ -395,6 +412,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             if record.ClipEndingSeconds is None
             else record.ClipEndingSeconds
         ),
+        rendition_cache=rendition_cache(settings) if record.Switchable else None,
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
-from jobs.settings import get_settings
+from jobs.settings import Settings, get_settings
 from jobs.store import Job, JobStore, open_store
+from pipeline.rendition_cache import RenditionCache
 
 from .messages import enqueue, send_delivery
 
@@ -37,3 +39,15 @@ def _requeue(job: Job) -> None:
     from . import app  # noqa: PLC0415 - the Celery app's module imports this one
 
     enqueue(app, job.request_id, job.record)
+
+
+def rendition_cache(settings: Settings) -> RenditionCache | None:
+    """The rendition cache the settings name (None: renditions are off)."""
+    if not settings.renditions:
+        return None
+    return _cache_at(str(settings.renditions_path), settings.renditions_max_bytes)
+
+
+@lru_cache(maxsize=4)
+def _cache_at(root: str, max_bytes: int) -> RenditionCache:
+    return RenditionCache(Path(root), max_bytes)

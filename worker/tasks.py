@@ -15,13 +15,15 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Ignore
 
+from jobs.preparations import PreparationStore
 from jobs.settings import get_settings
 from jobs.states import State
 from jobs.store import Job
 
 from .callbacks import Deliverer
 from .celerystate import PushFailed, revoked_event_fields
-from .messages import DELIVER_TASK, PUSH_TASK
+from .messages import DELIVER_TASK, PREPARE_TASK, PUSH_TASK
+from .preparer import run_preparation
 from .runner import RunEnd, run_push
 from .services import get_store
 
@@ -49,6 +51,15 @@ def deliver_task(request_id: str) -> str:
     """
     store = get_store()
     return Deliverer(store.outbox, store.events, get_settings()).deliver(request_id).value
+
+
+@shared_task(name=PREPARE_TASK)
+def prepare_task(request_id: str) -> str:
+    """Encode the clips of preparation ``request_id`` into renditions; returns its final
+    state (succeeded: every clip ready; failed: at least one could not be prepared)."""
+    settings, store = get_settings(), get_store()
+    preparations = PreparationStore(store.redis, settings.job_ttl_seconds)
+    return run_preparation(preparations, settings, request_id, counted=store.count)
 
 
 def _mirror(task: Task, request_id: str, end: RunEnd) -> dict[str, Any]:

@@ -71,6 +71,18 @@ def test_the_concurrency_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path
     assert all(len(record) == 2 for record in kept)
 
 
+def test_the_classroom_benchmark_prepares_switches_and_ends_every_push(tmp_path: Path) -> None:
+    run = bench(
+        "concurrency", "--pushes", "2", "--seconds", "4", "--receivers", "1", "--workers", "1",
+        "--stops", "0", "--classroom", "1.5", "--size", "320x240", timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "classroom: 3 clips prepared, a switch every 1.5 s" in run.stdout
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 2 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["roomcast", "ffmpeg"], run.stdout
+    assert all(row.split("|")[9].strip() == "0" for row in rows), run.stdout  # none failed
+
+
 def test_the_benchmark_room_cuts_no_hls(tmp_path: Path) -> None:
     with LocalRoom(tmp_path / "room", hls=False) as room:
         config = room.config_path.read_text()
