@@ -20,8 +20,8 @@ def main() -> None:
     [--switch-every SECONDS --clips URL… [--renditions DIR] --seconds SECONDS]``
 
     With ``--switch-every``, a switchable push that switches to the next of ``--clips``
-    (round robin) that often, for ``--seconds``, with a rendition cache in ``--renditions``
-    (none: renditions off).
+    (round robin) that often, for ``--seconds``. ``--renditions``: the rendition cache's
+    directory (none: renditions off).
     """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source")
@@ -38,9 +38,10 @@ def main() -> None:
         spec = replace(spec, pace_batch=args.batch)
     if args.rtmp_client is not None:
         spec = replace(spec, rtmp_client=args.rtmp_client)
+    if args.renditions:
+        spec = replace(spec, rendition_cache=RenditionCache(Path(args.renditions), 1 << 34))
     if args.switch_every is not None:
-        cache = RenditionCache(Path(args.renditions), 1 << 34) if args.renditions else None
-        spec = replace(spec, switchable=True, rendition_cache=cache, loop="clip")
+        spec = replace(spec, switchable=True, loop="clip")
     with Control() as control:
         if args.switch_every is not None:
             _switch_every(control, args.switch_every, args.clips)

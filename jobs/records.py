@@ -306,8 +306,9 @@ Stats = create_model(  # type: ignore[call-overload]
 class ListQuery(BaseModel):
     """``GET /v1/pushes``'s query: which pushes to list, newest first."""
 
-    # Query strings carry text: pydantic reads "20" as 20 for an int field.
-    model_config = ConfigDict(extra="ignore")
+    # Query strings carry text: pydantic reads "20" as 20 for an int field. An unknown
+    # parameter (a misspelt "state") is refused: ignored, it would list every push.
+    model_config = ConfigDict(extra="forbid")
 
     State: JobState | None = Field(None, description="Only this state.")
     Limit: int = Field(50, ge=1, le=1000, description="At most this many pushes.")

@@ -107,7 +107,12 @@ class RestartableAudioEncoder:
         return self._out(self._ctx.encode(frame))
 
     def drain(self) -> list[av.Packet]:
-        """Everything the encoder still holds; the next frame starts a new encoder."""
+        """Everything the encoder still holds; the next frame starts a new encoder.
+
+        Called before remuxed sound goes out: from then on, a new encoder's priming frame
+        would overlap sound already sent.
+        """
+        self._started = True
         if self._ctx is None:
             return []
         ctx, self._ctx = self._ctx, None

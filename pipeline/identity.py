@@ -14,11 +14,18 @@ import hashlib
 import logging
 import urllib.error
 import urllib.request
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from jobs.redact import CONTENT_PARAMS, redact_url
+from jobs.redact import CONTENT_PARAMS, redact_text, redact_url
 
 log = logging.getLogger(__name__)
+
+#: The query parameters that are part of a clip's identity: those that select content, less
+#: ``t`` (a media offset on some servers, the signature's expiry on Tencent's CDN: an
+#: expiry would make every signed URL a new clip; the validators tell contents apart).
+IDENTITY_PARAMS = CONTENT_PARAMS - {"t"}
+#: What ``quote`` leaves as it is: the URL's syntax, and escapes already there.
+URL_SAFE = "/:?#[]@!$&'()*+,;=%~"
 
 
 class NoIdentity(Exception):
@@ -35,19 +42,23 @@ def source_identity(url: str, timeout: float, proxy: str | None = None) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise NoIdentity(f"{parts.scheme} sources are streams, not files")
-    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
     # The worker's egress proxy, or none at all: never the environment's.
     handler = urllib.request.ProxyHandler({"http": proxy, "https": proxy} if proxy else {})
     try:
+        # FFmpeg plays a URL with spaces or non-ASCII letters as it is; urllib needs them
+        # percent-encoded (what is encoded already stays as it is).
+        request = urllib.request.Request(quote(url, safe=URL_SAFE), headers={"Range": "bytes=0-0"})
         with urllib.request.build_opener(handler).open(request, timeout=timeout) as answer:
             headers = answer.headers
             length = _total_length(headers.get("Content-Range"), headers.get("Content-Length"))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise NoIdentity(f"{redact_url(url)} did not answer: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure only means: not cached
+        # urllib's messages may quote the URL, or a redirect's: masked like any other text.
+        detail = redact_text(str(exc), [url])
+        raise NoIdentity(f"{redact_url(url)} did not answer: {detail}") from None
     etag, modified = headers.get("ETag"), headers.get("Last-Modified")
     if not (etag or modified):
         raise NoIdentity(f"{redact_url(url)} gives no ETag or Last-Modified")
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() in CONTENT_PARAMS])
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() in IDENTITY_PARAMS])
     place = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, query, ""))
     return "\n".join([place, etag or "", modified or "", length or ""])
 

@@ -29,7 +29,7 @@ from jobs.errors import SourceError
 from jobs.redact import redact_url
 
 from .control import Control
-from .encoders import RestartableAudioEncoder
+from .encoders import RestartableAudioEncoder, source_fps
 from .probe import probe_video
 from .relay import Relay
 from .renditions import RenditionRecorder, Renditions
@@ -54,6 +54,8 @@ LOOP_MODES = ("none", "clip", "last", "all")
 #: While paused, the last picture is repeated at this interval (with silence).
 PAUSE_STEP = Fraction(1, 10)
 HISTORY_KEPT = 50
+#: A clip kept as a rendition must have played this close to its announced duration.
+WHOLE_TOLERANCE = 1.0
 
 ClipRoute = VideoTranscodeRoute | AudioTranscodeRoute | VideoSpliceRoute | AudioSpliceRoute
 
@@ -228,8 +230,13 @@ class Player:
             return
         audio = self._audio_out.stream if self._audio_out is not None else None
         self._recorder = self._renditions.recorder(self._current.url, self._video_out, audio)
-        if self._recorder is not None:
-            self._gate.due = True  # a rendition starts with an IDR
+        if self._recorder is None:
+            return
+        self._gate.due = True  # a rendition starts with an IDR
+        if self._audio_out is not None:
+            # The last clip's sound still in the encoder goes to the room, not to this
+            # clip's rendition.
+            self._relay.send(self._audio_out.drain(), False)
 
     def _send(self, packets: list[av.Packet], is_video: bool) -> bool:
         """Send output packets to the room, copied first into a rendition being recorded."""
@@ -244,6 +251,12 @@ class Player:
             return
         if end.kind != "ended":
             recorder.abort(f"the clip ended early ({end.kind})")
+            return
+        progress = self._relay.progress
+        played = progress.position - self._clip_start
+        if progress.duration and played < progress.duration - WHOLE_TOLERANCE:
+            # A file cut short must not become a rendition that plays "complete" later.
+            recorder.abort(f"the clip stopped at {played:.1f} s of {progress.duration:.1f} s")
             return
         if self._audio_out is not None:
             # The encoder still holds the clip's last sound: the rendition needs it.
@@ -321,7 +334,7 @@ class Player:
         routes: dict[int, ClipRoute] = {}
         if source.video is not None and self._video_out is not None:
             thread_decoder(source.video)
-            rate = Fraction(source.video.average_rate or 30)
+            rate = source_fps(source.video)
             out_rate = Fraction(self._video_out.codec_context.framerate or 30)
             self._video_route = VideoTranscodeRoute(
                 source.video,  # type: ignore[arg-type]
@@ -347,6 +360,7 @@ class Player:
 
     def _splice_routes(self, source: Source, skip: Fraction | None) -> dict[int, ClipRoute]:
         """A rendition's routes: remuxed, with a bridge when ``skip`` is inside a GOP."""
+        self._video_route = None  # its last picture is another clip's
         routes: dict[int, ClipRoute] = {}
         if source.video is not None and self._video_out is not None:
             routes[source.video.index] = VideoSpliceRoute(
@@ -502,7 +516,8 @@ class Player:
         if self._on_event is not None:
             clip = {"Clip": self._index, "ClipId": self._current.id}
             self._on_event(name, {**clip, "VideoSrc": redact_url(self._current.url), **entry})
-        self._relay.progress.player = self.state()
+        if self._spec.switchable:
+            self._relay.progress.player = self.state()
         self._relay.meter.report()
 
     def state(self) -> dict[str, Any]:

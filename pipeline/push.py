@@ -46,6 +46,8 @@ EARLY_END_TOLERANCE = 2.0
 MAX_DEMUX_ERRORS = 50
 #: A switchable push re-encodes every clip, whatever the first one is.
 SWITCHABLE = Decision(Action.TRANSCODE, "switchable push: every clip re-encoded to one format")
+#: A file that needs re-encoding, with a rendition cache: encoded once, remuxed after.
+ONCE = Decision(Action.TRANSCODE, "re-encoded once into a rendition; later pushes remux it")
 #: A live timestamp jumping back, or forward by more than this, starts a new segment.
 LIVE_JUMP = Fraction(5)
 #: FFmpeg's internal time base, for a stream that announces none.
@@ -113,8 +115,9 @@ def push(
             else None
         )
         decisions = _decide(source, spec.profile, probe)
-        if spec.switchable:
-            decisions = {s: SWITCHABLE for s in decisions}
+        once = _encode_once(spec, decisions, live)
+        if spec.switchable or once:
+            decisions = {s: SWITCHABLE if spec.switchable else ONCE for s in decisions}
         progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
@@ -141,7 +144,7 @@ def push(
                     on_connected(progress.copy())
                 if live:
                     return _push_live(spec, control, source, outputs, relay, timeline, clock)
-                if spec.switchable:
+                if spec.switchable or once:
                     return _play(spec, control, source, outputs, relay, timeline, probe, on_event)
                 return _push_file(spec, source, outputs, relay, timeline)
             except (PublishCut, SourceError, OSError) as exc:
@@ -231,7 +234,8 @@ def _play(
     probe: VideoProbe | None,
     on_event: EventCallback | None,
 ) -> PushResult:
-    """A switchable push: the player runs the clips and the commands."""
+    """A switchable push: the player runs the clips and the commands. Also a file that
+    needs re-encoding and has a rendition cache: the player of one clip, without events."""
     video, audio = outputs.get("video"), outputs.get("audio")
     renditions = None
     if spec.rendition_cache is not None:
@@ -246,17 +250,31 @@ def _play(
         timeline,
         video and video.stream,
         audio and audio.stream,
-        on_event,
+        on_event if spec.switchable else None,
         renditions,
     )
     try:
         reason = player.run(source, probe.rotation if probe is not None else 0)
     except OSError as exc:  # FFmpeg's I/O errors are OSErrors too
         raise _read_failure(exc, spec, player.current_clip) from None
+    relay.finish()  # a plain push's packets queued for the shared sender go out first
     relay.meter.report()
     if relay.stopped:
         return _relay_stopped(relay)
+    if not spec.switchable:
+        _check_complete(relay)
+        reason = "the source ended"
     return PushResult(Outcome.COMPLETED, reason, relay.progress.copy())
+
+
+def _encode_once(spec: PushSpec, decisions: dict[av.stream.Stream, Decision], live: bool) -> bool:
+    """Whether a plain file push that must re-encode goes through a rendition: the first
+    push encodes it (and keeps it), later ones remux it (docs/renditions.md)."""
+    return (
+        spec.rendition_cache is not None
+        and not (live or spec.switchable)
+        and any(d.action is Action.TRANSCODE for d in decisions.values())
+    )
 
 
 def _read_failure(exc: OSError, spec: PushSpec, url: str) -> SourceUnreachable:
@@ -396,17 +414,21 @@ def _push_file(
 
     relay.finish()
     relay.meter.report()
-    progress = relay.progress
     if relay.stopped:
         return _relay_stopped(relay)
-    duration = progress.duration
+    _check_complete(relay)
+    return PushResult(Outcome.COMPLETED, "the source ended", relay.progress.copy())
+
+
+def _check_complete(relay: Relay) -> None:
+    """Raise SourceEndedEarly when a file stopped well before its announced duration."""
+    duration = relay.progress.duration
     # Not the position: that follows the picture, which may end before the sound.
     reached = relay.source_reached
     if duration is not None and reached < duration - EARLY_END_TOLERANCE:
         raise SourceEndedEarly(
             f"the source ended early, at {reached:.1f} s of an announced {duration:.1f} s"
         )
-    return PushResult(Outcome.COMPLETED, "the source ended", progress.copy())
 
 
 def _push_live(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import av
 
@@ -55,6 +56,15 @@ class Relay:
         self.track_position = True
         self._last_video: float | None = None
         self._frame_interval = 0.0
+        #: Pictures handed to the muxer that it still holds: (output seconds, position).
+        self._held: deque[tuple[float, float]] = deque()
+        #: The latest sound handed to the muxer (output seconds), and whether the output has
+        #: both picture and sound (known once the first packet goes out).
+        self._sound_at = float("-inf")
+        self._interleaved: bool | None = None
+        # A switchable push's player moves the position itself (seek, pause, clip-ending
+        # are about what it has handed on); it keeps no bookmark to resume from.
+        self._room_position = not spec.switchable
         #: The furthest source time handed on, any stream: how much of a file was read.
         self.source_reached = 0.0
         self._sender: Sender | None = None
@@ -149,12 +159,36 @@ class Relay:
                 self._frame_interval = seconds - self._last_video
             self._last_video = seconds
             length = length or self._frame_interval
+        else:
+            self._sound_at = max(self._sound_at, seconds)
         end = seconds + length
         position = self._timeline.source_seconds(end) if self._paced else end
         self.source_reached = max(self.source_reached, position)
-        if not is_video and self._last_video is not None:
+        if self._interleaved is None:
+            streams = self._sink.container.streams
+            self._interleaved = self._room_position and bool(streams.video and streams.audio)
+        if not self._interleaved:
+            return None if not is_video and self._last_video is not None else position
+        if is_video:
+            self._held.append((seconds, position))
+        elif self._last_video is None:
             return None
-        return position
+        return self._released()
+
+    def _released(self) -> float | None:
+        """The position of the last picture the muxer has let out (None: none since the
+        last call).
+
+        The muxer interleaves by time: a picture goes out once sound at least as late has
+        reached it. Re-encoded sound comes a frame behind the picture, so the last picture
+        may still be held, and a push stopped then never sends it: counting it would make
+        a resume skip it.
+        """
+        released = None
+        held = self._held
+        while held and held[0][0] <= self._sound_at:
+            released = held.popleft()[1]
+        return released
 
     def _queue(
         self, lane: Lane, out: av.Packet, seconds: float, tick: float, is_video: bool

@@ -103,6 +103,7 @@ class RenditionCache:
         A push still reading a removed rendition keeps reading it (the file lives while
         open); the next one encodes it again.
         """
+        self._remove_orphans()
         entries = []
         for path in self.root.glob(f"*/*{SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
@@ -122,6 +123,16 @@ class RenditionCache:
         if removed:
             log.info("rendition cache: %d removed to stay under %d bytes", len(removed), total)
         return removed
+
+    def _remove_orphans(self) -> None:
+        """Remove the ``.part`` files of writers that died (killed, out of memory): a part
+        whose rendition's lock nobody holds is nobody's."""
+        for part in self.root.glob("*/*.part"):
+            rendition = part.with_name(part.name.split(".", 1)[0] + SUFFIX)
+            with contextlib.suppress(OSError), rendition.with_suffix(".lock").open("a") as lock:
+                if _lock(lock, wait=False):
+                    part.unlink(missing_ok=True)
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def usage(self) -> tuple[int, int]:
         """(renditions, bytes) held now."""

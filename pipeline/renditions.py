@@ -24,7 +24,7 @@ import av
 
 from jobs.redact import redact_url
 
-from .encoders import output_fps, output_size, setup_aac, setup_h264
+from .encoders import output_fps, output_size, setup_aac, setup_h264, source_fps
 from .identity import NoIdentity, source_identity
 from .probe import probe_video
 from .rendition_cache import Claim, RenditionCache
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Changes whenever renditions are encoded differently: older ones are then not used.
 ENCODING_VERSION = 1
+#: A recorded clip's first sound must come within one AAC frame of its first picture.
+SOUND_JOIN = Fraction(1024, 48_000) + Fraction(5, 1000)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def encode_rendition(
             thread_decoder(source.video)
             video = out.add_stream("libx264", rate=fmt.fps)
             setup_h264(video, fmt.width, fmt.height, fmt.fps, fmt.profile)
-            cap = Fraction(source.video.average_rate or 0) > fmt.fps
+            cap = source_fps(source.video) > fmt.fps
             routes[source.video.index] = VideoTranscodeRoute(
                 source.video,  # type: ignore[arg-type]
                 video,
@@ -201,12 +203,13 @@ class Renditions:
         (the clip is then re-encoded as it plays)."""
         try:
             identity = source_identity(url, self._timeout, self._proxy)
-        except NoIdentity as exc:
+            path = self._cache.find(identity, self.stats.format.key)
+        except (NoIdentity, OSError) as exc:
+            # The cache is a saving, never a reason to fail: the clip is re-encoded.
             self.stats.uncached += 1
             self.stats.last_uncached = str(exc)
             log.info("not cached: %s", exc)
             return None
-        path = self._cache.find(identity, self.stats.format.key)
         if path is None:
             self.stats.misses += 1
             self._missing[url] = identity
@@ -228,18 +231,16 @@ class Renditions:
         if identity is None:
             return None
         release = contextlib.ExitStack()
-        claim = release.enter_context(
-            self._cache.claim(identity, self.stats.format.key, wait=False)
-        )
-        if claim is None or claim.existing is not None:
-            release.close()
-            return None
         try:
-            return RenditionRecorder(claim, release, video_out, audio_out)
+            claim = release.enter_context(
+                self._cache.claim(identity, self.stats.format.key, wait=False)
+            )
+            if claim is not None and claim.existing is None:
+                return RenditionRecorder(claim, release, video_out, audio_out)
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("cannot record a rendition (%s)", exc)
-            release.close()
-            return None
+        release.close()
+        return None
 
     def kept(self) -> None:
         """Count a rendition recorded from a first play."""
@@ -260,8 +261,7 @@ def prepare(
     source: Source,
     cache: RenditionCache,
     profile: OutputProfile,
-    timeout: float,
-    proxy: str | None = None,
+    identity: str,
     fmt: RenditionFormat | None = None,
     on_progress: Callable[[float], None] | None = None,
     stopped: Callable[[], bool] = lambda: False,
@@ -270,9 +270,9 @@ def prepare(
     that starts with this clip uses), unless the cache has it. Two processes preparing the
     same clip make one rendition: the second waits for the first and finds it.
 
-    Raises :class:`~pipeline.identity.NoIdentity` when the source cannot be cached.
+    ``identity``: :func:`~pipeline.identity.source_identity` of the source, asked *before*
+    it was opened (a file replaced in between then never gets the old file's identity).
     """
-    identity = source_identity(source.url, timeout, proxy)
     rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
     fmt = fmt or format_of(source, profile, rotation)
     found = cache.find(identity, fmt.key)
@@ -309,6 +309,7 @@ class RenditionRecorder:
         if audio_out is not None:
             self._streams[False] = self._container.add_stream_from_template(audio_out)
         self._origin: Fraction | None = None
+        self._heard = False
         self.broken: str | None = None
 
     def add(self, packets: list[av.Packet], is_video: bool) -> None:
@@ -330,13 +331,24 @@ class RenditionRecorder:
             start = round(self._origin / tb)
             if packet.pts < start:
                 continue
+            if not (is_video or self._heard):
+                self._heard = True
+                if (packet.pts - start) * tb > SOUND_JOIN:
+                    # Its opening sound went under the last clip's (joined on the picture):
+                    # as a rendition, the clip would start silent.
+                    self.broken = "the clip's first sound was not sent"
+                    return
             copy = av.Packet(bytes(packet))
             copy.pts = copy.dts = packet.pts - start
             copy.duration = packet.duration
             copy.time_base = tb
             copy.is_keyframe = packet.is_keyframe
             copy.stream = stream
-            self._container.mux(copy)
+            try:
+                self._container.mux(copy)
+            except (av.error.FFmpegError, OSError) as exc:
+                self.broken = f"writing the rendition failed: {exc}"
+                return
 
     def commit(self, url: str, fmt: RenditionFormat) -> Path | None:
         """Keep the rendition (None if it could not be completed)."""
@@ -346,6 +358,9 @@ class RenditionRecorder:
         try:
             self._container.close()
             path = self._claim.commit(Source=redact_url(url), Format=fmt.as_dict())
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("could not keep a rendition: %s", exc)
+            return None
         finally:
             self._release.close()
         log.info("rendition kept from the first play of %s (%s)", redact_url(url), fmt.key)

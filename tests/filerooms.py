@@ -34,6 +34,7 @@ from pipeline import (
 )
 from pipeline.clock import VirtualClock
 from pipeline.fileroom import RoomFiles
+from pipeline.identity import source_identity
 from pipeline.rendition_cache import RenditionCache
 from pipeline.renditions import format_of, prepare
 from pipeline.source import open_source
@@ -214,9 +215,10 @@ def prepare_all(urls: list[str], directory: Path) -> RenditionCache:
         finally:
             source.close()
         for url in urls:
+            identity = source_identity(url, timeouts.source_open)
             source = open_source(url, timeouts)
             try:
-                prepare(source, cache, OutputProfile(), timeouts.source_open, fmt=fmt)
+                prepare(source, cache, OutputProfile(), identity, fmt=fmt)
             finally:
                 source.close()
     return cache

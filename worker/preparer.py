@@ -18,11 +18,11 @@ import av.error
 from jobs.errors import RoomcastError
 from jobs.preparations import ClipPreparation, Preparation, PreparationStore
 from jobs.records import iso
-from jobs.redact import redact_text
+from jobs.redact import redact_text, redact_url
 from jobs.settings import Settings
 from jobs.store import now
 from jobs.urlguard import check_source_address
-from pipeline.identity import NoIdentity
+from pipeline.identity import NoIdentity, source_identity
 from pipeline.renditions import RenditionFormat, prepare
 from pipeline.source import open_source
 
@@ -51,25 +51,43 @@ def run_preparation(
     preparation.State = "running"
     store.save(preparation)
     fmt = _asked_format(preparation, settings)
-    for clip, url in zip(preparation.Clips, urls, strict=True):
-        clip.State = "preparing"
+    try:
+        for clip, url in zip(preparation.Clips, urls, strict=True):
+            clip.State = "preparing"
+            store.save(preparation)
+            try:
+                fmt = _prepare_clip(store, preparation, clip, url, settings, fmt)
+                if not clip.Cached:
+                    counted(renditions_prepared=1)
+            except Exception as exc:  # noqa: BLE001 - one clip fails alone, with its reason
+                clip.State = "failed"
+                clip.Error = _reason(exc, url)
+                log.warning("preparation %s: %s: %s", request_id, clip.VideoSrc, clip.Error)
+            store.save(preparation)
+    finally:
+        for clip in preparation.Clips:
+            if clip.State in ("queued", "preparing"):
+                clip.State, clip.Error = "failed", "the preparation was interrupted"
+        ready = all(clip.State == "ready" for clip in preparation.Clips)
+        preparation.State = "succeeded" if ready else "failed"  # type: ignore[assignment]
+        preparation.EndedAt = iso(now())
         store.save(preparation)
-        try:
-            fmt = _prepare_clip(store, preparation, clip, url, settings, fmt)
-            if not clip.Cached:
-                counted(renditions_prepared=1)
-        except (RoomcastError, NoIdentity, av.error.FFmpegError, OSError) as exc:
-            clip.State = "failed"
-            clip.Error = redact_text(getattr(exc, "message", None) or str(exc), [url])
-            log.warning(
-                "preparation %s: %s cannot be prepared: %s", request_id, clip.VideoSrc, clip.Error
-            )
-        store.save(preparation)
-    ready = all(clip.State == "ready" for clip in preparation.Clips)
-    preparation.State = "succeeded" if ready else "failed"  # type: ignore[assignment]
-    preparation.EndedAt = iso(now())
-    store.save(preparation)
     return preparation.State
+
+
+def _reason(exc: Exception, url: str) -> str:
+    """Why a clip could not be prepared, for people (the URL's secrets masked)."""
+    if isinstance(exc, RoomcastError):
+        text = exc.message
+    elif isinstance(exc, NoIdentity | av.error.FFmpegError | OSError):
+        text = str(exc)
+    else:
+        # No traceback: its frames' text could hold the URL, which the log must not.
+        log.error(
+            "preparing %s failed unexpectedly: %s", redact_url(url), redact_text(repr(exc), [url])
+        )
+        text = f"an internal error ({type(exc).__name__})"
+    return redact_text(text, [url])
 
 
 def _prepare_clip(
@@ -97,16 +115,11 @@ def _prepare_clip(
             shown = time.monotonic()
             store.save(preparation)
 
+    identity = source_identity(url, limits.source_open, proxy)  # before the bytes are read
     source = open_source(url, limits, secrets=(url,), proxy=proxy)
     try:
         done = prepare(
-            source,
-            cache,
-            output_profile(settings),
-            limits.source_open,
-            proxy,
-            fmt=fmt,
-            on_progress=progress,
+            source, cache, output_profile(settings), identity, fmt=fmt, on_progress=progress
         )
     finally:
         source.close()

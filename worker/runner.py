@@ -412,7 +412,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             if record.ClipEndingSeconds is None
             else record.ClipEndingSeconds
         ),
-        rendition_cache=rendition_cache(settings) if record.Switchable else None,
+        rendition_cache=rendition_cache(settings) if record.Mode == "vod" else None,
     )
 
 

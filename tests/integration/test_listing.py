@@ -47,3 +47,9 @@ def test_a_good_list_query_answers_the_pushes_and_the_count_in_each_state(
     assert answer.status == 200, answer.body
     assert answer.body["Pushes"] == []
     assert set(answer.body["Stats"]) == {"queued", "running", "succeeded", "failed", "stopped"}
+
+
+def test_an_unknown_query_parameter_is_refused_naming_it(api: ClientApi) -> None:
+    answer = api.call("GET", "/v1/pushes?state=running")
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == "state"

@@ -10,6 +10,7 @@ identity by the server's validators).
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from devstack.room import LocalRoom
 from jobs.commands import Pause, Resume, Switch, Volume
 from pipeline import OutputProfile, Timeouts
+from pipeline.identity import source_identity
 from pipeline.rendition_cache import RenditionCache
 from pipeline.renditions import Prepared, format_of, prepare
 from pipeline.source import open_source
@@ -45,8 +47,9 @@ def prepare_clip(url: str, cache: RenditionCache, first: str | None = None) -> P
     timeouts = Timeouts()
     with _opened(first or url) as source:
         fmt = format_of(source, OutputProfile())
+    identity = source_identity(url, timeouts.source_open)
     with _opened(url) as source:
-        return prepare(source, cache, OutputProfile(), timeouts.source_open, fmt=fmt)
+        return prepare(source, cache, OutputProfile(), identity, fmt=fmt)
 
 
 class _opened:
@@ -241,3 +244,107 @@ def test_a_clip_cut_short_keeps_no_rendition(
     assert sent.final.renditions["Written"] == 1  # clip 3, played whole; not clip 1
     assert cache.usage()[0] == 1
     assert not list(cache.root.glob("*/*.part"))
+
+
+@pytest.fixture(scope="module")
+def bframes(media: Path, room: LocalRoom) -> str:
+    """A 4 s clip with B-frames: a plain push must re-encode it."""
+    make_numbered_clip(media / "rend_bframes.mp4", seconds=4, clip_id=5, bframes=2)
+    return room.media_url("rend_bframes.mp4")
+
+
+def push_plain(tmp_path: Path, url: str, cache: RenditionCache, **fields) -> Sent:  # noqa: ANN003
+    """A plain (not switchable) push of ``url`` with the cache."""
+    return push_to_files(tmp_path / "room", spec_for(url, rendition_cache=cache, **fields))
+
+
+def test_the_second_plain_push_of_a_file_with_b_frames_remuxes_the_first_one_s_encoding(
+    tmp_path: Path, bframes: str, cache: RenditionCache
+) -> None:
+    first = push_plain(tmp_path / "first", bframes, cache)
+    assert first.completed and first.result is not None, first.error
+    assert first.result.reason == "the source ended"
+    assert {s.action for s in first.final.streams} == {"transcode"}
+    assert "once into a rendition" in first.final.streams[0].reason
+    assert first.final.renditions is not None and first.final.renditions["Written"] == 1
+    assert first.events == [] and first.final.player is None  # no player to speak of
+    again = push_plain(tmp_path / "again", bframes, cache)
+    assert again.completed, again.error
+    assert again.final.renditions is not None
+    assert (again.final.renditions["Hits"], again.final.renditions["Reencoded"]) == (1, {})
+    for sent in (first, again):
+        assert [f.number for f in sent.publish.frames] == list(range(4 * FPS))
+        assert not sent.publish.has_b_frames()
+        assert_seamless(sent.publish)
+
+
+def test_a_resumed_plain_push_bridges_into_the_rendition(
+    tmp_path: Path, bframes: str, cache: RenditionCache
+) -> None:
+    push_plain(tmp_path / "first", bframes, cache)
+    resumed = push_plain(tmp_path / "resumed", bframes, cache, start_position=1.5)
+    assert resumed.final.renditions is not None
+    assert resumed.final.renditions["Reencoded"] == {"bridge": 1}
+    numbers = [f.number for f in resumed.publish.frames]
+    assert abs(numbers[0] - 1.5 * FPS) <= 1 and numbers == list(range(numbers[0], 4 * FPS))
+
+
+def test_a_file_cut_short_fails_as_ended_early_and_leaves_no_rendition(
+    tmp_path: Path, media: Path, room: LocalRoom, cache: RenditionCache
+) -> None:
+    made = make_numbered_clip(media / "rend_cut_src.mp4", seconds=6, clip_id=6, bframes=2)
+    whole = media / "rend_cut_whole.mp4"  # moov first, as an upload cut short has it
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(made), "-c", "copy", "-movflags", "+faststart",
+         str(whole)],
+        check=True,
+    )  # fmt: skip
+    data = whole.read_bytes()
+    (media / "rend_cut.mp4").write_bytes(data[: int(len(data) * 0.6)])
+    sent = push_plain(tmp_path, room.media_url("rend_cut.mp4"), cache)
+    assert sent.error is not None and sent.error.code == "SourceEndedEarly", sent.error
+    assert cache.usage()[0] == 0
+
+
+def test_an_unprepared_clip_after_a_prepared_one_repeats_no_sound(
+    tmp_path: Path, urls: dict[int, str], cache: RenditionCache
+) -> None:
+    # The push's first AAC encoder starts after remuxed sound: its priming frame would
+    # land on sound already sent.
+    prepare_clip(urls[3], cache)
+    sent = play(tmp_path, urls[3], cache, [(1.0, Switch(VideoSrc=urls[1]))])
+    assert sent.final.renditions is not None
+    assert (sent.final.renditions["Hits"], sent.final.renditions["Reencoded"]) == (1, {"clip": 1})
+    assert_seamless(sent.publish)
+
+
+def test_a_clip_whose_opening_sound_went_under_the_last_one_is_not_kept(
+    tmp_path: Path, urls: dict[int, str], cache: RenditionCache, media: Path, room: LocalRoom
+) -> None:
+    # Clip "long": 2 s of picture, 2.6 s of sound. The next clip joins on the picture's end,
+    # so its first 0.6 s of sound are dropped as it plays: no rendition of it.
+    long = media / "rend_long_sound.mp4"
+    if not long.exists():
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-t", "2", "-i", str(media / "rend3.mp4"),
+             "-f", "lavfi", "-t", "2.6", "-i", "sine=frequency=300:sample_rate=48000",
+             "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(long)],
+            check=True,
+        )  # fmt: skip
+    sent = play(tmp_path, room.media_url(long.name), cache, playlist=(urls[2],))
+    assert sent.completed, sent.error
+    assert sent.final.renditions is not None
+    assert sent.final.renditions["Written"] == 1  # the long-sounding clip, not clip 2
+    again = play(tmp_path / "again", urls[2], cache)
+    assert again.final.renditions is not None and again.final.renditions["Hits"] == 0
+
+
+def test_a_cache_that_cannot_be_used_costs_the_saving_not_the_push(
+    tmp_path: Path, urls: dict[int, str]
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache should be")
+    sent = play(tmp_path, urls[3], RenditionCache(blocked, 1 << 30), playlist=(urls[2],))
+    assert sent.completed, sent.error
+    assert sent.final.renditions is not None and sent.final.renditions["Uncached"] == 2
+    assert_seamless(sent.publish)

@@ -128,3 +128,31 @@ def test_a_server_without_validators_is_not_cached(server: str) -> None:
         source_identity(f"{server}/a.mp4", timeout=5)
     _Validators.modified = "Sun, 06 Dec 2026 10:00:00 GMT"
     assert source_identity(f"{server}/a.mp4", timeout=5)
+
+
+def test_a_dead_writer_s_part_file_goes_at_the_next_eviction(tmp_path: Path) -> None:
+    cache = RenditionCache(tmp_path, 1 << 20)
+    with cache.claim("busy", FORMAT) as claim:
+        assert claim is not None
+        claim.part.write_bytes(b"being written")
+        orphan = claim.part.with_name(claim.part.name.replace(".", ".dead", 1))
+        orphan.write_bytes(b"left by a killed process")
+        dead = cache.path_for("dead", FORMAT).with_suffix(".x.part")
+        dead.write_bytes(b"nobody holds this one's lock")
+        cache.evict()
+        assert claim.part.exists(), "a part whose writer lives stays"
+        assert orphan.exists(), "same rendition, same live writer"
+    assert not dead.exists()
+
+
+@pytest.mark.parametrize("path", ["/a b.mp4", "/课程/讲解.mp4"])
+def test_a_url_with_spaces_or_non_ascii_letters_is_identified_as_ffmpeg_plays_it(
+    server: str, path: str
+) -> None:
+    assert source_identity(f"{server}{path}", timeout=5).startswith(server)
+
+
+def test_an_unreachable_source_is_uncached_with_its_secrets_masked() -> None:
+    with pytest.raises(NoIdentity) as raised:
+        source_identity("http://127.0.0.1:9/a.mp4?sign=SECRET", timeout=2)
+    assert "SECRET" not in str(raised.value)
