@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
-from jobs.errors import NotFound, ServiceUnavailable
+from jobs.errors import NotFound
 from jobs.preparations import ClipPreparation, Preparation, PreparationStore
 from jobs.records import iso
 from jobs.redact import redact_url
@@ -21,7 +21,7 @@ from .errors import invalid_job_from
 from .keys import check_app, current_key
 from .models import PrepareRequest
 from .responses import PrepareAccepted
-from .views import guard_urls, json_object
+from .views import enqueue_or_discard, guard_urls, json_object
 
 bp = Blueprint("renditions", __name__)
 
@@ -52,15 +52,11 @@ def prepare() -> ResponseReturnValue:
     )
     store = _preparations()
     store.create(preparation, list(asked.Clips))
-    try:
-        send_preparation(current_app.extensions["celery"], request_id)
-    except Exception as exc:
-        # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
-        current_app.logger.error("preparation %s could not be enqueued: %s", request_id, exc)
-        store.discard(request_id)
-        raise ServiceUnavailable(
-            "the task queue (Redis) is unavailable, so nothing was accepted; try again shortly"
-        ) from None
+    enqueue_or_discard(
+        f"preparation {request_id}",
+        lambda: send_preparation(current_app.extensions["celery"], request_id),
+        lambda: store.discard(request_id),
+    )
     current_app.logger.info("preparation %s queued: %d clips", request_id, len(asked.Clips))
     answer = PrepareAccepted(RequestId=request_id, Message="Renditions are being prepared")
     response = jsonify(answer.model_dump())

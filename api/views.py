@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -190,18 +191,29 @@ def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bo
 
 
 def _enqueue(request_id: str, record: JobRecord) -> None:
-    """Send the task; if that fails, remove the record so that no job is left half-written."""
+    """Send the push's task, or remove its record (see :func:`enqueue_or_discard`)."""
+    enqueue_or_discard(
+        f"push {request_id}",
+        lambda: enqueue(current_app.extensions["celery"], request_id, record),
+        lambda: _store().discard(request_id),
+    )
+
+
+def enqueue_or_discard(what: str, send: Callable[[], None], discard: Callable[[], None]) -> None:
+    """``send`` a task; if that fails, ``discard`` what was recorded for it, so that nothing
+    is left half-written, and answer 503."""
     try:
-        enqueue(current_app.extensions["celery"], request_id, record)
+        send()
     except Exception as exc:
         # kombu wraps a lost broker in its own OperationalError, so no narrower class fits.
-        current_app.logger.error("push %s could not be enqueued: %s", request_id, exc)
+        current_app.logger.error("%s could not be enqueued: %s", what, exc)
         try:
-            _store().discard(request_id)
+            discard()
         except RedisError:
-            current_app.logger.exception("push %s: could not remove its record", request_id)
+            current_app.logger.exception("%s: could not remove its record", what)
         raise ServiceUnavailable(
-            "the task queue (Redis) is unavailable, so the push was not accepted; try again shortly"
+            f"the task queue (Redis) is unavailable, so the {what.split()[0]} was not "
+            "accepted; try again shortly"
         ) from None
 
 

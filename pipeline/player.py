@@ -278,10 +278,10 @@ class Player:
         skip = None
         if start > 0 and _seek(source, Fraction(start).limit_denominator(1000)):
             skip = Fraction(start).limit_denominator(1000)
-        routes = self._routes(source, rotation, skip)
         # Join on the picture's end: sound already sent past it is trimmed from the new clip.
         joint = self._timeline.end_of(VIDEO_TIMELINE_KEY) if self._video_out is not None else None
         self._timeline.begin_segment(skip if skip is not None else source.start_time, joint)
+        routes = self._routes(source, rotation, skip)  # in the segment: they read its offset
         relay = self._relay
         # The position is this clip's from here (the last one's until a packet is sent),
         # and a seek back re-arms clip-ending.

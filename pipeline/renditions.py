@@ -309,6 +309,8 @@ class RenditionRecorder:
         if audio_out is not None:
             self._streams[False] = self._container.add_stream_from_template(audio_out)
         self._origin: Fraction | None = None
+        #: The origin in each output stream's ticks (video: True, sound: False).
+        self._starts: dict[bool, int] = {}
         self._heard = False
         self.broken: str | None = None
 
@@ -320,20 +322,23 @@ class RenditionRecorder:
         for packet in packets:
             if packet.pts is None:
                 continue
-            tb = Fraction(packet.time_base)
             if self._origin is None:
                 if not is_video:
                     continue  # the sound before the clip's first picture is the last clip's
                 if not packet.is_keyframe:
                     self.broken = "the clip's first picture is not an IDR"
                     return
-                self._origin = packet.pts * tb
-            start = round(self._origin / tb)
+                self._origin = packet.pts * Fraction(packet.time_base)
+            # Each output stream keeps one time base: its origin in ticks is worked out once.
+            start = self._starts.get(is_video)
+            if start is None:
+                tb = Fraction(packet.time_base)
+                start = self._starts[is_video] = round(self._origin / tb)
             if packet.pts < start:
                 continue
             if not (is_video or self._heard):
                 self._heard = True
-                if (packet.pts - start) * tb > SOUND_JOIN:
+                if (packet.pts - start) * Fraction(packet.time_base) > SOUND_JOIN:
                     # Its opening sound went under the last clip's (joined on the picture):
                     # as a rendition, the clip would start silent.
                     self.broken = "the clip's first sound was not sent"
@@ -341,7 +346,7 @@ class RenditionRecorder:
             copy = av.Packet(bytes(packet))
             copy.pts = copy.dts = packet.pts - start
             copy.duration = packet.duration
-            copy.time_base = tb
+            copy.time_base = packet.time_base
             copy.is_keyframe = packet.is_keyframe
             copy.stream = stream
             try:

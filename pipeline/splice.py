@@ -61,7 +61,7 @@ class VideoSpliceRoute:
         tick = Fraction(in_stream.time_base or MS)
         # Every packet is placed in integer arithmetic: a rendition's ticks → output ms.
         self._ms_per_tick = float(tick * 1000)
-        self._base_ms: float | None = None  # the segment's offset, read at the first packet
+        self._base_ms = float(timeline.offset * 1000)  # the clip's segment has begun
         self._skip = None if skip_before is None else float((skip_before - MS) / tick)
         # The room's muxer takes the encoder's Annex B (start codes; it converts them for
         # FLV itself): an MP4 rendition's length-prefixed pictures are turned into that.
@@ -93,8 +93,6 @@ class VideoSpliceRoute:
             self._bridge = None
         elif self._skip is not None and pts < self._skip:
             return  # the start was an IDR: nothing before it
-        if self._base_ms is None:
-            self._base_ms = float(self._timeline.offset * 1000)
         scale = self._ms_per_tick
         duration = round((packet.duration or 0) * scale)
         ms = self._timeline.place_ms(
@@ -146,7 +144,7 @@ class AudioSpliceRoute:
         tick = Fraction(in_stream.time_base or Fraction(1, counter.rate))
         # Every packet is numbered in integer arithmetic: a rendition's ticks → samples.
         self._samples_per_tick = float(tick * counter.rate)
-        self._base: float | None = None  # the segment's offset, read at the first packet
+        self._base = float(timeline.offset * counter.rate)  # the clip's segment has begun
         self._out_tick = Fraction(1, counter.rate)
         self._skip_pts = None if skip_before is None else float((skip_before - MS) / tick)
         self._transcode: AudioTranscodeRoute | None = None
@@ -168,8 +166,6 @@ class AudioSpliceRoute:
             return
         counter = self._counter
         scale = self._samples_per_tick
-        if self._base is None:
-            self._base = float(self._timeline.offset * counter.rate)
         samples = round(packet.duration * scale) if packet.duration else 1024
         if not counter.claim_samples(round(pts * scale + self._base), samples, self):
             return
