@@ -244,6 +244,8 @@ def cmd_prepare(client: Client, args: argparse.Namespace, out: TextIO, err: Text
     if args.size is not None:
         width, _, height = args.size.partition("x")
         body |= {"Width": int(width), "Height": int(height), "Fps": _number(args.fps)}
+    if args.callback_url:
+        body["CallbackUrl"] = args.callback_url
     _, answer = client.call("POST", "/v1/renditions", body)
     request_id = str(answer["RequestId"])
     print(request_id, file=out, flush=True)
@@ -437,6 +439,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=float, default=25.0, help="with --size (default 25)")
     p.add_argument("--wait", "-w", action="store_true", help="wait until every clip is ready")
+    p.add_argument(
+        "--callback-url", metavar="URL", help="where to POST the preparation's events, signed"
+    )
 
     p = add("status", cmd_status, "show a push's status (JSON)")
     p.add_argument("id", metavar="ID")

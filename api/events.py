@@ -17,7 +17,7 @@ retries that gave up (``Callbacks.State`` ``gave-up``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.errors import InvalidJob, NoCallback, NotFound
 from jobs.events import FINAL_EVENTS, EventLog, seq_of
+from jobs.records import CallbackStatus
 from jobs.settings import Settings
 from jobs.store import Job, JobStore, redis_client
 
@@ -71,16 +72,28 @@ def _job(request_id: str) -> Job:
 def events(request_id: str) -> ResponseReturnValue:
     """Stream the push's events (server-sent events) until its final state."""
     _job(request_id)
+
+    def ended() -> bool:
+        job = _store().get(request_id)
+        return job is None or job.state.finished
+
+    return event_stream(request_id, ended)
+
+
+def event_stream(request_id: str, ended: Callable[[], bool]) -> Response:
+    """The SSE response of a job's events (a push's or a preparation's), from the one after
+    ``Last-Event-ID`` or ``?After=``; ``ended`` says, while no event comes, whether the
+    job has ended without its final event in the stream (expired)."""
     after = seq_of(request.headers.get("Last-Event-ID") or request.args.get("After") or "0")
     log = cast(EventLog, current_app.extensions["roomcast.followers"])
     return Response(
-        _stream(_store(), log, request_id, after),
+        _stream(log, request_id, after, ended),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _stream(store: JobStore, log: EventLog, request_id: str, after: int) -> Iterator[str]:
+def _stream(log: EventLog, request_id: str, after: int, ended: Callable[[], bool]) -> Iterator[str]:
     while True:
         batch = log.read(request_id, after, block_ms=FOLLOW_WAIT_MS)
         for event in batch:
@@ -90,8 +103,7 @@ def _stream(store: JobStore, log: EventLog, request_id: str, after: int) -> Iter
             if name in FINAL_EVENTS:
                 return
         if not batch:
-            job = store.get(request_id)
-            if job is None or job.state.finished:
+            if ended():
                 return
             yield ": keep-alive\n\n"  # proxies close silent connections
 
@@ -99,7 +111,11 @@ def _stream(store: JobStore, log: EventLog, request_id: str, after: int) -> Iter
 @bp.post("/v1/pushes/<request_id>/events/replay")
 def replay(request_id: str) -> ResponseReturnValue:
     """Send the push's events to its callback URL again (after its receiver was down)."""
-    job = _job(request_id)
+    return replay_events(request_id, _job(request_id).callbacks, "push")
+
+
+def replay_events(request_id: str, callbacks: CallbackStatus | None, what: str) -> Response:
+    """Send a job's events to its callback URL again; ``what`` it is, for messages."""
     body = request.get_json(silent=True) if request.data else {}
     if not isinstance(body, dict):
         raise InvalidJob("the body must be a JSON object")
@@ -107,16 +123,16 @@ def replay(request_id: str) -> ResponseReturnValue:
         asked = ReplayRequest.model_validate(body)
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
-    if job.callbacks is None:
-        raise NoCallback("this push has no CallbackUrl: its events go to no receiver")
-    first = asked.From or job.callbacks.Delivered + 1
+    if callbacks is None:
+        raise NoCallback(f"this {what} has no CallbackUrl: its events go to no receiver")
+    first = asked.From or callbacks.Delivered + 1
     last = _store().outbox.replay(request_id, first)
     if last is None:  # the record expired meanwhile
-        raise NotFound(f"no push with request id {request_id!r}")
+        raise NotFound(f"no {what} with request id {request_id!r}")
     deliver = _store().events.on_due
     if deliver is not None:
         deliver(request_id)
-    current_app.logger.info("push %s: events from %d sent again", request_id, first)
+    current_app.logger.info("%s %s: events from %d sent again", what, request_id, first)
     answer = jsonify(Replayed(RequestId=request_id, From=first, Events=last).model_dump())
     answer.status_code = 202
     return answer

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -84,6 +85,15 @@ TextBool = Annotated[
     BeforeValidator(_bool_from_text),
     WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}),
 ]
+
+
+def check_callback_url(value: str | None) -> str | None:
+    """A ``CallbackUrl``: absolute http(s), with a host."""
+    if value is not None and urlsplit(value).scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http(s) URL")
+    if value is not None and not urlsplit(value).hostname:
+        raise ValueError("must be an absolute URL with a host")
+    return value
 
 
 class PushRequest(BaseModel):
@@ -241,16 +251,8 @@ class PushRequest(BaseModel):
             max_length=4096,
             description="http(s) URL that receives every event of the push, signed, in order.",
         ),
+        AfterValidator(check_callback_url),
     ] = None
-
-    @field_validator("CallbackUrl")
-    @classmethod
-    def _check_callback(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme.lower() not in ("http", "https"):
-            raise ValueError("must be an http(s) URL")
-        if value is not None and not urlsplit(value).hostname:
-            raise ValueError("must be an absolute URL with a host")
-        return value
 
     @field_validator("VideoSrc")
     @classmethod
@@ -352,6 +354,17 @@ class PrepareRequest(BaseModel):
     Fps: Annotated[float, Field(gt=0, le=60)] | None = Field(
         None, description="Pictures a second (with Width and Height)."
     )
+    CallbackUrl: Annotated[
+        StrictStr | None,
+        Field(
+            max_length=4096,
+            description=(
+                "http(s) URL that receives every event of the preparation (clip-ready, "
+                "clip-failed, then succeeded, failed or stopped), signed, in order."
+            ),
+        ),
+        AfterValidator(check_callback_url),
+    ] = None
 
     @field_validator("Clips")
     @classmethod

@@ -222,16 +222,7 @@ def _paths() -> dict[str, Any]:
             },
         },
     }
-    stop = {
-        "summary": _summary(views.stop),
-        "tags": ["pushes"],
-        "parameters": [_ID],
-        "responses": {
-            "200": _json(PushStatus, "The push has stopped (or had stopped already)."),
-            "202": _json(PushStatus, "The stop is still under way."),
-            **_errors(401, 404, 409, 503),
-        },
-    }
+    stop = _stop_operation("push", views.stop, PushStatus)
     paths: dict[str, Any] = {
         "/v1/pushes": {
             "post": {**submit, "operationId": "submitPush"},
@@ -261,58 +252,12 @@ def _paths() -> dict[str, Any]:
             "delete": {**stop, "operationId": "deletePush"},
         },
         "/v1/pushes/{RequestId}/stop": {"post": {**stop, "operationId": "stopPush"}},
-        "/v1/pushes/{RequestId}/events": {
-            "get": {
-                "operationId": "pushEvents",
-                "summary": _summary(events.events),
-                "description": (
-                    "Server-sent events: `id` is the event's Id, `<RequestId>.<Seq>` (send it "
-                    "back as Last-Event-ID to resume), `event` the event's name (queued, "
-                    "running, succeeded, failed, stopped, clip-started, clip-ended…), `data` its "
-                    "JSON."
-                ),
-                "tags": ["pushes"],
-                "parameters": [
-                    _ID,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "Continue after this event.",
-                    },
-                    _query("After", {"type": "string"}, "Continue after this event Id or Seq."),
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The events, until the push's final state.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(401, 404, 503),
-                },
-            }
-        },
-        "/v1/pushes/{RequestId}/events/replay": {
-            "post": {
-                "operationId": "replayPushEvents",
-                "summary": _summary(events.replay),
-                "description": (
-                    "Deliver the push's events to its CallbackUrl again, from `From` on or "
-                    "from the first its receiver has not acknowledged; restarts retries that "
-                    "gave up."
-                ),
-                "tags": ["pushes"],
-                "parameters": [_ID],
-                "requestBody": {
-                    "required": False,
-                    "content": {"application/json": {"schema": _ref(events.ReplayRequest)}},
-                },
-                "responses": {
-                    "202": _json(Replayed, "The events are on their way again."),
-                    **_errors(400, 401, 404, 409, 503),
-                },
-            }
-        },
+        "/v1/pushes/{RequestId}/events": _events_path(
+            "push",
+            events.events,
+            "queued, running, succeeded, failed, stopped, clip-started, clip-ended…",
+        ),
+        "/v1/pushes/{RequestId}/events/replay": _replay_path("push", events.replay),
         "/healthz": {
             "get": {
                 "operationId": "health",
@@ -380,8 +325,13 @@ def _paths() -> dict[str, Any]:
     return paths | _rendition_paths()
 
 
+#: The tag of each kind of job's operations.
+_TAGS = {"push": "pushes", "preparation": "renditions"}
+
+
 def _rendition_paths() -> dict[str, Any]:
     """Preparing renditions ahead of class (api/renditions.py)."""
+    stop = _stop_operation("preparation", renditions.stop, Preparation)
     return {
         "/v1/renditions": {
             "post": {
@@ -408,8 +358,91 @@ def _rendition_paths() -> dict[str, Any]:
                     "200": _json(Preparation, "The preparation, clip by clip."),
                     **_errors(401, 404, 503),
                 },
-            }
+            },
+            "delete": {**stop, "operationId": "deletePreparation"},
         },
+        "/v1/renditions/{RequestId}/stop": {"post": {**stop, "operationId": "stopPreparation"}},
+        "/v1/renditions/{RequestId}/events": _events_path(
+            "preparation",
+            renditions.events,
+            "queued, running, clip-ready, clip-failed, succeeded, failed, stopped",
+        ),
+        "/v1/renditions/{RequestId}/events/replay": _replay_path("preparation", renditions.replay),
+    }
+
+
+def _stop_operation(what: str, view: Callable[..., Any], status: type[BaseModel]) -> dict[str, Any]:
+    """Stopping a push or a preparation (POST …/stop and DELETE)."""
+    return {
+        "summary": _summary(view),
+        "tags": [_TAGS[what]],
+        "parameters": [{**_ID, "description": f"The {what}'s request id."}],
+        "responses": {
+            "200": _json(status, f"The {what} has stopped (or had stopped already)."),
+            "202": _json(status, "The stop is still under way."),
+            **_errors(401, 404, 409, 503),
+        },
+    }
+
+
+def _events_path(what: str, view: Callable[..., Any], names: str) -> dict[str, Any]:
+    """The events stream of a push or a preparation."""
+    tag = _TAGS[what]
+    return {
+        "get": {
+            "operationId": f"{what}Events",
+            "summary": _summary(view),
+            "description": (
+                "Server-sent events: `id` is the event's Id, `<RequestId>.<Seq>` (send it "
+                f"back as Last-Event-ID to resume), `event` the event's name ({names}), "
+                "`data` its JSON."
+            ),
+            "tags": [tag],
+            "parameters": [
+                {**_ID, "description": f"The {what}'s request id."},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "Continue after this event.",
+                },
+                _query("After", {"type": "string"}, "Continue after this event Id or Seq."),
+            ],
+            "responses": {
+                "200": {
+                    "description": f"The events, until the {what}'s final state.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_errors(401, 404, 503),
+            },
+        }
+    }
+
+
+def _replay_path(what: str, view: Callable[..., Any]) -> dict[str, Any]:
+    """Sending a push's or a preparation's events to its callback URL again."""
+    tag = _TAGS[what]
+    return {
+        "post": {
+            "operationId": f"replay{what.capitalize()}Events",
+            "summary": _summary(view),
+            "description": (
+                f"Deliver the {what}'s events to its CallbackUrl again, from `From` on or "
+                "from the first its receiver has not acknowledged; restarts retries that "
+                "gave up."
+            ),
+            "tags": [tag],
+            "parameters": [{**_ID, "description": f"The {what}'s request id."}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref(events.ReplayRequest)}},
+            },
+            "responses": {
+                "202": _json(Replayed, "The events are on their way again."),
+                **_errors(400, 401, 404, 409, 503),
+            },
+        }
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import cast
 
@@ -9,19 +10,33 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
-from jobs.errors import NotFound
-from jobs.preparations import ClipPreparation, Preparation, PreparationStore
+from jobs.errors import AlreadyFinished, NotFound
+from jobs.preparations import (
+    ENDED,
+    ClipPreparation,
+    Preparation,
+    PreparationStore,
+    stop_preparation,
+)
 from jobs.records import iso
 from jobs.redact import redact_url
 from jobs.settings import Settings
+from jobs.stops import Stop, StopCause
 from jobs.store import JobStore, now
 from worker.messages import send_preparation
 
 from .errors import invalid_job_from
+from .events import event_stream, replay_events
 from .keys import check_app, current_key
 from .models import PrepareRequest
 from .responses import PrepareAccepted
-from .views import enqueue_or_discard, guard_urls, json_object
+from .views import (
+    STOP_CONFIRM_SECONDS,
+    enqueue_or_discard,
+    guard_urls,
+    json_object,
+    tell_celery_revoked,
+)
 
 bp = Blueprint("renditions", __name__)
 
@@ -29,7 +44,15 @@ bp = Blueprint("renditions", __name__)
 def _preparations() -> PreparationStore:
     store = cast(JobStore, current_app.extensions["roomcast.store"])
     settings = cast(Settings, current_app.extensions["roomcast.settings"])
-    return PreparationStore(store.redis, settings.job_ttl_seconds)
+    return PreparationStore(store.redis, settings.job_ttl_seconds, store.events)
+
+
+def _visible(request_id: str) -> Preparation:
+    """The preparation, if the caller's API key may see it; else 404."""
+    found = _preparations().get(request_id)
+    if found is None or not current_key().allows(found.SdkAppId):
+        raise NotFound(f"no preparation with request id {request_id!r}")
+    return found
 
 
 @bp.post("/v1/renditions")
@@ -41,7 +64,8 @@ def prepare() -> ResponseReturnValue:
         raise invalid_job_from(exc) from None
     check_app(asked.SdkAppId)
     if cast(Settings, current_app.extensions["roomcast.settings"]).block_private_addresses:
-        guard_urls([("Clips", url) for url in asked.Clips])
+        callback = [("CallbackUrl", asked.CallbackUrl)] if asked.CallbackUrl else []
+        guard_urls([("Clips", url) for url in asked.Clips] + callback)
     request_id = str(uuid.uuid4())
     preparation = Preparation(
         RequestId=request_id,
@@ -51,7 +75,7 @@ def prepare() -> ResponseReturnValue:
         CreatedAt=iso(now()) or "",
     )
     store = _preparations()
-    store.create(preparation, list(asked.Clips))
+    store.create(preparation, list(asked.Clips), asked.CallbackUrl)
     enqueue_or_discard(
         f"preparation {request_id}",
         lambda: send_preparation(current_app.extensions["celery"], request_id),
@@ -68,7 +92,56 @@ def prepare() -> ResponseReturnValue:
 @bp.get("/v1/renditions/<request_id>")
 def preparation(request_id: str) -> ResponseReturnValue:
     """A preparation: each clip's state, progress and rendition length."""
-    found = _preparations().get(request_id)
-    if found is None or not current_key().allows(found.SdkAppId):
+    return jsonify(_visible(request_id).model_dump())
+
+
+@bp.post("/v1/renditions/<request_id>/stop")
+@bp.delete("/v1/renditions/<request_id>")
+def stop(request_id: str) -> ResponseReturnValue:
+    """Stop a queued or running preparation (idempotent); 409 for one that already ended.
+
+    The clip being encoded is abandoned (no half rendition is kept); the ones ready stay.
+    """
+    _visible(request_id)
+    stop = Stop(StopCause.API)
+    found = stop_preparation(_preparations(), request_id, stop)
+    if found is None:
         raise NotFound(f"no preparation with request id {request_id!r}")
-    return jsonify(found.model_dump())
+    if found in ("succeeded", "failed"):
+        raise AlreadyFinished(found, "preparation")
+    if found == "queued":
+        tell_celery_revoked(request_id, stop.reason_queued)
+    current_app.logger.info("preparation %s: stop asked while %s", request_id, found)
+    ended = _wait_ended(request_id, STOP_CONFIRM_SECONDS)
+    response = jsonify((ended or _visible(request_id)).model_dump())
+    response.status_code = 200 if ended is not None else 202
+    return response
+
+
+def _wait_ended(request_id: str, seconds: float) -> Preparation | None:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = _preparations().get(request_id)
+        if found is None or found.State in ENDED:
+            return found
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+@bp.get("/v1/renditions/<request_id>/events")
+def events(request_id: str) -> ResponseReturnValue:
+    """Stream the preparation's events (server-sent events) until its final one."""
+    _visible(request_id)
+
+    def ended() -> bool:
+        found = _preparations().get(request_id)
+        return found is None or found.State in ENDED
+
+    return event_stream(request_id, ended)
+
+
+@bp.post("/v1/renditions/<request_id>/events/replay")
+def replay(request_id: str) -> ResponseReturnValue:
+    """Send the preparation's events to its callback URL again."""
+    return replay_events(request_id, _visible(request_id).Callbacks, "preparation")

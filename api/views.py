@@ -330,7 +330,7 @@ def stop_push(request_id: str, stop: Stop) -> tuple[State | None, bool]:
     found = store.stop(request_id, stop)
     if found is State.QUEUED:
         current_app.logger.info("push %s stopped while queued: %s", request_id, stop.reason)
-        _tell_celery_revoked(request_id, stop.reason_queued)
+        tell_celery_revoked(request_id, stop.reason_queued)
         return found, True
     if found is not State.RUNNING:
         return found, found is not None and found in FINISHED
@@ -338,7 +338,7 @@ def stop_push(request_id: str, stop: Stop) -> tuple[State | None, bool]:
     return found, _wait_finished(store, request_id, STOP_CONFIRM_SECONDS) is not None
 
 
-def _tell_celery_revoked(request_id: str, reason: str) -> None:
+def tell_celery_revoked(request_id: str, reason: str) -> None:
     """A push stopped while queued: workers drop its message, Celery and Flower say REVOKED."""
     celery = current_app.extensions["celery"]
     try:

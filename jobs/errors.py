@@ -151,12 +151,12 @@ class Conflict(RoomcastError):
 
 
 class AlreadyFinished(Conflict):
-    """The push has ended; ``state`` says how."""
+    """The push (or preparation: ``what``) has ended; ``state`` says how."""
 
     code = "AlreadyFinished"
 
-    def __init__(self, state: str) -> None:
-        super().__init__(f"the push already ended in state {state}")
+    def __init__(self, state: str, what: str = "push") -> None:
+        super().__init__(f"the {what} already ended in state {state}")
         self.state = state
 
     def details(self) -> dict[str, Any]:

@@ -90,7 +90,9 @@ class EventLog:
         self.redis = client
         self.ttl = ttl
         self.on_due = on_due
-        self._append = client.register_script(_APPEND)
+        #: ``append_event`` itself, for a caller that records an event inside its own
+        #: transaction (jobs/preparations.py), then calls :meth:`recorded`.
+        self.script = client.register_script(_APPEND)
 
     def append(self, request_id: str, event: str, **fields: Any) -> int:
         """Record an event; its ``Seq``, or 0 if it could not be recorded.
@@ -101,7 +103,7 @@ class EventLog:
         try:
             seq, due = cast(
                 "list[int]",
-                self._append(
+                self.script(
                     keys=self.keys(request_id), args=self.args(request_id, event, **fields)
                 ),
             )

@@ -12,11 +12,19 @@ import logging
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
+from typing import Any
 
 import av.error
 
 from jobs.errors import RoomcastError
-from jobs.preparations import ClipPreparation, Preparation, PreparationStore
+from jobs.preparations import (
+    ClipPreparation,
+    Preparation,
+    PreparationStore,
+    end_stopped,
+    tally,
+)
 from jobs.records import iso
 from jobs.redact import redact_text, redact_url
 from jobs.settings import Settings
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0
 
 
+class PreparationStopped(Exception):
+    """The preparation was asked to stop (API, CLI or Celery's revoke)."""
+
+
 def run_preparation(
     store: PreparationStore,
     settings: Settings,
@@ -44,35 +56,76 @@ def run_preparation(
 ) -> str:
     """Prepare every clip of preparation ``request_id``; returns its final state.
     ``counted`` adds to the service's counters (a rendition encoded)."""
-    preparation, urls = store.get(request_id), store.urls(request_id)
+    urls = store.urls(request_id)
+    preparation = store.change(request_id, ("queued",), _started)
     if preparation is None or urls is None:
-        log.warning("preparation %s is unknown or expired", request_id)
-        return "unknown"
-    preparation.State = "running"
-    store.save(preparation)
+        found = store.get(request_id)
+        log.warning("preparation %s not started: it is %s", request_id, _state_of(found))
+        return _state_of(found)
     fmt = _asked_format(preparation, settings)
     try:
-        for clip, url in zip(preparation.Clips, urls, strict=True):
+        for index, (clip, url) in enumerate(zip(preparation.Clips, urls, strict=True)):
+            if store.stop_asked(request_id) is not None:
+                break
             clip.State = "preparing"
             store.save(preparation)
             try:
                 fmt = _prepare_clip(store, preparation, clip, url, settings, fmt)
-                if not clip.Cached:
-                    counted(renditions_prepared=1)
+            except PreparationStopped:
+                break
             except Exception as exc:  # noqa: BLE001 - one clip fails alone, with its reason
                 clip.State = "failed"
                 clip.Error = _reason(exc, url)
                 log.warning("preparation %s: %s: %s", request_id, clip.VideoSrc, clip.Error)
+                store.save(preparation)
+                store.event(
+                    preparation, "clip-failed", Clip=index, VideoSrc=clip.VideoSrc, Error=clip.Error
+                )
+                continue
+            if not clip.Cached:
+                counted(renditions_prepared=1)
             store.save(preparation)
+            store.event(
+                preparation,
+                "clip-ready",
+                Clip=index,
+                VideoSrc=clip.VideoSrc,
+                Cached=clip.Cached,
+                Seconds=clip.Seconds,
+            )
     finally:
-        for clip in preparation.Clips:
-            if clip.State in ("queued", "preparing"):
-                clip.State, clip.Error = "failed", "the preparation was interrupted"
-        ready = all(clip.State == "ready" for clip in preparation.Clips)
-        preparation.State = "succeeded" if ready else "failed"  # type: ignore[assignment]
-        preparation.EndedAt = iso(now())
-        store.save(preparation)
-    return preparation.State
+        ended = store.change(request_id, ("running",), partial(_ended, store, preparation))
+    state = ended.State if ended is not None else _state_of(store.get(request_id))
+    log.info("preparation %s %s", request_id, state)
+    return state
+
+
+def _started(preparation: Preparation) -> dict[str, Any]:
+    preparation.State = "running"
+    return {"Clips": len(preparation.Clips)}
+
+
+def _ended(store: PreparationStore, ran: Preparation, preparation: Preparation) -> dict[str, Any]:
+    """The record's end, from the run's copy ``ran`` (the clips as they ended)."""
+    preparation.Clips, preparation.Format = ran.Clips, ran.Format
+    stop = store.stop_asked(preparation.RequestId)
+    if stop is not None and any(c.State in ("queued", "preparing") for c in preparation.Clips):
+        return end_stopped(preparation, stop.reason)
+    for clip in preparation.Clips:
+        if clip.State in ("queued", "preparing"):
+            clip.State, clip.Error = "failed", "the preparation was interrupted"
+    counts = tally(preparation)
+    if counts["Failed"]:
+        preparation.State = "failed"
+        preparation.Reason = f"{counts['Failed']} of {len(preparation.Clips)} clips failed"
+    else:
+        preparation.State = "succeeded"
+    preparation.EndedAt = iso(now())
+    return {**({"Reason": preparation.Reason} if preparation.Reason else {}), **counts}
+
+
+def _state_of(preparation: Preparation | None) -> str:
+    return "unknown" if preparation is None else preparation.State
 
 
 def _reason(exc: Exception, url: str) -> str:
@@ -114,6 +167,8 @@ def _prepare_clip(
         if time.monotonic() - shown >= PROGRESS_EVERY_SECONDS:
             shown = time.monotonic()
             store.save(preparation)
+            if store.stop_asked(preparation.RequestId) is not None:
+                raise PreparationStopped  # the claim's part is removed on the way out
 
     identity = source_identity(url, limits.source_open, proxy)  # before the bytes are read
     source = open_source(url, limits, secrets=(url,), proxy=proxy)

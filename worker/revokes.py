@@ -37,6 +37,7 @@ from celery.utils.functional import maybe_list
 from celery.worker import control
 from celery.worker import state as worker_state
 
+from jobs.preparations import PreparationStore, stop_preparation
 from jobs.states import State
 from jobs.stops import Stop, StopCause
 
@@ -80,15 +81,18 @@ def _obeying_revoke(celery_revoke: Handler) -> Handler:
         else:
             stop = Stop(StopCause.REVOKE)
         ours = stop_jobs(state, ids, stop)
+        # A preparation stops between two reads of its clip, whatever the signal: a
+        # terminate would only leave a half-written rendition behind.
+        prepared = stop_preparations(state, [i for i in ids if i not in ours], stop)
         # Celery's bookkeeping for ours (its revoked set drops a message a worker takes
         # later); not its result store, whose "revoked" would race with our reason.
-        worker_state.revoked.update(ours)
+        worker_state.revoked.update(ours + prepared)
         if terminate:
             _terminate_later(state, set(ours), signal, stop)
-        others = [i for i in ids if i not in ours]
+        others = [i for i in ids if i not in ours and i not in prepared]
         if others:
             return celery_revoke(state, others, terminate=terminate, signal=signal, **kw)
-        return control.ok(f"pushes {', '.join(ours)}: {stop.reason}")
+        return control.ok(f"pushes and preparations {', '.join(ours + prepared)}: {stop.reason}")
 
     revoke.roomcast = True  # type: ignore[attr-defined]
     return revoke
@@ -181,6 +185,28 @@ def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
                 log.info("push %s asked to stop: %s", request_id, stop.reason)
         except redis.RedisError as exc:
             log.warning("could not stop push %s (%s): %s", request_id, stop.reason, exc)
+    return ours
+
+
+def stop_preparations(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
+    """Stop each preparation named (jobs/preparations.py); return the ids that are."""
+    store = get_store()
+    preparations = PreparationStore(store.redis, store.ttl, store.events)
+    ours = []
+    for request_id in ids:
+        try:
+            found = stop_preparation(preparations, request_id, stop)
+        except redis.RedisError as exc:
+            log.warning("could not stop preparation %s (%s): %s", request_id, stop.reason, exc)
+            continue
+        if found is None:
+            continue
+        ours.append(request_id)
+        if found == "queued":
+            log.info("preparation %s stopped while queued: %s", request_id, stop.reason)
+            mark_revoked(state.app, request_id, stop.reason_queued, hostname=state.hostname)
+        elif found == "running":
+            log.info("preparation %s asked to stop: %s", request_id, stop.reason)
     return ours
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore
@@ -53,13 +53,18 @@ def deliver_task(request_id: str) -> str:
     return Deliverer(store.outbox, store.events, get_settings()).deliver(request_id).value
 
 
-@shared_task(name=PREPARE_TASK)
-def prepare_task(request_id: str) -> str:
+@shared_task(bind=True, name=PREPARE_TASK)
+def prepare_task(self: Task, request_id: str) -> str:
     """Encode the clips of preparation ``request_id`` into renditions; returns its final
-    state (succeeded: every clip ready; failed: at least one could not be prepared)."""
+    state (succeeded: every clip ready; failed: at least one could not be prepared). A
+    stopped one ends ``REVOKED``, as a stopped push does."""
     settings, store = get_settings(), get_store()
-    preparations = PreparationStore(store.redis, settings.job_ttl_seconds)
-    return run_preparation(preparations, settings, request_id, counted=store.count)
+    preparations = PreparationStore(store.redis, settings.job_ttl_seconds, store.events)
+    state = run_preparation(preparations, settings, request_id, counted=store.count)
+    if state == "stopped":
+        found = preparations.get(request_id)
+        _revoked(self, request_id, (found and found.Reason) or "stopped")
+    return state
 
 
 def _mirror(task: Task, request_id: str, end: RunEnd) -> dict[str, Any]:
@@ -76,8 +81,14 @@ def _mirror(task: Task, request_id: str, end: RunEnd) -> dict[str, Any]:
             str(error.get("Code") or "InternalError"), str(error.get("Message") or end.reason)
         )
     if end.state is State.STOPPED:
-        task.backend.mark_as_revoked(request_id, end.reason or "stopped", request=task.request)
-        task.send_event("task-revoked", **revoked_event_fields())
+        _revoked(task, request_id, end.reason or "stopped")
+    raise Ignore()
+
+
+def _revoked(task: Task, request_id: str, reason: str) -> NoReturn:
+    """End the task ``REVOKED`` with ``reason``, in the result store and for Flower."""
+    task.backend.mark_as_revoked(request_id, reason, request=task.request)
+    task.send_event("task-revoked", **revoked_event_fields())
     raise Ignore()
 
 
