@@ -12,10 +12,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .redact import redact_url
 from .urlguard import IPNetwork, parse_networks
 from .usersig import parse_keys
 
@@ -23,7 +25,11 @@ from .usersig import parse_keys
 class Settings(BaseSettings):
     """roomcast's configuration; field ``x`` is read from ``ROOMCAST_X``."""
 
-    model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
+    # Inputs stay out of validation errors: a malformed value may hold a secret (a key in
+    # ROOMCAST_RENDITIONS_S3's URL); the validators' messages show what can be shown.
+    model_config = SettingsConfigDict(
+        env_prefix="ROOMCAST_", extra="ignore", hide_input_in_errors=True
+    )
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -267,6 +273,39 @@ class Settings(BaseSettings):
     renditions_max_bytes: int = Field(
         20 * 2**30, ge=0, description="Size of the rendition cache; least recently used go first."
     )
+    renditions_s3: str = Field(
+        "",
+        description=(
+            "s3://bucket/prefix of an S3-compatible store that the worker machines share "
+            "renditions through, besides each one's directory (needs roomcast[s3]; "
+            "credentials: boto3's own chain, e.g. AWS_ACCESS_KEY_ID). Empty: none."
+        ),
+    )
+    renditions_s3_endpoint: str = Field(
+        "",
+        description=(
+            "Endpoint URL of that store when it is not AWS S3 (MinIO, Ceph, R2…; e.g. "
+            "http://minio:9000). Empty: AWS."
+        ),
+    )
+    renditions_s3_region: str = Field(
+        "", description="Region of that store (empty: boto3's default, e.g. AWS_REGION)."
+    )
+    renditions_s3_fetch_wait_seconds: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "Longest a push waits for a rendition to come down from that store; a longer "
+            "download goes on for the next push while this one encodes the clip."
+        ),
+    )
+    renditions_s3_max_bytes: int = Field(
+        200 * 2**30,
+        ge=0,
+        description=(
+            "Size of the shared store's renditions; those last used longest ago go first."
+        ),
+    )
 
     # TRTC (README "TRTC"). Keys and credentials are SecretStr so they never show in a repr.
     usersig_check: Literal["off", "decode", "verify"] = Field(
@@ -344,6 +383,11 @@ class Settings(BaseSettings):
         return Path(base) / "roomcast" / "renditions"
 
     @property
+    def renditions_s3_location(self) -> tuple[str, str] | None:
+        """(bucket, prefix) of ``renditions_s3``; None when there is no shared store."""
+        return parse_s3_url(self.renditions_s3) if self.renditions_s3 else None
+
+    @property
     def events_queue(self) -> str:
         """The Celery queue of callback deliveries, apart from the long push tasks."""
         return f"{self.queue}.events"
@@ -359,6 +403,13 @@ class Settings(BaseSettings):
         for entry in filter(None, (e.strip() for e in value.split(","))):
             if not re.fullmatch(r"\d+=\d*/\d*", entry):
                 raise ValueError(f"{entry!r} is not SdkAppId=CONCURRENT/PER_MINUTE")
+        return value
+
+    @field_validator("renditions_s3")
+    @classmethod
+    def _check_renditions_s3(cls, value: str) -> str:
+        if value:
+            parse_s3_url(value)  # a malformed URL stops the process at start
         return value
 
     @field_validator("guard_allow_networks")
@@ -385,6 +436,28 @@ class Settings(BaseSettings):
     def secret_keys(self) -> dict[int, str]:
         """The TRTC secret key of each SdkAppId (``ROOMCAST_SDK_SECRET_KEYS``)."""
         return parse_keys(self.sdk_secret_keys.get_secret_value())
+
+
+#: An S3 bucket's name: 3 to 63 lowercase letters, digits, dots and hyphens.
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/optional/prefix``; the prefix without its outer
+    slashes. Raises ValueError, saying what is wrong (the URL's secrets masked)."""
+    shape = "is not s3://bucket or s3://bucket/prefix"
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # Credentials come from boto3's chain (AWS_ACCESS_KEY_ID…), never from the URL.
+        raise ValueError(f"{redact_url(url)!r} {shape}, without credentials or a query")
+    if parts.scheme != "s3":
+        raise ValueError(f"{url!r} {shape}")
+    if not BUCKET.fullmatch(parts.netloc):
+        raise ValueError(
+            f"{url!r} {shape}: {parts.netloc!r} is not a bucket name "
+            "(3 to 63 lowercase letters, digits, dots and hyphens)"
+        )
+    return parts.netloc, parts.path.strip("/")
 
 
 @lru_cache(maxsize=1)

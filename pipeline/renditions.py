@@ -163,6 +163,8 @@ class RenditionStats:
     written: int = 0
     reencoded: dict[str, int] = field(default_factory=dict)
     last_uncached: str | None = None
+    #: Hits downloaded from the shared store first; None without one (and not shown).
+    fetched: int | None = None
 
     def reencode(self, what: str) -> None:
         """Count one re-encoding: a clip, a bridge, a held picture, a volume change."""
@@ -176,6 +178,7 @@ class RenditionStats:
             "Misses": self.misses,
             "Uncached": self.uncached,
             "Written": self.written,
+            **({"Fetched": self.fetched} if self.fetched is not None else {}),
             "Reencoded": dict(self.reencoded),
             **({"UncachedReason": self.last_uncached} if self.last_uncached else {}),
         }
@@ -194,7 +197,7 @@ class Renditions:
         self._cache = cache
         self._timeout = timeout
         self._proxy = proxy
-        self.stats = RenditionStats(fmt)
+        self.stats = RenditionStats(fmt, fetched=0 if cache.shared is not None else None)
         #: The identity of each clip found missing, for its recorder.
         self._missing: dict[str, str] = {}
 
@@ -203,17 +206,20 @@ class Renditions:
         (the clip is then re-encoded as it plays)."""
         try:
             identity = source_identity(url, self._timeout, self._proxy)
-            path = self._cache.find(identity, self.stats.format.key)
+            found = self._cache.locate(
+                identity, self.stats.format.key, wait_fetch=self._cache.fetch_wait
+            )
         except (NoIdentity, OSError) as exc:
             # The cache is a saving, never a reason to fail: the clip is re-encoded.
             self.stats.uncached += 1
             self.stats.last_uncached = str(exc)
             log.info("not cached: %s", exc)
             return None
-        if path is None:
+        if found is None:
             self.stats.misses += 1
             self._missing[url] = identity
             return None
+        path = found.path
         try:
             source = open_file(str(path), rendition=True)
         except (av.error.FFmpegError, OSError) as exc:
@@ -221,6 +227,8 @@ class Renditions:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
+        if found.fetched and self.stats.fetched is not None:
+            self.stats.fetched += 1
         log.info("playing a rendition from the cache (%s)", path.name)
         return source
 
@@ -232,8 +240,9 @@ class Renditions:
             return None
         release = contextlib.ExitStack()
         try:
+            # Published in the background: the push plays on while it uploads.
             claim = release.enter_context(
-                self._cache.claim(identity, self.stats.format.key, wait=False)
+                self._cache.claim(identity, self.stats.format.key, wait=False, background=True)
             )
             if claim is not None and claim.existing is None:
                 return RenditionRecorder(claim, release, video_out, audio_out)

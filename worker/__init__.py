@@ -42,6 +42,15 @@ def _obey_celery_stops(**_: Any) -> None:
     signals.task_revoked.connect(on_dropped, weak=False)
 
 
+@signals.worker_init.connect
+def _check_rendition_store(**_: Any) -> None:
+    # A shared rendition store set without its client stops the worker at start, saying
+    # so (SystemExit: Celery logs and ignores a handler's other exceptions).
+    from .services import check_rendition_store  # noqa: PLC0415 - worker processes only
+
+    check_rendition_store(get_settings())
+
+
 @signals.worker_process_init.connect
 def _pool_child_started(**_: Any) -> None:
     # Lets the runner claim SIGTERM in prefork children only (see control.signal_stops).

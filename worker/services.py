@@ -8,6 +8,7 @@ from pathlib import Path
 from jobs.settings import Settings, get_settings
 from jobs.store import Job, JobStore, open_store
 from pipeline.rendition_cache import RenditionCache
+from pipeline.rendition_store import S3Store
 
 from .messages import enqueue, send_delivery
 
@@ -42,12 +43,55 @@ def _requeue(job: Job) -> None:
 
 
 def rendition_cache(settings: Settings) -> RenditionCache | None:
-    """The rendition cache the settings name (None: renditions are off)."""
+    """The rendition cache the settings name (None: renditions are off), with its shared
+    store when ``ROOMCAST_RENDITIONS_S3`` names one."""
     if not settings.renditions:
         return None
-    return _cache_at(str(settings.renditions_path), settings.renditions_max_bytes)
+    return _cache_at(
+        str(settings.renditions_path),
+        settings.renditions_max_bytes,
+        rendition_store(settings),
+        settings.renditions_s3_fetch_wait_seconds,
+    )
+
+
+def rendition_store(settings: Settings) -> S3Store | None:
+    """The shared rendition store the settings name; None without one."""
+    location = settings.renditions_s3_location
+    if location is None:
+        return None
+    bucket, prefix = location
+    return _store_at(
+        bucket,
+        prefix,
+        settings.renditions_s3_max_bytes,
+        settings.renditions_s3_endpoint,
+        settings.renditions_s3_region,
+    )
+
+
+def check_rendition_store(settings: Settings) -> None:
+    """Stop a worker at its start when its shared rendition store cannot be used at all
+    (boto3, the ``s3`` extra, not installed), rather than leave every push without it.
+    Builds no client: one made before a prefork worker forks would be shared."""
+    if not (settings.renditions and settings.renditions_s3):
+        return
+    try:
+        import boto3  # noqa: F401, PLC0415 - only to know it is there
+    except ImportError:
+        raise SystemExit(
+            "ROOMCAST_RENDITIONS_S3 is set, but boto3 is not installed: "
+            "pip install 'roomcast[s3]' (or unset ROOMCAST_RENDITIONS_S3)"
+        ) from None
 
 
 @lru_cache(maxsize=4)
-def _cache_at(root: str, max_bytes: int) -> RenditionCache:
-    return RenditionCache(Path(root), max_bytes)
+def _store_at(bucket: str, prefix: str, max_bytes: int, endpoint: str, region: str) -> S3Store:
+    return S3Store(bucket, prefix, max_bytes, endpoint_url=endpoint, region=region)
+
+
+@lru_cache(maxsize=4)
+def _cache_at(
+    root: str, max_bytes: int, shared: S3Store | None, fetch_wait: float
+) -> RenditionCache:
+    return RenditionCache(Path(root), max_bytes, shared, fetch_wait)
