@@ -43,6 +43,8 @@ RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
 #: TRTC's UserId: letters, digits, underscore and hyphen.
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+#: StartStreamIngest's IdleTimeout: 0 to 600 s (the SDK's models.py).
+CLOUD_IDLE_MAX = 600
 
 
 def _int_from_text(value: Any) -> Any:
@@ -191,6 +193,40 @@ class PushRequest(BaseModel):
             ),
         ),
     ] = None
+    Volume: Annotated[
+        StrictInt,
+        Field(
+            ge=0,
+            le=200,
+            description=(
+                "roomcast extension: the initial volume, percent of the recording (0–200; "
+                "TRTC's Volume with Engine=cloud). Engine=worker takes 100 only, for now."
+            ),
+        ),
+    ] = 100
+    RepeatNum: Annotated[
+        StrictInt,
+        Field(
+            ge=-1,
+            le=1000,
+            description=(
+                "roomcast extension, Mode=vod: how many times the source plays, 1–1000, or -1 "
+                "for ever (TRTC's RepeatNum, bounded by MaxDuration). Not with Loop. "
+                "Engine=worker takes 1 only, for now."
+            ),
+        ),
+    ] = 1
+    PrivateMapKey: Annotated[
+        StrictStr | None,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description=(
+                "roomcast extension, Engine=cloud: TRTC's room permission ticket (advanced "
+                "permission control), passed to StartStreamIngest. Secret, like UserSig."
+            ),
+        ),
+    ] = None
     Playlist: Annotated[
         list[ClipItem] | None,
         Field(
@@ -240,8 +276,9 @@ class PushRequest(BaseModel):
         description=(
             "roomcast extension: who pushes the media. worker: roomcast's own workers, over "
             "RTMP; cloud: TRTC's cloud ingest (StartStreamIngest), followed and stopped by "
-            "roomcast. cloud needs Tencent Cloud API credentials on the service, and takes "
-            "no Playlist, Switchable or Redis."
+            "roomcast, which takes switch, pause, resume and volume (UpdateStreamIngest). "
+            "cloud needs Tencent Cloud API credentials on the service, and takes no Playlist, "
+            "Switchable or Redis."
         ),
     )
 
@@ -258,6 +295,13 @@ class PushRequest(BaseModel):
     @classmethod
     def _check_source(cls, value: str, info: ValidationInfo) -> str:
         return check_source_url(value, info)
+
+    @field_validator("RepeatNum")
+    @classmethod
+    def _check_repeat(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (for ever) or 1 to 1000")
+        return value
 
     @field_validator("Playlist")
     @classmethod
@@ -289,15 +333,32 @@ class PushRequest(BaseModel):
     @model_validator(mode="after")
     def _check_room_and_redis(self) -> PushRequest:
         if self.Engine == "cloud":
-            # TRTC's cloud ingest plays one StreamUrl (looped at most), takes no player
-            # commands and reports no position to resume from.
+            # TRTC's cloud ingest plays one StreamUrl (repeated at most, switched, paused),
+            # keeps no queue of clips and reports no position to resume from.
             for name in ("Playlist", "Switchable", "Redis"):
                 if getattr(self, name):
                     raise FieldError(
                         name,
-                        f"{name} needs Engine=worker: TRTC's cloud ingest plays one VideoSrc, "
-                        "takes no player commands and reports no position",
+                        f"{name} needs Engine=worker: TRTC's cloud ingest plays one VideoSrc "
+                        "(switch, pause, resume and volume work without Switchable), keeps no "
+                        "queue of clips and reports no position",
                     )
+            if self.IdleTimeoutSeconds is not None and self.IdleTimeoutSeconds > CLOUD_IDLE_MAX:
+                raise FieldError(
+                    "IdleTimeoutSeconds",
+                    f"Engine=cloud takes at most {CLOUD_IDLE_MAX} s (TRTC's IdleTimeout)",
+                )
+        elif self.PrivateMapKey is not None:
+            # TRTC documents its RTMP push URL with sdkappid, userid and usersig only.
+            raise FieldError(
+                "PrivateMapKey",
+                "PrivateMapKey is not supported with Engine=worker: TRTC documents no way to "
+                "give it to its RTMP ingest; it is passed with Engine=cloud",
+            )
+        if self.RepeatNum != 1 and self.Loop != "none":
+            raise FieldError("RepeatNum", "RepeatNum and Loop both repeat the source: give one")
+        if self.RepeatNum != 1 and self.Mode == "live":
+            raise FieldError("RepeatNum", "RepeatNum needs Mode=vod: a live source plays once")
         if self.Mode == "live" and self.StartSeconds:
             raise FieldError(
                 "StartSeconds", "StartSeconds needs Mode=vod: a live source starts now"
@@ -324,6 +385,17 @@ class PushRequest(BaseModel):
         elif self.RedisTls and self.RedisHost is None:
             # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
             raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
+        # --- Engine=worker does not do these yet (#35): delete this block once the pipeline
+        # --- honours Volume and RepeatNum.
+        if self.Engine == "worker":
+            for name, default in (("Volume", 100), ("RepeatNum", 1)):
+                if getattr(self, name) != default:
+                    raise FieldError(
+                        name,
+                        f"{name} other than {default} is not supported with Engine=worker yet "
+                        "(Engine=cloud passes it to TRTC)",
+                    )
+        # --- end of the Engine=worker block.
         return self
 
 

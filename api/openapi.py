@@ -28,6 +28,7 @@ from . import console, events, metrics, renditions, views
 from .models import PrepareRequest, PushRequest
 from .responses import (
     Accepted,
+    CommandApplied,
     CommandSent,
     ErrorAnswer,
     Health,
@@ -117,6 +118,7 @@ def _schemas() -> dict[str, Any]:
         Accepted,
         PushStatus,
         PushList,
+        CommandApplied,
         CommandSent,
         events.ReplayRequest,
         Replayed,
@@ -151,6 +153,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         415: "The body is not sent as application/json.",
         429: "The SdkAppId's quota is used up; Retry-After says when to try again.",
         503: "Redis is unavailable; try again shortly.",
+        502: (
+            "TrtcApiError: TRTC refused the call made for this request; Error.Trtc has its "
+            "code, message and RequestId."
+        ),
     }
     return {str(s): _json(ErrorAnswer, meaning[s]) for s in statuses}
 
@@ -453,7 +459,9 @@ def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
         "summary": f"{name}: {_summary(model)}",
         "description": (
             "Only a running switchable push takes commands: 409 NotRunning, NotSwitchable or "
-            "NotListening otherwise."
+            "NotListening otherwise. An Engine=cloud push takes switch (now), pause, resume "
+            "and volume, done by TRTC's UpdateStreamIngest: 200 with TRTC's answer, 502 "
+            "TrtcApiError if TRTC refuses, 409 CommandNotSupported for the other commands."
         ),
         "tags": ["player"],
         "parameters": [_ID],
@@ -463,7 +471,8 @@ def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(model)}},
         },
         "responses": {
+            "200": _json(CommandApplied, "Engine=cloud: TRTC did it (UpdateStreamIngest)."),
             "202": _json(CommandSent, "Sent to the push, which applies it between two packets."),
-            **_errors(400, 401, 404, 409, 503),
+            **_errors(400, 401, 404, 409, 502, 503),
         },
     }

@@ -6,7 +6,7 @@ tests/e2e/test_openapi.py validates real answers against them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,13 @@ class ErrorDetail(_Answer):
     State: str | None = Field(None, description="AlreadyFinished: the state the push ended in.")
     RetryAfter: int | None = Field(
         None, description="QuotaExceeded: seconds to wait (also the Retry-After header)."
+    )
+    Trtc: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "TrtcApiError: TRTC's answer, {Result, Error: {Code, Message}, RequestId}, as "
+            "kept in the push's Trtc.Cloud."
+        ),
     )
 
 
@@ -64,6 +71,17 @@ class CommandSent(_Answer):
     Message: Literal["command sent"]
 
 
+class CommandApplied(_Answer):
+    """An Engine=cloud push's command, done by TRTC (UpdateStreamIngest) (200)."""
+
+    RequestId: str
+    Command: str
+    Message: Literal["applied by TRTC's UpdateStreamIngest"]
+    Trtc: dict[str, Any] = Field(
+        description="TRTC's answer, {Result, Command, RequestId}, as kept in Trtc.Cloud.Update."
+    )
+
+
 class Replayed(_Answer):
     """A push's events are being sent to its callback URL again (202)."""
 
@@ -80,6 +98,7 @@ class Health(_Answer):
 
 __all__ = [
     "Accepted",
+    "CommandApplied",
     "CommandSent",
     "ErrorAnswer",
     "ErrorDetail",

@@ -96,6 +96,8 @@ def submit() -> ResponseReturnValue:
         ClipEndingSeconds=job.ClipEndingSeconds,
         StartSeconds=job.StartSeconds,
         IdleTimeoutSeconds=job.IdleTimeoutSeconds,
+        Volume=job.Volume,
+        RepeatNum=job.RepeatNum,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
@@ -107,6 +109,7 @@ def submit() -> ResponseReturnValue:
         VideoSrc=job.VideoSrc,
         Playlist=[clip.VideoSrc for clip in job.playlist()],
         CallbackUrl=job.CallbackUrl,
+        PrivateMapKey=job.PrivateMapKey,
     )
     if job.CallbackUrl and not _settings().callback_secret:
         raise InvalidJob(

@@ -6,17 +6,22 @@ the API to the player.
 ``{"Command": name, ...fields}`` (:func:`to_message`); the worker's hub reads it back
 (:func:`from_message`) and hands the value to the pipeline's player, which acts on its type.
 The same models describe the request bodies in ``GET /openapi.json``.
+
+An ``Engine=cloud`` push has no player: its worker turns the commands TRTC's
+``UpdateStreamIngest`` can do (:data:`CLOUD_COMMANDS`) into that call, and answers the API on
+the command's reply key (:attr:`Command.reply_to`), which the message carries as ``ReplyTo``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -87,6 +92,19 @@ class Command(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str]
+    # Not a field: the API's body never has it, the control message carries it (ReplyTo).
+    _reply_to: str | None = PrivateAttr(None)
+
+    @property
+    def reply_to(self) -> str | None:
+        """Where the push answers with the command's outcome (Engine=cloud); None: nowhere."""
+        return self._reply_to
+
+    def replying_to(self, token: str | None) -> Self:
+        """This command, answered on ``token`` (``jobs.keys.reply_key``)."""
+        command = self.model_copy()
+        command._reply_to = token
+        return command
 
     def urls(self) -> list[tuple[str, str]]:
         """The (field, URL) pairs the push will open (for the address guard)."""
@@ -170,6 +188,9 @@ class Volume(Command):
 COMMANDS: dict[str, type[Command]] = {
     cls.name: cls for cls in (Switch, Queue, Seek, Pause, Resume, Loop, Volume)
 }
+#: What an ``Engine=cloud`` push takes: what TRTC's UpdateStreamIngest does (StreamUrl,
+#: IsPause, Volume). TRTC's task has no queue, no position to seek to and no loop to change.
+CLOUD_COMMANDS = frozenset({"switch", "pause", "resume", "volume"})
 
 
 def parse(name: str, body: dict[str, Any], schemes: frozenset[str] = DEFAULT_SCHEMES) -> Command:
@@ -179,8 +200,9 @@ def parse(name: str, body: dict[str, Any], schemes: frozenset[str] = DEFAULT_SCH
 
 
 def to_message(command: Command) -> dict[str, Any]:
-    """The control-channel message carrying ``command``."""
-    return {"Command": command.name, **command.model_dump()}
+    """The control-channel message carrying ``command`` (and its reply key, if any)."""
+    reply = {} if command.reply_to is None else {"ReplyTo": command.reply_to}
+    return {"Command": command.name, **command.model_dump(), **reply}
 
 
 def from_message(message: dict[str, Any]) -> Command | None:
@@ -188,9 +210,11 @@ def from_message(message: dict[str, Any]) -> Command | None:
     version does not know, or fields it does not accept)."""
     fields = dict(message)
     model = COMMANDS.get(str(fields.pop("Command", "")))
+    reply_to = fields.pop("ReplyTo", None)
     if model is None:
         return None
     try:
-        return model.model_validate(fields, context={"schemes": None})
+        command = model.model_validate(fields, context={"schemes": None})
     except ValueError:
         return None
+    return command.replying_to(reply_to if isinstance(reply_to, str) else None)

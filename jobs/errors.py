@@ -21,6 +21,7 @@ handler (``api/errors.py``); the worker records a failed push's as its ``Error``
     │   ├── NotRunning             a player command for a push that is not running
     │   ├── NotSwitchable          a player command for a push not started switchable
     │   ├── NotListening           a player command no worker heard
+    │   ├── CommandNotSupported    a player command the push's engine cannot do
     │   └── PublisherBusy          this UserId already publishes in this room (RequestId)
     ├── QuotaExceeded              429 the SdkAppId's quota is used up (Retry-After)
     ├── ServiceUnavailable         503 Redis or the task queue is away
@@ -36,7 +37,7 @@ handler (``api/errors.py``); the worker records a failed push's as its ``Error``
     │   └── RoomDisconnected       the connection broke during the push
     ├── ProgressStoreError         the Redis named for progress cannot be used
     ├── TrtcError                  TRTC's server API (Engine=cloud, RemoveUser)
-    │   ├── TrtcApiError           TRTC refused a call
+    │   ├── TrtcApiError           502 TRTC refused a call (Trtc: its answer)
     │   └── TrtcNotConfigured      no credentials or region on the worker
     ├── WorkerLost                 the push's worker went silent too many times
     └── InternalError              a bug: the worker log has the traceback
@@ -181,6 +182,12 @@ class NotListening(Conflict):
     code = "NotListening"
 
 
+class CommandNotSupported(Conflict):
+    """A player command the push's engine cannot do (Engine=cloud: queue, seek, loop)."""
+
+    code = "CommandNotSupported"
+
+
 class NoCallback(Conflict):
     """The push has no ``CallbackUrl``: there is nothing to deliver its events to."""
 
@@ -281,6 +288,9 @@ class TrtcApiError(TrtcError):
     ``hint`` what the caller can do about the error code."""
 
     code = "TrtcApiError"
+    #: Answered by the API when TRTC refuses a call it makes for a request (a player
+    #: command of an Engine=cloud push): the upstream refused.
+    status = 502
 
     def __init__(self, action: str, outcome: dict[str, Any], hint: str | None = None) -> None:
         error, request_id = outcome["Error"], outcome.get("RequestId")
@@ -292,6 +302,9 @@ class TrtcApiError(TrtcError):
         super().__init__(message)
         self.action = action
         self.outcome = outcome
+
+    def details(self) -> dict[str, Any]:
+        return {"Trtc": self.outcome}
 
 
 class TrtcNotConfigured(TrtcError):

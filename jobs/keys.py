@@ -27,3 +27,8 @@ def callback_key(request_id: str) -> str:
 def events_key(request_id: str) -> str:
     """The Redis stream of one job's events."""
     return f"{PREFIX}events:{request_id}"
+
+
+def reply_key(token: str) -> str:
+    """Where a push answers one player command (Engine=cloud: TRTC's outcome), for a minute."""
+    return f"{PREFIX}reply:{token}"

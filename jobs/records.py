@@ -90,6 +90,8 @@ class JobRecord(BaseModel):
     ClipEndingSeconds: float | None = None
     StartSeconds: float | None = None
     IdleTimeoutSeconds: int | None = None
+    Volume: int = 100
+    RepeatNum: int = 1
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"
@@ -125,10 +127,19 @@ class JobSecrets(BaseModel):
     VideoSrc: str
     Playlist: list[str] = Field(default_factory=list)
     CallbackUrl: str | None = None
+    #: TRTC's room permission ticket (Engine=cloud's StartStreamIngest).
+    PrivateMapKey: str | None = None
 
     def values(self) -> tuple[str, ...]:
         """Every secret string, to be masked wherever text is written."""
-        found = [self.UserSig, self.RedisPassword, self.VideoSrc, *self.Playlist, self.CallbackUrl]
+        found = [
+            self.UserSig,
+            self.RedisPassword,
+            self.VideoSrc,
+            *self.Playlist,
+            self.CallbackUrl,
+            self.PrivateMapKey,
+        ]
         return tuple(v for v in found if v)
 
 
@@ -204,6 +215,13 @@ class CloudProgress(BaseModel):
     Elapsed: float = Field(description="Seconds since the task started.")
     RtmpRoom: str | None = None
     Cloud: CloudTask
+    Player: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "What the player commands (UpdateStreamIngest) made of the task: Clip {Index, "
+            "VideoSrc, ClipId}, Paused, Volume."
+        ),
+    )
 
 
 class CallbackStatus(_Answer):

@@ -15,6 +15,8 @@ Layout (all keys expire with the job TTL, 3 days by default)::
     roomcast:outbox              zset  pushes with undelivered callback events (jobs/outbox.py)
     roomcast:watchdog            str   the worker process looking for lost pushes (a lease
                                        of a few seconds, so that one process at a time does)
+    roomcast:reply:<token>       str   JSON: a push's answer to one player command
+                                       (Engine=cloud), read by the API; expires in a minute
 
 The publisher lease makes sure that two jobs never publish as the same (SdkAppId, room,
 UserId) at once: it is taken with the record (queued), renewed by the running push's
@@ -37,7 +39,15 @@ import redis
 
 from .errors import PublisherBusy, QuotaExceeded, WorkerLost
 from .events import APPEND_FUNCTION, EventLog
-from .keys import METRICS_KEY, OUTBOX_KEY, PREFIX, callback_key, events_key, job_key
+from .keys import (
+    METRICS_KEY,
+    OUTBOX_KEY,
+    PREFIX,
+    callback_key,
+    events_key,
+    job_key,
+    reply_key,
+)
 from .outbox import STATUS_FIELDS, Outbox, callback_status
 from .records import CallbackStatus, JobRecord, JobSecrets, PushStatus
 from .settings import Settings
@@ -50,6 +60,8 @@ log = logging.getLogger(__name__)
 WATCHDOG_KEY = f"{PREFIX}watchdog"
 #: How long a worker's "shutting down" mark lasts (its warm shutdown is much shorter).
 STOPPING_SECONDS = 300
+#: How long a push's answer to a player command waits for the API to read it.
+REPLY_SECONDS = 60
 #: Running jobs whose heartbeats are read per round trip when looking for lost pushes.
 _WATCH_PAGE = 500
 #: What a read of a job takes from its hash: the record, then its callbacks' delivery.
@@ -638,6 +650,15 @@ class JobStore:
     def send_command(self, request_id: str, command: dict[str, Any]) -> int:
         """Publish a player command to a running push; how many listeners got it."""
         return int(self.redis.publish(control_channel(request_id), json.dumps(command)))
+
+    def reply(self, token: str, answer: dict[str, Any]) -> None:
+        """A push's answer to the command sent with reply key ``token``; kept a minute."""
+        self.redis.set(reply_key(token), json.dumps(answer), ex=REPLY_SECONDS)
+
+    def reply_of(self, token: str) -> dict[str, Any] | None:
+        """The answer to the command sent with reply key ``token``; None until there is one."""
+        raw = cast("bytes | None", self.redis.get(reply_key(token)))
+        return None if raw is None else cast("dict[str, Any]", json.loads(raw))
 
     def clear_stop(self, request_id: str, cause: StopCause) -> None:
         """Forget a stop flag with this cause (meant for an earlier run of the job)."""

@@ -13,6 +13,9 @@ Actions, with the parameter types of TRTC's API reference (product/647) checked:
   ``StopStreamIngest`` or :meth:`FakeTrtc.end_task`; ``DescribeStreamIngest`` answers
   ``Status`` ``InProgress`` while it runs and ``NotExist`` after (the two documented values);
   stopping a task that no longer runs answers ``FailedOperation.TaskNotExist``.
+  ``UpdateStreamIngest`` changes a running task's ``StreamUrl``, ``Volume``, pause
+  (``IsPause``), ``EnableProgress`` or ``Tempo`` (:attr:`Task.params` shows the task as it is
+  now, :attr:`Task.updates` each update), and answers ``Status``.
 * Room data: ``DescribeRoomInfo`` lists a room's unfinished session (``CommId``
   ``<app>_<room>_<created>``) while anyone is in it, ``DescribeUserInfo`` lists that
   session's users. Who is in a room: the running ingest tasks' robots, plus whoever
@@ -105,6 +108,8 @@ class Task:
     task_id: str
     params: dict[str, Any]
     running: bool = True
+    #: The UpdateStreamIngest parameters, in order (without SdkAppId and TaskId).
+    updates: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -184,6 +189,7 @@ class FakeTrtc:
             "StartStreamIngest": self._start_ingest,
             "DescribeStreamIngest": self._describe_ingest,
             "StopStreamIngest": self._stop_ingest,
+            "UpdateStreamIngest": self._update_ingest,
             "DescribeRoomInfo": self._describe_room,
             "DescribeUserInfo": self._describe_users,
         }
@@ -241,6 +247,20 @@ class FakeTrtc:
             return "FailedOperation.TaskNotExist: the task does not exist"
         task.running = False
         return {}
+
+    def _update_ingest(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        bad = _check_update_ingest(params)
+        if bad is not None:
+            return f"InvalidParameter: {bad}"
+        task = self._task_of(params)
+        if isinstance(task, str):
+            return task
+        if not task.running:
+            return "FailedOperation.TaskNotExist: the task does not exist"
+        update = {k: v for k, v in params.items() if k not in ("SdkAppId", "TaskId")}
+        task.updates.append(update)
+        task.params = {**task.params, **update}
+        return {"Status": "InProgress"}
 
     # --- room data ------------------------------------------------------------------------
 
@@ -395,11 +415,56 @@ def _check_start_ingest(params: dict[str, Any]) -> str | None:
         return "RoomIdType must be 0 (string room) or 1 (numeric room)"
     if params["RoomIdType"] == 1 and not params["RoomId"].isdigit():
         return "RoomIdType 1 needs the digits of a numeric room"
+    bad = _check_ranges(params)
+    if bad is not None:
+        return bad
     repeat = params.get("RepeatNum")
     if repeat is not None and (repeat == 0 or not -1 <= repeat <= 1000):
         return "RepeatNum must be -1 or 1 to 1000"
     if "MaxDuration" in params and (repeat != -1 or not 1 <= params["MaxDuration"] <= 10080):
         return "MaxDuration (1 to 10080 minutes) applies to RepeatNum -1 only"
+    return None
+
+
+#: UpdateStreamIngest's parameters (SDK models.py) and their JSON types.
+_UPDATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "SdkAppId": int,
+    "TaskId": str,
+    "StreamUrl": str,
+    "Volume": int,
+    "IsPause": bool,
+    "EnableProgress": bool,
+    "Tempo": (int, float),
+}
+#: Tempo's documented values.
+_TEMPOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+def _check_update_ingest(params: dict[str, Any]) -> str | None:
+    """UpdateStreamIngest's documented parameters, types and ranges."""
+    for name, value in params.items():
+        kind = _UPDATE_TYPES.get(name)
+        if kind is None:
+            return f"unknown parameter {name}"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{name} has the wrong type"
+    if len(params.keys() - {"SdkAppId", "TaskId"}) == 0:
+        return "nothing to update"
+    if "StreamUrl" in params and not params["StreamUrl"]:
+        return "StreamUrl must not be empty"
+    return _check_ranges(params)
+
+
+def _check_ranges(params: dict[str, Any]) -> str | None:
+    """The ranges StartStreamIngest and UpdateStreamIngest share (the SDK's models.py)."""
+    if "Volume" in params and not 0 <= params["Volume"] <= 200:
+        return "Volume must be 0 to 200"
+    if "Tempo" in params and params["Tempo"] not in _TEMPOS:
+        return f"Tempo must be one of {_TEMPOS}"
+    if "IdleTimeout" in params and not 0 <= params["IdleTimeout"] <= 600:
+        return "IdleTimeout must be 0 to 600"
+    if "SeekSecond" in params and params["SeekSecond"] < 0:
+        return "SeekSecond must not be negative"
     return None
 
 

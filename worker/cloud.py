@@ -8,6 +8,8 @@ the publisher lease, the heartbeat and the hand-back. Only the media work moves 
     StartStreamIngest ──TaskId──▶ Progress.Cloud {TaskId, Status, StartedAt, CheckedAt}
     DescribeStreamIngest every ROOMCAST_TRTC_INGEST_POLL_SECONDS
         InProgress: go on.  NotExist (or FailedOperation.TaskNotExist): TRTC ended it → succeeded
+    player command (switch, pause, resume, volume) → UpdateStreamIngest → Progress.Player,
+        the worker engine's events, Trtc.Cloud.Update, and the answer on the command's reply key
     stop (the API, revoke, MaxDuration, publisher lease lost) → StopStreamIngest → stopped
     worker shutting down, or another run took the job over: the task is left running, and
     the next run of the job re-attaches to its TaskId instead of starting another
@@ -16,14 +18,16 @@ Errors (``jobs/errors.py``): ``TrtcApiError`` when TRTC refuses a call (AuthFail
 InvalidParameter…, LimitExceeded…; the message names the action, TRTC's code and message,
 its RequestId and a hint), ``TrtcNotConfigured`` when this worker has no Tencent Cloud API
 credentials or region. Every call's outcome is also kept in the record's ``Trtc.Cloud``
-(``Start``, ``Stop``) with TRTC's own error code. A failure after the task started tries to
-stop it, so that TRTC never goes on pushing for a push reported failed.
+(``Start``, ``Stop``, the last ``Update``) with TRTC's own error code. A failure after the task
+started tries to stop it, so that TRTC never goes on pushing for a push reported failed; a
+refused player command fails only itself (the API answers it with TRTC's error).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,11 +40,14 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
-from jobs.errors import TrtcApiError, TrtcNotConfigured
+from jobs.commands import CLOUD_COMMANDS, Command, Pause, Resume, Switch, Volume
+from jobs.errors import SourceError, TrtcApiError, TrtcNotConfigured
 from jobs.records import JobRecord, JobSecrets, iso
+from jobs.redact import redact_url
 from jobs.settings import Settings
 from jobs.states import State
 from jobs.store import Job, JobStore, now
+from jobs.urlguard import check_source_address
 from pipeline.control import Control
 
 from . import trtc
@@ -73,14 +80,28 @@ _HINTS = (
     ("UnsupportedOperation.TaskLimit", "TRTC's limit of ingest tasks is reached"),
     ("InvalidParameter", "check the room, UserId/UserSig and VideoSrc"),
     ("FailedOperation.RoomNotExist", "check the room"),
+    ("FailedOperation.TaskNotExist", "TRTC's ingest task has ended; the push ends with it"),
+    ("FailedOperation.TaskFinished", "TRTC's ingest task has ended; the push ends with it"),
 )
+
+
+def hint_for(code: str) -> str | None:
+    """What the caller can do about TRTC's error ``code``, where there is something."""
+    return next((h for prefix, h in _HINTS if code.startswith(prefix)), None)
 
 
 def api_error(action: str, outcome: dict[str, Any]) -> TrtcApiError:
     """TRTC's refusal of ``action`` as an error, with a hint where its code has one."""
-    code = outcome["Error"]["Code"]
-    hint = next((h for prefix, h in _HINTS if code.startswith(prefix)), None)
-    return TrtcApiError(action, outcome, hint)
+    return TrtcApiError(action, outcome, hint_for(outcome["Error"]["Code"]))
+
+
+class CloudControl(Control):
+    """An ``Engine=cloud`` push's control: a player command also wakes the driver, which
+    waits between two status queries (a pipeline looks for commands between packets)."""
+
+    def send(self, command: Command) -> None:
+        super().send(command)
+        self.poke()
 
 
 def time_limit(settings: Settings, record: JobRecord) -> float | None:
@@ -95,8 +116,10 @@ def start_request(
 
     Unlike the RTMP ingest, the cloud ingest enters numeric rooms too: a ``RoomId`` job goes
     to numeric room ``RoomId`` (RoomIdType 1), a ``StrRoomId`` job to its string room (0).
-    ``Loop`` (one clip here) is ``RepeatNum`` -1, bounded by ``MaxDuration`` in minutes, which
-    TRTC applies to loops only; roomcast enforces the limit itself in every case.
+    ``Loop`` (one clip here) is ``RepeatNum`` -1; a ``RepeatNum`` of -1 is bounded by
+    ``MaxDuration`` in minutes, which TRTC applies to endless repeats only; roomcast enforces
+    the limit itself in every case. Fields at TRTC's defaults (Volume 100, RepeatNum 1) and
+    those not given are not sent.
     """
     room = record.Room
     request = models.StartStreamIngestRequest()
@@ -108,12 +131,18 @@ def start_request(
     request.UserId = record.UserId
     request.UserSig = secrets.UserSig
     request.StreamUrl = secrets.VideoSrc
+    if secrets.PrivateMapKey:
+        request.PrivateMapKey = secrets.PrivateMapKey
+    if record.Volume != 100:
+        request.Volume = record.Volume
     if record.StartSeconds:
         request.SeekSecond = int(record.StartSeconds)  # TRTC takes whole seconds
     if record.IdleTimeoutSeconds:
         request.IdleTimeout = record.IdleTimeoutSeconds
-    if record.Loop != "none":
-        request.RepeatNum = -1
+    repeat = -1 if record.Loop != "none" else record.RepeatNum
+    if repeat != 1:
+        request.RepeatNum = repeat
+    if repeat == -1:
         limit = time_limit(settings, record)
         if limit is not None:
             request.MaxDuration = min(max(math.ceil(limit / 60), 1), MAX_DURATION_MINUTES)
@@ -154,6 +183,21 @@ class CloudIngest:
         self.started_at = _epoch(cloud.get("StartedAt")) or now()
         self._calls: dict[str, Any] = dict((job.record.Trtc or {}).get("Cloud") or {})
         self._api: TrtcClient | None = None
+        # What the player commands made of the task (kept in the progress for the next run).
+        record = job.record
+        first = {
+            "Index": 0,
+            "VideoSrc": record.VideoSrc,
+            "ClipId": next(iter(record.ClipIds), None),
+        }
+        player = (job.progress or {}).get("Player") or {}
+        self._clip: dict[str, Any] = dict(player.get("Clip") or first)
+        self._paused = bool(player.get("Paused", False))
+        self._volume = player.get("Volume", record.Volume)
+        #: Masked in whatever TRTC answers: the job's secrets and the sources switched to.
+        self._secret_values = list(secrets.values())
+        #: When DescribeStreamIngest is due next (time.monotonic()).
+        self._next_check = 0.0
 
     @property
     def elapsed(self) -> float:
@@ -193,16 +237,127 @@ class CloudIngest:
         limit = time_limit(self._settings, self._job_record)
         poll = self._settings.trtc_ingest_poll_seconds
         while True:
-            self._describe()
-            if self.ended:
-                return Ending(
-                    State.SUCCEEDED, "TRTC's ingest task ended (DescribeStreamIngest: NotExist)"
-                )
+            if time.monotonic() >= self._next_check:
+                self._describe()
+                self._next_check = time.monotonic() + poll
+                if self.ended:
+                    return Ending(
+                        State.SUCCEEDED, "TRTC's ingest task ended (DescribeStreamIngest: NotExist)"
+                    )
+            for command in control.commands():
+                self.apply(command)
             if limit is not None and self.elapsed >= limit:
                 return Ending(State.STOPPED, f"time limit reached ({limit:g} s)")
-            wait = poll if limit is None else min(poll, limit - self.elapsed)
+            wait = self._next_check - time.monotonic()
+            if limit is not None:
+                wait = min(wait, limit - self.elapsed)
             if control.wait(max(wait, 0.0)):
                 return Ending(State.STOPPED, control.stop_reason or "stopped", control.stop_cause)
+
+    def apply(self, command: Command) -> None:
+        """Do one player command through UpdateStreamIngest, and tell whoever sent it.
+
+        Success updates ``Progress.Player`` and appends the events a worker engine's player
+        appends for the same command. Either way the outcome goes into ``Trtc.Cloud.Update``
+        and onto the command's reply key, which the API waits on. A refusal never ends the
+        push: TRTC's task goes on as it was (one that ended is found by the next query).
+        """
+        request = self._update_request(command)
+        if request is None:
+            return
+        try:
+            response = self._client().UpdateStreamIngest(request)
+        except TencentCloudSDKException as exc:
+            outcome: dict[str, Any] = {**self._masked(trtc.failure(exc)), "Command": command.name}
+            log.warning("TRTC refused %s (UpdateStreamIngest): %s", command.name, outcome)
+            if str(exc.get_code()) in TASK_GONE:
+                self._next_check = 0.0  # find out at once
+        except Exception as exc:  # noqa: BLE001 - the command fails, not the push
+            log.exception("UpdateStreamIngest raised")
+            bug = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
+            outcome = {"Result": "failed", "Error": bug, "Command": command.name}
+        else:
+            outcome = {"Result": "ok", "Command": command.name, "RequestId": response.RequestId}
+            log.info("%s done by TRTC (UpdateStreamIngest)", command.name)
+            self._applied(command)
+            self._report()
+        self._record("Update", outcome)
+        error = outcome.get("Error")
+        hint = hint_for(error["Code"]) if error else None
+        self._answer(command, {"Trtc": outcome, "Hint": hint})
+
+    def _update_request(self, command: Command) -> models.UpdateStreamIngestRequest | None:
+        """The UpdateStreamIngest request doing ``command``; None (answered) if there is none."""
+        request = models.UpdateStreamIngestRequest()
+        request.SdkAppId = self._job_record.SdkAppId
+        request.TaskId = self.task_id
+        match command:
+            case Switch(When="now"):
+                if self._settings.block_private_addresses:
+                    try:  # checked again here, not only by the API: DNS may answer differently
+                        check_source_address(command.VideoSrc, self._settings.guard_networks)
+                    except SourceError as exc:
+                        refusal = {"Code": exc.code, "Message": exc.message, "Field": "VideoSrc"}
+                        self._answer(command, {"Refused": refusal})
+                        return None
+                self._secret_values.append(command.VideoSrc)
+                request.StreamUrl = command.VideoSrc
+                if self._paused:
+                    request.IsPause = False  # a switch resumes, as on a worker
+            case Pause():
+                request.IsPause = True
+            case Resume():
+                request.IsPause = False
+            case Volume():
+                request.Volume = round(command.Volume)  # TRTC takes whole percents
+            case _:
+                # The API refuses these for a cloud push; a message from elsewhere is answered.
+                log.warning("ignoring %s: TRTC's cloud ingest cannot do it", command.name)
+                refusal = {
+                    "Code": "CommandNotSupported",
+                    "Message": f"Engine=cloud takes {', '.join(sorted(CLOUD_COMMANDS))} only",
+                }
+                self._answer(command, {"Refused": refusal})
+                return None
+        return request
+
+    def _applied(self, command: Command) -> None:
+        """What TRTC did, as ``Progress.Player`` and as the worker engine's events."""
+        match command:
+            case Switch():
+                to = {"Index": self._clip["Index"] + 1, "VideoSrc": redact_url(command.VideoSrc)}
+                to["ClipId"] = command.ClipId
+                if self._paused:
+                    self._paused = False
+                    self._event("resume")
+                self._event("clip-ended", How="switched", To=to["VideoSrc"], ToClipId=to["ClipId"])
+                self._clip = to
+                self._event("clip-started")
+            case Pause():
+                self._paused = True
+                self._event("pause")
+            case Resume():
+                self._paused = False
+                self._event("resume")
+            case Volume():
+                self._volume = round(command.Volume)
+                self._event("volume", Volume=self._volume)
+
+    def _event(self, name: str, **fields: Any) -> None:
+        """An event of the current clip, named and shaped as a worker engine's player's."""
+        clip = {"Clip": self._clip["Index"], "ClipId": self._clip["ClipId"]}
+        self._store.events.append(
+            self._rid, name, **clip, VideoSrc=self._clip["VideoSrc"], **fields
+        )
+
+    def _answer(self, command: Command, answer: dict[str, Any]) -> None:
+        """Tell the API how ``command`` went, when it waits for that."""
+        if command.reply_to is None:
+            return
+        try:
+            self._store.reply(command.reply_to, answer)
+        except redis.RedisError as exc:
+            log.warning("could not answer %s: %s", command.name, exc)
 
     def _start(self) -> None:
         request = start_request(self._settings, self._job_record, self._secrets)
@@ -282,9 +437,8 @@ class CloudIngest:
         """``value`` with the job's secrets masked: TRTC's messages may quote a parameter."""
         error = value.get("Error", value)
         message = str(error.get("Message", ""))
-        for secret in (self._secrets.UserSig, self._secrets.VideoSrc):
-            if secret:
-                message = message.replace(str(secret), "***")
+        for secret in sorted(self._secret_values, key=len, reverse=True):
+            message = message.replace(secret, "***")
         if "Message" in error:
             error["Message"] = message
         return value
@@ -303,6 +457,7 @@ class CloudIngest:
             "Elapsed": round(self.elapsed, 3),
             "RtmpRoom": self._job_record.Room.RtmpRoom,
             "Cloud": cloud,
+            "Player": {"Clip": self._clip, "Paused": self._paused, "Volume": self._volume},
         }
         try:
             self._store.set_progress(self._rid, data)

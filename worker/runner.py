@@ -30,7 +30,7 @@ from jobs.urlguard import check_source_address, check_source_addresses, redis_ho
 from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 
 from . import trtc
-from .cloud import CloudIngest
+from .cloud import CloudControl, CloudIngest
 from .control import signal_stops
 from .egress import egress_proxy
 from .hub import get_hub
@@ -138,7 +138,8 @@ def _run(
 ) -> RunEnd:
     rid = job.request_id
     record = job.record
-    control = Control()
+    # A cloud push has no packets between which to look for commands: they wake it.
+    control = CloudControl() if record.Engine == "cloud" else Control()
     hub = get_hub(store, settings)
     attached = hub.attach(rid, control, run_id)
     presence = trtc.watch_presence(store, settings, rid, record)

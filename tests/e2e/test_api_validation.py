@@ -297,3 +297,54 @@ def test_a_bad_clip_id_or_clip_is_rejected_naming_its_field(
     api: Api, room: LocalRoom, changes: dict[str, Any], field: str
 ) -> None:
     assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **changes)), field)
+
+
+# --- Volume, RepeatNum, PrivateMapKey (#35) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("Volume", 201, id="volume_above_200"),
+        pytest.param("Volume", -1, id="volume_below_0"),
+        pytest.param("Volume", 50.5, id="volume_not_an_integer"),
+        pytest.param("RepeatNum", 0, id="repeatnum_zero"),
+        pytest.param("RepeatNum", 1001, id="repeatnum_above_1000"),
+        pytest.param("RepeatNum", -2, id="repeatnum_below_minus_one"),
+        pytest.param("PrivateMapKey", "", id="privatemapkey_empty"),
+    ],
+)
+def test_a_per_push_field_outside_trtcs_range_is_rejected_naming_it(
+    api: Api, room: LocalRoom, field: str, value: object
+) -> None:
+    body = request_body(room, Engine="cloud", **{field: value})
+    assert_invalid(api.call("POST", "/v1/pushes", body), field)
+
+
+@pytest.mark.parametrize(("field", "value"), [("Volume", 150), ("RepeatNum", 3)])
+def test_volume_and_repeatnum_are_refused_with_engine_worker_until_the_pipeline_does_them(
+    api: Api, room: LocalRoom, field: str, value: int
+) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, **{field: value}))
+    assert_invalid(answer, field)
+    assert "not supported with Engine=worker yet" in answer.body["Error"]["Message"]
+
+
+def test_volume_and_repeatnum_at_their_defaults_are_accepted_with_engine_worker(
+    api: Api, room: LocalRoom
+) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, Volume=100, RepeatNum=1))
+    assert answer.status == 202, answer.body
+
+
+def test_privatemapkey_is_refused_with_engine_worker_whose_rtmp_ingest_takes_none(
+    api: Api, room: LocalRoom
+) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, PrivateMapKey="PMK-SECRET-31"))
+    assert_invalid(answer, "PrivateMapKey")
+    assert "PMK-SECRET-31" not in json.dumps(answer.body), "a secret is not echoed"
+
+
+def test_repeatnum_is_refused_for_a_live_source(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, Engine="cloud", Mode="live", RepeatNum=2)
+    assert_invalid(api.call("POST", "/v1/pushes", body), "RepeatNum")

@@ -1,5 +1,6 @@
-"""UserSig, RedisPassword and URL credentials never show: Flower, logs, results, status,
-events, callbacks, Redis records (other than the secrets keys) and error messages.
+"""UserSig, RedisPassword, PrivateMapKey and URL credentials never show: Flower, logs,
+results, status, events, callbacks, Redis records (other than the secrets keys) and error
+messages.
 
 Sources carry every provider's signature parameters at once (tests/signed_urls.py), each
 secret value marked ``LEAK`` so that one search finds any of them."""
@@ -9,14 +10,17 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from devstack.ports import free_port
 from devstack.redis import RedisServer
 from devstack.room import LocalRoom
 
+from ..cloudstack import CloudStack, cloud_job, cloud_stack
 from ..conftest import CALLBACK_SECRET, job_for
 from ..receiver import Receiver
 from ..signed_urls import signed, signed_by_all, with_userinfo
@@ -25,6 +29,16 @@ from ..stack import Api, start_flower, stop
 USER_SIG = "USERSIG-SECRET-7781"
 REDIS_PASSWORD = "REDISPW-SECRET-9932"
 URL_TOKEN = "URLTOKEN-SECRET-4410"
+PRIVATE_MAP_KEY = "PRIVATEMAPKEY-SECRET-5520"
+
+
+@pytest.fixture(scope="module")
+def cloud(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CloudStack]:
+    """Engine=cloud's own stack (tests/cloudstack.py): PrivateMapKey is for the cloud ingest."""
+    with cloud_stack(service_env, tmp_path_factory.mktemp("cloud-secrets")) as stack:
+        yield stack
 
 
 def dump_redis(client: redis.Redis, keep_secrets: bool = True) -> str:
@@ -49,6 +63,17 @@ def dump_redis(client: redis.Redis, keep_secrets: bool = True) -> str:
             value = b""
         parts.append(f"{key!r}={value!r}")
     return "\n".join(parts)
+
+
+def flower_knows(flower_url: str, rid: str) -> str:
+    """What Flower's API says of the task (its list, info and result), once it knows it."""
+    time.sleep(1.5)  # let Flower digest the task events
+    text = ""
+    for path in ("/api/tasks", f"/api/task/info/{rid}", f"/api/task/result/{rid}"):
+        with urllib.request.urlopen(f"{flower_url}{path}", timeout=10) as answer:
+            text += answer.read().decode()
+    assert rid in text, "Flower must know the task, or this test proves nothing"
+    return text
 
 
 def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
@@ -83,12 +108,7 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
             final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
             assert final["State"] == "stopped", final
             listing = api.call("GET", "/v1/pushes?Limit=5").body
-            time.sleep(1.5)  # let Flower digest the task events
-            flower_text = ""
-            for path in ("/api/tasks", f"/api/task/info/{rid}", f"/api/task/result/{rid}"):
-                with urllib.request.urlopen(f"{flower_url}{path}", timeout=10) as r:
-                    flower_text += r.read().decode()
-            assert rid in flower_text, "Flower must know the task, or this test proves nothing"
+            flower_text = flower_knows(flower_url, rid)
             seen = {
                 "status": json.dumps([running, final, listing]),
                 "flower": flower_text,
@@ -158,3 +178,43 @@ def test_switchable_push_urls_and_the_callback_url_keep_their_secrets(
     }
     for where, text in seen.items():
         assert "LEAK" not in text, f"a URL secret leaked into the {where}"
+
+
+def test_a_cloud_pushs_privatemapkey_reaches_trtc_and_nothing_else(
+    cloud: CloudStack, room: LocalRoom, tmp_path: Path
+) -> None:
+    flower, flower_url = start_flower(cloud.env, tmp_path / "flower.log")
+    # TRTC's messages may quote what they refuse: this refusal of a command quotes the key.
+    refusal = ("InvalidParameter", f"PrivateMapKey {PRIVATE_MAP_KEY} does not allow this")
+    try:
+        rid = cloud.api.submit(**cloud_job(room, "pmk_room", PrivateMapKey=PRIVATE_MAP_KEY))
+        deadline = time.monotonic() + 15
+        while (cloud.api.status(rid)["Progress"] or {}).get("Cloud", {}).get("Status") is None:
+            assert time.monotonic() < deadline, "TRTC's task never started"
+            time.sleep(0.1)
+        cloud.trtc.fail["UpdateStreamIngest"] = refusal
+        command = cloud.api.call("POST", f"/v1/pushes/{rid}/pause")
+        cloud.trtc.fail.pop("UpdateStreamIngest")
+        running = cloud.api.status(rid)
+        assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+        final = cloud.api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=15)
+        listing = cloud.api.call("GET", "/v1/pushes?Limit=5").body
+        flower_text = flower_knows(flower_url, rid)
+        seen = {
+            "status": json.dumps([running, final, listing]),
+            "command's answer": json.dumps(command.body),
+            "flower": flower_text,
+            "worker log": cloud.worker_log.read_text(errors="replace"),
+            "api log": cloud.api_log.read_text(errors="replace"),
+            "service redis": dump_redis(cloud.redis, keep_secrets=False),
+        }
+    finally:
+        cloud.trtc.fail.pop("UpdateStreamIngest", None)
+        stop(flower)
+    starts = [c for c in cloud.trtc.of("StartStreamIngest") if c.params["RoomId"] == "pmk_room"]
+    assert [c.params.get("PrivateMapKey") for c in starts] == [PRIVATE_MAP_KEY]
+    assert (
+        command.status == 502 and "PrivateMapKey *** does not" in command.body["Error"]["Message"]
+    )
+    for where, text in seen.items():
+        assert PRIVATE_MAP_KEY not in text, f"the PrivateMapKey leaked into the {where}"

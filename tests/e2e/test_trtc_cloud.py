@@ -1,113 +1,49 @@
 """Engine=cloud (TRTC's cloud ingest, driven through roomcast's API) and Trtc.Presence.
 
-Real processes, as in tests/e2e/test_trtc.py: their own Redis, a Celery worker, two APIs (one
-with Tencent Cloud credentials, one without), a local room that checks UserSigs, and the fake
-TRTC endpoint (tests/trtc_fake.py) that checks every TC3-HMAC-SHA256 signature. The fake's
-room data sees whoever publishes into the local room, so presence is checked end to end.
+Real processes, as in tests/e2e/test_trtc.py (tests/cloudstack.py): their own Redis, a Celery
+worker, two APIs (one with Tencent Cloud credentials, one without), a local room that checks
+UserSigs, and the fake TRTC endpoint (tests/trtc_fake.py) that checks every TC3-HMAC-SHA256
+signature. The fake's room data sees whoever publishes into the local room, so presence is
+checked end to end.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from api.responses import PushStatus
-from devstack.redis import RedisServer
 from devstack.room import LocalRoom
 from jobs.usersig import decode, verify
 
+from ..cloudstack import APP, KEY, ROBOT, SECRET_ID, SECRET_KEY, CloudStack, cloud_job, cloud_stack
 from ..conftest import job_for
-from ..stack import Api, start_api, start_worker, stop
+from ..stack import Api, start_worker, stop
 from ..trtc_fake import Call, FakeTrtc
 
-APP = 1400000001
-KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
-SECRET_ID = "AKIDroomcastCLOUD"
-SECRET_KEY = "tc-secret-key-cloud-7e1"
-ROBOT = "robot1"
 ENDED = {"succeeded", "failed", "stopped"}
 
 _rooms = itertools.count()
-
-
-@dataclass
-class CloudStack:
-    """The services these tests push through."""
-
-    api: Api  # with TENCENTCLOUD_* credentials and a region
-    bare_api: Api  # without credentials
-    room: LocalRoom  # checks UserSigs, knows who publishes
-    trtc: FakeTrtc
-    redis: redis.Redis
-    env: dict[str, str]
-    work: Path
-    #: Worker processes by Celery node name; a test may stop one and start another.
-    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
 def cloud(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CloudStack]:
-    work = tmp_path_factory.mktemp("cloud")
-    fake = FakeTrtc({SECRET_ID: SECRET_KEY}).start()
-    with (
-        RedisServer(work / "redis") as redis_server,
-        LocalRoom(work / "room", secret_keys={APP: KEY}) as room,
-    ):
-        assert room.auth is not None
-        auth = room.auth
-        # TRTC sees in a room whoever publishes into the local room (and its ingest robots).
-        fake.members = lambda app, name: set(auth.users_in(name)) if app == APP else set()
-        env = dict(
-            service_env,
-            ROOMCAST_REDIS_URL=redis_server.url,
-            ROOMCAST_RTMP_BASE=room.rtmp_base,
-            ROOMCAST_USERSIG_CHECK="verify",
-            ROOMCAST_SDK_SECRET_KEYS=f"{APP}:{KEY}",
-            ROOMCAST_TRTC_ENDPOINT=fake.endpoint,
-            ROOMCAST_TRTC_REGION="ap-guangzhou",
-            ROOMCAST_TRTC_INGEST_POLL_SECONDS="0.2",
-            ROOMCAST_TRTC_PRESENCE_SECONDS="0.5",
-            TENCENTCLOUD_SECRET_ID=SECRET_ID,
-            TENCENTCLOUD_SECRET_KEY=SECRET_KEY,
-        )
-        bare_env = {k: v for k, v in env.items() if not k.startswith("TENCENTCLOUD_")}
-        worker = start_worker(env, work / "worker.log", "cloud")
-        api, base = start_api(env, work / "api.log")
-        bare_api, bare_base = start_api(bare_env, work / "bare-api.log")
-        client = redis.Redis.from_url(redis_server.url)
-        stack = CloudStack(Api(base), Api(bare_base), room, fake, client, env, work)
-        stack.workers["cloud"] = worker
-        try:
-            yield stack
-        finally:
-            client.close()
-            for proc in (bare_api, api, *stack.workers.values()):
-                stop(proc)
-            fake.stop()
+    with cloud_stack(service_env, tmp_path_factory.mktemp("cloud")) as stack:
+        yield stack
 
 
 @pytest.fixture
 def name() -> str:
     """A fresh, short room name (the local room keeps 255 bytes of room + query)."""
     return f"c{next(_rooms)}"
-
-
-def cloud_job(media_room: LocalRoom, room_name: str, **changes: Any) -> dict[str, Any]:
-    """An Engine=cloud job; the UserSig is left for roomcast to sign (its key is configured)."""
-    job = job_for(media_room, "film.mp4", room_name, UserId=ROBOT, UserSig=None, Engine="cloud")
-    job.update(changes)
-    return {k: v for k, v in job.items() if v is not None}
 
 
 def wait_for(
@@ -144,6 +80,19 @@ def start_call(fake: FakeTrtc, task_id: str) -> Call:
 def stop_calls(fake: FakeTrtc, task_id: str) -> list[Call]:
     """The StopStreamIngest calls for ``task_id``."""
     return [c for c in fake.of("StopStreamIngest") if c.params.get("TaskId") == task_id]
+
+
+def player_of(status: dict[str, Any]) -> dict[str, Any]:
+    """Progress.Player of a status, or {}."""
+    return dict((status.get("Progress") or {}).get("Player") or {})
+
+
+def events_of(api: Api, rid: str) -> list[dict[str, Any]]:
+    """The push's events as the API streams them (stopped first: the stream ends)."""
+    assert api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+    with urllib.request.urlopen(f"{api.base}/v1/pushes/{rid}/events", timeout=30) as answer:
+        text = answer.read().decode()
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
 
 # --- Engine=cloud ----------------------------------------------------------------------------
@@ -229,6 +178,33 @@ def test_cloud_idle_timeout_is_trtcs_idletimeout(
     rid = cloud.api.submit(**cloud_job(room, name, Mode="live", IdleTimeoutSeconds=30))
     params = start_call(cloud.trtc, in_progress(cloud.api, rid)).params
     assert params["IdleTimeout"] == 30
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+
+
+@pytest.mark.parametrize(
+    "field, value, sent",
+    [
+        ("Volume", 150, {"Volume": 150}),
+        ("RepeatNum", 3, {"RepeatNum": 3}),
+        ("PrivateMapKey", "pmk-for-tests", {"PrivateMapKey": "pmk-for-tests"}),
+    ],
+)
+def test_per_push_fields_reach_startstreamingest_under_trtcs_names(
+    cloud: CloudStack, room: LocalRoom, name: str, field: str, value: object, sent: dict
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, **{field: value}))
+    params = start_call(cloud.trtc, in_progress(cloud.api, rid)).params
+    assert {k: params.get(k) for k in sent} == sent
+    assert "MaxDuration" not in params, "TRTC's MaxDuration is for RepeatNum -1 only"
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+
+
+def test_cloud_repeatnum_forever_is_bounded_by_maxduration_in_minutes(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, RepeatNum=-1, MaxDuration=3600))
+    params = start_call(cloud.trtc, in_progress(cloud.api, rid)).params
+    assert (params["RepeatNum"], params["MaxDuration"]) == (-1, 60)
     assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
 
 
@@ -342,6 +318,133 @@ def test_engine_cloud_refuses_a_field_it_cannot_honour_naming_it(
     assert answer.status == 400, answer.body
     assert answer.body["Error"]["Field"] == field
     assert "Engine=worker" in answer.body["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("IdleTimeoutSeconds", 601), ("RepeatNum", 2)],
+    ids=["idle_timeout_above_trtcs_600", "repeatnum_with_loop"],
+)
+def test_engine_cloud_refuses_a_value_trtc_would_refuse_naming_its_field(
+    cloud: CloudStack, room: LocalRoom, name: str, field: str, value: object
+) -> None:
+    job = cloud_job(room, name, **{field: value})
+    if field == "IdleTimeoutSeconds":
+        job["Mode"] = "live"
+    else:
+        job["Loop"] = "all"
+    answer = cloud.api.call("POST", "/v1/pushes", job)
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == field
+
+
+# --- player commands: UpdateStreamIngest -------------------------------------------------------
+
+
+def test_switch_on_a_cloud_push_is_updatestreamingests_streamurl(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    task_id = in_progress(cloud.api, rid)
+    other = room.media_url("other.mp4")
+    answer = cloud.api.call(
+        "POST", f"/v1/pushes/{rid}/switch", {"VideoSrc": other, "ClipId": "feedback"}
+    )
+    assert answer.status == 200, answer.body
+    assert (answer.body["Command"], answer.body["Trtc"]["Result"]) == ("switch", "ok")
+    assert cloud.trtc.tasks[task_id].updates == [{"StreamUrl": other}]
+    clip = player_of(cloud.api.status(rid))["Clip"]
+    assert clip == {"Index": 1, "VideoSrc": other, "ClipId": "feedback"}
+    assert cloud.api.status(rid)["Trtc"]["Cloud"]["Update"]["Command"] == "switch"
+    events = [e for e in events_of(cloud.api, rid) if e["Event"].startswith("clip-")]
+    assert [(e["Event"], e["Clip"]) for e in events] == [("clip-ended", 0), ("clip-started", 1)]
+    assert (events[0]["How"], events[0]["To"], events[0]["ToClipId"]) == (
+        "switched",
+        other,
+        "feedback",
+    )
+
+
+def test_pause_and_resume_on_a_cloud_push_are_updatestreamingests_ispause(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    task_id = in_progress(cloud.api, rid)
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/pause").status == 200
+    assert player_of(cloud.api.status(rid))["Paused"] is True
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/resume").status == 200
+    assert player_of(cloud.api.status(rid))["Paused"] is False
+    assert cloud.trtc.tasks[task_id].updates == [{"IsPause": True}, {"IsPause": False}]
+    events = [e["Event"] for e in events_of(cloud.api, rid)]
+    assert events == ["queued", "running", "pause", "resume", "stopped"]
+
+
+def test_volume_on_a_cloud_push_is_updatestreamingests_volume(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, Volume=50))
+    task_id = in_progress(cloud.api, rid)
+    assert player_of(cloud.api.status(rid))["Volume"] == 50
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/volume", {"Volume": 180}).status == 200
+    assert cloud.trtc.tasks[task_id].updates == [{"Volume": 180}]
+    assert player_of(cloud.api.status(rid))["Volume"] == 180
+    volume = [e for e in events_of(cloud.api, rid) if e["Event"] == "volume"]
+    assert [e["Volume"] for e in volume] == [180]
+
+
+def test_trtc_refusing_a_command_answers_502_with_trtcs_code_and_the_push_goes_on(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    in_progress(cloud.api, rid)
+    cloud.trtc.fail["UpdateStreamIngest"] = ("InvalidParameter.StreamUrl", "StreamUrl is invalid")
+    try:
+        other = room.media_url("other.mp4")
+        answer = cloud.api.call("POST", f"/v1/pushes/{rid}/switch", {"VideoSrc": other})
+    finally:
+        cloud.trtc.fail.pop("UpdateStreamIngest")
+    assert answer.status == 502, answer.body
+    error = answer.body["Error"]
+    assert error["Code"] == "TrtcApiError"
+    assert error["Message"].startswith(
+        "TRTC UpdateStreamIngest failed: InvalidParameter.StreamUrl: StreamUrl is invalid"
+    )
+    assert error["Trtc"]["Error"]["Code"] == "InvalidParameter.StreamUrl"
+    assert error["Trtc"]["RequestId"] in error["Message"], "TRTC's RequestId, for support"
+    status = cloud.api.status(rid)
+    assert status["State"] == "running", status
+    assert status["Trtc"]["Cloud"]["Update"]["Result"] == "failed"
+    assert player_of(status)["Clip"]["Index"] == 0, "nothing was switched"
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+
+
+@pytest.mark.parametrize(
+    "command, body",
+    [("seek", {"Position": 3}), ("queue", {"Sources": []}), ("loop", {"Loop": "clip"})],
+)
+def test_a_command_trtcs_cloud_ingest_cannot_do_is_409_command_not_supported(
+    cloud: CloudStack, room: LocalRoom, name: str, command: str, body: dict
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    in_progress(cloud.api, rid)
+    answer = cloud.api.call("POST", f"/v1/pushes/{rid}/{command}", body)
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+    assert answer.status == 409, answer.body
+    assert answer.body["Error"]["Code"] == "CommandNotSupported"
+    assert "Engine=worker" in answer.body["Error"]["Message"]
+
+
+def test_a_cloud_switch_at_the_clips_end_is_refused_naming_when(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    task_id = in_progress(cloud.api, rid)
+    body = {"VideoSrc": room.media_url("other.mp4"), "When": "end"}
+    answer = cloud.api.call("POST", f"/v1/pushes/{rid}/switch", body)
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == "When"
+    assert cloud.trtc.tasks[task_id].updates == []
 
 
 # --- Trtc.Presence ---------------------------------------------------------------------------
