@@ -200,7 +200,8 @@ class PushRequest(BaseModel):
             le=200,
             description=(
                 "roomcast extension: the initial volume, percent of the recording (0–200; "
-                "TRTC's Volume with Engine=cloud). Engine=worker takes 100 only, for now."
+                "TRTC's Volume with Engine=cloud). On Engine=worker the push plays through "
+                "the player (as a switchable one: commands work) and re-encodes its sound."
             ),
         ),
     ] = 100
@@ -211,8 +212,8 @@ class PushRequest(BaseModel):
             le=1000,
             description=(
                 "roomcast extension, Mode=vod: how many times the source plays, 1–1000, or -1 "
-                "for ever (TRTC's RepeatNum, bounded by MaxDuration). Not with Loop. "
-                "Engine=worker takes 1 only, for now."
+                "for ever (TRTC's RepeatNum, bounded by MaxDuration). Not with Loop or "
+                "Playlist. On Engine=worker the push plays through the player, seamlessly."
             ),
         ),
     ] = 1
@@ -319,6 +320,8 @@ class PushRequest(BaseModel):
             or self.Loop != "none"
             or self.ClipId is not None
             or self.ClipEndingSeconds is not None
+            # roomcast's player repeats a clip and sets its volume; TRTC's ingest does both.
+            or (self.Engine == "worker" and (self.Volume != 100 or self.RepeatNum != 1))
         )
 
     def playlist(self) -> list[ClipSource]:
@@ -368,7 +371,15 @@ class PushRequest(BaseModel):
         if self.Mode == "live" and self.switchable:
             raise FieldError("Mode", "Playlist, Loop, Switchable and clip ids need Mode=vod")
         if self.Redis and self.switchable:
-            raise FieldError("Redis", "resume (Redis=true) is not supported for switchable pushes")
+            raise FieldError(
+                "Redis",
+                "resume (Redis=true) is not supported for switchable pushes (Switchable, "
+                "Playlist, Loop, clip ids, and Volume or RepeatNum on Engine=worker)",
+            )
+        if self.RepeatNum != 1 and self.Playlist:
+            raise FieldError(
+                "RepeatNum", "RepeatNum repeats VideoSrc alone: a Playlist repeats with Loop=all"
+            )
         if self.RoomId is None and self.StrRoomId is None:
             raise FieldError("RoomId", "one of RoomId or StrRoomId is required")
         if not self.Redis:
@@ -385,17 +396,6 @@ class PushRequest(BaseModel):
         elif self.RedisTls and self.RedisHost is None:
             # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
             raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
-        # --- Engine=worker does not do these yet (#35): delete this block once the pipeline
-        # --- honours Volume and RepeatNum.
-        if self.Engine == "worker":
-            for name, default in (("Volume", 100), ("RepeatNum", 1)):
-                if getattr(self, name) != default:
-                    raise FieldError(
-                        name,
-                        f"{name} other than {default} is not supported with Engine=worker yet "
-                        "(Engine=cloud passes it to TRTC)",
-                    )
-        # --- end of the Engine=worker block.
         return self
 
 

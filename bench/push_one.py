@@ -32,12 +32,17 @@ def main() -> None:
     parser.add_argument("--clips", nargs="*", default=[])
     parser.add_argument("--renditions", default=None)
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    parser.add_argument(
+        "--no-shared-sender", action="store_true", help="pace from the push's own thread"
+    )
     args = parser.parse_args()
     spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
     if args.batch is not None:
         spec = replace(spec, pace_batch=args.batch)
     if args.rtmp_client is not None:
         spec = replace(spec, rtmp_client=args.rtmp_client)
+    if args.no_shared_sender:
+        spec = replace(spec, shared_sender=False)
     if args.renditions:
         spec = replace(spec, rendition_cache=RenditionCache(Path(args.renditions), 1 << 34))
     if args.switch_every is not None:

@@ -105,7 +105,9 @@ class Player:
         self._queue: deque[Clip] = deque(self._clips[1:])
         self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
         self._counter = SampleCounter(audio_out.codec_context.sample_rate if audio_out else 48_000)
-        self._gain = Gain()
+        self._gain = Gain(spec.volume / 100)
+        #: Plays of the first clip still to come (RepeatNum; -1: for ever).
+        self._repeats = spec.repeat - 1 if spec.repeat > 0 else -1
         self._paused = False
         self._history: list[dict[str, Any]] = []
         self._current = self._clips[0]
@@ -167,6 +169,10 @@ class Player:
                 clip = self._current
             elif self._queue:
                 clip = self._queue.popleft()
+            elif self._repeats != 0 and self._current == self._clips[0]:
+                if self._repeats > 0:
+                    self._repeats -= 1
+                clip = self._current
             elif self._loop == "last":
                 clip = self._current
             elif self._loop == "all":

@@ -86,6 +86,10 @@ class PushSpec:
     clip_id: str | None = None
     playlist: tuple[Clip | str, ...] = ()
     loop: str = "none"
+    #: How many times ``source`` plays (-1: until stopped), played again whenever it
+    #: ends with nothing queued after it; and the volume the push starts at (percent).
+    repeat: int = 1
+    volume: int = 100
     clip_ending: float = 3.0
     secrets: tuple[str, ...] = ()
     rtmp_client: str = "roomcast"

@@ -400,6 +400,8 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
             Clip(url, id) for url, id in zip(secrets.Playlist, clip_ids[1:], strict=False)
         ),
         loop=record.Loop,
+        repeat=record.RepeatNum,
+        volume=record.Volume,
         url_guard=(
             partial(check_source_address, allow=settings.guard_networks)
             if settings.block_private_addresses

@@ -322,12 +322,19 @@ def test_a_per_push_field_outside_trtcs_range_is_rejected_naming_it(
 
 
 @pytest.mark.parametrize(("field", "value"), [("Volume", 150), ("RepeatNum", 3)])
-def test_volume_and_repeatnum_are_refused_with_engine_worker_until_the_pipeline_does_them(
+def test_volume_or_repeatnum_on_engine_worker_cannot_resume_with_redis(
     api: Api, room: LocalRoom, field: str, value: int
 ) -> None:
-    answer = api.call("POST", "/v1/pushes", request_body(room, **{field: value}))
-    assert_invalid(answer, field)
-    assert "not supported with Engine=worker yet" in answer.body["Error"]["Message"]
+    answer = api.call("POST", "/v1/pushes", request_body(room, Redis=True, **{field: value}))
+    assert_invalid(answer, "Redis")
+    assert "Volume or RepeatNum on Engine=worker" in answer.body["Error"]["Message"]
+
+
+def test_repeatnum_repeats_videosrc_alone_not_a_playlist(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, RepeatNum=2, Playlist=[room.media_url("clip.mp4")])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "RepeatNum")
+    assert "Loop=all" in answer.body["Error"]["Message"]
 
 
 def test_volume_and_repeatnum_at_their_defaults_are_accepted_with_engine_worker(

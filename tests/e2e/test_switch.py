@@ -368,3 +368,19 @@ def test_a_callback_url_must_be_http_or_https(api: Api, room: LocalRoom, room_na
     )
     assert answer.status == 400
     assert answer.body["Error"]["Field"] == "CallbackUrl"
+
+
+def test_a_worker_push_with_repeatnum_and_volume_plays_the_clip_again_at_that_volume(
+    api: Api, room: LocalRoom, room_name: str, clips: dict[str, str]
+) -> None:
+    watcher = watch(room, room_name)
+    rid = api.submit(**job_for(room, clips["2"], room_name, RepeatNum=2, Volume=40))
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    watcher.join(15)
+    assert final["State"] == "succeeded", final
+    assert final["Progress"]["Player"]["Volume"] == 40
+    events = [e["Event"] for e in final["Progress"]["Player"]["History"]]
+    assert events.count("clip-started") == 2, events
+    frames = [p.frame for p in watcher.pictures if p.clip == 2]
+    assert frames.count(0) == 2 and len(frames) >= 2 * (4 * 30 - 3), "played twice, whole"
+    assert_seamless(watcher)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 
 from devstack.room import LocalRoom
@@ -324,3 +326,55 @@ def test_a_stop_during_a_pause_ends_the_push_stopped(tmp_path: Path, clips: dict
     sent = play(tmp_path, clips, [(1.0, Pause())], stop_at=3.0)
     assert sent.result is not None and not sent.completed
     assert 2.9 <= sent.publish.frames[-1].pts <= 3.2
+
+
+def sound_level(publish: Publish, start: float, end: float) -> float:
+    """The sound's RMS between two times of the publish (its mean over the channels)."""
+    samples = []
+    with av.open(str(publish.path)) as container:
+        for frame in container.decode(audio=0):
+            if frame.pts is not None and start <= frame.pts * frame.time_base < end:
+                samples.append(frame.to_ndarray().astype(np.float64).ravel())
+    joined = np.concatenate(samples)
+    return float(np.sqrt(np.mean(joined * joined)))
+
+
+def test_the_push_starts_at_the_volume_asked_from_its_first_sound(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    full = play(tmp_path / "full", clips, first=3)
+    half = play(tmp_path / "half", clips, first=3, volume=50)
+    ratio = sound_level(half.publish, 0.0, 1.9) / sound_level(full.publish, 0.0, 1.9)
+    assert 0.45 <= ratio <= 0.55, ratio
+    assert half.final.player is not None and half.final.player["Volume"] == 50
+    assert_seamless(half.publish)
+
+
+def test_repeatnum_plays_the_clip_that_many_times_on_one_publish(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=3, repeat=3)
+    assert sent.completed
+    numbers = [f.number for f in sent.publish.frames]
+    assert numbers == list(range(2 * FPS)) * 3
+    assert sent.event_names().count("clip-started") == 3
+    assert_seamless(sent.publish)
+
+
+def test_repeatnum_minus_one_repeats_until_the_push_is_stopped(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=3, repeat=-1, stop_at=9.0)
+    starts = [i for i, f in enumerate(sent.publish.frames) if f.number == 0]
+    assert len(starts) == 5, "clip 3 (2 s) starts five times in 9 s"
+    assert_seamless(sent.publish)
+
+
+def test_a_clip_queued_while_repeating_plays_next_and_ends_the_repeats(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(0.5, Queue(Sources=[clips[2]]))], first=3, repeat=5)
+    assert sent.completed
+    order = [f.clip for f in sent.publish.frames]
+    assert order == [3] * (2 * FPS) + [2] * order.count(2)
+    assert_seamless(sent.publish)
