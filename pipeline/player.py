@@ -259,7 +259,9 @@ class Player:
             recorder.abort(f"the clip ended early ({end.kind})")
             return
         progress = self._relay.progress
-        played = progress.position - self._clip_start
+        # What was read, not what the room has yet: a plain push's sender may still hold
+        # the clip's last second.
+        played = self._relay.handed_on - self._clip_start
         if progress.duration and played < progress.duration - WHOLE_TOLERANCE:
             # A file cut short must not become a rendition that plays "complete" later.
             recorder.abort(f"the clip stopped at {played:.1f} s of {progress.duration:.1f} s")

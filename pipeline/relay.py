@@ -13,6 +13,7 @@ from .clock import WALL_CLOCK, Clock
 from .control import Control
 from .pacer import Pacer
 from .progress import Progress, ProgressCallback, ProgressMeter
+from .sei import SeiClock, progress_payload, sei_nal, with_sei
 from .sender import READ_AHEAD, SLOW_WRITE, Lane, Queued, Sender, shared_sender
 from .sink import RtmpSink
 from .spec import PushSpec
@@ -52,6 +53,8 @@ class Relay:
         self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=spec.pace_batch)
         self.meter = ProgressMeter(progress, on_progress, clock=clock.now)
         self.limit_reason: str | None = None
+        #: Which pictures carry the position to viewers (None: EnableProgress is off).
+        self._sei = SeiClock() if spec.progress_sei else None
         #: False while a paused push sends filler: the source position stands still.
         self.track_position = True
         self._last_video: float | None = None
@@ -67,6 +70,9 @@ class Relay:
         self._room_position = not spec.switchable
         #: The furthest source time handed on, any stream: how much of a file was read.
         self.source_reached = 0.0
+        #: The source time the last packet handed on reaches (the room gets it when the
+        #: shared sender's queue gets there, up to a second later).
+        self.handed_on = 0.0
         self._sender: Sender | None = None
         self._lane: Lane | None = None
         if self._paced and spec.shared_sender and not spec.switchable and clock is WALL_CLOCK:
@@ -109,6 +115,8 @@ class Relay:
             if self._max_duration is not None and seconds >= self._max_duration:
                 self.limit_reason = f"time limit reached ({self._max_duration:g} s)"
                 return False
+            if is_video and self._sei is not None and self._sei.due(seconds):
+                out = self._with_progress(out)
             if self._lane is not None:
                 if not self._queue(self._lane, out, seconds, tick, is_video):
                     return False
@@ -133,6 +141,13 @@ class Relay:
             progress.lag = self.pacer.lag(seconds)
             self.meter.count(out.size, is_video)
         return True
+
+    def _with_progress(self, packet: av.Packet) -> av.Packet:
+        """``packet`` carrying the position for viewers (``EnableProgress``)."""
+        progress = self.progress
+        clip = (progress.player or {}).get("Clip") or {}
+        payload = progress_payload(progress.position, progress.duration, clip.get("ClipId"))
+        return with_sei(packet, sei_nal(payload))
 
     def _note_sink(self) -> None:
         """What the room connection has been through: reconnects, and which client."""
@@ -164,6 +179,7 @@ class Relay:
         end = seconds + length
         position = self._timeline.source_seconds(end) if self._paced else end
         self.source_reached = max(self.source_reached, position)
+        self.handed_on = position
         if self._interleaved is None:
             streams = self._sink.container.streams
             self._interleaved = self._room_position and bool(streams.video and streams.audio)
