@@ -98,6 +98,7 @@ def submit() -> ResponseReturnValue:
         IdleTimeoutSeconds=job.IdleTimeoutSeconds,
         Volume=job.Volume,
         RepeatNum=job.RepeatNum,
+        EnableProgress=job.EnableProgress,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,

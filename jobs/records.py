@@ -92,6 +92,7 @@ class JobRecord(BaseModel):
     IdleTimeoutSeconds: int | None = None
     Volume: int = 100
     RepeatNum: int = 1
+    EnableProgress: bool = False
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"

@@ -90,6 +90,8 @@ class PushSpec:
     #: ends with nothing queued after it; and the volume the push starts at (percent).
     repeat: int = 1
     volume: int = 100
+    #: Carry the position in the clip to viewers as SEI, once a second (pipeline/sei.py).
+    progress_sei: bool = False
     clip_ending: float = 3.0
     secrets: tuple[str, ...] = ()
     rtmp_client: str = "roomcast"

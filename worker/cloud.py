@@ -139,6 +139,8 @@ def start_request(
         request.SeekSecond = int(record.StartSeconds)  # TRTC takes whole seconds
     if record.IdleTimeoutSeconds:
         request.IdleTimeout = record.IdleTimeoutSeconds
+    if record.EnableProgress:
+        request.EnableProgress = True
     repeat = -1 if record.Loop != "none" else record.RepeatNum
     if repeat != 1:
         request.RepeatNum = repeat

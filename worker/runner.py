@@ -402,6 +402,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         loop=record.Loop,
         repeat=record.RepeatNum,
         volume=record.Volume,
+        progress_sei=record.EnableProgress,
         url_guard=(
             partial(check_source_address, allow=settings.guard_networks)
             if settings.block_private_addresses

@@ -187,6 +187,7 @@ def test_cloud_idle_timeout_is_trtcs_idletimeout(
         ("Volume", 150, {"Volume": 150}),
         ("RepeatNum", 3, {"RepeatNum": 3}),
         ("PrivateMapKey", "pmk-for-tests", {"PrivateMapKey": "pmk-for-tests"}),
+        ("EnableProgress", True, {"EnableProgress": True}),
     ],
 )
 def test_per_push_fields_reach_startstreamingest_under_trtcs_names(
