@@ -30,6 +30,7 @@ from typing import Any
 from devstack.room import LocalRoom
 from pipeline.sink import RTMP_CLIENTS
 from tests.media import make_clip
+from worker.metrics import stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
 #: ffmpeg's re-encode: the x264 settings roomcast's re-encode uses.
@@ -54,6 +55,8 @@ JOBS = {
     "re-encode": Job("bframes.mp4", {"bframes": 3, "h264_profile": "high"}, X264),
 }
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 @dataclass(frozen=True)
 class Run:
@@ -62,6 +65,9 @@ class Run:
     cpu: float  #: user+system CPU seconds
     wall: float  #: seconds
     segments: float | None  #: TCP segments a second to the watched port (None without ss)
+    #: Cores used from ``steady_after`` seconds to the last look before it ended (None
+    #: unless asked): a worker's cost per push, without a process's start-up and exit.
+    steady: float | None = None
 
 
 def segments_to(port: int) -> int | None:
@@ -75,20 +81,28 @@ def segments_to(port: int) -> int | None:
     return sum(int(count) for count in re.findall(r"\bsegs_out:(\d+)", listing))
 
 
-def cost_of(cmd: list[str], port: int | None = None) -> Run:
-    """Run a command; what it cost (and its segments to local ``port``, if given)."""
+def cost_of(cmd: list[str], port: int | None = None, steady_after: float | None = None) -> Run:
+    """Run a command; what it cost (and its segments to local ``port``, if given; and its
+    steady CPU share from ``steady_after`` seconds on, if given)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # Looked at while it runs: the connection is gone with the process.
     seen: list[tuple[float, int | None]] = []
+    used: list[tuple[float, float]] = []  # (seconds since start, CPU seconds so far)
     done = threading.Event()
 
-    def watch(port: int) -> None:
+    def watch() -> None:
         while not done.wait(0.5):
-            seen.append((time.monotonic() - start, segments_to(port)))
+            at = time.monotonic() - start
+            if port is not None:
+                seen.append((at, segments_to(port)))
+            if steady_after is not None and at >= steady_after:
+                cpu = _cpu_of(proc.pid)
+                if cpu is not None:
+                    used.append((at, cpu))
 
-    watcher = threading.Thread(target=watch, args=(port,), daemon=True)
-    if port is not None:
+    watcher = threading.Thread(target=watch, daemon=True)
+    if port is not None or steady_after is not None:
         watcher.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -99,7 +113,19 @@ def cost_of(cmd: list[str], port: int | None = None) -> Run:
             watcher.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return Run(usage.ru_utime + usage.ru_stime, wall, rate(seen))
+    steady = None
+    if len(used) >= 2:
+        (t0, c0), (t1, c1) = used[0], used[-1]
+        steady = (c1 - c0) / (t1 - t0)
+    return Run(usage.ru_utime + usage.ru_stime, wall, rate(seen), steady)
+
+
+def _cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (its ended threads included)."""
+    fields = stat_fields(f"/proc/{pid}/stat")
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def rate(seen: list[tuple[float, int | None]]) -> float | None:
