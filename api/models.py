@@ -222,7 +222,7 @@ class PushRequest(BaseModel):
         description=(
             "roomcast extension: the position in the clip (with Duration and the caller's "
             "ClipId) carried in the video as SEI once a second, payload type 242, which "
-            "TRTC's SDKs deliver to onRecvSEIMsg (docs/api.md, \"Progress for viewers\"). "
+            'TRTC\'s SDKs deliver to onRecvSEIMsg (docs/api.md, "Progress for viewers"). '
             "Engine=cloud: TRTC's EnableProgress."
         ),
     )
