@@ -36,13 +36,15 @@ def invalid_job_from(exc: ValidationError) -> InvalidJob:
         return InvalidJob(str(cause), field=cause.field)
     loc = err.get("loc") or ()
     field = str(loc[0]) if loc else None
+    # Inside an object (Output.Width), the message names the member; Field stays the top.
+    where = ".".join(str(part) for part in loc) if loc else None
     kind = err.get("type", "")
     if kind == "extra_forbidden":
-        return InvalidJob(f"unknown field {field!r}", field=field)
+        return InvalidJob(f"unknown field {where!r}", field=field)
     if kind == "missing":
-        return InvalidJob(f"{field} is required", field=field)
+        return InvalidJob(f"{where} is required", field=field)
     message = err.get("msg", "invalid value").removeprefix("Value error, ")
-    return InvalidJob(f"{field}: {message}" if field else message, field=field)
+    return InvalidJob(f"{where}: {message}" if where else message, field=field)
 
 
 def register_error_handlers(app: Flask) -> None:

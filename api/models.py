@@ -98,6 +98,41 @@ def check_callback_url(value: str | None) -> str | None:
     return value
 
 
+class OutputRequest(BaseModel):
+    """A push's own output profile: ceilings on what reaches the room. A source within them
+    is remuxed as it is; a stream above any of them is re-encoded to fit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Width: Annotated[StrictInt, Field(ge=16, le=1920, multiple_of=2)] | None = Field(
+        None, description="Widest picture (even, ≤ 1920); wider is scaled down, never up."
+    )
+    Height: Annotated[StrictInt, Field(ge=16, le=1080, multiple_of=2)] | None = Field(
+        None, description="Tallest picture (even, ≤ 1080); taller is scaled down."
+    )
+    Fps: Annotated[float, Field(ge=1, le=60)] | None = Field(
+        None, description="Most pictures a second (1–60); a faster source drops pictures."
+    )
+    VideoBitrate: Annotated[StrictInt, Field(ge=100_000, le=10_000_000)] | None = Field(
+        None,
+        description=(
+            "bit/s of re-encoded video (100 000 – 10 000 000); a source video announcing "
+            "over 1.2× this is re-encoded."
+        ),
+    )
+    AudioBitrate: Annotated[StrictInt, Field(ge=32_000, le=320_000)] | None = Field(
+        None,
+        description="bit/s of re-encoded sound (32 000 – 320 000); over 1.2× is re-encoded.",
+    )
+    GopSeconds: Annotated[float, Field(ge=0.5, le=4)] | None = Field(
+        None,
+        description=(
+            "Seconds between keyframes of re-encoded video (0.5–4; TRTC recommends 1–2); a "
+            "source whose keyframes are further apart is re-encoded."
+        ),
+    )
+
+
 class PushRequest(BaseModel):
     """``POST /`` and ``POST /v1/pushes``: start an asynchronous push into a room."""
 
@@ -217,6 +252,13 @@ class PushRequest(BaseModel):
             ),
         ),
     ] = 1
+    Output: OutputRequest | None = Field(
+        None,
+        description=(
+            "roomcast extension, Engine=worker: this push's output profile (Width, Height, "
+            "Fps, VideoBitrate, AudioBitrate, GopSeconds), within the service's own limits."
+        ),
+    )
     EnableProgress: StrictBool = Field(
         False,
         description=(
@@ -359,6 +401,12 @@ class PushRequest(BaseModel):
                 raise FieldError(
                     "IdleTimeoutSeconds",
                     f"Engine=cloud takes at most {CLOUD_IDLE_MAX} s (TRTC's IdleTimeout)",
+                )
+            if self.Output is not None:
+                raise FieldError(
+                    "Output",
+                    "Output needs Engine=worker: TRTC's cloud ingest takes no output profile "
+                    "(its VideoEncodeParams are deprecated)",
                 )
         elif self.PrivateMapKey is not None:
             # TRTC documents its RTMP push URL with sdkappid, userid and usersig only.

@@ -99,6 +99,7 @@ def submit() -> ResponseReturnValue:
         Volume=job.Volume,
         RepeatNum=job.RepeatNum,
         EnableProgress=job.EnableProgress,
+        Output=job.Output.model_dump(exclude_none=True) if job.Output is not None else None,
         Loop=job.Loop,
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,

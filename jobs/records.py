@@ -93,6 +93,8 @@ class JobRecord(BaseModel):
     Volume: int = 100
     RepeatNum: int = 1
     EnableProgress: bool = False
+    #: The push's own output profile as asked (api/models.py OutputRequest), if any.
+    Output: dict[str, Any] | None = None
     Loop: str = "none"
     CallbackUrl: str | None = Field(None, description="Masked like VideoSrc.")
     Engine: Literal["worker", "cloud"] = "worker"

@@ -73,6 +73,9 @@ def decide_video(
             Action.TRANSCODE,
             f"keyframes {gop:.1f} s apart (the room wants ≤ {profile.max_remux_gop_seconds:g} s)",
         )
+    over = _over_bitrate(stream, profile.max_remux_video_bitrate)
+    if over is not None:
+        return over
     return Decision(Action.REMUX, "H.264 without B-frames: accepted as it is")
 
 
@@ -86,4 +89,23 @@ def decide_audio(stream: av.stream.Stream, profile: OutputProfile) -> Decision:
         return Decision(Action.TRANSCODE, f"sample rate {ctx.sample_rate} Hz is not accepted")
     if ctx.channels > 2:
         return Decision(Action.TRANSCODE, f"{ctx.channels} channels are downmixed to stereo")
+    over = _over_bitrate(stream, profile.max_remux_audio_bitrate)
+    if over is not None:
+        return over
     return Decision(Action.REMUX, "AAC: accepted as it is")
+
+
+#: How far above a push's asked bitrate a source may be and still be remuxed: bitrates
+#: are averages, and an encoder asked for a rate lands within about this much of it.
+BITRATE_SLACK = 1.2
+
+
+def _over_bitrate(stream: av.stream.Stream, ceiling: int | None) -> Decision | None:
+    """Re-encode a stream whose announced bitrate is well above the push's ``Output``."""
+    rate = stream.codec_context.bit_rate or getattr(stream, "bit_rate", 0)
+    if ceiling is None or not rate or rate <= ceiling * BITRATE_SLACK:
+        return None
+    return Decision(
+        Action.TRANSCODE,
+        f"{rate / 1000:.0f} kbit/s is above the push's Output ({ceiling / 1000:.0f} kbit/s)",
+    )

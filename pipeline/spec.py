@@ -29,6 +29,10 @@ class OutputProfile:
     max_remux_gop_seconds: float = 4.0
     x264_preset: str = "veryfast"
     x264_tune: str = "zerolatency"
+    #: A push's own ceilings on remuxed streams (its ``Output``): a source above them is
+    #: re-encoded at ``video_bitrate`` / ``audio_bitrate``. None: any bitrate is remuxed.
+    max_remux_video_bitrate: int | None = None
+    max_remux_audio_bitrate: int | None = None
 
 
 @dataclass(frozen=True)

@@ -385,7 +385,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         live=record.Mode == "live",
         start_position=start,
         max_duration=limit,
-        profile=output_profile(settings),
+        profile=output_profile(settings, record.Output),
         timeouts=_timeouts(settings, record),
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
@@ -430,17 +430,29 @@ def _timeouts(settings: Settings, record: JobRecord) -> Timeouts:
     return limits
 
 
-def output_profile(settings: Settings) -> OutputProfile:
-    """The pipeline's output settings."""
+def output_profile(settings: Settings, asked: dict[str, Any] | None = None) -> OutputProfile:
+    """The pipeline's output settings; ``asked``: a push's own ``Output``, within them."""
+    asked = asked or {}
+
+    def at_most(name: str, limit: float) -> Any:
+        return min(asked[name], limit) if name in asked else limit
+
+    gop = asked.get("GopSeconds")
     return OutputProfile(
-        max_width=settings.max_width,
-        max_height=settings.max_height,
-        max_fps=settings.max_fps,
-        video_bitrate=settings.video_bitrate,
-        audio_bitrate=settings.audio_bitrate,
-        gop_seconds=settings.gop_seconds,
-        max_remux_gop_seconds=settings.max_remux_gop_seconds,
+        max_width=at_most("Width", settings.max_width),
+        max_height=at_most("Height", settings.max_height),
+        max_fps=at_most("Fps", settings.max_fps),
+        video_bitrate=asked.get("VideoBitrate", settings.video_bitrate),
+        audio_bitrate=asked.get("AudioBitrate", settings.audio_bitrate),
+        gop_seconds=gop if gop is not None else settings.gop_seconds,
+        max_remux_gop_seconds=(
+            min(gop, settings.max_remux_gop_seconds)
+            if gop is not None
+            else settings.max_remux_gop_seconds
+        ),
         x264_preset=settings.x264_preset,
+        max_remux_video_bitrate=asked.get("VideoBitrate"),
+        max_remux_audio_bitrate=asked.get("AudioBitrate"),
     )
 
 

@@ -355,3 +355,27 @@ def test_privatemapkey_is_refused_with_engine_worker_whose_rtmp_ingest_takes_non
 def test_repeatnum_is_refused_for_a_live_source(api: Api, room: LocalRoom) -> None:
     body = request_body(room, Engine="cloud", Mode="live", RepeatNum=2)
     assert_invalid(api.call("POST", "/v1/pushes", body), "RepeatNum")
+
+
+@pytest.mark.parametrize(
+    ("output", "named"),
+    [
+        ({"Width": 2000}, "Output.Width"),
+        ({"Width": 641}, "Output.Width"),
+        ({"Fps": 0}, "Output.Fps"),
+        ({"VideoBitrate": 50_000}, "Output.VideoBitrate"),
+        ({"GopSeconds": 10}, "Output.GopSeconds"),
+        ({"Bitrate": 1}, "Output.Bitrate"),
+    ],
+)
+def test_an_output_profile_outside_what_the_room_takes_names_its_member(
+    api: Api, room: LocalRoom, output: dict[str, object], named: str
+) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, Output=output))
+    assert_invalid(answer, "Output")
+    assert named in answer.body["Error"]["Message"], answer.body
+
+
+def test_an_output_profile_needs_engine_worker(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, Engine="cloud", Output={"Width": 640})
+    assert_invalid(api.call("POST", "/v1/pushes", body), "Output")
