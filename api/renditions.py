@@ -32,6 +32,7 @@ from .models import PrepareRequest
 from .responses import PrepareAccepted
 from .views import (
     STOP_CONFIRM_SECONDS,
+    check_callback_secret,
     enqueue_or_discard,
     guard_urls,
     json_object,
@@ -63,6 +64,7 @@ def prepare() -> ResponseReturnValue:
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
     check_app(asked.SdkAppId)
+    check_callback_secret(asked.CallbackUrl)
     if cast(Settings, current_app.extensions["roomcast.settings"]).block_private_addresses:
         callback = [("CallbackUrl", asked.CallbackUrl)] if asked.CallbackUrl else []
         guard_urls([("Clips", url) for url in asked.Clips] + callback)

@@ -113,11 +113,7 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=job.CallbackUrl,
         PrivateMapKey=job.PrivateMapKey,
     )
-    if job.CallbackUrl and not _settings().callback_secret:
-        raise InvalidJob(
-            "callbacks are signed: the service needs ROOMCAST_CALLBACK_SECRET to send them",
-            field="CallbackUrl",
-        )
+    check_callback_secret(job.CallbackUrl)
     _record(request_id, record, secrets, replace=job.Replace)
     _enqueue(request_id, record)
     current_app.logger.info(
@@ -145,6 +141,15 @@ def json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidJob("the body must be a JSON object", field=None)
     return body
+
+
+def check_callback_secret(callback_url: str | None) -> None:
+    """400 for a ``CallbackUrl`` the service could not sign its deliveries to."""
+    if callback_url and not _settings().callback_secret:
+        raise InvalidJob(
+            "callbacks are signed: the service needs ROOMCAST_CALLBACK_SECRET to send them",
+            field="CallbackUrl",
+        )
 
 
 def guard_urls(sources: list[tuple[str, str]]) -> None:

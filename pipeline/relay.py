@@ -116,7 +116,7 @@ class Relay:
                 self.limit_reason = f"time limit reached ({self._max_duration:g} s)"
                 return False
             if is_video and self._sei is not None and self._sei.due(seconds):
-                out = self._with_progress(out)
+                out = self._with_progress(out, seconds)
             if self._lane is not None:
                 if not self._queue(self._lane, out, seconds, tick, is_video):
                     return False
@@ -142,11 +142,19 @@ class Relay:
             self.meter.count(out.size, is_video)
         return True
 
-    def _with_progress(self, packet: av.Packet) -> av.Packet:
-        """``packet`` carrying the position for viewers (``EnableProgress``)."""
+    def _with_progress(self, packet: av.Packet, seconds: float) -> av.Packet:
+        """``packet`` (at ``seconds`` of output) carrying the position for viewers
+        (``EnableProgress``): where this picture is in its clip, not what the room has yet
+        (a plain push's sender may hold a second of pictures before it)."""
         progress = self.progress
+        if not self.track_position:  # paused: the held picture's place
+            position = progress.position
+        elif self._paced:
+            position = self._timeline.source_seconds(seconds)
+        else:
+            position = seconds  # live: the time relayed
         clip = (progress.player or {}).get("Clip") or {}
-        payload = progress_payload(progress.position, progress.duration, clip.get("ClipId"))
+        payload = progress_payload(position, progress.duration, clip.get("ClipId"))
         return with_sei(packet, sei_nal(payload))
 
     def _note_sink(self) -> None:

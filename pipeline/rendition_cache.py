@@ -141,8 +141,13 @@ class RenditionCache:
         outcome: list[bool] = []
 
         def fetch() -> None:
-            outcome.append(self._fetch_unless_locked(path))
-            done.set()
+            try:
+                outcome.append(self._fetch_unless_locked(path))
+            except OSError as exc:  # this machine's disk: the clip is encoded as it plays
+                log.warning("rendition %s: could not download it: %s", path.name, exc)
+                outcome.append(False)
+            finally:
+                done.set()
 
         threading.Thread(target=fetch, name="rendition-fetch", daemon=True).start()
         if done.wait(wait_fetch) and outcome[0]:
@@ -170,15 +175,21 @@ class RenditionCache:
 
     @contextlib.contextmanager
     def claim(
-        self, identity: str, format_key: str, wait: bool = True, background: bool = False
+        self,
+        identity: str,
+        format_key: str,
+        wait: bool = True,
+        background: bool = False,
+        fetch: bool = True,
     ) -> Iterator[Claim | None]:
         """Hold the right to write a rendition; None if another process holds it and
         ``wait`` is false. A ``part`` left uncommitted is removed on the way out.
 
-        With a shared store, a rendition it has is downloaded as the claim's ``existing``;
-        a committed one is published to it on the way out, after the lock is released:
-        in a thread if ``background`` (a push must not wait for an upload), else before
-        the ``with`` ends (a preparation is ready once every machine can have it).
+        With a shared store, a rendition it has is downloaded as the claim's ``existing``
+        (unless not ``fetch``: a push that just missed it must not wait for a download). A
+        committed one is published to it on the way out, after the lock is released: in a
+        thread if ``background`` (a push must not wait for an upload), else before the
+        ``with`` ends (a preparation is ready once every machine can have it).
         """
         path = self.path_for(identity, format_key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +200,7 @@ class RenditionCache:
                 return
             part = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}.part")
             existing = path if _used(path) else None
-            if existing is None and self._fetch(path):
+            if existing is None and fetch and self._fetch(path):
                 existing, fetched = path, True
             claim = Claim(path, part, existing=existing)
             try:

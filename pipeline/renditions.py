@@ -242,7 +242,10 @@ class Renditions:
         try:
             # Published in the background: the push plays on while it uploads.
             claim = release.enter_context(
-                self._cache.claim(identity, self.stats.format.key, wait=False, background=True)
+                # No download here: the lookup just missed, and a push must not wait for one.
+                self._cache.claim(
+                    identity, self.stats.format.key, wait=False, background=True, fetch=False
+                )
             )
             if claim is not None and claim.existing is None:
                 return RenditionRecorder(claim, release, video_out, audio_out)

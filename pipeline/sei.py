@@ -53,9 +53,14 @@ def progress_payload(position: float, duration: float | None, clip_id: str | Non
 
 
 def with_sei(packet: av.Packet, nal: bytes) -> av.Packet:
-    """A copy of ``packet`` with ``nal`` before its picture's first slice."""
+    """A copy of ``packet`` with ``nal`` before its picture's first slice (``packet`` as it
+    is when its framing is neither 4-byte lengths nor start codes)."""
     data = bytes(packet)
     annexb = not _is_avcc(data)
+    if annexb and b"\x00\x00\x01" not in data:
+        # Neither 4-byte lengths nor start codes (an avcC with 1- or 2-byte lengths):
+        # better no progress than a picture the room cannot parse.
+        return packet
     at = _first_slice_annexb(data) if annexb else _first_slice_avcc(data)
     unit = (b"\x00\x00\x00\x01" if annexb else len(nal).to_bytes(4, "big")) + nal
     out = av.Packet(data[:at] + unit + data[at:])

@@ -277,7 +277,7 @@ class CloudIngest:
         except Exception as exc:  # noqa: BLE001 - the command fails, not the push
             log.exception("UpdateStreamIngest raised")
             bug = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
-            outcome = {"Result": "failed", "Error": bug, "Command": command.name}
+            outcome = self._masked({"Result": "failed", "Error": bug, "Command": command.name})
         else:
             outcome = {"Result": "ok", "Command": command.name, "RequestId": response.RequestId}
             log.info("%s done by TRTC (UpdateStreamIngest)", command.name)
@@ -422,7 +422,7 @@ class CloudIngest:
         except Exception as exc:  # noqa: BLE001 - the push is over; this must not change it
             log.exception("StopStreamIngest raised")
             error = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
-            outcome = {"Result": "failed", "Error": error}
+            outcome = self._masked({"Result": "failed", "Error": error})
         self._record("Stop", outcome)
 
     def _client(self) -> TrtcClient:

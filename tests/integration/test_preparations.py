@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import redis
 
+from api import create_app
 from devstack.redis import RedisServer
 from jobs.outbox import Outbox
 from jobs.preparations import ClipPreparation, Preparation, PreparationStore, stop_preparation
@@ -117,3 +119,40 @@ def test_of_writers_racing_to_change_a_state_one_wins_with_one_event(
     assert len(won) == 1
     events = store.events.read("prep-race")
     assert [(e["Event"], e.get("By")) for e in events] == [("queued", None), ("running", won[0])]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/renditions", {"SdkAppId": 1400000001, "Clips": ["https://media.example/a.mp4"]}),
+        (
+            "/v1/pushes",
+            {
+                "VideoSrc": "https://media.example/a.mp4",
+                "SdkAppId": 1400000001,
+                "StrRoomId": "r1",
+                "UserId": "u1",
+                "UserSig": "sig",
+                "Mode": "vod",
+            },
+        ),
+    ],
+    ids=["preparation", "push"],
+)
+def test_a_callback_url_needs_the_secret_its_deliveries_are_signed_with(
+    redis_server: RedisServer, path: str, body: dict[str, Any]
+) -> None:
+    settings = Settings(
+        redis_url=redis_server.url.rsplit("/", 1)[0] + "/12",
+        usersig_check="off",
+        block_private_addresses=False,
+        callback_secret="",
+    )
+    answer = (
+        create_app(settings)
+        .test_client()
+        .post(path, json=body | {"CallbackUrl": "https://backend.example/hook"})
+    )
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["Error"]["Field"] == "CallbackUrl"
+    assert "ROOMCAST_CALLBACK_SECRET" in answer.get_json()["Error"]["Message"]

@@ -65,3 +65,8 @@ def test_an_avcc_picture_of_256_to_511_bytes_is_not_taken_for_annex_b() -> None:
     nal = sei_nal(b'{"Position":2}')
     out = bytes(with_sei(packet(avcc(slice_)), nal))
     assert out == avcc(nal, slice_)
+
+
+def test_a_picture_framed_with_short_lengths_is_left_as_it_is() -> None:
+    short = len(IDR).to_bytes(2, "big") + IDR  # an avcC with 2-byte lengths
+    assert bytes(with_sei(packet(short), sei_nal(b'{"Position":3}'))) == short
