@@ -50,9 +50,18 @@ def _preparations() -> PreparationStore:
 
 def _visible(request_id: str) -> Preparation:
     """The preparation, if the caller's API key may see it; else 404."""
-    found = _preparations().get(request_id)
+    found = _current(request_id)
     if found is None or not current_key().allows(found.SdkAppId):
         raise NotFound(f"no preparation with request id {request_id!r}")
+    return found
+
+
+def _current(request_id: str) -> Preparation | None:
+    """The preparation as it stands, ended first if its worker was lost."""
+    store = _preparations()
+    found = store.get(request_id)
+    if found is not None and found.State == "running" and store.end_if_lost(request_id):
+        found = store.get(request_id)
     return found
 
 
@@ -123,7 +132,7 @@ def stop(request_id: str) -> ResponseReturnValue:
 def _wait_ended(request_id: str, seconds: float) -> Preparation | None:
     deadline = time.monotonic() + seconds
     while True:
-        found = _preparations().get(request_id)
+        found = _current(request_id)
         if found is None or found.State in ENDED:
             return found
         if time.monotonic() >= deadline:
@@ -137,7 +146,7 @@ def events(request_id: str) -> ResponseReturnValue:
     _visible(request_id)
 
     def ended() -> bool:
-        found = _preparations().get(request_id)
+        found = _current(request_id)
         return found is None or found.State in ENDED
 
     return event_stream(request_id, ended)

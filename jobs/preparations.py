@@ -23,6 +23,7 @@ Redis keys (``ROOMCAST_JOB_TTL_SECONDS`` each):
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 from collections.abc import Callable
@@ -43,6 +44,10 @@ PreparationState = Literal["queued", "running", "succeeded", "failed", "stopped"
 ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped"})
 #: The job hash's ``kind`` for a preparation.
 KIND = "preparation"
+#: A running preparation not written for this long lost its worker (a killed process:
+#: tasks are acknowledged when taken, so nothing runs it again). Its worker writes it every
+#: second while it encodes, and opening a clip takes at most a source time-out.
+LOST_AFTER_SECONDS = 120.0
 
 
 class ClipPreparation(BaseModel):
@@ -72,6 +77,9 @@ class Preparation(BaseModel):
     )
     Clips: list[ClipPreparation]
     CreatedAt: str = Field(description="ISO 8601 UTC.")
+    UpdatedAt: str | None = Field(
+        None, description="ISO 8601 UTC: when it was last written (each second while encoding)."
+    )
     EndedAt: str | None = Field(None, description="ISO 8601 UTC.")
     Callbacks: CallbackStatus | None = Field(
         None, description="Where the delivery of its events to its CallbackUrl stands."
@@ -112,6 +120,7 @@ class PreparationStore:
     def save(self, preparation: Preparation) -> None:
         """Write the record as it stands now (its progress; not a change of State)."""
         key = preparation_key(preparation.RequestId)
+        preparation.UpdatedAt = iso(time.time())
         self.redis.set(key, _dump(preparation), ex=self.ttl)
 
     def get(self, request_id: str) -> Preparation | None:
@@ -140,6 +149,7 @@ class PreparationStore:
         request_id: str,
         allowed: tuple[str, ...],
         update: Callable[[Preparation], dict[str, Any]],
+        when: Callable[[Preparation], bool] | None = None,
     ) -> Preparation | None:
         """Change the record's ``State`` from one of ``allowed``, with its event, in one
         transaction; None if it is in another State (or gone).
@@ -157,9 +167,10 @@ class PreparationStore:
                     if raw is None:
                         return None
                     preparation = Preparation.model_validate_json(cast(bytes, raw))
-                    if preparation.State not in allowed:
+                    if preparation.State not in allowed or (when and not when(preparation)):
                         return None
                     fields = update(preparation)
+                    preparation.UpdatedAt = iso(time.time())
                     pipe.multi()
                     pipe.set(key, _dump(preparation), ex=self.ttl)
                     self._event(pipe, preparation, preparation.State, **fields)
@@ -168,6 +179,11 @@ class PreparationStore:
                     continue
                 self.events.recorded(request_id, preparation.State, bool(due))
                 return preparation
+
+    def end_if_lost(self, request_id: str) -> Preparation | None:
+        """End ``failed`` a running preparation whose worker was lost (see
+        :data:`LOST_AFTER_SECONDS`), with its event; None if it is not such a one."""
+        return self.change(request_id, ("running",), _end_lost, when=_lost)
 
     def ask_stop(self, request_id: str, stop: Stop) -> None:
         """Ask the worker preparing it to stop (it looks every second or so)."""
@@ -205,6 +221,7 @@ def stop_preparation(store: PreparationStore, request_id: str, stop: Stop) -> st
     store.ask_stop(request_id, stop)
     if store.change(request_id, ("queued",), lambda p: end_stopped(p, stop.reason_queued)):
         return "queued"
+    store.end_if_lost(request_id)  # no worker will hear the stop: it ends here
     return "running"
 
 
@@ -214,6 +231,22 @@ def end_stopped(preparation: Preparation, reason: str) -> dict[str, Any]:
         if clip.State in ("queued", "preparing"):
             clip.State = "stopped"
     preparation.State, preparation.Reason = "stopped", reason
+    preparation.EndedAt = iso(time.time())
+    return {"Reason": reason, **tally(preparation)}
+
+
+def _lost(preparation: Preparation) -> bool:
+    written = preparation.UpdatedAt or preparation.CreatedAt
+    age = time.time() - calendar.timegm(time.strptime(written[:19], "%Y-%m-%dT%H:%M:%S"))
+    return age > LOST_AFTER_SECONDS
+
+
+def _end_lost(preparation: Preparation) -> dict[str, Any]:
+    reason = f"its worker was lost: no word from it for over {LOST_AFTER_SECONDS:g} s"
+    for clip in preparation.Clips:
+        if clip.State in ("queued", "preparing"):
+            clip.State, clip.Error = "failed", "the preparation's worker was lost"
+    preparation.State, preparation.Reason = "failed", reason
     preparation.EndedAt = iso(time.time())
     return {"Reason": reason, **tally(preparation)}
 

@@ -4,6 +4,7 @@ its event, a stop that ends a queued preparation at once, and nothing a push rea
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,15 @@ import redis
 from api import create_app
 from devstack.redis import RedisServer
 from jobs.outbox import Outbox
-from jobs.preparations import ClipPreparation, Preparation, PreparationStore, stop_preparation
+from jobs.preparations import (
+    LOST_AFTER_SECONDS,
+    ClipPreparation,
+    Preparation,
+    PreparationStore,
+    preparation_key,
+    stop_preparation,
+)
+from jobs.records import iso
 from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
 from jobs.store import JobStore
@@ -156,3 +165,39 @@ def test_a_callback_url_needs_the_secret_its_deliveries_are_signed_with(
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["Error"]["Field"] == "CallbackUrl"
     assert "ROOMCAST_CALLBACK_SECRET" in answer.get_json()["Error"]["Message"]
+
+
+def _running(store: PreparationStore, request_id: str, written_ago: float) -> None:
+    """The preparation taken by a worker that last wrote it ``written_ago`` seconds ago."""
+
+    def started(preparation: Preparation) -> dict[str, Any]:
+        preparation.State = "running"
+        preparation.Clips[0].State = "preparing"
+        return {}
+
+    store.change(request_id, ("queued",), started)
+    record = store.get(request_id)
+    assert record is not None
+    record.UpdatedAt = iso(time.time() - written_ago)
+    store.redis.set(preparation_key(request_id), record.model_dump_json(exclude={"Callbacks"}))
+
+
+def test_a_preparation_whose_worker_was_lost_ends_failed_with_its_event(
+    redis_server: RedisServer,
+) -> None:
+    store = _created(redis_server, "prep-lost")
+    _running(store, "prep-lost", written_ago=LOST_AFTER_SECONDS + 5)
+    ended = store.end_if_lost("prep-lost")
+    assert ended is not None and ended.State == "failed"
+    assert ended.Reason is not None and "worker was lost" in ended.Reason
+    assert [c.State for c in ended.Clips] == ["failed", "failed"]
+    assert _names(store, "prep-lost") == ["queued", "running", "failed"]
+    assert stop_preparation(store, "prep-lost", Stop(StopCause.API)) == "failed"
+
+
+def test_a_preparation_its_worker_writes_is_not_taken_for_lost(redis_server: RedisServer) -> None:
+    store = _created(redis_server, "prep-alive")
+    _running(store, "prep-alive", written_ago=5)
+    assert store.end_if_lost("prep-alive") is None
+    assert stop_preparation(store, "prep-alive", Stop(StopCause.API)) == "running"
+    assert store.get("prep-alive").State == "running"  # type: ignore[union-attr]
