@@ -43,9 +43,7 @@ bp = Blueprint("renditions", __name__)
 
 
 def _preparations() -> PreparationStore:
-    store = cast(JobStore, current_app.extensions["roomcast.store"])
-    settings = cast(Settings, current_app.extensions["roomcast.settings"])
-    return PreparationStore(store.redis, settings.job_ttl_seconds, store.events)
+    return PreparationStore.of(cast(JobStore, current_app.extensions["roomcast.store"]))
 
 
 def _visible(request_id: str) -> Preparation:
@@ -60,7 +58,7 @@ def _current(request_id: str) -> Preparation | None:
     """The preparation as it stands, ended first if its worker was lost."""
     store = _preparations()
     found = store.get(request_id)
-    if found is not None and found.State == "running" and store.end_if_lost(request_id):
+    if found is not None and store.end_if_lost(request_id, found):
         found = store.get(request_id)
     return found
 
@@ -113,9 +111,9 @@ def stop(request_id: str) -> ResponseReturnValue:
 
     The clip being encoded is abandoned (no half rendition is kept); the ones ready stay.
     """
-    _visible(request_id)
+    seen = _visible(request_id)
     stop = Stop(StopCause.API)
-    found = stop_preparation(_preparations(), request_id, stop)
+    found = stop_preparation(_preparations(), request_id, stop, seen)
     if found is None:
         raise NotFound(f"no preparation with request id {request_id!r}")
     if found in ("succeeded", "failed"):
@@ -123,20 +121,19 @@ def stop(request_id: str) -> ResponseReturnValue:
     if found == "queued":
         tell_celery_revoked(request_id, stop.reason_queued)
     current_app.logger.info("preparation %s: stop asked while %s", request_id, found)
-    ended = _wait_ended(request_id, STOP_CONFIRM_SECONDS)
-    response = jsonify((ended or _visible(request_id)).model_dump())
-    response.status_code = 200 if ended is not None else 202
+    last = _wait_ended(request_id, STOP_CONFIRM_SECONDS) or seen
+    response = jsonify(last.model_dump())
+    response.status_code = 200 if last.State in ENDED else 202
     return response
 
 
 def _wait_ended(request_id: str, seconds: float) -> Preparation | None:
+    """The preparation once ended, or as last read when ``seconds`` ran out (None: gone)."""
     deadline = time.monotonic() + seconds
     while True:
         found = _current(request_id)
-        if found is None or found.State in ENDED:
+        if found is None or found.State in ENDED or time.monotonic() >= deadline:
             return found
-        if time.monotonic() >= deadline:
-            return None
         time.sleep(0.05)
 
 

@@ -35,7 +35,7 @@ from devstack.room import LocalRoom
 from pipeline import OutputProfile, Timeouts
 from pipeline.identity import source_identity
 from pipeline.rendition_cache import RenditionCache
-from pipeline.renditions import format_of, prepare
+from pipeline.renditions import prepare
 from pipeline.source import open_source
 from tests.media import make_clip
 
@@ -49,19 +49,17 @@ CLIPS = 3
 
 def prepare_all(urls: list[str], cache: RenditionCache) -> list[Path]:
     """Every clip's rendition in the format of a push that starts with the first."""
-    first = open_source(urls[0], Timeouts())
-    try:
-        fmt = format_of(first, OutputProfile())
-    finally:
-        first.close()
-    paths = []
+    paths: list[Path] = []
+    fmt = None
     for url in urls:
         identity = source_identity(url, 10)
         source = open_source(url, Timeouts())
         try:
-            paths.append(prepare(source, cache, OutputProfile(), identity, fmt=fmt).path)
+            done = prepare(source, cache, OutputProfile(), identity, fmt=fmt)
         finally:
             source.close()
+        paths.append(done.path)
+        fmt = done.format
     return paths
 
 

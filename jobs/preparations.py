@@ -23,7 +23,6 @@ Redis keys (``ROOMCAST_JOB_TTL_SECONDS`` each):
 
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from collections.abc import Callable
@@ -33,9 +32,9 @@ import redis
 from pydantic import BaseModel, Field
 
 from .events import EventLog
-from .keys import PREFIX, callback_key, job_key
+from .keys import PREFIX, callback_key, events_key, job_key
 from .outbox import STATUS_FIELDS, callback_status
-from .records import CallbackStatus, iso
+from .records import CallbackStatus, epoch, iso
 from .stops import Stop
 
 ClipState = Literal["queued", "preparing", "ready", "failed", "stopped"]
@@ -180,9 +179,18 @@ class PreparationStore:
                 self.events.recorded(request_id, preparation.State, bool(due))
                 return preparation
 
-    def end_if_lost(self, request_id: str) -> Preparation | None:
+    @classmethod
+    def of(cls, jobs: Any) -> PreparationStore:
+        """The preparations beside a :class:`~jobs.store.JobStore`: its Redis, TTL and
+        event log (whose deliveries it starts)."""
+        return cls(jobs.redis, jobs.ttl, jobs.events)
+
+    def end_if_lost(self, request_id: str, seen: Preparation | None = None) -> Preparation | None:
         """End ``failed`` a running preparation whose worker was lost (see
-        :data:`LOST_AFTER_SECONDS`), with its event; None if it is not such a one."""
+        :data:`LOST_AFTER_SECONDS`), with its event; None if it is not such a one.
+        ``seen``: the record as just read, which spares the transaction when it is fresh."""
+        if seen is not None and not (seen.State == "running" and _lost(seen)):
+            return None
         return self.change(request_id, ("running",), _end_lost, when=_lost)
 
     def ask_stop(self, request_id: str, stop: Stop) -> None:
@@ -197,8 +205,13 @@ class PreparationStore:
     def discard(self, request_id: str) -> None:
         """Remove a preparation that could not be enqueued."""
         key = preparation_key(request_id)
-        self.redis.delete(key, f"{key}:secrets", job_key(request_id), callback_key(request_id))
-        self.redis.delete(self.events.keys(request_id)[1])
+        self.redis.delete(
+            key,
+            f"{key}:secrets",
+            job_key(request_id),
+            callback_key(request_id),
+            events_key(request_id),
+        )
 
     def _event(self, pipe: Any, preparation: Preparation, event: str, **fields: Any) -> None:
         """Queue the recording of an event in ``pipe``, after the writes before it."""
@@ -210,45 +223,56 @@ class PreparationStore:
         )
 
 
-def stop_preparation(store: PreparationStore, request_id: str, stop: Stop) -> str | None:
+def stop_preparation(
+    store: PreparationStore, request_id: str, stop: Stop, found: Preparation | None = None
+) -> str | None:
     """Stop a preparation: a queued one ends ``stopped`` at once, a running one is asked.
-    Returns the State it was found in (None: there is no such preparation)."""
-    found = store.get(request_id)
+    Returns the State it was found in (None: there is no such preparation). ``found``:
+    the record as the caller just read it."""
+    found = found or store.get(request_id)
     if found is None:
         return None
     if found.State in ENDED:
         return found.State
     store.ask_stop(request_id, stop)
-    if store.change(request_id, ("queued",), lambda p: end_stopped(p, stop.reason_queued)):
+    if found.State == "queued" and store.change(
+        request_id, ("queued",), lambda p: end_stopped(p, stop.reason_queued)
+    ):
         return "queued"
-    store.end_if_lost(request_id)  # no worker will hear the stop: it ends here
+    store.end_if_lost(request_id, found)  # no worker will hear the stop: it ends here
     return "running"
 
 
 def end_stopped(preparation: Preparation, reason: str) -> dict[str, Any]:
     """Mark the clips not prepared yet and the preparation stopped; the event's fields."""
+    return end(preparation, "stopped", reason, "stopped")
+
+
+def end(
+    preparation: Preparation,
+    state: PreparationState,
+    reason: str | None,
+    unfinished: ClipState,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """End the preparation in ``state`` (with ``reason``), its clips not done yet
+    ``unfinished`` (with ``error``); the final event's fields."""
     for clip in preparation.Clips:
         if clip.State in ("queued", "preparing"):
-            clip.State = "stopped"
-    preparation.State, preparation.Reason = "stopped", reason
+            clip.State, clip.Error = unfinished, error
+    preparation.State, preparation.Reason = state, reason
     preparation.EndedAt = iso(time.time())
-    return {"Reason": reason, **tally(preparation)}
+    return {**({"Reason": reason} if reason else {}), **tally(preparation)}
 
 
 def _lost(preparation: Preparation) -> bool:
-    written = preparation.UpdatedAt or preparation.CreatedAt
-    age = time.time() - calendar.timegm(time.strptime(written[:19], "%Y-%m-%dT%H:%M:%S"))
-    return age > LOST_AFTER_SECONDS
+    written = epoch(preparation.UpdatedAt or preparation.CreatedAt)
+    return written is not None and time.time() - written > LOST_AFTER_SECONDS
 
 
 def _end_lost(preparation: Preparation) -> dict[str, Any]:
     reason = f"its worker was lost: no word from it for over {LOST_AFTER_SECONDS:g} s"
-    for clip in preparation.Clips:
-        if clip.State in ("queued", "preparing"):
-            clip.State, clip.Error = "failed", "the preparation's worker was lost"
-    preparation.State, preparation.Reason = "failed", reason
-    preparation.EndedAt = iso(time.time())
-    return {"Reason": reason, **tally(preparation)}
+    return end(preparation, "failed", reason, "failed", "the preparation's worker was lost")
 
 
 def tally(preparation: Preparation) -> dict[str, int]:

@@ -15,6 +15,7 @@ masked, and the UserSig, the Redis password and the full URLs wait apart in
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -35,6 +36,16 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def epoch(stamp: str | None) -> float | None:
+    """:func:`iso`'s inverse: a record's ISO 8601 time (``…Z``) as epoch seconds."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
 
 
 class _Answer(BaseModel):

@@ -29,12 +29,11 @@ from jobs.errors import SourceError
 from jobs.redact import redact_url
 
 from .control import Control
-from .encoders import RestartableAudioEncoder, source_fps
+from .encoders import MS, RestartableAudioEncoder, source_fps
 from .probe import probe_video
 from .relay import Relay
 from .renditions import RenditionRecorder, Renditions
 from .routes import (
-    MS,
     VIDEO_TIMELINE_KEY,
     AudioTranscodeRoute,
     Gain,
@@ -217,7 +216,7 @@ class Player:
         if self._renditions is None:
             return None
         source = self._renditions.open(url)
-        self._relay.progress.renditions = self._renditions.stats.as_dict()
+        self._show_renditions()
         return source
 
     def _play(self, source: Source, rotation: int, start: float = 0.0) -> ClipEnd:
@@ -273,7 +272,7 @@ class Player:
             self._relay.send(held, False)
         if recorder.commit(self._current.url, self._renditions.stats.format) is not None:
             self._renditions.kept()
-            self._relay.progress.renditions = self._renditions.stats.as_dict()
+            self._show_renditions()
 
     def _stop_recording(self, why: str) -> None:
         recorder, self._recorder = self._recorder, None
@@ -337,8 +336,7 @@ class Player:
     def _routes(self, source: Source, rotation: int, skip: Fraction | None) -> dict[int, ClipRoute]:
         if source.rendition:
             return self._splice_routes(source, skip)
-        if self._renditions is not None:
-            self._reencoded("clip")
+        self._reencoded("clip")
         routes: dict[int, ClipRoute] = {}
         if source.video is not None and self._video_out is not None:
             thread_decoder(source.video)
@@ -395,6 +393,11 @@ class Player:
         """Count what a push with renditions still re-encodes (its status shows it)."""
         if self._renditions is not None:
             self._renditions.stats.reencode(what)
+            self._show_renditions()
+
+    def _show_renditions(self) -> None:
+        """Put what the renditions found and cost in the push's status."""
+        if self._renditions is not None:
             self._relay.progress.renditions = self._renditions.stats.as_dict()
 
     # -- commands ----------------------------------------------------------------------

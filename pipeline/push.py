@@ -24,19 +24,18 @@ from jobs.redact import redact_text, redact_url
 from .catchup import from_live_edge
 from .clock import WALL_CLOCK, Clock
 from .control import Control, call_until_stopped
-from .encoders import output_fps, output_size, source_fps
+from .encoders import source_fps
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
 from .progress import Progress, ProgressCallback, StreamReport
 from .relay import Relay
-from .renditions import Renditions, format_of_outputs
+from .renditions import Renditions, format_of_outputs, video_format
 from .routes import AudioTranscodeRoute, RemuxRoute, Route, VideoTranscodeRoute, packet_time
 from .sink import PublishCut, RoomConnector, RtmpSink
 from .source import LIVE_ANALYZE_LONG, Source, open_source, thread_decoder
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
-from .transforms import rotated_size
 
 log = logging.getLogger(__name__)
 
@@ -321,13 +320,11 @@ def _open_outputs(
         if decision.action is Action.REMUX:
             outputs[stream.type] = Output(decision, sink.add_copy_of(stream))
         elif stream.type == "video":
-            ctx: Any = stream.codec_context
             rotation = probe.rotation if probe is not None else 0
-            upright = rotated_size(ctx.width, ctx.height, rotation)
-            width, height = output_size(*upright, spec.profile)
-            fps = output_fps(stream, spec.profile)
-            out = sink.add_h264(width, height, fps, spec.profile)
-            outputs["video"] = Output(decision, out, rotation, fps)
+            # The renditions' format too: a push's encoders and its lookups must agree.
+            fmt = video_format(stream, spec.profile, rotation)
+            out = sink.add_h264(fmt.width, fmt.height, fmt.fps, spec.profile)
+            outputs["video"] = Output(decision, out, rotation, fmt.fps)
         else:
             outputs["audio"] = Output(decision, sink.add_aac(spec.profile))
     return outputs

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .identity import identity_key
-from .rendition_store import S3Store, SharedStoreError
+from .rendition_store import SUFFIX, S3Store, SharedStoreError, over_budget
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".mp4"
 #: How long a shared store that failed is left alone: a dead endpoint then costs one
 #: connection timeout in this time, not one per clip of every push.
 SHARED_PAUSE_SECONDS = 30.0
@@ -111,6 +110,12 @@ class RenditionCache:
         """Where the rendition of ``identity`` in ``format_key`` lives (or would)."""
         return self.root / format_key / f"{identity_key(identity)}{SUFFIX}"
 
+    def here(self, identity: str, format_key: str) -> Path | None:
+        """This machine's rendition, marked as just used; None if it has none (the shared
+        store is not asked)."""
+        path = self.path_for(identity, format_key)
+        return path if _used(path) else None
+
     def find(self, identity: str, format_key: str) -> Path | None:
         """The rendition, marked as just used; None if there is none (see :meth:`locate`)."""
         found = self.locate(identity, format_key)
@@ -159,6 +164,11 @@ class RenditionCache:
     def _fetch_unless_locked(self, path: Path) -> bool:
         """Download the rendition at ``path`` unless another process of this machine holds
         its lock (writing or downloading it); whether it is here now, downloaded."""
+        shared = self.shared
+        # Asked before the lock is taken: a slow "not there" must not keep this machine's
+        # push from recording the clip while it waits for the answer.
+        if shared is None or not self._use_shared("look-up", lambda: shared.has(*_names(path))):
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.with_suffix(".lock").open("a") as lock:
             if not _lock(lock, wait=False):
@@ -299,17 +309,10 @@ class RenditionCache:
             with contextlib.suppress(FileNotFoundError):
                 info = path.stat()
                 entries.append((info.st_mtime, info.st_size, path))
-        total = sum(size for _, size, _ in entries)
-        removed = []
-        for _, size, path in sorted(entries):
-            if total <= self.max_bytes:
-                break
-            if path == keep:
-                continue
+        removed, total = over_budget(entries, self.max_bytes, keep)
+        for path in removed:
             path.unlink(missing_ok=True)
             path.with_suffix(".json").unlink(missing_ok=True)
-            total -= size
-            removed.append(path)
         if removed:
             log.info("rendition cache: %d removed to stay under %d bytes", len(removed), total)
         return removed

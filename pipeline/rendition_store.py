@@ -22,15 +22,17 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jobs.redact import redact_text
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 SUFFIX = ".mp4"
 META_SUFFIX = ".json"
@@ -187,6 +189,12 @@ class S3Store:
             )
         return True
 
+    def has(self, format_key: str, name: str) -> bool:
+        """Whether the store holds the rendition. Raises :class:`SharedStoreError`."""
+        key = self.key(format_key, name)
+        with _translated(f"looking up {key}"):
+            return self._exists(key)
+
     def touch(self, format_key: str, name: str) -> None:
         """Mark the rendition as just used: S3 cannot set an object's time, so it is copied
         onto itself (a copy inside the store; nothing is downloaded)."""
@@ -222,16 +230,9 @@ class S3Store:
                     renditions.append((item["LastModified"], item["Size"], item["Key"]))
                 elif item["Key"].endswith(META_SUFFIX):
                     metas.add(item["Key"])
-            total = sum(size for _, size, _ in renditions)
-            removed = []
-            for _, size, key in sorted(renditions):
-                if total <= self.max_bytes:
-                    break
-                if key == keep:
-                    continue
+            removed, total = over_budget(renditions, self.max_bytes, keep)
+            for key in removed:
                 self._delete(key)
-                total -= size
-                removed.append(key)
             # The meta of a rendition deleted by an eviction interrupted between the two.
             for meta in metas - {_meta_key(key) for _, _, key in renditions}:
                 self._client.delete_object(Bucket=self.bucket, Key=meta)
@@ -287,6 +288,25 @@ class S3Store:
             except ValueError:
                 return {}
         return meta if isinstance(meta, dict) else {}
+
+
+def over_budget(
+    entries: Iterable[tuple[Any, int, K]], max_bytes: int, keep: K | None = None
+) -> tuple[list[K], int]:
+    """Which of ``entries`` (last use, bytes, name) to remove, least recently used first,
+    so that the rest fit ``max_bytes`` (never ``keep``); and the bytes left. The eviction
+    rule of both tiers: this store and each machine's directory."""
+    listed = sorted(entries, key=lambda entry: entry[0])
+    total = sum(size for _, size, _ in listed)
+    removed = []
+    for _, size, name in listed:
+        if total <= max_bytes:
+            break
+        if name == keep:
+            continue
+        total -= size
+        removed.append(name)
+    return removed, total
 
 
 @contextlib.contextmanager

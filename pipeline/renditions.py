@@ -77,9 +77,13 @@ def format_of(source: Source, profile: OutputProfile, rotation: int = 0) -> Rend
     """The room format a push of ``source`` (its first clip) uses: the source's upright
     size and rate, within the profile's limits, exactly as :func:`pipeline.push.push` sets
     its encoders."""
-    video = source.video
-    if video is None:
+    if source.video is None:
         return RenditionFormat(0, 0, Fraction(0), profile)
+    return video_format(source.video, profile, rotation)
+
+
+def video_format(video: av.stream.Stream, profile: OutputProfile, rotation: int) -> RenditionFormat:
+    """The size and rate a push encodes ``video`` (turned upright by ``rotation``) to."""
     ctx: Any = video.codec_context
     width, height = output_size(*rotated_size(ctx.width, ctx.height, rotation), profile)
     return RenditionFormat(width, height, output_fps(video, profile), profile)
@@ -287,7 +291,7 @@ def prepare(
     """
     rotation = probe_video(source, 0.1).rotation if source.video is not None else 0
     fmt = fmt or format_of(source, profile, rotation)
-    found = cache.find(identity, fmt.key)
+    found = cache.here(identity, fmt.key)  # the claim below asks the shared store, once
     if found is not None:
         return Prepared(found, fmt, cached=True)
     with cache.claim(identity, fmt.key) as claim:

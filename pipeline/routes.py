@@ -19,12 +19,12 @@ import av.stream
 import av.video.stream
 import numpy as np
 
+from .encoders import MS
 from .timeline import Timeline
 from .transforms import FrameFitter
 
 log = logging.getLogger(__name__)
 
-MS = Fraction(1, 1000)
 #: Timeline key of re-encoded video (remuxed packets use their output stream index).
 VIDEO_TIMELINE_KEY = -1
 

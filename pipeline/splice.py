@@ -22,9 +22,8 @@ import av.stream
 import av.video.stream
 from av.bitstream import BitStreamFilterContext
 
-from .encoders import RestartableAudioEncoder
+from .encoders import MS, RestartableAudioEncoder
 from .routes import (
-    MS,
     VIDEO_TIMELINE_KEY,
     AudioTranscodeRoute,
     Gain,
@@ -133,7 +132,6 @@ class AudioSpliceRoute:
         gain: Gain,
         skip_before: Fraction | None = None,
         on_reencode: OnReencode | None = None,
-        resync: Fraction = Fraction(1, 10),
     ) -> None:
         self._in = in_stream
         self._out = out_stream
@@ -148,7 +146,8 @@ class AudioSpliceRoute:
         self._out_tick = Fraction(1, counter.rate)
         self._skip_pts = None if skip_before is None else float((skip_before - MS) / tick)
         self._transcode: AudioTranscodeRoute | None = None
-        self.resync = resync
+        #: As AudioTranscodeRoute's: how far the numbered sound may drift from the clip's.
+        self.resync = Fraction(1, 10)
         #: As :class:`~pipeline.routes.AudioTranscodeRoute`: sound already sent past the
         #: picture's end (where a clip joins) is not sent again.
         self.trim_overlap = True
@@ -192,8 +191,8 @@ class AudioSpliceRoute:
             counter=self._counter,
             gain=self._gain,
             decoder=fresh_decoder(self._in),
+            trim_overlap=self.trim_overlap,
         )
-        route.trim_overlap = self.trim_overlap
         return route
 
     def finish_input(self) -> Iterator[av.Packet]:

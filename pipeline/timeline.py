@@ -124,12 +124,8 @@ class Timeline:
         self._tracks[key] = track
         return track
 
-    def extend_to(self, output_time: Fraction) -> None:
-        """Note that output now reaches ``output_time`` (audio numbered by a sample counter)."""
-        self._end = max(self._end, output_time)
-
     def extend_to_count(self, count: int, rate: int) -> None:
-        """:meth:`extend_to` ``count / rate`` seconds, in integers (sound numbered by a
+        """Extend the end to ``count / rate`` seconds, in integers (sound numbered by a
         sample counter)."""
         old, old_rate = self._counted
         if count * old_rate > old * rate:

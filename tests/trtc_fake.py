@@ -405,12 +405,8 @@ def _check_start_ingest(params: dict[str, Any]) -> str | None:
     for name in ("SdkAppId", "RoomId", "RoomIdType", "UserId", "UserSig", "StreamUrl"):
         if name not in params:
             return f"{name} is required"
-    for name, value in params.items():
-        kind = _START_TYPES.get(name)
-        if kind is None:
-            return f"unknown parameter {name}"
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return f"{name} has the wrong type"
+    if (wrong := _wrong_type(params, _START_TYPES)) is not None:
+        return wrong
     if params["RoomIdType"] not in (0, 1):
         return "RoomIdType must be 0 (string room) or 1 (numeric room)"
     if params["RoomIdType"] == 1 and not params["RoomId"].isdigit():
@@ -440,14 +436,21 @@ _UPDATE_TYPES: dict[str, type | tuple[type, ...]] = {
 _TEMPOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 
 
-def _check_update_ingest(params: dict[str, Any]) -> str | None:
-    """UpdateStreamIngest's documented parameters, types and ranges."""
+def _wrong_type(params: dict[str, Any], types: dict[str, Any]) -> str | None:
+    """The first parameter the action does not know, or of the wrong type (None: all fine)."""
     for name, value in params.items():
-        kind = _UPDATE_TYPES.get(name)
+        kind = types.get(name)
         if kind is None:
             return f"unknown parameter {name}"
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             return f"{name} has the wrong type"
+    return None
+
+
+def _check_update_ingest(params: dict[str, Any]) -> str | None:
+    """UpdateStreamIngest's documented parameters, types and ranges."""
+    if (wrong := _wrong_type(params, _UPDATE_TYPES)) is not None:
+        return wrong
     if len(params.keys() - {"SdkAppId", "TaskId"}) == 0:
         return "nothing to update"
     if "StreamUrl" in params and not params["StreamUrl"]:

@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NoReturn
 
 import redis
@@ -42,7 +41,7 @@ from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
 from jobs.commands import CLOUD_COMMANDS, Command, Pause, Resume, Switch, Volume
 from jobs.errors import SourceError, TrtcApiError, TrtcNotConfigured
-from jobs.records import JobRecord, JobSecrets, iso
+from jobs.records import JobRecord, JobSecrets, epoch, iso
 from jobs.redact import redact_url
 from jobs.settings import Settings
 from jobs.states import State
@@ -182,7 +181,7 @@ class CloudIngest:
         cloud = (job.progress or {}).get("Cloud") or {}
         self.task_id: str | None = cloud.get("TaskId")
         self.status: str | None = cloud.get("Status")
-        self.started_at = _epoch(cloud.get("StartedAt")) or now()
+        self.started_at = epoch(cloud.get("StartedAt")) or now()
         self._calls: dict[str, Any] = dict((job.record.Trtc or {}).get("Cloud") or {})
         self._api: TrtcClient | None = None
         # What the player commands made of the task (kept in the progress for the next run).
@@ -276,8 +275,7 @@ class CloudIngest:
                 self._next_check = 0.0  # find out at once
         except Exception as exc:  # noqa: BLE001 - the command fails, not the push
             log.exception("UpdateStreamIngest raised")
-            bug = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
-            outcome = self._masked({"Result": "failed", "Error": bug, "Command": command.name})
+            outcome = self._internal_error(exc) | {"Command": command.name}
         else:
             outcome = {"Result": "ok", "Command": command.name, "RequestId": response.RequestId}
             log.info("%s done by TRTC (UpdateStreamIngest)", command.name)
@@ -421,8 +419,7 @@ class CloudIngest:
                 log.warning("TRTC did not stop ingest task %s: %s", self.task_id, outcome)
         except Exception as exc:  # noqa: BLE001 - the push is over; this must not change it
             log.exception("StopStreamIngest raised")
-            error = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
-            outcome = self._masked({"Result": "failed", "Error": error})
+            outcome = self._internal_error(exc)
         self._record("Stop", outcome)
 
     def _client(self) -> TrtcClient:
@@ -434,6 +431,11 @@ class CloudIngest:
         outcome = self._masked(trtc.failure(exc))
         self._record(step, outcome)
         raise api_error(action, outcome) from None
+
+    def _internal_error(self, exc: Exception) -> dict[str, Any]:
+        """The outcome of a call that raised something other than TRTC's answer."""
+        error = {"Code": "InternalError", "Message": f"{type(exc).__name__}: {exc}"}
+        return self._masked({"Result": "failed", "Error": error})
 
     def _masked(self, value: dict[str, Any]) -> dict[str, Any]:
         """``value`` with the job's secrets masked: TRTC's messages may quote a parameter."""
@@ -476,13 +478,3 @@ class CloudIngest:
             trtc.record(self._store.redis, self._rid, "Cloud", self._calls)
         except redis.RedisError as exc:
             log.warning("could not record TRTC's answer to %s: %s", step, exc)
-
-
-def _epoch(stamp: str | None) -> float | None:
-    """An ISO 8601 time of a record (``…Z``) as epoch seconds."""
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None

@@ -22,13 +22,11 @@ from jobs.preparations import (
     ClipPreparation,
     Preparation,
     PreparationStore,
+    end,
     end_stopped,
-    tally,
 )
-from jobs.records import iso
 from jobs.redact import redact_text, redact_url
 from jobs.settings import Settings
-from jobs.store import now
 from jobs.urlguard import check_source_address
 from pipeline.identity import NoIdentity, source_identity
 from pipeline.renditions import RenditionFormat, prepare
@@ -111,17 +109,11 @@ def _ended(store: PreparationStore, ran: Preparation, preparation: Preparation) 
     stop = store.stop_asked(preparation.RequestId)
     if stop is not None and any(c.State in ("queued", "preparing") for c in preparation.Clips):
         return end_stopped(preparation, stop.reason)
-    for clip in preparation.Clips:
-        if clip.State in ("queued", "preparing"):
-            clip.State, clip.Error = "failed", "the preparation was interrupted"
-    counts = tally(preparation)
-    if counts["Failed"]:
-        preparation.State = "failed"
-        preparation.Reason = f"{counts['Failed']} of {len(preparation.Clips)} clips failed"
-    else:
-        preparation.State = "succeeded"
-    preparation.EndedAt = iso(now())
-    return {**({"Reason": preparation.Reason} if preparation.Reason else {}), **counts}
+    failed = sum(clip.State != "ready" for clip in preparation.Clips)
+    if not failed:
+        return end(preparation, "succeeded", None, "failed")
+    reason = f"{failed} of {len(preparation.Clips)} clips failed"
+    return end(preparation, "failed", reason, "failed", "the preparation was interrupted")
 
 
 def _state_of(preparation: Preparation | None) -> str:

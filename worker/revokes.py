@@ -191,7 +191,7 @@ def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
 def stop_preparations(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
     """Stop each preparation named (jobs/preparations.py); return the ids that are."""
     store = get_store()
-    preparations = PreparationStore(store.redis, store.ttl, store.events)
+    preparations = PreparationStore.of(store)
     ours = []
     for request_id in ids:
         try:

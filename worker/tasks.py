@@ -59,7 +59,7 @@ def prepare_task(self: Task, request_id: str) -> str:
     state (succeeded: every clip ready; failed: at least one could not be prepared). A
     stopped one ends ``REVOKED``, as a stopped push does."""
     settings, store = get_settings(), get_store()
-    preparations = PreparationStore(store.redis, settings.job_ttl_seconds, store.events)
+    preparations = PreparationStore.of(store)
     state = run_preparation(preparations, settings, request_id, counted=store.count)
     if state == "stopped":
         found = preparations.get(request_id)
