@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .openapi import bp as openapi_bp
     from .player import bp as player_bp
     from .renditions import bp as renditions_bp
+    from .targets import bp as targets_bp
     from .views import bp
 
     settings = settings or get_settings()
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_limit_streamed_body)
     app.register_blueprint(bp)
     app.register_blueprint(player_bp)
+    app.register_blueprint(targets_bp)
     app.register_blueprint(renditions_bp)
     app.register_blueprint(events_bp)
     app.register_blueprint(metrics_bp)

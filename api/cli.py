@@ -142,6 +142,7 @@ def cmd_push(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
         "Loop": args.loop,
         "Switchable": args.switchable or None,
         "Replace": args.replace or None,
+        "Targets": args.target or ([] if args.fanout else None),
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     _, answer = client.call("POST", "/v1/pushes", body)
@@ -150,6 +151,41 @@ def cmd_push(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
     if not args.follow:
         return OK
     return follow(client, request_id, err)
+
+
+def cmd_target_add(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Add a room to a running fan-out push; print its TargetId."""
+    body = {**_room(args.room), "UserId": args.user}
+    if args.usersig:
+        body["UserSig"] = args.usersig
+    if args.target_id:
+        body["TargetId"] = args.target_id
+    _, answer = client.call("POST", f"/v1/pushes/{_quote(args.id)}/targets", body)
+    print(answer["TargetId"], file=out)
+    return OK
+
+
+def cmd_target_remove(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Remove a room from a running fan-out push."""
+    client.call("DELETE", f"/v1/pushes/{_quote(args.id)}/targets/{_quote(args.target)}")
+    print(f"{args.id}: target {args.target} removed", file=out)
+    return OK
+
+
+def _room(room: str) -> dict[str, Any]:
+    """A room on the command line: a number is a RoomId, anything else (0123 too) a
+    StrRoomId."""
+    numeric = room.isascii() and room.isdigit() and not room.startswith("0")
+    return {"RoomId": int(room)} if numeric else {"StrRoomId": room}
+
+
+def _target(value: str) -> dict[str, Any]:
+    """``--target ROOM:USERID[:USERSIG]`` as a Targets item."""
+    room, _, rest = value.partition(":")
+    user, _, sig = rest.partition(":")
+    if not room or not user:
+        raise argparse.ArgumentTypeError(f"a target is ROOM:USERID[:USERSIG], not {value!r}")
+    return {**_room(room), "UserId": user, **({"UserSig": sig} if sig else {})}
 
 
 def cmd_status(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -426,6 +462,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replace", action="store_true", help="replace this user's running push in the room"
     )
+    p.add_argument(
+        "--target",
+        action="append",
+        type=_target,
+        metavar="ROOM:USERID[:USERSIG]",
+        help="one more room to publish into (repeatable; fan-out); digits are a RoomId",
+    )
+    p.add_argument(
+        "--fanout", action="store_true", help="fan out (Targets), even with no --target yet"
+    )
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the push ends")
 
     p = add("prepare", cmd_prepare, "encode clips once so that switchable pushes remux them")
@@ -454,6 +500,17 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("stop", cmd_stop, "stop a push")
     p.add_argument("id", metavar="ID")
+
+    p = add("target-add", cmd_target_add, "add a room to a running fan-out push")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("room", metavar="ROOM", help="the room: digits are a RoomId, else StrRoomId")
+    p.add_argument("user", metavar="USERID", help="the user publishing into it")
+    p.add_argument("--usersig", help="that user's UserSig (may be left out as for push)")
+    p.add_argument("--target-id", metavar="T", help="your id for the room (default t1, t2…)")
+
+    p = add("target-remove", cmd_target_remove, "remove a room from a running fan-out push")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("target", metavar="TARGETID")
 
     p = add("events", cmd_events, "follow a push's events, one JSON object per line")
     p.add_argument("id", metavar="ID")
@@ -492,6 +549,11 @@ def parser() -> argparse.ArgumentParser:
     p = add("volume", volume, "set the volume, percent of the recording (0-200)")
     p.add_argument("id", metavar="ID")
     p.add_argument("percent", metavar="PERCENT", type=float)
+
+    tempo = _command("tempo", lambda a: {"Tempo": _number(a.speed)})
+    p = add("tempo", tempo, "set the playback speed (0.5-2.0), pitch kept")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("speed", metavar="SPEED", type=float)
 
     p = add("loop", _command("loop", lambda a: {"Loop": a.mode}), "what to repeat")
     p.add_argument("id", metavar="ID")

@@ -32,12 +32,15 @@ def invalid_job_from(exc: ValidationError) -> InvalidJob:
     """The first problem of a request body, with the field it concerns."""
     err = exc.errors(include_url=False)[0]
     cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldError):
-        return InvalidJob(str(cause), field=cause.field)
     loc = err.get("loc") or ()
     field = str(loc[0]) if loc else None
-    # Inside an object (Output.Width), the message names the member; Field stays the top.
-    where = ".".join(str(part) for part in loc) if loc else None
+    # Inside an object (Output.Width, Targets[2].UserId), the message names the member;
+    # Field stays the top.
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
+    if isinstance(cause, FieldError):
+        if where:  # a rule across an inner object's fields (Targets[2]: RoomId or StrRoomId)
+            return InvalidJob(f"{where}.{cause.field}: {cause}", field=field)
+        return InvalidJob(str(cause), field=cause.field)
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return InvalidJob(f"unknown field {where!r}", field=field)

@@ -36,8 +36,11 @@ from jobs.commands import (
     check_clip_items,
     check_source_url,
     clip_source,
+    cloud_tempo_refusal,
 )
 from jobs.errors import FieldError
+from jobs.records import MAIN_TARGET
+from jobs.rooms import rtmp_room
 
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
@@ -45,6 +48,10 @@ UINT32_MAX = 4_294_967_295
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 #: StartStreamIngest's IdleTimeout: 0 to 600 s (the SDK's models.py).
 CLOUD_IDLE_MAX = 600
+#: A fan-out target's id: the caller's name for one room of the push.
+TARGET_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: The most rooms a fan-out push is started with, besides its own.
+MAX_TARGETS = 500
 
 
 def _int_from_text(value: Any) -> Any:
@@ -133,6 +140,76 @@ class OutputRequest(BaseModel):
     )
 
 
+def str_room_id(description: str) -> Any:
+    """A string room id's rules (TRTC's RTMP room names), described for its place."""
+    return Field(min_length=1, max_length=64, pattern=RTMP_ID_PATTERN, description=description)
+
+
+def user_id(description: str) -> Any:
+    """A UserId's rules, described for its place."""
+    return Field(min_length=1, max_length=32, pattern=USER_ID_PATTERN, description=description)
+
+
+def user_sig(description: str) -> Any:
+    """A UserSig's rules (a secret), described for its place."""
+    return Field(min_length=1, max_length=4096, description=description)
+
+
+class TargetRequest(BaseModel):
+    """One more room for a fan-out push: an item of ``Targets``, and the body of
+    ``POST /v1/pushes/{RequestId}/targets``. Room, UserId and UserSig follow the push's own
+    rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    TargetId: Annotated[
+        StrictStr | None,
+        Field(
+            pattern=TARGET_ID_PATTERN,
+            description=(
+                "Your id for this room, in the status, its events and DELETE …/targets/{id}: "
+                "1–64 letters, digits, _ and -. Default: t1, t2… by position. main is the "
+                "push's own room."
+            ),
+        ),
+    ] = None
+    RoomId: Annotated[
+        RoomNumber | None,
+        Field(description="Numeric room id, pushed as the string room of its digits."),
+    ] = None
+    StrRoomId: Annotated[
+        StrictStr | None,
+        str_room_id("String room id: letters, digits, underscore. Give one of the two."),
+    ] = None
+    UserId: Annotated[
+        StrictStr,
+        user_id("The user publishing into this room: letters, digits, _ and -."),
+    ]
+    UserSig: Annotated[
+        StrictStr | None,
+        user_sig(
+            "This user's signature (secret); generated when the service holds the SdkAppId's key."
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _check_room(self) -> TargetRequest:
+        if self.TargetId == MAIN_TARGET:
+            raise FieldError(
+                "TargetId", f"TargetId {MAIN_TARGET} is the push's own room: give another"
+            )
+        if self.RoomId is None and self.StrRoomId is None:
+            raise FieldError("RoomId", "one of RoomId or StrRoomId is required")
+        if self.RoomId is not None and self.StrRoomId is not None:
+            raise FieldError("StrRoomId", "give one of RoomId or StrRoomId, not both")
+        return self
+
+    @property
+    def rtmp_room(self) -> str:
+        """The string room the RTMP ingest receives."""
+        return rtmp_room(self.RoomId, self.StrRoomId)
+
+
 class PushRequest(BaseModel):
     """``POST /`` and ``POST /v1/pushes``: start an asynchronous push into a room."""
 
@@ -160,29 +237,15 @@ class PushRequest(BaseModel):
     ] = None
     StrRoomId: Annotated[
         StrictStr | None,
-        Field(
-            min_length=1,
-            max_length=64,
-            pattern=RTMP_ID_PATTERN,
-            description=("String room id: letters, digits, underscore (TRTC's RTMP rule)."),
-        ),
+        str_room_id("String room id: letters, digits, underscore (TRTC's RTMP rule)."),
     ] = None
     Mode: Literal["vod", "live"] = Field("vod", description="vod: a file; live: a live stream.")
     UserId: Annotated[
-        StrictStr,
-        Field(
-            min_length=1,
-            max_length=32,
-            pattern=USER_ID_PATTERN,
-            description="The pushing user's id in the room: letters, digits, _ and -.",
-        ),
+        StrictStr, user_id("The pushing user's id in the room: letters, digits, _ and -.")
     ]
     # Optional here only because roomcast can generate it when the SdkAppId's secret key is
-    # configured; the view requires it otherwise (api/views.py _user_sig).
-    UserSig: Annotated[
-        StrictStr | None,
-        Field(min_length=1, max_length=4096, description="The pushing user's signature (secret)."),
-    ] = None
+    # configured; the view requires it otherwise (api/views.py user_sig_for).
+    UserSig: Annotated[StrictStr | None, user_sig("The pushing user's signature (secret).")] = None
     Redis: TextBool = Field(False, description="Save progress to Redis and resume from it.")
     RedisHost: Annotated[StrictStr | None, Field(min_length=1, max_length=253)] = None
     RedisPort: Port | None = None
@@ -240,6 +303,18 @@ class PushRequest(BaseModel):
             ),
         ),
     ] = 100
+    Tempo: Annotated[
+        StrictInt | StrictFloat,
+        Field(
+            ge=0.5,
+            le=2.0,
+            description=(
+                "roomcast extension: playback speed, 0.5–2.0, pitch kept; TRTC's Tempo with "
+                "Engine=cloud. On Engine=worker the push plays through the player (commands "
+                "work) and re-encodes its picture and sound."
+            ),
+        ),
+    ] = 1.0
     RepeatNum: Annotated[
         StrictInt,
         Field(
@@ -310,10 +385,24 @@ class PushRequest(BaseModel):
     Switchable: StrictBool = Field(
         False,
         description=(
-            "Accept player commands (switch, queue, seek, pause, loop, volume); every clip "
-            "is then re-encoded to one format. Implied by Playlist or Loop."
+            "Accept player commands (switch, queue, seek, pause, loop, volume, tempo); every "
+            "clip is then re-encoded to one format. Implied by Playlist or Loop."
         ),
     )
+
+    Targets: Annotated[
+        list[TargetRequest] | None,
+        Field(
+            max_length=MAX_TARGETS,
+            description=(
+                "roomcast extension, Engine=worker: more rooms to publish the same source "
+                "into (fan-out), each {TargetId, RoomId | StrRoomId, UserId, UserSig}; the "
+                "push's own room is target main. The source is read once. Give [] to start "
+                "with the push's own room alone and add rooms while it runs "
+                "(POST /v1/pushes/{RequestId}/targets). Not with Redis=true."
+            ),
+        ),
+    ] = None
 
     Replace: StrictBool = Field(
         False,
@@ -328,9 +417,9 @@ class PushRequest(BaseModel):
         description=(
             "roomcast extension: who pushes the media. worker: roomcast's own workers, over "
             "RTMP; cloud: TRTC's cloud ingest (StartStreamIngest), followed and stopped by "
-            "roomcast, which takes switch, pause, resume and volume (UpdateStreamIngest). "
-            "cloud needs Tencent Cloud API credentials on the service, and takes no Playlist, "
-            "Switchable or Redis."
+            "roomcast, which takes switch, pause, resume, volume and tempo "
+            "(UpdateStreamIngest). cloud needs Tencent Cloud API credentials on the service, "
+            "and takes no Playlist, Switchable or Redis."
         ),
     )
 
@@ -371,9 +460,17 @@ class PushRequest(BaseModel):
             or self.Loop != "none"
             or self.ClipId is not None
             or self.ClipEndingSeconds is not None
-            # roomcast's player repeats a clip and sets its volume; TRTC's ingest does both.
-            or (self.Engine == "worker" and (self.Volume != 100 or self.RepeatNum != 1))
+            # roomcast's player repeats a clip and sets its volume and speed; TRTC's ingest
+            # does all three.
+            or (
+                self.Engine == "worker"
+                and (self.Volume != 100 or self.Tempo != 1 or self.RepeatNum != 1)
+            )
         )
+
+    def target_ids(self) -> list[str]:
+        """Each target's TargetId: the one given, else t1, t2… by its position."""
+        return [t.TargetId or f"t{i}" for i, t in enumerate(self.Targets or [], 1)]
 
     def playlist(self) -> list[ClipSource]:
         """The clips after VideoSrc, each with its id (if given)."""
@@ -394,14 +491,16 @@ class PushRequest(BaseModel):
                     raise FieldError(
                         name,
                         f"{name} needs Engine=worker: TRTC's cloud ingest plays one VideoSrc "
-                        "(switch, pause, resume and volume work without Switchable), keeps no "
-                        "queue of clips and reports no position",
+                        "(switch, pause, resume, volume and tempo work without Switchable), "
+                        "keeps no queue of clips and reports no position",
                     )
             if self.IdleTimeoutSeconds is not None and self.IdleTimeoutSeconds > CLOUD_IDLE_MAX:
                 raise FieldError(
                     "IdleTimeoutSeconds",
                     f"Engine=cloud takes at most {CLOUD_IDLE_MAX} s (TRTC's IdleTimeout)",
                 )
+            if (refusal := cloud_tempo_refusal(self.Tempo)) is not None:
+                raise FieldError("Tempo", refusal)
             if self.Output is not None:
                 raise FieldError(
                     "Output",
@@ -419,6 +518,8 @@ class PushRequest(BaseModel):
             raise FieldError("RepeatNum", "RepeatNum and Loop both repeat the source: give one")
         if self.RepeatNum != 1 and self.Mode == "live":
             raise FieldError("RepeatNum", "RepeatNum needs Mode=vod: a live source plays once")
+        if self.Tempo != 1 and self.Mode == "live":
+            raise FieldError("Tempo", "Tempo needs Mode=vod: a live source plays at its own pace")
         if self.Mode == "live" and self.StartSeconds:
             raise FieldError(
                 "StartSeconds", "StartSeconds needs Mode=vod: a live source starts now"
@@ -431,7 +532,7 @@ class PushRequest(BaseModel):
             raise FieldError(
                 "Redis",
                 "resume (Redis=true) is not supported for switchable pushes (Switchable, "
-                "Playlist, Loop, clip ids, and Volume or RepeatNum on Engine=worker)",
+                "Playlist, Loop, clip ids, and Volume, Tempo or RepeatNum on Engine=worker)",
             )
         if self.RepeatNum != 1 and self.Playlist:
             raise FieldError(
@@ -453,7 +554,43 @@ class PushRequest(BaseModel):
         elif self.RedisTls and self.RedisHost is None:
             # The service's own Redis takes its TLS from ROOMCAST_REDIS_URL (rediss://).
             raise FieldError("RedisTls", "RedisTls is only used with RedisHost")
+        self._check_targets()
         return self
+
+    def _check_targets(self) -> None:
+        """A fan-out push: on roomcast's workers, without resume, each target's id once and
+        each (room, UserId) once, the push's own (target main) included."""
+        if self.Targets is None:
+            return
+        if self.Engine == "cloud":
+            raise FieldError(
+                "Targets",
+                "Targets needs Engine=worker: TRTC's cloud ingest publishes into one room",
+            )
+        if self.Redis:
+            raise FieldError(
+                "Redis",
+                "resume (Redis=true) is not supported for fan-out pushes (Targets): "
+                "per-target resume is not built yet",
+            )
+        ids = {MAIN_TARGET}
+        publishers = {(rtmp_room(self.RoomId, self.StrRoomId), self.UserId): MAIN_TARGET}
+        for i, (target_id, target) in enumerate(zip(self.target_ids(), self.Targets, strict=True)):
+            if target_id in ids:
+                given = "" if target.TargetId else " (its default, from its position)"
+                raise FieldError(
+                    "Targets", f"Targets[{i}].TargetId: {target_id!r}{given} is used twice"
+                )
+            ids.add(target_id)
+            publisher = (target.rtmp_room, target.UserId)
+            if (other := publishers.get(publisher)) is not None:
+                raise FieldError(
+                    "Targets",
+                    f"Targets[{i}].UserId: target {other!r} already publishes as "
+                    f"{target.UserId!r} into room {target.rtmp_room!r}: TRTC lets one user "
+                    "publish once per room",
+                )
+            publishers[publisher] = target_id
 
 
 #: A rendition's picture size: even, within what any room takes.

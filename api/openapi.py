@@ -24,8 +24,8 @@ from jobs.preparations import Preparation
 from jobs.records import ListQuery
 from jobs.settings import Settings
 
-from . import console, events, metrics, renditions, views
-from .models import PrepareRequest, PushRequest
+from . import console, events, metrics, renditions, targets, views
+from .models import PrepareRequest, PushRequest, TargetRequest
 from .responses import (
     Accepted,
     CommandApplied,
@@ -36,6 +36,7 @@ from .responses import (
     PushList,
     PushStatus,
     Replayed,
+    TargetSent,
 )
 
 bp = Blueprint("openapi", __name__)
@@ -114,6 +115,8 @@ def _schemas() -> dict[str, Any]:
     """Every model's JSON schema, with references between them as OpenAPI components."""
     models: list[type[BaseModel]] = [
         PushRequest,
+        TargetRequest,
+        TargetSent,
         *dict.fromkeys(COMMANDS.values()),
         Accepted,
         PushStatus,
@@ -261,7 +264,9 @@ def _paths() -> dict[str, Any]:
         "/v1/pushes/{RequestId}/events": _events_path(
             "push",
             events.events,
-            "queued, running, succeeded, failed, stopped, clip-started, clip-ended…",
+            "queued, running, succeeded, failed, stopped, clip-started, clip-ended…, and on "
+            "fan-out pushes target-added, target-live, target-behind, target-reconnecting, "
+            "target-failed, target-removed",
         ),
         "/v1/pushes/{RequestId}/events/replay": _replay_path("push", events.replay),
         "/healthz": {
@@ -328,7 +333,59 @@ def _paths() -> dict[str, Any]:
     }
     for name, model in COMMANDS.items():
         paths[f"/v1/pushes/{{RequestId}}/{name}"] = {"post": _command(name, model)}
-    return paths | _rendition_paths()
+    return paths | _target_paths() | _rendition_paths()
+
+
+def _target_paths() -> dict[str, Any]:
+    """A fan-out push's rooms while it runs (api/targets.py)."""
+    conflicts = (
+        "409: NotRunning, NotFanout (the push was not started with Targets), LastTarget "
+        "(removing the only room left), NotListening."
+    )
+    return {
+        "/v1/pushes/{RequestId}/targets": {
+            "post": {
+                "operationId": "addTarget",
+                "summary": _summary(targets.add),
+                "description": (
+                    "400 names a bad member, a TargetId in use, or a room this UserId "
+                    f"publishes into already. {conflicts}"
+                ),
+                "tags": ["fan-out"],
+                "parameters": [_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(TargetRequest)}},
+                },
+                "responses": {
+                    "202": _json(TargetSent, "Recorded and sent to the push."),
+                    **_errors(400, 401, 404, 409, 413, 415, 503),
+                },
+            }
+        },
+        "/v1/pushes/{RequestId}/targets/{TargetId}": {
+            "delete": {
+                "operationId": "removeTarget",
+                "summary": _summary(targets.remove),
+                "description": f"404: no such push or target. {conflicts}",
+                "tags": ["fan-out"],
+                "parameters": [
+                    _ID,
+                    {
+                        "name": "TargetId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The room's TargetId (main: the push's own room).",
+                    },
+                ],
+                "responses": {
+                    "202": _json(TargetSent, "Recorded and sent to the push."),
+                    **_errors(401, 404, 409, 503),
+                },
+            }
+        },
+    }
 
 
 #: The tag of each kind of job's operations.
@@ -459,9 +516,10 @@ def _command(name: str, model: type[BaseModel]) -> dict[str, Any]:
         "summary": f"{name}: {_summary(model)}",
         "description": (
             "Only a running switchable push takes commands: 409 NotRunning, NotSwitchable or "
-            "NotListening otherwise. An Engine=cloud push takes switch (now), pause, resume "
-            "and volume, done by TRTC's UpdateStreamIngest: 200 with TRTC's answer, 502 "
-            "TrtcApiError if TRTC refuses, 409 CommandNotSupported for the other commands."
+            "NotListening otherwise. An Engine=cloud push takes switch (now), pause, resume, "
+            "volume and tempo (TRTC's steps), done by TRTC's UpdateStreamIngest: 200 with "
+            "TRTC's answer, 502 TrtcApiError if TRTC refuses, 409 CommandNotSupported for the "
+            "other commands."
         ),
         "tags": ["player"],
         "parameters": [_ID],

@@ -1,14 +1,16 @@
-"""Player commands for a running switchable push: switch, queue, seek, pause, loop, volume.
+"""Player commands for a running switchable push: switch, queue, seek, pause, loop, volume,
+tempo.
 
 Each is ``POST /v1/pushes/<id>/<command>`` with a small JSON body, validated here and sent to
 the push over its control channel; the push applies it between two packets. Answers: 202
 (sent), 400 (bad body, field named), 404 (unknown id), 409 (not running, not switchable, or
 nobody listening).
 
-An ``Engine=cloud`` push takes switch (now), pause, resume and volume without being
-switchable: its worker has TRTC do them (``UpdateStreamIngest``, worker/cloud.py) and answers
-on the command's reply key, so the answer is TRTC's: 200 with its RequestId, or 502
-``TrtcApiError`` with its code and message. Other commands are 409 ``CommandNotSupported``.
+An ``Engine=cloud`` push takes switch (now), pause, resume, volume and tempo (TRTC's steps
+only, else 400) without being switchable: its worker has TRTC do them
+(``UpdateStreamIngest``, worker/cloud.py) and answers on the command's reply key, so the
+answer is TRTC's: 200 with its RequestId, or 502 ``TrtcApiError`` with its code and message.
+Other commands are 409 ``CommandNotSupported``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from pydantic import (
     ValidationError,
 )
 
-from jobs.commands import CLOUD_COMMANDS, COMMANDS, Command, Switch, parse, to_message
+from jobs.commands import (
+    CLOUD_COMMANDS,
+    COMMANDS,
+    Command,
+    Switch,
+    Tempo,
+    cloud_tempo_refusal,
+    parse,
+    to_message,
+)
 from jobs.errors import (
     CommandNotSupported,
     InvalidJob,
@@ -76,13 +87,17 @@ def command(request_id: str, command: str) -> ResponseReturnValue:
             "queue of clips",
             field="When",
         )
+    if cloud and isinstance(parsed, Tempo):
+        # TRTC answers any other speed with an error (a 502): refused here, field named.
+        if (refusal := cloud_tempo_refusal(parsed.Tempo)) is not None:
+            raise InvalidJob(refusal, field="Tempo")
     if settings.block_private_addresses:
         from .views import guard_urls  # noqa: PLC0415 - views imports this blueprint's app
 
         guard_urls(parsed.urls())
     if cloud:
         return _in_cloud(store, settings, request_id, parsed)
-    if not _deliver(store, request_id, to_message(parsed)):
+    if not deliver(store, request_id, to_message(parsed)):
         raise NotListening("the push is not listening (its worker may be gone)")
     current_app.logger.info("push %s: command %s sent", request_id, command)
     response = jsonify({"RequestId": request_id, "Command": command, "Message": "command sent"})
@@ -101,7 +116,7 @@ def _in_cloud(
     be in the status's Trtc.Cloud.Update).
     """
     token = uuid.uuid4().hex
-    if not _deliver(store, request_id, to_message(command.replying_to(token))):
+    if not deliver(store, request_id, to_message(command.replying_to(token))):
         raise NotListening("the push is not listening (its worker may be gone)")
     deadline = time.monotonic() + 2 * settings.trtc_timeout_seconds + 1
     while (reply := store.reply_of(token)) is None:
@@ -138,7 +153,7 @@ def _in_cloud(
 LISTEN_WAIT_SECONDS = 2.0
 
 
-def _deliver(store: JobStore, request_id: str, message: dict[str, Any]) -> bool:
+def deliver(store: JobStore, request_id: str, message: dict[str, Any]) -> bool:
     """Publish ``message`` to the push, again while nobody listens; whether it got there.
 
     Publishing to no subscriber delivers nothing, so sending again never doubles a command.

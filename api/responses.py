@@ -82,6 +82,13 @@ class CommandApplied(_Answer):
     )
 
 
+class TargetSent(_Answer):
+    """A room was added to or removed from a running fan-out push (202)."""
+
+    RequestId: str
+    TargetId: str = Field(description="The room's id: the one given, or t1, t2… by default.")
+
+
 class Replayed(_Answer):
     """A push's events are being sent to its callback URL again (202)."""
 
@@ -106,4 +113,5 @@ __all__ = [
     "PushList",
     "PushStatus",
     "Replayed",
+    "TargetSent",
 ]

@@ -21,7 +21,7 @@ from jobs.errors import (
     SourceError,
     UnsupportedMediaType,
 )
-from jobs.records import JobRecord, JobSecrets, ListQuery, PushRoom
+from jobs.records import JobRecord, JobSecrets, ListQuery, PushRoom, PushTarget
 from jobs.redact import redact_url
 from jobs.rooms import rtmp_room
 from jobs.settings import Settings
@@ -35,7 +35,7 @@ from worker.messages import enqueue
 
 from .errors import invalid_job_from
 from .keys import check_app, current_key, visible_job
-from .models import PushRequest
+from .models import PushRequest, TargetRequest
 
 bp = Blueprint("pushes", __name__)
 
@@ -76,7 +76,11 @@ def submit() -> ResponseReturnValue:
             f"{', '.join(missing)} set on the service (API and workers)",
             field="Engine",
         )
-    user_sig = _user_sig(job)
+    user_sig = user_sig_for(job.SdkAppId, job.UserId, job.UserSig)
+    target_sigs = {
+        target_id: user_sig_for(job.SdkAppId, t.UserId, t.UserSig, f"Targets[{i}].UserSig")
+        for i, (target_id, t) in enumerate(zip(job.target_ids(), job.Targets or [], strict=True))
+    }
     request_id = str(uuid.uuid4())
     room = _room(job)
     record = JobRecord(
@@ -97,6 +101,7 @@ def submit() -> ResponseReturnValue:
         StartSeconds=job.StartSeconds,
         IdleTimeoutSeconds=job.IdleTimeoutSeconds,
         Volume=job.Volume,
+        Tempo=job.Tempo,
         RepeatNum=job.RepeatNum,
         EnableProgress=job.EnableProgress,
         Output=job.Output.model_dump(exclude_none=True) if job.Output is not None else None,
@@ -104,6 +109,7 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
         CreatedAt=now(),
+        **_targets(job),
     )
     secrets = JobSecrets(
         UserSig=user_sig,
@@ -112,6 +118,7 @@ def submit() -> ResponseReturnValue:
         Playlist=[clip.VideoSrc for clip in job.playlist()],
         CallbackUrl=job.CallbackUrl,
         PrivateMapKey=job.PrivateMapKey,
+        TargetSigs=target_sigs,
     )
     check_callback_secret(job.CallbackUrl)
     _record(request_id, record, secrets, replace=job.Replace)
@@ -227,23 +234,26 @@ def enqueue_or_discard(what: str, send: Callable[[], None], discard: Callable[[]
         ) from None
 
 
-def _user_sig(job: PushRequest) -> str:
-    """The UserSig to push with: the job's, checked per ROOMCAST_USERSIG_CHECK, or generated.
+def user_sig_for(app: int, user_id: str, given: str | None, name: str = "UserSig") -> str:
+    """The UserSig to publish as ``user_id`` with: ``given``, checked per
+    ROOMCAST_USERSIG_CHECK, or generated. ``name`` is the member to blame: ``UserSig``, or a
+    target's (``Targets[2].UserSig``, whose Field is ``Targets``).
 
     Refusing here costs a 400; a bad UserSig found by TRTC costs a worker's time and a
     failed push. Keys come from configuration only and appear in no message.
     """
     settings = _settings()
-    key = settings.secret_keys.get(job.SdkAppId)
-    if job.UserSig is None:
+    key = settings.secret_keys.get(app)
+    field = name.partition("[")[0]
+    if given is None:
         if key is None:
             raise InvalidJob(
-                "UserSig is required (roomcast has no secret key for this SdkAppId to sign one)",
-                field="UserSig",
+                f"{name} is required (roomcast has no secret key for this SdkAppId to sign one)",
+                field=field,
             )
-        return generate(job.SdkAppId, key, job.UserId)
+        return generate(app, key, user_id)
     if settings.usersig_check == "off":
-        return job.UserSig
+        return given
     if settings.usersig_check == "verify" and key is None:
         raise InvalidJob(
             "roomcast has no secret key for this SdkAppId, so its UserSig cannot be verified",
@@ -251,15 +261,41 @@ def _user_sig(job: PushRequest) -> str:
         )
     try:
         check(
-            job.UserSig,
-            job.SdkAppId,
-            job.UserId,
+            given,
+            app,
+            user_id,
             secret_key=key,
             min_validity=settings.usersig_min_validity_seconds,
         )
     except UserSigError as exc:
-        raise InvalidJob(str(exc), field="UserSig") from None
-    return job.UserSig
+        where = "" if name == field else f"{name}: "
+        raise InvalidJob(f"{where}{exc}", field=field) from None
+    return given
+
+
+def _targets(job: PushRequest) -> dict[str, Any]:
+    """A fan-out push's record field: its rooms besides its own (none when not fan-out)."""
+    if job.Targets is None:
+        return {}
+    targets = [
+        PushTarget(TargetId=target_id, Room=target_room(t), UserId=t.UserId)
+        for target_id, t in zip(job.target_ids(), job.Targets, strict=True)
+    ]
+    return {"Targets": targets}
+
+
+def target_room(target: TargetRequest) -> PushRoom:
+    """A fan-out target's room, as the push's own is recorded (Engine=worker)."""
+    if target.RoomId is not None:
+        return PushRoom(
+            RoomId=target.RoomId,
+            RtmpRoom=target.rtmp_room,
+            Note=(
+                "TRTC's RTMP ingest takes string rooms only: pushed into string room "
+                f"{target.rtmp_room!r}"
+            ),
+        )
+    return PushRoom(StrRoomId=target.StrRoomId, RtmpRoom=target.rtmp_room)
 
 
 def _room(job: PushRequest) -> PushRoom:

@@ -13,6 +13,7 @@ from jobs.commands import Switch
 from pipeline import Control, PushSpec, push
 from pipeline.rendition_cache import RenditionCache
 from pipeline.sink import RTMP_CLIENTS
+from pipeline.spec import Target
 
 
 def main() -> None:
@@ -35,10 +36,13 @@ def main() -> None:
     parser.add_argument(
         "--no-shared-sender", action="store_true", help="pace from the push's own thread"
     )
+    parser.add_argument(
+        "--fanout", type=int, default=None, help="publish to N rooms: TARGET's room _0 … _N-1"
+    )
     args = parser.parse_args()
     spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
     if args.batch is not None:
-        spec = replace(spec, pace_batch=args.batch)
+        spec = replace(spec, pace_batch=args.batch, switch_batch=args.batch)
     if args.rtmp_client is not None:
         spec = replace(spec, rtmp_client=args.rtmp_client)
     if args.no_shared_sender:
@@ -47,6 +51,10 @@ def main() -> None:
         spec = replace(spec, rendition_cache=RenditionCache(Path(args.renditions), 1 << 34))
     if args.switch_every is not None:
         spec = replace(spec, switchable=True, loop="clip")
+    if args.fanout is not None:
+        room, _, query = args.target.partition("?")
+        targets = tuple(Target(f"r{n}", f"{room}_{n}?{query}") for n in range(args.fanout))
+        spec = replace(spec, target=targets[0].url, targets=targets)
     with Control() as control:
         if args.switch_every is not None:
             _switch_every(control, args.switch_every, args.clips)

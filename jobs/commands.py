@@ -184,13 +184,32 @@ class Volume(Command):
     Volume: Annotated[StrictInt | StrictFloat, Field(ge=0, le=200)]
 
 
+class Tempo(Command):
+    """Playback speed (0.5–2.0), pitch kept; the change is seamless, like a switch."""
+
+    name = "tempo"
+    Tempo: Annotated[StrictInt | StrictFloat, Field(ge=0.5, le=2.0)]
+
+
 #: Every command by its name.
 COMMANDS: dict[str, type[Command]] = {
-    cls.name: cls for cls in (Switch, Queue, Seek, Pause, Resume, Loop, Volume)
+    cls.name: cls for cls in (Switch, Queue, Seek, Pause, Resume, Loop, Volume, Tempo)
 }
 #: What an ``Engine=cloud`` push takes: what TRTC's UpdateStreamIngest does (StreamUrl,
-#: IsPause, Volume). TRTC's task has no queue, no position to seek to and no loop to change.
-CLOUD_COMMANDS = frozenset({"switch", "pause", "resume", "volume"})
+#: IsPause, Volume, Tempo). TRTC's task has no queue, no position to seek to and no loop to
+#: change.
+CLOUD_COMMANDS = frozenset({"switch", "pause", "resume", "volume", "tempo"})
+#: The speeds TRTC's cloud ingest takes (StartStreamIngest's and UpdateStreamIngest's Tempo);
+#: the worker engine takes any speed from 0.5 to 2.0.
+TRTC_TEMPOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+def cloud_tempo_refusal(value: float) -> str | None:
+    """Why ``Engine=cloud`` cannot play at speed ``value``; None when TRTC takes it."""
+    if value in TRTC_TEMPOS:
+        return None
+    steps = ", ".join(f"{step:g}" for step in TRTC_TEMPOS)
+    return f"Engine=cloud takes TRTC's Tempo steps only: one of {steps}"
 
 
 def parse(name: str, body: dict[str, Any], schemes: frozenset[str] = DEFAULT_SCHEMES) -> Command:
@@ -218,3 +237,24 @@ def from_message(message: dict[str, Any]) -> Command | None:
     except ValueError:
         return None
     return command.replying_to(reply_to if isinstance(reply_to, str) else None)
+
+
+#: Control messages that change a fan-out push's rooms (api/targets.py → worker/hub.py). They
+#: carry the TargetId only, never a UserSig: the worker reads the room and its UserSig from
+#: the job's record and secrets, where the API wrote them first.
+ADD_TARGET = "add-target"
+REMOVE_TARGET = "remove-target"
+
+
+def target_message(change: str, target_id: str) -> dict[str, Any]:
+    """The control-channel message adding (:data:`ADD_TARGET`) or removing
+    (:data:`REMOVE_TARGET`) target ``target_id``."""
+    return {"Command": change, "TargetId": target_id}
+
+
+def target_change(message: dict[str, Any]) -> tuple[str, str] | None:
+    """(change, TargetId) of a target message; None for any other message."""
+    change, target_id = message.get("Command"), message.get("TargetId")
+    if change in (ADD_TARGET, REMOVE_TARGET) and isinstance(target_id, str) and target_id:
+        return str(change), target_id
+    return None

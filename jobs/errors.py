@@ -22,6 +22,8 @@ handler (``api/errors.py``); the worker records a failed push's as its ``Error``
     │   ├── NotSwitchable          a player command for a push not started switchable
     │   ├── NotListening           a player command no worker heard
     │   ├── CommandNotSupported    a player command the push's engine cannot do
+    │   ├── NotFanout              a target change for a push not started with Targets
+    │   ├── LastTarget             removing the only room a fan-out push has left
     │   └── PublisherBusy          this UserId already publishes in this room (RequestId)
     ├── QuotaExceeded              429 the SdkAppId's quota is used up (Retry-After)
     ├── ServiceUnavailable         503 Redis or the task queue is away
@@ -186,6 +188,26 @@ class CommandNotSupported(Conflict):
     """A player command the push's engine cannot do (Engine=cloud: queue, seek, loop)."""
 
     code = "CommandNotSupported"
+
+
+class NotFanout(Conflict):
+    """A target added to or removed from a push that was not started with ``Targets``."""
+
+    code = "NotFanout"
+
+    def __init__(
+        self,
+        message: str = (
+            "this push was not started with Targets: give Targets (it may be []) to fan out"
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
+class LastTarget(Conflict):
+    """Removing the only room a fan-out push still publishes to."""
+
+    code = "LastTarget"
 
 
 class NoCallback(Conflict):

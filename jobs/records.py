@@ -65,6 +65,19 @@ class PushRoom(_Answer):
     )
 
 
+#: The TargetId of a fan-out push's own room (its RoomId/StrRoomId, UserId and UserSig).
+MAIN_TARGET = "main"
+
+
+class PushTarget(_Answer):
+    """One room a fan-out push publishes to: the caller's id for it, the room and the user
+    publishing there. Its UserSig is a secret, kept in :attr:`JobSecrets.TargetSigs`."""
+
+    TargetId: str
+    Room: PushRoom
+    UserId: str
+
+
 class PushError(_Answer):
     """Why a push failed."""
 
@@ -102,6 +115,7 @@ class JobRecord(BaseModel):
     StartSeconds: float | None = None
     IdleTimeoutSeconds: int | None = None
     Volume: int = 100
+    Tempo: float = 1.0
     RepeatNum: int = 1
     EnableProgress: bool = False
     #: The push's own output profile as asked (api/models.py OutputRequest), if any.
@@ -125,12 +139,24 @@ class JobRecord(BaseModel):
     StopCause: str | None = None
     #: The outcome of TRTC server API calls (RemoveUser on stop, the cloud ingest's calls).
     Trtc: dict[str, Any] | None = None
+    #: A fan-out push (started with Targets): its rooms besides its own (``MAIN_TARGET``),
+    #: as added and removed while it runs. None: not a fan-out push.
+    Targets: list[PushTarget] | None = None
+    #: A fan-out push whose own room (``MAIN_TARGET``) was removed while it ran.
+    MainRemoved: bool = False
 
-    @field_validator("Playlist", "ClipIds", mode="before")
+    @field_validator("Playlist", "ClipIds", "Targets", mode="before")
     @classmethod
     def _empty_list(cls, value: Any) -> Any:
         # Redis's Lua cjson, which merges fields into the record, writes [] back as {}.
         return [] if value == {} else value
+
+    def targets(self) -> list[PushTarget] | None:
+        """A fan-out push's rooms now, its own first (unless removed); None: not fan-out."""
+        if self.Targets is None:
+            return None
+        main = PushTarget(TargetId=MAIN_TARGET, Room=self.Room, UserId=self.UserId)
+        return ([] if self.MainRemoved else [main]) + self.Targets
 
 
 class JobSecrets(BaseModel):
@@ -143,6 +169,14 @@ class JobSecrets(BaseModel):
     CallbackUrl: str | None = None
     #: TRTC's room permission ticket (Engine=cloud's StartStreamIngest).
     PrivateMapKey: str | None = None
+    #: A fan-out push's UserSig for each of its other rooms, by TargetId.
+    TargetSigs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("Playlist", mode="before")
+    @classmethod
+    def _empty_list(cls, value: Any) -> Any:
+        # A target added or removed rewrites these secrets through Lua's cjson ([] → {}).
+        return [] if value == {} else value
 
     def values(self) -> tuple[str, ...]:
         """Every secret string, to be masked wherever text is written."""
@@ -153,6 +187,7 @@ class JobSecrets(BaseModel):
             *self.Playlist,
             self.CallbackUrl,
             self.PrivateMapKey,
+            *self.TargetSigs.values(),
         ]
         return tuple(v for v in found if v)
 
@@ -202,7 +237,15 @@ class PushProgress(BaseModel):
         None,
         description=(
             "Switchable pushes only: Clip {Index, VideoSrc, ClipId}, Queue [{VideoSrc, ClipId}], "
-            "Loop, Paused, Volume, History."
+            "Loop, Paused, Volume, Tempo, History."
+        ),
+    )
+    Targets: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description=(
+            "Fan-out pushes only: each room's publish by its TargetId: State (connecting, "
+            "waiting, live, behind, reconnecting, failed, removed), Bytes, Drops, "
+            "Reconnects, and Error when failed."
         ),
     )
 
@@ -233,7 +276,7 @@ class CloudProgress(BaseModel):
         None,
         description=(
             "What the player commands (UpdateStreamIngest) made of the task: Clip {Index, "
-            "VideoSrc, ClipId}, Paused, Volume."
+            "VideoSrc, ClipId}, Paused, Volume, Tempo."
         ),
     )
 
@@ -286,6 +329,13 @@ class PushStatus(_Answer):
     ClipIds: list[str | None] | None = Field(
         None, description="Pushes given clip ids: the id of each clip, VideoSrc first."
     )
+    Targets: list[PushTarget] | None = Field(
+        None,
+        description=(
+            "Fan-out pushes (started with Targets): the rooms the push publishes to now, its "
+            "own first (TargetId main) unless removed. Never their UserSigs."
+        ),
+    )
 
     @classmethod
     def of(
@@ -300,6 +350,8 @@ class PushStatus(_Answer):
         extra: dict[str, Any] = {} if callbacks is None else {"Callbacks": callbacks}
         if record.ClipIds:
             extra["ClipIds"] = record.ClipIds
+        if (targets := record.targets()) is not None:
+            extra["Targets"] = targets
         return cls(
             RequestId=request_id,
             State=state,

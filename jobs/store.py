@@ -37,7 +37,16 @@ from typing import Any, NamedTuple, cast
 
 import redis
 
-from .errors import PublisherBusy, QuotaExceeded, WorkerLost
+from .errors import (
+    InvalidJob,
+    LastTarget,
+    NotFanout,
+    NotFound,
+    NotRunning,
+    PublisherBusy,
+    QuotaExceeded,
+    WorkerLost,
+)
 from .events import APPEND_FUNCTION, EventLog
 from .keys import (
     METRICS_KEY,
@@ -49,7 +58,15 @@ from .keys import (
     reply_key,
 )
 from .outbox import STATUS_FIELDS, Outbox, callback_status
-from .records import CallbackStatus, JobRecord, JobSecrets, PushStatus
+from .records import (
+    MAIN_TARGET,
+    CallbackStatus,
+    JobRecord,
+    JobSecrets,
+    PushRoom,
+    PushStatus,
+    PushTarget,
+)
 from .settings import Settings
 from .states import State
 from .stops import REQUESTED, Stop, StopCause
@@ -181,6 +198,98 @@ return 0
 """
 
 
+# A fan-out push's rooms (jobs/records.py JobRecord.Targets) change in one step each, record
+# (KEYS[1], the job's hash) and secrets (KEYS[2]) together, and only while the push runs:
+# the state is checked and the doc rewritten as _TRANSITION does. ARGV[1] is the TargetId of
+# the push's own room. Each answers {"ok", TargetId} or {what went wrong, detail}.
+_TARGETS = """
+local function fanout(key)
+  local state = redis.call('HGET', key, 'state')
+  if state ~= 'running' then return nil, nil, {'state', state or ''} end
+  local doc = cjson.decode(redis.call('HGET', key, 'doc'))
+  local targets = doc['Targets']
+  if targets == nil or targets == cjson.null then return nil, nil, {'notfanout', ''} end
+  return doc, targets, nil
+end
+local function save(doc, targets, id, sig)
+  doc['Targets'] = targets
+  redis.call('HSET', KEYS[1], 'doc', cjson.encode(doc))
+  local raw = redis.call('GET', KEYS[2])
+  if not raw then return end
+  local secrets = cjson.decode(raw)
+  if type(secrets['TargetSigs']) ~= 'table' then secrets['TargetSigs'] = {} end
+  secrets['TargetSigs'][id] = sig
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > 0 then
+    redis.call('SET', KEYS[2], cjson.encode(secrets), 'PX', ttl)
+  else
+    redis.call('SET', KEYS[2], cjson.encode(secrets))
+  end
+end
+"""
+
+# Add the target ARGV[2] (JSON; an empty TargetId takes the first free t<n>) with UserSig
+# ARGV[3]. Refused: a TargetId in use ({"id", it}), or a room this UserId already publishes
+# into ({"room", the TargetId that does}).
+_ADD_TARGET = (
+    _TARGETS
+    + """
+local doc, targets, refused = fanout(KEYS[1])
+if refused then return refused end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'state', 'ending'} end
+local target = cjson.decode(ARGV[2])
+local function used(id)
+  if id == ARGV[1] then return true end
+  for _, t in ipairs(targets) do if t['TargetId'] == id then return true end end
+  return false
+end
+local id = target['TargetId']
+if id == '' then
+  local n = #targets + 1
+  while used('t' .. n) do n = n + 1 end
+  id = 't' .. n
+  target['TargetId'] = id
+elseif used(id) then
+  return {'id', id}
+end
+local room, user = target['Room']['RtmpRoom'], target['UserId']
+if not doc['MainRemoved'] and doc['Room']['RtmpRoom'] == room and doc['UserId'] == user then
+  return {'room', ARGV[1]}
+end
+for _, t in ipairs(targets) do
+  if t['Room']['RtmpRoom'] == room and t['UserId'] == user then return {'room', t['TargetId']} end
+end
+table.insert(targets, target)
+save(doc, targets, id, ARGV[3])
+return {'ok', id}
+"""
+)
+
+# Remove the target ARGV[2] (its UserSig goes too). Refused: an unknown one ({"unknown"}),
+# or the last one left ({"last"}).
+_REMOVE_TARGET = (
+    _TARGETS
+    + """
+local doc, targets, refused = fanout(KEYS[1])
+if refused then return refused end
+local id = ARGV[2]
+local left = #targets
+if not doc['MainRemoved'] then left = left + 1 end
+local found = nil
+if id == ARGV[1] then
+  if not doc['MainRemoved'] then found = 0 end
+else
+  for i, t in ipairs(targets) do if t['TargetId'] == id then found = i end end
+end
+if found == nil then return {'unknown', id} end
+if left <= 1 then return {'last', id} end
+if found == 0 then doc['MainRemoved'] = true else table.remove(targets, found) end
+save(doc, targets, id, nil)
+return {'ok', id}
+"""
+)
+
+
 def publisher_key(app_id: int, rtmp_room: str, user_id: str) -> str:
     """The lease key of one publisher: a user of an application in an RTMP room."""
     return f"{PREFIX}publisher:{app_id}:{rtmp_room}:{user_id}"
@@ -275,6 +384,8 @@ class JobStore:
         self._release = client.register_script(_RELEASE)
         self._set_progress = client.register_script(_SET_PROGRESS)
         self._request_stop = client.register_script(_REQUEST_STOP)
+        self._add_target = client.register_script(_ADD_TARGET)
+        self._remove_target = client.register_script(_REMOVE_TARGET)
 
     def create(
         self, request_id: str, record: JobRecord, secrets: JobSecrets, replacing: bool = False
@@ -659,6 +770,71 @@ class JobStore:
         """The answer to the command sent with reply key ``token``; None until there is one."""
         raw = cast("bytes | None", self.redis.get(reply_key(token)))
         return None if raw is None else cast("dict[str, Any]", json.loads(raw))
+
+    def add_target(
+        self, request_id: str, target_id: str | None, room: PushRoom, user_id: str, user_sig: str
+    ) -> str:
+        """Add a room to a running fan-out push: to its record, and its UserSig to its
+        secrets, in one step. Returns its TargetId (``target_id``, or the first free
+        ``t<n>``). Raises NotFound, NotRunning, NotFanout, or InvalidJob for a TargetId in
+        use or a room this UserId publishes into already."""
+        target = {
+            "TargetId": target_id or "",
+            "Room": room.model_dump(exclude_none=True),
+            "UserId": user_id,
+        }
+        outcome, detail = self._targets_call(
+            self._add_target, request_id, json.dumps(target), user_sig
+        )
+        if outcome == "id":
+            raise InvalidJob(
+                f"TargetId {detail!r} is taken in this push: give another", field="TargetId"
+            )
+        if outcome == "room":
+            raise InvalidJob(
+                f"target {detail!r} already publishes as UserId {user_id!r} into room "
+                f"{room.RtmpRoom!r}: TRTC lets one user publish once per room",
+                field="UserId",
+            )
+        return detail
+
+    def remove_target(self, request_id: str, target_id: str) -> None:
+        """Remove a room from a running fan-out push's record (and its UserSig). Raises
+        NotFound (no such push or target), NotRunning, NotFanout, or LastTarget."""
+        outcome, _ = self._targets_call(self._remove_target, request_id, target_id)
+        if outcome == "unknown":
+            raise NotFound(f"push {request_id} has no target {target_id!r}")
+        if outcome == "last":
+            raise LastTarget(
+                f"target {target_id!r} is the last room this push publishes to: stop the push "
+                "instead"
+            )
+
+    def _targets_call(self, script: Any, request_id: str, *args: str) -> tuple[str, str]:
+        """Run a target script; raise what every one of them may answer."""
+        raw = script(keys=[job_key(request_id), secrets_key(request_id)], args=[MAIN_TARGET, *args])
+        outcome, detail = (part.decode() for part in cast("list[bytes]", raw))
+        if outcome == "state" and not detail:
+            raise NotFound(f"no push with request id {request_id!r}")
+        if outcome == "state":
+            raise NotRunning(f"the push is {detail}: its targets change while it runs")
+        if outcome == "notfanout":
+            raise NotFanout()
+        return outcome, detail
+
+    def target(self, request_id: str, target_id: str) -> tuple[JobRecord, PushTarget, str] | None:
+        """A fan-out push's record, its target ``target_id`` and that target's UserSig, in
+        one round trip; None when the push, the target or its UserSig is gone."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(job_key(request_id), "doc")
+        pipe.get(secrets_key(request_id))
+        doc, raw = pipe.execute()
+        if doc is None or raw is None:
+            return None
+        record = JobRecord.model_validate_json(doc)
+        sig = JobSecrets.model_validate_json(raw).TargetSigs.get(target_id)
+        found = [t for t in record.Targets or [] if t.TargetId == target_id]
+        return (record, found[0], sig) if found and sig else None
 
     def clear_stop(self, request_id: str, cause: StopCause) -> None:
         """Forget a stop flag with this cause (meant for an earlier run of the job)."""

@@ -25,7 +25,11 @@ from typing import TypeVar
 
 from jobs.commands import Command
 
+from .spec import Target
+
 T = TypeVar("T")
+#: Applies a change to a fan-out push's rooms: a room to add, or the id of one to remove.
+TargetHandler = Callable[[Target | None, str | None], None]
 
 
 class Control:
@@ -40,10 +44,35 @@ class Control:
         self.stop_cause: object | None = None
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._cuts: list[Callable[[], None]] = []
+        self._targets_lock = threading.Lock()
+        self._on_targets: TargetHandler | None = None
+        self._target_changes: list[tuple[Target | None, str | None]] = []
 
     def send(self, command: Command) -> None:
-        """Queue a player command (switch, seek, pause…); read between packets."""
+        """Queue a player command (switch, seek, pause…); read between packets. The push is
+        woken, so that a switch does not wait for its next packet's time (at most one
+        packet leaves early, within the pacing batch)."""
         self._commands.put(command)
+        self.poke()
+
+    def change_targets(self, add: Target | None = None, remove: str | None = None) -> None:
+        """Add a room to a fan-out push, or remove one by its id (any thread). Changes made
+        before the push's fan-out exists are applied when it does."""
+        with self._targets_lock:
+            handler = self._on_targets
+            if handler is None:
+                self._target_changes.append((add, remove))
+                return
+        handler(add, remove)
+
+    def on_targets(self, handler: TargetHandler | None) -> None:
+        """Have ``handler`` apply target changes from now on (the pending ones first)."""
+        with self._targets_lock:
+            self._on_targets = handler
+            pending, self._target_changes = self._target_changes, []
+        if handler is not None:
+            for add, remove in pending:
+                handler(add, remove)
 
     def commands(self) -> list[Command]:
         """The commands received since the last call, in order."""

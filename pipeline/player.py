@@ -5,7 +5,8 @@ playlist both need what a single file push does not: switching to another clip n
 the end of this one, a queue, looping, seeking, pausing and volume, all while the room
 sees one publisher whose timestamps never jump. Every clip is re-encoded to one output
 format (size, frame rate, AAC stereo 48 kHz), so clips of any codec, size or rate join
-seamlessly; the audio sample counter is shared, so sound joins without a gap.
+seamlessly; the audio sample counter is shared, so sound joins without a gap. A playback
+speed (``Tempo``) retimes the pictures and stretches the sound (:mod:`pipeline.tempo`).
 
 Each clip reports ``clip-started``, ``clip-ending`` (``spec.clip_ending`` seconds before its
 end, so the application can queue what comes next in time) and ``clip-ended`` with how it
@@ -24,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
+from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Tempo, Volume
 from jobs.errors import SourceError
 from jobs.redact import redact_url
 
@@ -45,6 +46,7 @@ from .routes import (
 from .source import Source, open_source, thread_decoder
 from .spec import Clip, PushSpec
 from .splice import AudioSpliceRoute, VideoSpliceRoute, held_picture
+from .tempo import MAX_TEMPO
 from .timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,8 @@ class Player:
         self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
         self._counter = SampleCounter(audio_out.codec_context.sample_rate if audio_out else 48_000)
         self._gain = Gain(spec.volume / 100)
+        if spec.tempo != 1:
+            timeline.set_tempo(_tempo(spec.tempo))
         #: Plays of the first clip still to come (RepeatNum; -1: for ever).
         self._repeats = spec.repeat - 1 if spec.repeat > 0 else -1
         self._paused = False
@@ -116,6 +120,8 @@ class Player:
         #: Where the playing clip's timestamps start (an MPEG-TS file's are not at 0).
         self._clip_start = 0.0
         self._video_route: VideoTranscodeRoute | None = None
+        #: Whether the clip's routes remux a rendition (they cannot change speed).
+        self._spliced = False
         #: Remuxed and encoded pictures share the video output (see KeyframeGate).
         self._gate = KeyframeGate()
         #: The picture a pause repeats, when the clip is remuxed (nothing decoded it).
@@ -231,7 +237,13 @@ class Player:
 
     def _start_recording(self, source: Source, start: float) -> None:
         """Record the clip's rendition as it plays, if it has none and plays from its start."""
-        if self._renditions is None or source.rendition or start > 0 or not self._gain.unity:
+        if (
+            self._renditions is None
+            or source.rendition
+            or start > 0
+            or not self._gain.unity
+            or self._timeline.tempo != 1
+        ):
             return
         audio = self._audio_out.stream if self._audio_out is not None else None
         self._recorder = self._renditions.recorder(self._current.url, self._video_out, audio)
@@ -318,7 +330,10 @@ class Player:
         lead, progress = self._spec.clip_ending, self._relay.progress
         if lead <= 0 or not progress.duration or not self._relay.track_position:
             return
-        remaining = self._clip_start + progress.duration - progress.position
+        # In the room's seconds: a clip played faster ends sooner.
+        remaining = (self._clip_start + progress.duration - progress.position) / float(
+            self._timeline.tempo
+        )
         if remaining <= lead:
             self._ending_told = True
             self._event("clip-ending", Remaining=round(max(remaining, 0.0), 3))
@@ -334,7 +349,8 @@ class Player:
         self._event("clip-ended", **fields)
 
     def _routes(self, source: Source, rotation: int, skip: Fraction | None) -> dict[int, ClipRoute]:
-        if source.rendition:
+        self._spliced = source.rendition and self._timeline.tempo == 1
+        if self._spliced:
             return self._splice_routes(source, skip)
         self._reencoded("clip")
         routes: dict[int, ClipRoute] = {}
@@ -348,7 +364,8 @@ class Player:
                 self._timeline,
                 skip,
                 rotation=rotation,
-                cap_rate=rate > out_rate,
+                # Played faster, a source may outrun the output's rate.
+                cap_rate=rate * MAX_TEMPO > out_rate,
                 gate=self._gate,
             )
             routes[source.video.index] = self._video_route
@@ -443,6 +460,20 @@ class Player:
                     self._stop_recording("a volume change")
                 self._gain.set(float(command.Volume) / 100)
                 self._event("volume", Volume=command.Volume)
+            case Tempo():
+                return self._set_tempo(_tempo(command.Tempo), source)
+        return None
+
+    def _set_tempo(self, tempo: Fraction, source: Source) -> ClipEnd | None:
+        """Play on at ``tempo`` from the next packet. A remuxed rendition cannot change
+        speed: it goes on re-encoded from the same place, until the clip ends (going back
+        to remuxing mid-clip would cost a seam for a saving of a few seconds)."""
+        if tempo != 1:
+            self._stop_recording("a tempo change")
+        self._timeline.set_tempo(tempo)
+        self._event("tempo", Tempo=float(tempo))
+        if self._spliced and tempo != 1:
+            return ClipEnd("seek", position=self._relay.progress.position)
         return None
 
     def _edit_queue(self, action: str, clips: list[Clip]) -> None:
@@ -539,6 +570,7 @@ class Player:
             "Loop": self._loop,
             "Paused": self._paused,
             "Volume": round(self._gain.target * 100),
+            "Tempo": float(self._timeline.tempo),
             "History": self._history,
         }
 
@@ -552,6 +584,11 @@ def _clip_state(clip: Clip, index: int | None = None) -> dict[str, Any]:
     """A clip as the status API shows it (URL redacted)."""
     state: dict[str, Any] = {} if index is None else {"Index": index}
     return state | {"VideoSrc": redact_url(clip.url), "ClipId": clip.id}
+
+
+def _tempo(value: float) -> Fraction:
+    """A speed asked for (0.5–2.0) as the timeline's exact fraction."""
+    return Fraction(value).limit_denominator(100)
 
 
 def _seconds(value: float | None) -> float | None:

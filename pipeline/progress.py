@@ -49,6 +49,8 @@ class Progress:
     rtmp_fallback: str | None = None
     #: A push with a rendition cache: what it found there and what it still re-encodes.
     renditions: dict[str, Any] | None = None
+    #: A fan-out push: each room's publish by its TargetId (pipeline/fanout.py).
+    targets: dict[str, dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The status API's ``Progress`` object."""
@@ -71,6 +73,7 @@ class Progress:
             ),
             **({"Player": self.player} if self.player is not None else {}),
             **({"Renditions": self.renditions} if self.renditions is not None else {}),
+            **({"Targets": self.targets} if self.targets is not None else {}),
         }
 
     def copy(self) -> Progress:

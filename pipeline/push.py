@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from fractions import Fraction
@@ -25,6 +26,7 @@ from .catchup import from_live_edge
 from .clock import WALL_CLOCK, Clock
 from .control import Control, call_until_stopped
 from .encoders import source_fps
+from .fanout import Fanout
 from .plan import Action, Decision, decide_audio, decide_video
 from .player import EventCallback, Player
 from .probe import VideoProbe, probe_video
@@ -120,17 +122,18 @@ def push(
         progress = _first_progress(spec, source, decisions, live)
         if control.stop_requested:
             return _stopped(control, progress)
+        fanout = _fanout(spec, progress, on_event, connect)
         sink = RtmpSink(
             spec.target,
             spec.timeouts,
             spec.secrets,
             spec.rtmp_client,
-            connect,
+            fanout.connect if fanout is not None else connect,
             chunk_size=spec.rtmp_chunk_size,
         )
         sink.open()
         # Until it is closed: a stop this thread is slow to act on ends the publish anyway.
-        with control.cuts_off(sink.cut):
+        with control.cuts_off(sink.cut), _changing_targets(control, fanout):
             timeline = Timeline()
             relay = Relay(spec, control, sink, timeline, progress, on_progress, live, clock)
             try:
@@ -161,6 +164,40 @@ def push(
                     sink.close(send_held=not relay.stopped)
     finally:
         source.close()
+
+
+def _fanout(
+    spec: PushSpec,
+    progress: Progress,
+    on_event: EventCallback | None,
+    connect: RoomConnector | None,
+) -> Fanout | None:
+    """A push to several rooms publishes through one :class:`~pipeline.fanout.Fanout`."""
+    if not spec.targets:
+        return None
+    return Fanout(
+        spec.targets,
+        spec.timeouts,
+        progress,
+        on_event,
+        connect,
+        spec.rtmp_client,
+        spec.rtmp_chunk_size,
+        spec.secrets,
+    )
+
+
+@contextmanager
+def _changing_targets(control: Control, fanout: Fanout | None) -> Iterator[None]:
+    """While the push publishes, rooms are added and removed through ``control``."""
+    if fanout is None:
+        yield
+        return
+    control.on_targets(fanout.change)
+    try:
+        yield
+    finally:
+        control.on_targets(None)
 
 
 def _first_progress(

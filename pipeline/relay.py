@@ -50,7 +50,10 @@ class Relay:
         self._paced = not live
         self.progress = progress
         self._clock = clock
-        self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=spec.pace_batch)
+        # A switchable push paces from this thread: each wake-up costs more than the packets
+        # it sends, and a switch waits for the next one (docs/benchmarks.md).
+        batch = spec.switch_batch if spec.switchable else spec.pace_batch
+        self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=batch)
         self.meter = ProgressMeter(progress, on_progress, clock=clock.now)
         self.limit_reason: str | None = None
         #: Which pictures carry the position to viewers (None: EnableProgress is off).

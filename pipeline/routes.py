@@ -20,6 +20,7 @@ import av.video.stream
 import numpy as np
 
 from .encoders import MS
+from .tempo import Stretch
 from .timeline import Timeline
 from .transforms import FrameFitter
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Timeline key of re-encoded video (remuxed packets use their output stream index).
 VIDEO_TIMELINE_KEY = -1
+#: How far stretched sound may drift from its place before it is re-aligned (seconds): the
+#: speed filter holds back about 60 ms.
+STRETCH_RESYNC = Fraction(1, 4)
 
 
 class Route(Protocol):
@@ -225,7 +229,9 @@ class AudioTranscodeRoute(_TranscodeRoute):
         decoder: Any | None = None,
     ) -> None:
         super().__init__(in_stream, out_stream, timeline, skip_before, decoder)
-        self.resync = resync
+        self.resync = self._resync = resync
+        #: Stretches the sound while the timeline's tempo is not 1.
+        self._stretch: Stretch | None = None
         ctx = out_stream.codec_context
         # Shared across the clips of a switchable push, so their audio joins without a gap.
         self._counter = counter or SampleCounter(ctx.sample_rate)
@@ -242,16 +248,39 @@ class AudioTranscodeRoute(_TranscodeRoute):
         )
 
     def _encode(self, frame: av.AudioFrame, source_time: Fraction) -> Iterator[av.Packet]:
-        length = Fraction(frame.samples, frame.sample_rate or self._rate)
+        tempo = self._timeline.tempo
+        length = Fraction(frame.samples, frame.sample_rate or self._rate) / tempo
         if not self._counter.claim(self._timeline.to_output(source_time), length, self):
             return
-        frame.pts = None  # the counter, not the source, numbers the output samples
+        if self._stretch is not None and self._stretch.tempo != tempo:
+            yield from self._end_stretch()
+        if self._stretch is None and tempo != 1:
+            self._stretch = Stretch(frame, tempo)
+            # The filter holds back about 60 ms: within this, the counter is on time.
+            self.resync = max(self._resync, STRETCH_RESYNC)
+        if self._stretch is not None:
+            for stretched in self._stretch.process(frame):
+                yield from self._resample(stretched)
+            return
+        yield from self._resample(frame)
+
+    def _resample(self, frame: av.AudioFrame | None) -> Iterator[av.Packet]:
+        if frame is not None:
+            frame.pts = None  # the counter, not the source, numbers the output samples
         for out in self._resampler.resample(frame):
             yield from self._encode_resampled(out)
 
+    def _end_stretch(self) -> Iterator[av.Packet]:
+        """Let out the sound the speed filter still holds, and play on without it."""
+        stretch, self._stretch = self._stretch, None
+        self.resync = self._resync
+        if stretch is not None:
+            for stretched in stretch.flush():
+                yield from self._resample(stretched)
+
     def _drain(self) -> Iterator[av.Packet]:
-        for out in self._resampler.resample(None):
-            yield from self._encode_resampled(out)
+        yield from self._end_stretch()
+        yield from self._resample(None)
 
     def _encode_resampled(self, frame: av.AudioFrame) -> Iterator[av.Packet]:
         counter = self._counter

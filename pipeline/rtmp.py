@@ -365,6 +365,8 @@ class RtmpPublisher:
         self._transactions = 0
         self._skip = _FLV_HEADER_SIZE
         self._pending = b""
+        #: Framed bytes ``offer`` could not send yet: they go before anything else.
+        self._outbox = b""
         self._writes = 0
         self._broken = False  # a send failed: the stream may end mid-message
         self._window = 0
@@ -532,7 +534,12 @@ class RtmpPublisher:
         self._send(self._connected(), data)
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
-        """``sendall``, and on failure the connection is broken for good."""
+        """``sendall`` (after what ``offer`` left), and on failure the connection is broken
+        for good."""
+        if self._outbox:
+            data, self._outbox = self._outbox + data, b""
+        if not data:
+            return
         try:
             sock.sendall(data)
         except OSError as exc:
@@ -580,12 +587,57 @@ class RtmpPublisher:
         finally:
             self._io.release()
 
+    def offer(self, data: bytes) -> int:
+        """Send the FLV bytes ``data`` as far as the socket takes them now, never waiting:
+        the rest goes first at the next offer or write. Returns how many bytes still wait;
+        OSError once the connection has failed. (TLS sends wait, as ``write`` does.)
+
+        A fan-out push writes to every room from one thread: a room that stops reading
+        must hold up nobody but itself (pipeline/fanout.py).
+        """
+        with self._io:
+            if self._failure is not None:
+                raise self._failure
+            self._last_io = time.monotonic()
+            sock = self._connected()
+            framed = self._frame(sock, data)
+            if isinstance(sock, ssl.SSLSocket):
+                self._send(sock, framed)
+                return 0
+            out = self._outbox + framed if self._outbox else framed
+            if out:
+                try:
+                    sent = sock.send(out, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._broken = True
+                    raise
+                self._outbox = out[sent:]
+            return len(self._outbox)
+
+    @property
+    def waiting(self) -> int:
+        """Bytes ``offer`` has not sent yet."""
+        return len(self._outbox)
+
+    def limit_send_buffer(self, size: int) -> None:
+        """Have the kernel hold at most about ``size`` bytes for the room: beyond that,
+        ``offer`` keeps them, where the caller sees how far behind the room is."""
+        with self._lock:
+            if self._socket is not None:
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
     def _write(self, data: bytes) -> int:
         sock = self._connected()
+        self._send(sock, self._frame(sock, data))
+        return len(data)
+
+    def _frame(self, sock: socket.socket, data: bytes) -> bytes:
+        """The RTMP messages of the whole FLV tags in ``data`` (a partial one waits)."""
         self._writes += 1
         if self._writes % POLL_EVERY == 0:
             self._poll(sock)  # first: an error raised here means none of ``data`` was sent
-        given = len(data)
         if self._pending:
             data = self._pending + data
         pos, end = 0, len(data)
@@ -609,9 +661,7 @@ class RtmpPublisher:
             pieces += self._message(kind, timestamp, payload)
             pos = stop + 4
         self._pending = data[pos:]
-        if pieces:
-            self._send(sock, b"".join(pieces))
-        return given
+        return b"".join(pieces)
 
     def _unwrap(self, flv_timestamp: int) -> int:
         """The tag's time on one line that never wraps (the FLV muxer's wraps at 2**31)."""
@@ -695,7 +745,8 @@ class RtmpPublisher:
             if not self._broken:
                 sock.settimeout(CLOSE_TIMEOUT)
                 sock.sendall(
-                    _command("FCUnpublish", self._transactions + 1, None, self.address.stream)
+                    self._outbox  # a message offer() left half sent is finished first
+                    + _command("FCUnpublish", self._transactions + 1, None, self.address.stream)
                     + _command("deleteStream", self._transactions + 2, None, self._stream_id)
                 )
                 socket.socket.shutdown(sock, socket.SHUT_WR)

@@ -54,6 +54,14 @@ class Clip:
     id: str | None = None
 
 
+@dataclass(frozen=True)
+class Target:
+    """One room of a fan-out push: the caller's id for it and its push URL (a secret)."""
+
+    id: str
+    url: str
+
+
 def as_clip(item: Clip | str) -> Clip:
     """A playlist item as a :class:`Clip` (a bare URL has no id)."""
     return item if isinstance(item, Clip) else Clip(item)
@@ -66,8 +74,9 @@ class PushSpec:
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
     output) is the job's execution limit; a live source that stays away ``live_grace``
     seconds has ended. Video due within ``pace_batch`` seconds goes out together (see
-    :class:`~pipeline.pacer.Pacer`); a paced push that is not switchable is sent by its
-    process's ``shared_sender`` (:mod:`pipeline.sender`) unless that is off. A
+    :class:`~pipeline.pacer.Pacer`; ``switch_batch`` for a switchable push); a paced push
+    that is not switchable is sent by its process's ``shared_sender`` (:mod:`pipeline.sender`)
+    unless that is off. A
     ``switchable`` push plays ``source`` (its id ``clip_id``) then ``playlist`` (``loop``:
     none, last, all) and obeys player commands; every clip is re-encoded to one format, and
     ``clip_ending`` seconds before a clip's end its ``clip-ending`` event fires (0: never).
@@ -84,16 +93,22 @@ class PushSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
     pace_batch: float = 0.02
+    switch_batch: float = 0.05
     shared_sender: bool = True
     live_grace: float = 30.0
     switchable: bool = False
     clip_id: str | None = None
     playlist: tuple[Clip | str, ...] = ()
+    #: A fan-out push: every room it publishes to (``target`` is then the first's URL); the
+    #: source is read and muxed once (pipeline/fanout.py). Empty: ``target`` alone.
+    targets: tuple[Target, ...] = ()
     loop: str = "none"
     #: How many times ``source`` plays (-1: until stopped), played again whenever it
     #: ends with nothing queued after it; and the volume the push starts at (percent).
     repeat: int = 1
     volume: int = 100
+    #: Playback speed, 0.5–2.0, pitch kept (switchable pushes: the player retimes).
+    tempo: float = 1.0
     #: Carry the position in the clip to viewers as SEI, once a second (pipeline/sei.py).
     progress_sei: bool = False
     clip_ending: float = 3.0

@@ -4,8 +4,9 @@ The room must see timestamps that start at 0 and never go backwards or jump, acr
 seeks (resume), source switches, loops and live reconnects. Each of those starts a new
 *segment*: source time ``source_start`` is mapped to output time ``output_start`` (by
 default, where the previous segment ended), and every timestamp of the segment is shifted
-by the same offset. Timestamps stay integers in their own ``time_base`` (PyAV's advice);
-seconds appear only at the edges.
+by the same offset. A playback speed (``tempo``) other than 1 also scales the segment's
+source time (re-encoded media only). Timestamps stay integers in their own ``time_base``
+(PyAV's advice); seconds appear only at the edges.
 
 Remuxed packets are the hot path (every packet of every push): their offset is turned into
 integer ticks once per segment and stream, so placing a packet is integer arithmetic only.
@@ -36,6 +37,11 @@ class Timeline:
     def __init__(self) -> None:
         self._offset = Fraction(0)
         self._offset_seconds = 0.0
+        # The segment's anchor and speed: output = output_start + (source - source_start) / tempo.
+        self._source_start = Fraction(0)
+        self._output_start = Fraction(0)
+        self._tempo = Fraction(1)
+        self._anchor_seconds = (0.0, 0.0, 1.0)
         self._segment = 0
         self._end = Fraction(0)
         # Generated and renumbered media (encoded pictures, remuxed renditions) in integer
@@ -61,26 +67,50 @@ class Timeline:
     def begin_segment(self, source_start: Fraction, output_start: Fraction | None = None) -> None:
         """Map ``source_start`` (seconds, source clock) to ``output_start`` (default: the end)."""
         start = self.end if output_start is None else output_start
+        self._source_start, self._output_start = source_start, start
         self._offset = start - source_start
         self._offset_seconds = float(self._offset)
+        self._anchor_seconds = (float(source_start), float(start), float(self._tempo))
         self._segment += 1
+
+    @property
+    def tempo(self) -> Fraction:
+        """Source seconds played per output second (1: as recorded)."""
+        return self._tempo
+
+    def set_tempo(self, tempo: Fraction) -> None:
+        """Play on at ``tempo`` from the output's end: a segment anchored where the last one
+        reached, so output time runs on without a jump whatever the speed."""
+        if tempo <= 0:
+            raise ValueError(f"a tempo must be positive, not {tempo}")
+        end = self.end
+        source = self.to_source(end)
+        self._tempo = tempo
+        self.begin_segment(source, end)
 
     def to_output(self, source_time: Fraction) -> Fraction:
         """Output time (seconds) of a source instant in the current segment."""
-        return source_time + self._offset
+        if self._tempo == 1:
+            return source_time + self._offset
+        return self._output_start + (source_time - self._source_start) / self._tempo
 
     def to_source(self, output_time: Fraction) -> Fraction:
         """Source time (seconds) of an output instant in the current segment."""
-        return output_time - self._offset
+        if self._tempo == 1:
+            return output_time - self._offset
+        return self._source_start + (output_time - self._output_start) * self._tempo
 
     @property
     def offset(self) -> Fraction:
-        """Output time minus source time in the current segment (seconds)."""
+        """Output time minus source time in the current segment (seconds; at tempo 1)."""
         return self._offset
 
     def source_seconds(self, output_seconds: float) -> float:
         """:meth:`to_source` in floating-point seconds, for progress figures."""
-        return output_seconds - self._offset_seconds
+        source_start, output_start, tempo = self._anchor_seconds
+        if tempo == 1.0:
+            return output_seconds - self._offset_seconds
+        return source_start + (output_seconds - output_start) * tempo
 
     def place_packet(self, packet: av.Packet, key: int, time_base: Fraction | None = None) -> int:
         """Shift a remuxed packet onto the timeline in place; return its output dts (ticks).
@@ -112,6 +142,8 @@ class Timeline:
 
     def _track(self, key: int, tb: Fraction) -> _Track:
         """A key's track for the current segment, its limits carried over in ``tb`` ticks."""
+        # Remuxed packets keep their own spacing: only re-encoded media changes speed.
+        assert self._tempo == 1, "remuxed packets cannot be placed at a tempo other than 1"
         old = self._tracks.get(key)
         if old is None:
             last, end = 0, 0

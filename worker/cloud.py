@@ -8,7 +8,7 @@ the publisher lease, the heartbeat and the hand-back. Only the media work moves 
     StartStreamIngest ──TaskId──▶ Progress.Cloud {TaskId, Status, StartedAt, CheckedAt}
     DescribeStreamIngest every ROOMCAST_TRTC_INGEST_POLL_SECONDS
         InProgress: go on.  NotExist (or FailedOperation.TaskNotExist): TRTC ended it → succeeded
-    player command (switch, pause, resume, volume) → UpdateStreamIngest → Progress.Player,
+    player command (switch, pause, resume, volume, tempo) → UpdateStreamIngest → Progress.Player,
         the worker engine's events, Trtc.Cloud.Update, and the answer on the command's reply key
     stop (the API, revoke, MaxDuration, publisher lease lost) → StopStreamIngest → stopped
     worker shutting down, or another run took the job over: the task is left running, and
@@ -39,7 +39,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
 from tencentcloud.trtc.v20190722 import models
 from tencentcloud.trtc.v20190722.trtc_client import TrtcClient
 
-from jobs.commands import CLOUD_COMMANDS, Command, Pause, Resume, Switch, Volume
+from jobs.commands import CLOUD_COMMANDS, Command, Pause, Resume, Switch, Tempo, Volume
 from jobs.errors import SourceError, TrtcApiError, TrtcNotConfigured
 from jobs.records import JobRecord, JobSecrets, epoch, iso
 from jobs.redact import redact_url
@@ -94,15 +94,6 @@ def api_error(action: str, outcome: dict[str, Any]) -> TrtcApiError:
     return TrtcApiError(action, outcome, hint_for(outcome["Error"]["Code"]))
 
 
-class CloudControl(Control):
-    """An ``Engine=cloud`` push's control: a player command also wakes the driver, which
-    waits between two status queries (a pipeline looks for commands between packets)."""
-
-    def send(self, command: Command) -> None:
-        super().send(command)
-        self.poke()
-
-
 def time_limit(settings: Settings, record: JobRecord) -> float | None:
     """The push's limit in seconds: its MaxDuration, else the service default (0: none)."""
     return record.MaxDuration or settings.max_duration_seconds or None
@@ -117,8 +108,8 @@ def start_request(
     to numeric room ``RoomId`` (RoomIdType 1), a ``StrRoomId`` job to its string room (0).
     ``Loop`` (one clip here) is ``RepeatNum`` -1; a ``RepeatNum`` of -1 is bounded by
     ``MaxDuration`` in minutes, which TRTC applies to endless repeats only; roomcast enforces
-    the limit itself in every case. Fields at TRTC's defaults (Volume 100, RepeatNum 1) and
-    those not given are not sent.
+    the limit itself in every case. Fields at TRTC's defaults (Volume 100, Tempo 1, RepeatNum
+    1) and those not given are not sent.
     """
     room = record.Room
     request = models.StartStreamIngestRequest()
@@ -134,6 +125,8 @@ def start_request(
         request.PrivateMapKey = secrets.PrivateMapKey
     if record.Volume != 100:
         request.Volume = record.Volume
+    if record.Tempo != 1:
+        request.Tempo = record.Tempo
     if record.StartSeconds:
         request.SeekSecond = int(record.StartSeconds)  # TRTC takes whole seconds
     if record.IdleTimeoutSeconds:
@@ -195,6 +188,7 @@ class CloudIngest:
         self._clip: dict[str, Any] = dict(player.get("Clip") or first)
         self._paused = bool(player.get("Paused", False))
         self._volume = player.get("Volume", record.Volume)
+        self._tempo = player.get("Tempo", record.Tempo)
         #: Masked in whatever TRTC answers: the job's secrets and the sources switched to.
         self._secret_values = list(secrets.values())
         #: When DescribeStreamIngest is due next (time.monotonic()).
@@ -310,6 +304,8 @@ class CloudIngest:
                 request.IsPause = False
             case Volume():
                 request.Volume = round(command.Volume)  # TRTC takes whole percents
+            case Tempo():
+                request.Tempo = float(command.Tempo)  # one of TRTC's steps (the API checked)
             case _:
                 # The API refuses these for a cloud push; a message from elsewhere is answered.
                 log.warning("ignoring %s: TRTC's cloud ingest cannot do it", command.name)
@@ -342,6 +338,9 @@ class CloudIngest:
             case Volume():
                 self._volume = round(command.Volume)
                 self._event("volume", Volume=self._volume)
+            case Tempo():
+                self._tempo = float(command.Tempo)
+                self._event("tempo", Tempo=self._tempo)
 
     def _event(self, name: str, **fields: Any) -> None:
         """An event of the current clip, named and shaped as a worker engine's player's."""
@@ -461,7 +460,12 @@ class CloudIngest:
             "Elapsed": round(self.elapsed, 3),
             "RtmpRoom": self._job_record.Room.RtmpRoom,
             "Cloud": cloud,
-            "Player": {"Clip": self._clip, "Paused": self._paused, "Volume": self._volume},
+            "Player": {
+                "Clip": self._clip,
+                "Paused": self._paused,
+                "Volume": self._volume,
+                "Tempo": self._tempo,
+            },
         }
         try:
             self._store.set_progress(self._rid, data)

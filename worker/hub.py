@@ -1,7 +1,9 @@
 """One control hub per worker process: every push's control messages and heartbeats.
 
 A push is attached to the hub while it runs. The hub hears the push's control channel
-(``roomcast:control:<id>``: stop and player commands) on the process's one subscription,
+(``roomcast:control:<id>``: stop, player commands, and a fan-out push's rooms added or
+removed, whose room and UserSig it reads from the job's record and secrets) on the
+process's one subscription,
 beats for all its pushes in one pipelined round trip every ``heartbeat`` seconds, and
 stops a push when something says it must no longer publish:
 
@@ -35,12 +37,14 @@ from functools import partial
 
 import redis
 
-from jobs.commands import from_message
+from jobs.commands import REMOVE_TARGET, from_message, target_change
 from jobs.keys import PREFIX
+from jobs.rooms import push_url
 from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
 from jobs.store import JobStore, control_channel
 from pipeline.control import Control
+from pipeline.spec import Target
 
 from .control import STOP_GRACE
 
@@ -73,11 +77,15 @@ class ControlHub:
     """Hears and beats for every push of this worker process (see the module docstring).
 
     ``fence_after``: once no heartbeat has reached Redis for this long, the pushes stop
-    (``StopCause.FENCED``); ``None`` never fences.
+    (``StopCause.FENCED``); ``None`` never fences. ``rtmp_base``: where a room added to a
+    fan-out push is published (``ROOMCAST_RTMP_BASE``).
     """
 
-    def __init__(self, store: JobStore, heartbeat: float, fence_after: float | None) -> None:
+    def __init__(
+        self, store: JobStore, heartbeat: float, fence_after: float | None, rtmp_base: str = ""
+    ) -> None:
         self._store = store
+        self._rtmp_base = rtmp_base
         self._heartbeat = heartbeat
         self._fence_after = fence_after
         self._lock = threading.Lock()
@@ -250,6 +258,10 @@ class ControlHub:
             push.run(lambda: log.info("stop requested: %s", stop.reason))
             self._stop(push, stop)
             return
+        change = target_change(message)
+        if change is not None:
+            self._change_target(push, *change)
+            return
         command = from_message(message)
         if command is None:
             name = message.get("Command")
@@ -257,6 +269,35 @@ class ControlHub:
         elif not push.stopping:
             push.run(lambda: log.info("command %s received", command.name))
             push.control.send(command)
+
+    def _change_target(self, push: Attached, change: str, target_id: str) -> None:
+        """Add a room to a fan-out push (read from its record and secrets, where the API
+        wrote it), or remove one."""
+        if change == REMOVE_TARGET:
+            push.run(lambda: log.info("target %s removed", target_id))
+            self._to_push(push, lambda: push.control.change_targets(remove=target_id))
+            return
+        try:
+            found = self._store.target(push.request_id, target_id)
+        except redis.RedisError as exc:
+            failure = str(exc)
+            push.run(lambda: log.warning("target %s not added: Redis: %s", target_id, failure))
+            return
+        if found is None:
+            push.run(lambda: log.warning("target %s not added: not in the record", target_id))
+            return
+        record, target, sig = found
+        room = target.Room.RtmpRoom
+        url = push_url(self._rtmp_base, room, record.SdkAppId, target.UserId, sig)
+        push.run(lambda: log.info("target %s added: room %s as %s", target_id, room, target.UserId))
+        self._to_push(push, lambda: push.control.change_targets(add=Target(target_id, url)))
+
+    def _to_push(self, push: Attached, call: Callable[[], None]) -> None:
+        """``call()``, which touches ``push.control``, unless the push is over or stopping."""
+        with self._lock:
+            # Under the lock, as a stop is: once detached, the control may be closed.
+            if not push.done.is_set() and not push.stopping:
+                call()
 
     def _stop(self, push: Attached, stop: Stop) -> None:
         """Ask the push to stop; end its publish from elsewhere if it has not, a moment later.
@@ -321,6 +362,7 @@ def get_hub(store: JobStore, settings: Settings) -> ControlHub:
         if _hub is None or _hub_pid != os.getpid():
             beat = settings.heartbeat_seconds
             fence_after = max(settings.worker_lost_seconds - beat, beat)
-            _hub, _hub_pid = ControlHub(store, beat, fence_after), os.getpid()
+            _hub = ControlHub(store, beat, fence_after, settings.rtmp_base)
+            _hub_pid = os.getpid()
             _hub.start()
         return _hub

@@ -20,7 +20,8 @@ import redis
 from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key, template_key
 from jobs.errors import InternalError, ProgressStoreError, RoomcastError, SourceError
 from jobs.logs import job_context
-from jobs.records import JobRecord, JobSecrets
+from jobs.records import MAIN_TARGET, JobRecord, JobSecrets, PushTarget
+from jobs.redact import redact_text
 from jobs.rooms import push_url
 from jobs.settings import Settings
 from jobs.states import State
@@ -28,9 +29,10 @@ from jobs.stops import NOT_THIS_RUN, Stop, StopCause
 from jobs.store import Job, JobStore, now
 from jobs.urlguard import check_source_address, check_source_addresses, redis_host_url
 from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
+from pipeline.spec import Target
 
 from . import trtc
-from .cloud import CloudControl, CloudIngest
+from .cloud import CloudIngest
 from .control import signal_stops
 from .egress import egress_proxy
 from .hub import get_hub
@@ -138,8 +140,8 @@ def _run(
 ) -> RunEnd:
     rid = job.request_id
     record = job.record
-    # A cloud push has no packets between which to look for commands: they wake it.
-    control = CloudControl() if record.Engine == "cloud" else Control()
+    # A command wakes the push (a cloud push's driver, a pipeline waiting for a packet's time).
+    control = Control()
     hub = get_hub(store, settings)
     attached = hub.attach(rid, control, run_id)
     presence = trtc.watch_presence(store, settings, rid, record)
@@ -197,7 +199,7 @@ def _run(
                 control,
                 on_progress=report,
                 on_connected=report,
-                on_event=partial(_record_event, store, rid),
+                on_event=partial(_record_event, store, rid, spec.secrets),
             )
             report(result.progress, final=True)
             _count_renditions(store, result.progress)
@@ -321,8 +323,16 @@ def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | No
     return cause
 
 
-def _record_event(store: JobStore, rid: str, name: str, fields: dict[str, Any]) -> None:
-    """A player's event (clip started, switch…) joins the push's events."""
+def _record_event(
+    store: JobStore, rid: str, secrets: tuple[str, ...], name: str, fields: dict[str, Any]
+) -> None:
+    """A pipeline's event (clip started, switch…, a fan-out room's target-failed…) joins the
+    push's events. A room's are masked once more: its error may quote its push URL, whose
+    query values are masked even for a UserSig ``secrets`` lacks (a room added later)."""
+    if name.startswith("target-"):
+        fields = {
+            k: redact_text(v, secrets) if isinstance(v, str) else v for k, v in fields.items()
+        }
     store.events.append(rid, name, **fields)
 
 
@@ -376,12 +386,14 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
     target = push_url(
         settings.rtmp_base, record.Room.RtmpRoom, record.SdkAppId, record.UserId, secrets.UserSig
     )
+    targets = _targets(settings, record, secrets, target)
     limit = record.MaxDuration or settings.max_duration_seconds or None
     # One id per clip, or none at all (no clip was given one).
     clip_ids = record.ClipIds or [None] * (1 + len(secrets.Playlist))
     return PushSpec(
         source=secrets.VideoSrc,
-        target=target,
+        target=targets[0].url if targets else target,
+        targets=targets,
         live=record.Mode == "live",
         start_position=start,
         max_duration=limit,
@@ -389,6 +401,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         timeouts=_timeouts(settings, record),
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
+        switch_batch=settings.switch_batch_seconds,
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
         rtmp_chunk_size=settings.rtmp_chunk_size,
@@ -402,6 +415,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         loop=record.Loop,
         repeat=record.RepeatNum,
         volume=record.Volume,
+        tempo=record.Tempo,
         progress_sei=record.EnableProgress,
         url_guard=(
             partial(check_source_address, allow=settings.guard_networks)
@@ -418,6 +432,30 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         ),
         rendition_cache=rendition_cache(settings) if record.Mode == "vod" else None,
     )
+
+
+def _targets(
+    settings: Settings, record: JobRecord, secrets: JobSecrets, main: str
+) -> tuple[Target, ...]:
+    """A fan-out push's rooms as its record holds them now, its own (URL ``main``) first
+    unless removed; none for a push that is not fan-out."""
+    if record.Targets is None:
+        return ()
+    own = () if record.MainRemoved else (Target(MAIN_TARGET, main),)
+    return own + tuple(
+        Target(target.TargetId, _target_url(settings, record, target, secrets.TargetSigs))
+        for target in record.Targets
+    )
+
+
+def _target_url(
+    settings: Settings, record: JobRecord, target: PushTarget, sigs: dict[str, str]
+) -> str:
+    """The push URL of one of a fan-out push's rooms (its UserSig from ``sigs``)."""
+    sig = sigs.get(target.TargetId)
+    if sig is None:
+        raise InternalError(f"the UserSig of target {target.TargetId!r} is gone from Redis")
+    return push_url(settings.rtmp_base, target.Room.RtmpRoom, record.SdkAppId, target.UserId, sig)
 
 
 def _timeouts(settings: Settings, record: JobRecord) -> Timeouts:

@@ -299,7 +299,7 @@ def test_a_bad_clip_id_or_clip_is_rejected_naming_its_field(
     assert_invalid(api.call("POST", "/v1/pushes", request_body(room, **changes)), field)
 
 
-# --- Volume, RepeatNum, PrivateMapKey (#35) ---------------------------------------------------
+# --- Volume, Tempo, RepeatNum, PrivateMapKey (#35) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -308,6 +308,8 @@ def test_a_bad_clip_id_or_clip_is_rejected_naming_its_field(
         pytest.param("Volume", 201, id="volume_above_200"),
         pytest.param("Volume", -1, id="volume_below_0"),
         pytest.param("Volume", 50.5, id="volume_not_an_integer"),
+        pytest.param("Tempo", 2.5, id="tempo_above_2"),
+        pytest.param("Tempo", 0.25, id="tempo_below_half"),
         pytest.param("RepeatNum", 0, id="repeatnum_zero"),
         pytest.param("RepeatNum", 1001, id="repeatnum_above_1000"),
         pytest.param("RepeatNum", -2, id="repeatnum_below_minus_one"),
@@ -321,13 +323,13 @@ def test_a_per_push_field_outside_trtcs_range_is_rejected_naming_it(
     assert_invalid(api.call("POST", "/v1/pushes", body), field)
 
 
-@pytest.mark.parametrize(("field", "value"), [("Volume", 150), ("RepeatNum", 3)])
-def test_volume_or_repeatnum_on_engine_worker_cannot_resume_with_redis(
-    api: Api, room: LocalRoom, field: str, value: int
+@pytest.mark.parametrize(("field", "value"), [("Volume", 150), ("Tempo", 1.5), ("RepeatNum", 3)])
+def test_volume_tempo_or_repeatnum_on_engine_worker_cannot_resume_with_redis(
+    api: Api, room: LocalRoom, field: str, value: float
 ) -> None:
     answer = api.call("POST", "/v1/pushes", request_body(room, Redis=True, **{field: value}))
     assert_invalid(answer, "Redis")
-    assert "Volume or RepeatNum on Engine=worker" in answer.body["Error"]["Message"]
+    assert "Volume, Tempo or RepeatNum on Engine=worker" in answer.body["Error"]["Message"]
 
 
 def test_repeatnum_repeats_videosrc_alone_not_a_playlist(api: Api, room: LocalRoom) -> None:
@@ -337,10 +339,11 @@ def test_repeatnum_repeats_videosrc_alone_not_a_playlist(api: Api, room: LocalRo
     assert "Loop=all" in answer.body["Error"]["Message"]
 
 
-def test_volume_and_repeatnum_at_their_defaults_are_accepted_with_engine_worker(
+def test_volume_tempo_and_repeatnum_at_their_defaults_are_accepted_with_engine_worker(
     api: Api, room: LocalRoom
 ) -> None:
-    answer = api.call("POST", "/v1/pushes", request_body(room, Volume=100, RepeatNum=1))
+    body = request_body(room, Volume=100, Tempo=1, RepeatNum=1)
+    answer = api.call("POST", "/v1/pushes", body)
     assert answer.status == 202, answer.body
 
 
@@ -355,6 +358,16 @@ def test_privatemapkey_is_refused_with_engine_worker_whose_rtmp_ingest_takes_non
 def test_repeatnum_is_refused_for_a_live_source(api: Api, room: LocalRoom) -> None:
     body = request_body(room, Engine="cloud", Mode="live", RepeatNum=2)
     assert_invalid(api.call("POST", "/v1/pushes", body), "RepeatNum")
+
+
+@pytest.mark.parametrize("engine", ["worker", "cloud"])
+def test_tempo_is_refused_for_a_live_source_which_plays_at_its_own_pace(
+    api: Api, room: LocalRoom, engine: str
+) -> None:
+    body = request_body(room, Engine=engine, Mode="live", Tempo=1.5)
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Tempo")
+    assert "Tempo needs Mode=vod" in answer.body["Error"]["Message"]
 
 
 @pytest.mark.parametrize(
@@ -379,3 +392,132 @@ def test_an_output_profile_outside_what_the_room_takes_names_its_member(
 def test_an_output_profile_needs_engine_worker(api: Api, room: LocalRoom) -> None:
     body = request_body(room, Engine="cloud", Output={"Width": 640})
     assert_invalid(api.call("POST", "/v1/pushes", body), "Output")
+
+
+# --- Targets: fan-out (#34) -------------------------------------------------------------------
+
+
+def target(room_name: str = "fan_room", **changes: Any) -> dict[str, Any]:
+    """A valid Targets item (a room of its own, a fresh user), with ``changes`` applied."""
+    item: dict[str, Any] = {"StrRoomId": room_name, "UserId": f"f_{uuid.uuid4().hex[:12]}"}
+    for name, value in changes.items():
+        if value is DROP:
+            item.pop(name, None)
+        else:
+            item[name] = value
+    return item
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        pytest.param({"UserId": DROP}, "Targets[1].UserId", id="userid_missing"),
+        pytest.param({"UserId": "u@x"}, "Targets[1].UserId", id="userid_outside_the_rule"),
+        pytest.param({"StrRoomId": DROP}, "Targets[1].RoomId", id="no_room"),
+        pytest.param({"RoomId": 7}, "Targets[1].StrRoomId", id="both_rooms"),
+        pytest.param({"StrRoomId": "a b"}, "Targets[1].StrRoomId", id="strroomid_outside_the_rule"),
+        pytest.param({"StrRoomId": DROP, "RoomId": 0}, "Targets[1].RoomId", id="roomid_zero"),
+        pytest.param({"TargetId": "a b"}, "Targets[1].TargetId", id="targetid_outside_pattern"),
+        pytest.param({"TargetId": "t" * 65}, "Targets[1].TargetId", id="targetid_65_chars"),
+        pytest.param({"TargetId": "main"}, "Targets[1].TargetId", id="targetid_main_reserved"),
+        pytest.param({"UserSig": ""}, "Targets[1].UserSig", id="usersig_empty"),
+        pytest.param({"Url": "rtmp://x/y"}, "Targets[1].Url", id="unknown_member"),
+    ],
+)
+def test_a_bad_target_member_is_rejected_naming_it(
+    api: Api, room: LocalRoom, changes: dict[str, Any], named: str
+) -> None:
+    body = request_body(room, Targets=[target("fan_a"), target("fan_b", **changes)])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    assert named in answer.body["Error"]["Message"], answer.body
+
+
+def test_targets_need_engine_worker(api: Api, room: LocalRoom) -> None:
+    body = request_body(room, Engine="cloud", Targets=[target()])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    assert "Engine=worker" in answer.body["Error"]["Message"]
+
+
+def test_targets_cannot_resume_with_redis(api: Api, room: LocalRoom) -> None:
+    answer = api.call("POST", "/v1/pushes", request_body(room, Redis=True, Targets=[]))
+    assert_invalid(answer, "Redis")
+    assert "per-target resume is not built yet" in answer.body["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({"TargetId": "room_a"}, {"TargetId": "room_a"}, id="given_twice"),
+        pytest.param({"TargetId": "t2"}, {}, id="given_as_another_targets_default"),
+    ],
+)
+def test_a_target_id_used_twice_is_rejected_naming_the_second(
+    api: Api, room: LocalRoom, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    body = request_body(room, Targets=[target("fan_a", **first), target("fan_b", **second)])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    assert "Targets[1].TargetId" in answer.body["Error"]["Message"], answer.body
+
+
+def test_a_target_publishing_as_the_pushs_own_user_into_its_own_room_is_rejected(
+    api: Api, room: LocalRoom
+) -> None:
+    body = request_body(room)
+    body["Targets"] = [target("fan_a"), {"StrRoomId": body["StrRoomId"], "UserId": body["UserId"]}]
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    message = answer.body["Error"]["Message"]
+    assert "Targets[1].UserId" in message and "'main'" in message, message
+
+
+def test_two_targets_publishing_as_one_user_into_one_room_are_rejected(
+    api: Api, room: LocalRoom
+) -> None:
+    # RoomId 123 is pushed into string room "123": the same room as StrRoomId "123".
+    first = {"RoomId": 123, "UserId": "fan_user"}
+    body = request_body(room, Targets=[first, {"StrRoomId": "123", "UserId": "fan_user"}])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    assert "Targets[1].UserId" in answer.body["Error"]["Message"], answer.body
+
+
+def test_more_than_500_targets_are_rejected(api: Api, room: LocalRoom) -> None:
+    many = [{"StrRoomId": f"r{i}", "UserId": "u"} for i in range(501)]
+    assert_invalid(api.call("POST", "/v1/pushes", request_body(room, Targets=many)), "Targets")
+
+
+def test_a_target_without_a_usersig_is_refused_when_none_can_be_signed(
+    api: Api, room: LocalRoom
+) -> None:
+    # The suite's API holds no secret key: nothing can sign the target's UserSig.
+    body = request_body(room, Targets=[target("fan_a", UserSig="sig-a"), target("fan_b")])
+    answer = api.call("POST", "/v1/pushes", body)
+    assert_invalid(answer, "Targets")
+    assert "Targets[1].UserSig is required" in answer.body["Error"]["Message"], answer.body
+
+
+def test_the_status_shows_each_target_with_its_own_room_first_and_no_usersig(
+    api: Api, room: LocalRoom
+) -> None:
+    body = request_body(room, UserSig=SECRET_SIG)
+    named = target("fan_a", TargetId="lobby", UserSig=f"{SECRET_SIG}-lobby")
+    numeric = {"RoomId": 4321, "UserId": "fan_user", "UserSig": f"{SECRET_SIG}-numeric"}
+    rid = api.submit(**body, Targets=[named, numeric])
+    status = api.status(rid)
+    assert status["Targets"] == [
+        {"TargetId": "main", "Room": status["Room"], "UserId": body["UserId"]},
+        {"TargetId": "lobby", "Room": {"StrRoomId": "fan_a", "RtmpRoom": "fan_a"},
+         "UserId": named["UserId"]},
+        {"TargetId": "t2", "Room": {"RoomId": 4321, "RtmpRoom": "4321",
+         "Note": "TRTC's RTMP ingest takes string rooms only: pushed into string room '4321'"},
+         "UserId": "fan_user"},
+    ]  # fmt: skip
+    listing = api.call("GET", "/v1/pushes?Limit=20").body
+    assert SECRET_SIG not in json.dumps([status, listing])
+
+
+def test_a_push_without_targets_shows_none(api: Api, room: LocalRoom) -> None:
+    assert "Targets" not in api.status(api.submit(**request_body(room)))

@@ -98,6 +98,33 @@ def test_status_list_and_stop_of_a_running_push(
     assert roomcast(api, "status", request_id, "--follow").code == 1
 
 
+def test_a_fanout_push_takes_targets_and_rooms_are_added_and_removed_from_the_cli(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    target = f"{room_name}_b:fan_b:sig-b"
+    started = roomcast(api, *push_args(room, long_clip, room_name, "--target", target))
+    assert started.code == 0, started
+    request_id = started.out.strip()
+    api.wait_state(request_id, {"running"}, timeout=15)
+    try:
+        added = roomcast(api, "target-add", request_id, "77", "fan_c", "--usersig", "sig-c")
+        assert added.code == 0 and added.out.strip() == "t2", added
+        named = ("target-add", request_id, f"{room_name}_d", "fan_d", "--target-id", "lobby")
+        assert roomcast(api, *named, "--usersig", "sig-d").out.strip() == "lobby"
+        removed = roomcast(api, "target-remove", request_id, "t1")
+        assert removed.code == 0, removed
+        targets = api.status(request_id)["Targets"]
+        assert [(t["TargetId"], t["Room"]) for t in targets] == [
+            ("main", {"StrRoomId": room_name, "RtmpRoom": room_name}),
+            ("t2", {"RoomId": 77, "RtmpRoom": "77", "Note": targets[1]["Room"]["Note"]}),
+            ("lobby", {"StrRoomId": f"{room_name}_d", "RtmpRoom": f"{room_name}_d"}),
+        ]
+        unknown = roomcast(api, "target-remove", request_id, "nope")
+        assert unknown.code == 3 and "NotFound" in unknown.err, unknown
+    finally:
+        roomcast(api, "stop", request_id)
+
+
 def test_unknown_push_exits_3_and_player_verbs_reach_the_api(api: Api) -> None:
     run = roomcast(api, "status", "no-such-push")
     assert run.code == 3 and "NotFound" in run.err, run
@@ -108,6 +135,8 @@ def test_unknown_push_exits_3_and_player_verbs_reach_the_api(api: Api) -> None:
 def test_usage_errors_exit_2(api: Api) -> None:
     assert roomcast(api, "push", "http://x/a.mp4", "--user", "u").code == 2  # no room
     assert roomcast(api, "seek", "some-id", "not-a-number").code == 2
+    assert roomcast(api, "push", "http://x/a.mp4", "--room", "r", "--user", "u",
+                    "--target", "room-without-user").code == 2  # fmt: skip
     assert roomcast(api, "frobnicate").code == 2
 
 

@@ -67,7 +67,7 @@ def test_every_endpoint_and_method_the_app_serves_is_documented(
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<request_id>", "{RequestId}")
+        path = rule.rule.replace("<request_id>", "{RequestId}").replace("<target_id>", "{TargetId}")
         expanded = (
             [path.replace("<command>", c) for c in COMMANDS] if "<command>" in path else [path]
         )

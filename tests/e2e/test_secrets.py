@@ -1,4 +1,5 @@
-"""UserSig, RedisPassword, PrivateMapKey and URL credentials never show: Flower, logs,
+"""UserSig (a fan-out push's rooms' too), RedisPassword, PrivateMapKey and URL credentials
+never show: Flower, logs,
 results, status, events, callbacks, Redis records (other than the secrets keys) and error
 messages.
 
@@ -30,6 +31,8 @@ USER_SIG = "USERSIG-SECRET-7781"
 REDIS_PASSWORD = "REDISPW-SECRET-9932"
 URL_TOKEN = "URLTOKEN-SECRET-4410"
 PRIVATE_MAP_KEY = "PRIVATEMAPKEY-SECRET-5520"
+TARGET_SIG = "TARGETSIG-SECRET-6631"
+ADDED_SIG = "ADDEDSIG-SECRET-6632"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +127,51 @@ def test_secrets_appear_nowhere_a_person_or_a_tool_can_look(
     assert rid in seen["worker log"] and "usersig=***" in seen["worker log"]
     for where, text in seen.items():
         for secret in (USER_SIG, REDIS_PASSWORD, URL_TOKEN, "LEAK"):
+            assert secret not in text, f"{secret} leaked into the {where}"
+
+
+def test_a_fanout_pushs_room_usersigs_stay_in_its_secrets_key_alone(
+    api: Api,
+    room: LocalRoom,
+    long_clip: str,
+    room_name: str,
+    redis_server: RedisServer,
+    worker_log: Path,
+    api_log: Path,
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    flower, flower_url = start_flower(service_env, tmp_path / "flower.log")
+    service = redis.Redis.from_url(redis_server.url)
+    try:
+        first = {"StrRoomId": f"{room_name}_b", "UserId": "fan_b", "UserSig": TARGET_SIG}
+        job = job_for(room, long_clip, room_name, UserSig=USER_SIG, MaxDuration=4, Targets=[first])
+        rid = api.submit(**job)
+        api.wait_state(rid, {"running"}, timeout=15)
+        added = {"StrRoomId": f"{room_name}_c", "UserId": "fan_c", "UserSig": ADDED_SIG}
+        assert api.call("POST", f"/v1/pushes/{rid}/targets", added).status == 202
+        running = api.status(rid)
+        secrets_key = service.get(f"roomcast:job:{rid}:secrets") or b""
+        redis_while_running = dump_redis(service, keep_secrets=False)
+        final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
+        with urllib.request.urlopen(f"{api.base}/v1/pushes/{rid}/events", timeout=10) as r:
+            events = r.read().decode()
+        seen = {
+            "status": json.dumps([running, final, api.call("GET", "/v1/pushes?Limit=5").body]),
+            "events": events,
+            "flower": flower_knows(flower_url, rid),
+            "worker log": worker_log.read_text(errors="replace"),
+            "api log": api_log.read_text(errors="replace"),
+            "service redis while running": redis_while_running,
+            "service redis": dump_redis(service),
+        }
+    finally:
+        stop(flower)
+    # Where they are kept, or nothing here is checked: the worker reads them from there.
+    assert TARGET_SIG.encode() in secrets_key and ADDED_SIG.encode() in secrets_key
+    assert [t["TargetId"] for t in running["Targets"]] == ["main", "t1", "t2"]
+    for where, text in seen.items():
+        for secret in (USER_SIG, TARGET_SIG, ADDED_SIG):
             assert secret not in text, f"{secret} leaked into the {where}"
 
 

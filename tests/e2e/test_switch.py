@@ -2,7 +2,7 @@
 publish within half a second; commands are checked and delivered; events are posted.
 
 What the player does with each command (switch, queue, playlist, pause, loop, seek,
-volume) is checked in milliseconds against file rooms in tests/integration/test_player.py.
+volume, tempo) is checked in milliseconds against file rooms in tests/integration/test_player.py.
 """
 
 from __future__ import annotations
@@ -263,6 +263,7 @@ def test_player_commands_are_refused_for_a_push_that_is_not_switchable(
         ("switch", {"VideoSrc": "http://h/x.mp4", "When": "later"}, "When"),
         ("seek", {"Position": -1}, "Position"),
         ("volume", {"Volume": 250}, "Volume"),
+        ("tempo", {"Tempo": 3.0}, "Tempo"),
         ("loop", {"Loop": "forever"}, "Loop"),
         ("queue", {"Action": "shuffle"}, "Action"),
     ],
@@ -383,4 +384,32 @@ def test_a_worker_push_with_repeatnum_and_volume_plays_the_clip_again_at_that_vo
     assert events.count("clip-started") == 2, events
     frames = [p.frame for p in watcher.pictures if p.clip == 2]
     assert frames.count(0) == 2 and len(frames) >= 2 * (4 * 30 - 3), "played twice, whole"
+    assert_seamless(watcher)
+
+
+def frames_per_second(pictures: list[Seen], start: float, end: float) -> float:
+    """How fast the frame numbers went by at the viewer between two wall-clock instants."""
+    seen = [p for p in pictures if start <= p.arrival < end]
+    return (seen[-1].frame - seen[0].frame) / (seen[-1].arrival - seen[0].arrival)
+
+
+def test_a_tempo_command_doubles_the_frames_the_viewer_sees_per_wall_second(
+    api: Api, room: LocalRoom, room_name: str, clips: dict[str, str]
+) -> None:
+    watcher = watch(room, room_name)
+    rid = api.submit(**job_for(room, clips["1"], room_name, Switchable=True))
+    wait_position(api, rid, 3.0)
+    sped_up_at = time.monotonic()
+    answer = api.call("POST", f"/v1/pushes/{rid}/tempo", {"Tempo": 2.0})
+    assert answer.status == 202, answer.body
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=20)
+    watcher.join(15)
+    assert final["State"] == "succeeded", final
+    assert final["Progress"]["Player"]["Tempo"] == 2.0
+    # (The room hands a new viewer its first seconds at once: measured after those.)
+    before = frames_per_second(watcher.pictures, sped_up_at - 1.0, sped_up_at)
+    after = frames_per_second(watcher.pictures, sped_up_at + 1.5, sped_up_at + 3.5)
+    print(f"frame numbers per wall second: {before:.1f} before, {after:.1f} after")
+    assert abs(before - FPS) <= 3 and abs(after - 2 * FPS) <= 6
+    assert watcher.pictures[-1].frame >= 12 * FPS - 3  # the clip played to its end
     assert_seamless(watcher)

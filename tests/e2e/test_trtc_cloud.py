@@ -185,6 +185,7 @@ def test_cloud_idle_timeout_is_trtcs_idletimeout(
     "field, value, sent",
     [
         ("Volume", 150, {"Volume": 150}),
+        ("Tempo", 1.25, {"Tempo": 1.25}),
         ("RepeatNum", 3, {"RepeatNum": 3}),
         ("PrivateMapKey", "pmk-for-tests", {"PrivateMapKey": "pmk-for-tests"}),
         ("EnableProgress", True, {"EnableProgress": True}),
@@ -322,18 +323,18 @@ def test_engine_cloud_refuses_a_field_it_cannot_honour_naming_it(
 
 
 @pytest.mark.parametrize(
-    "field, value",
-    [("IdleTimeoutSeconds", 601), ("RepeatNum", 2)],
-    ids=["idle_timeout_above_trtcs_600", "repeatnum_with_loop"],
+    "field, value, others",
+    [
+        ("IdleTimeoutSeconds", 601, {"Mode": "live"}),
+        ("RepeatNum", 2, {"Loop": "all"}),
+        ("Tempo", 1.1, {}),
+    ],
+    ids=["idle_timeout_above_trtcs_600", "repeatnum_with_loop", "tempo_between_trtcs_steps"],
 )
 def test_engine_cloud_refuses_a_value_trtc_would_refuse_naming_its_field(
-    cloud: CloudStack, room: LocalRoom, name: str, field: str, value: object
+    cloud: CloudStack, room: LocalRoom, name: str, field: str, value: object, others: dict
 ) -> None:
-    job = cloud_job(room, name, **{field: value})
-    if field == "IdleTimeoutSeconds":
-        job["Mode"] = "live"
-    else:
-        job["Loop"] = "all"
+    job = cloud_job(room, name, **{field: value}, **others)
     answer = cloud.api.call("POST", "/v1/pushes", job)
     assert answer.status == 400, answer.body
     assert answer.body["Error"]["Field"] == field
@@ -391,6 +392,34 @@ def test_volume_on_a_cloud_push_is_updatestreamingests_volume(
     assert player_of(cloud.api.status(rid))["Volume"] == 180
     volume = [e for e in events_of(cloud.api, rid) if e["Event"] == "volume"]
     assert [e["Volume"] for e in volume] == [180]
+
+
+def test_tempo_on_a_cloud_push_is_startstreamingests_then_updatestreamingests_tempo(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name, Tempo=1.5))
+    task_id = in_progress(cloud.api, rid)
+    assert start_call(cloud.trtc, task_id).params["Tempo"] == 1.5
+    assert player_of(cloud.api.status(rid))["Tempo"] == 1.5
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/tempo", {"Tempo": 0.75}).status == 200
+    assert cloud.trtc.tasks[task_id].updates == [{"Tempo": 0.75}]
+    assert cloud.trtc.tasks[task_id].params["Tempo"] == 0.75
+    assert player_of(cloud.api.status(rid))["Tempo"] == 0.75
+    tempo = [e for e in events_of(cloud.api, rid) if e["Event"] == "tempo"]
+    assert [e["Tempo"] for e in tempo] == [0.75]
+
+
+def test_a_cloud_tempo_between_trtcs_steps_is_refused_naming_tempo_before_trtc_sees_it(
+    cloud: CloudStack, room: LocalRoom, name: str
+) -> None:
+    rid = cloud.api.submit(**cloud_job(room, name))
+    task_id = in_progress(cloud.api, rid)
+    answer = cloud.api.call("POST", f"/v1/pushes/{rid}/tempo", {"Tempo": 1.1})
+    assert cloud.api.call("POST", f"/v1/pushes/{rid}/stop").status == 200
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == "Tempo"
+    assert "1.25" in answer.body["Error"]["Message"], "TRTC's steps are named"
+    assert cloud.trtc.tasks[task_id].updates == []
 
 
 def test_trtc_refusing_a_command_answers_502_with_trtcs_code_and_the_push_goes_on(

@@ -18,13 +18,26 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from devstack.redis import RedisServer
-from jobs.commands import Command, Pause, Switch, to_message
+from jobs.commands import (
+    ADD_TARGET,
+    REMOVE_TARGET,
+    Command,
+    Pause,
+    Switch,
+    target_message,
+    to_message,
+)
 from jobs.keys import job_key
+from jobs.records import PushRoom
+from jobs.rooms import push_url
 from jobs.stops import Stop, StopCause
 from jobs.store import Beat, JobStore, control_channel
 from pipeline.control import Control
+from pipeline.spec import Target
 from tests.records import running_job
 from worker.hub import Attached, ControlHub
+
+RTMP_BASE = "rtmp://room.test/push"
 
 
 @pytest.fixture
@@ -36,7 +49,7 @@ def store(redis_server: RedisServer) -> Iterator[JobStore]:
 
 @pytest.fixture
 def hub(store: JobStore) -> Iterator[ControlHub]:
-    hub = ControlHub(store, heartbeat=0.2, fence_after=None)
+    hub = ControlHub(store, heartbeat=0.2, fence_after=None, rtmp_base=RTMP_BASE)
     hub.start()
     yield hub
     hub.close()
@@ -210,3 +223,44 @@ def test_the_next_run_of_a_job_in_the_same_process_is_heard_after_the_last_one_e
     assert _listeners(store, request_id) == 1
     store.request_stop(request_id, Stop(StopCause.API))
     _eventually(lambda: new.stop_cause == Stop(StopCause.API))
+
+
+def _fanout(hub: ControlHub, store: JobStore) -> tuple[str, list[tuple[Target | None, str | None]]]:
+    """A running fan-out push attached to the hub, and the target changes its pipeline got."""
+    request_id = running_job(store, fanout=True)
+    control = Control()
+    changes: list[tuple[Target | None, str | None]] = []
+    control.on_targets(lambda add, remove: changes.append((add, remove)))
+    hub.attach(request_id, control, "run-1")
+    _eventually(lambda: _listeners(store, request_id) == 1)
+    return request_id, changes
+
+
+def test_an_added_room_reaches_its_push_with_the_usersig_read_from_redis(
+    store: JobStore, hub: ControlHub
+) -> None:
+    request_id, changes = _fanout(hub, store)
+    room = PushRoom(StrRoomId="hall", RtmpRoom="hall")
+    target_id = store.add_target(request_id, None, room, "fan_a", "SIG-A")
+    # The message names the room only: its UserSig stays in Redis.
+    assert store.send_command(request_id, target_message(ADD_TARGET, target_id)) == 1
+    _eventually(lambda: changes)
+    url = push_url(RTMP_BASE, "hall", 1400000001, "fan_a", "SIG-A")
+    assert changes == [(Target("t1", url), None)]
+
+
+def test_a_removed_room_reaches_its_push_by_its_id(store: JobStore, hub: ControlHub) -> None:
+    request_id, changes = _fanout(hub, store)
+    store.send_command(request_id, target_message(REMOVE_TARGET, "main"))
+    _eventually(lambda: changes)
+    assert changes == [(None, "main")]
+
+
+def test_an_added_room_missing_from_the_record_is_not_added_and_the_push_goes_on(
+    store: JobStore, hub: ControlHub
+) -> None:
+    request_id, changes = _fanout(hub, store)
+    store.send_command(request_id, target_message(ADD_TARGET, "t7"))
+    store.send_command(request_id, target_message(REMOVE_TARGET, "t7"))
+    _eventually(lambda: changes)
+    assert changes == [(None, "t7")]  # the add was dropped, the next message still heard

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from devstack.room import LocalRoom
-from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Volume
+from jobs.commands import Command, Loop, Pause, Queue, Resume, Seek, Switch, Tempo, Volume
 from pipeline import Clip
 from pipeline.rendition_cache import RenditionCache
 
@@ -328,15 +328,20 @@ def test_a_stop_during_a_pause_ends_the_push_stopped(tmp_path: Path, clips: dict
     assert 2.9 <= sent.publish.frames[-1].pts <= 3.2
 
 
-def sound_level(publish: Publish, start: float, end: float) -> float:
-    """The sound's RMS between two times of the publish (its mean over the channels)."""
-    samples = []
+def sound_between(publish: Publish, start: float, end: float) -> np.ndarray:
+    """The publish's decoded sound between two of its times: channels × samples."""
+    frames = []
     with av.open(str(publish.path)) as container:
         for frame in container.decode(audio=0):
             if frame.pts is not None and start <= frame.pts * frame.time_base < end:
-                samples.append(frame.to_ndarray().astype(np.float64).ravel())
-    joined = np.concatenate(samples)
-    return float(np.sqrt(np.mean(joined * joined)))
+                frames.append(frame.to_ndarray().astype(np.float64))
+    return np.concatenate(frames, axis=1)
+
+
+def sound_level(publish: Publish, start: float, end: float) -> float:
+    """The sound's RMS between two times of the publish (its mean over the channels)."""
+    samples = sound_between(publish, start, end)
+    return float(np.sqrt(np.mean(samples * samples)))
 
 
 def test_the_push_starts_at_the_volume_asked_from_its_first_sound(
@@ -377,4 +382,76 @@ def test_a_clip_queued_while_repeating_plays_next_and_ends_the_repeats(
     assert sent.completed
     order = [f.clip for f in sent.publish.frames]
     assert order == [3] * (2 * FPS) + [2] * order.count(2)
+    assert_seamless(sent.publish)
+
+
+def pitch(publish: Publish, start: float, end: float) -> float:
+    """The loudest frequency of the sound between two times of the publish (Hz)."""
+    rate = publish.sample_rate or 48_000
+    joined = sound_between(publish, start, end)[0]
+    spectrum = np.abs(np.fft.rfft(joined * np.hanning(len(joined))))
+    return float(np.fft.rfftfreq(len(joined), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def numbers_between(publish: Publish, start: float, end: float) -> list[int]:
+    """The frame numbers shown between two times of the publish."""
+    return [f.number for f in publish.frames if start <= f.pts < end]
+
+
+def test_tempo_two_plays_the_clip_in_half_the_time_at_the_same_pitch(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=1, tempo=2.0)
+    assert sent.completed
+    assert abs(sent.publish.media_seconds("video") - 3.0) <= 0.1
+    assert abs(sent.publish.media_seconds("audio") - 3.0) <= 0.1
+    numbers = numbers_between(sent.publish, 0.0, 3.0)
+    assert set(np.diff(numbers)) == {2}, "every other picture, in order"
+    assert abs(pitch(sent.publish, 0.5, 2.5) - 440) <= 5
+    assert sent.final.player is not None and sent.final.player["Tempo"] == 2.0
+    assert_seamless(sent.publish)
+
+
+def test_tempo_half_shows_every_picture_for_twice_as_long_at_the_same_pitch(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, first=3, tempo=0.5)
+    assert sent.completed
+    assert abs(sent.publish.media_seconds("audio") - 4.0) <= 0.1
+    assert [f.number for f in sent.publish.frames] == list(range(2 * FPS))
+    assert abs(pitch(sent.publish, 0.5, 3.5) - 880) <= 5
+    assert_seamless(sent.publish, picture_gap=2 / FPS + 0.005)
+
+
+def test_a_tempo_command_speeds_the_clip_up_from_where_it_is_without_a_seam(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play(tmp_path, clips, [(1.0, Tempo(Tempo=2.0))], first=1)
+    assert sent.completed
+    before, after = numbers_between(sent.publish, 0.2, 0.9), numbers_between(sent.publish, 1.5, 3.0)
+    assert set(np.diff(before)) == {1} and set(np.diff(after)) == {2}
+    # 1 s as recorded, then the other 5 s of the clip in 2.5 s.
+    assert abs(sent.publish.media_seconds("video") - 3.5) <= 0.15
+    assert "tempo" in sent.event_names()
+    assert_seamless(sent.publish)
+
+
+def test_tempo_back_to_one_plays_on_as_recorded_without_a_seam(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [(1.0, Tempo(Tempo=2.0)), (2.0, Tempo(Tempo=1.0))]
+    sent = play(tmp_path, clips, commands, first=1)
+    assert sent.completed
+    assert set(np.diff(numbers_between(sent.publish, 2.5, 4.5))) == {1}
+    # 1 s, then 2 s of the clip in 1 s, then the last 3 s as recorded.
+    assert abs(sent.publish.media_seconds("video") - 5.0) <= 0.15
+    assert abs(pitch(sent.publish, 2.5, 4.5) - 440) <= 5
+    assert_seamless(sent.publish)
+
+
+def test_the_tempo_carries_over_to_the_next_clip(tmp_path: Path, clips: dict[int, str]) -> None:
+    sent = play(tmp_path, clips, first=3, tempo=2.0, playlist=(clips[1],))
+    assert sent.completed
+    second = [f for f in sent.publish.frames if f.clip == 1]
+    assert abs((second[-1].pts - second[0].pts) - 3.0) <= 0.15
     assert_seamless(sent.publish)

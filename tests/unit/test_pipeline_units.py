@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from av.codec.context import ThreadType
 
@@ -29,6 +30,7 @@ from pipeline.push import open_live_source
 from pipeline.routes import FrameRateCap
 from pipeline.source import Source, open_source
 from pipeline.spec import OutputProfile, PushSpec, Timeouts
+from pipeline.tempo import Stretch
 from pipeline.timeline import Timeline
 
 from ..media import make_clip
@@ -163,6 +165,36 @@ def test_timeline_carries_a_streams_limits_over_a_change_of_time_base() -> None:
 def control() -> Iterator[Control]:
     with Control() as c:
         yield c
+
+
+def test_timeline_at_a_tempo_maps_source_seconds_to_fewer_output_seconds() -> None:
+    timeline = Timeline()
+    timeline.set_tempo(Fraction(2))
+    timeline.begin_segment(Fraction(10), Fraction(0))
+    assert timeline.to_output(Fraction(14)) == 2
+    assert timeline.to_source(Fraction(2)) == 14
+    assert timeline.source_seconds(2.0) == 14.0
+
+
+def test_timeline_tempo_change_runs_on_from_the_end_without_a_jump() -> None:
+    timeline = Timeline()
+    timeline.begin_segment(Fraction(0), Fraction(0))
+    timeline.place_output(Fraction(3), key=-1, duration=Fraction(1, 25))  # ends at 3.04
+    timeline.set_tempo(Fraction(1, 2))
+    assert timeline.to_output(Fraction(304, 100)) == Fraction(304, 100)
+    assert timeline.to_output(Fraction(404, 100)) == Fraction(504, 100)
+    timeline.begin_segment(Fraction(0))  # a new clip keeps the speed
+    assert timeline.to_output(Fraction(1)) == timeline.end + 2
+
+
+def test_stretch_keeps_the_sound_format_and_plays_it_in_one_over_tempo_the_time() -> None:
+    stretch = Stretch(_tone_frame(0), Fraction(3, 2))
+    out = [f for n in range(50) for f in stretch.process(_tone_frame(n))]
+    out += list(stretch.flush())
+    assert {(f.format.name, f.layout.name, f.sample_rate) for f in out} == {
+        ("fltp", "stereo", 48_000)
+    }
+    assert abs(sum(f.samples for f in out) - 50 * 1024 / 1.5) <= 1024
 
 
 def test_control_wait_without_a_stop_sleeps_the_whole_timeout(control: Control) -> None:
@@ -708,3 +740,12 @@ def test_a_faster_source_keeps_exactly_the_output_rate_of_pictures(
     assert abs(len(kept) - output * 10) <= 1
     gaps = {Fraction(b - a) / source for a, b in zip(kept, kept[1:], strict=False)}
     assert max(gaps) < Fraction(2, output), "never two slots without a picture"
+
+
+def _tone_frame(n: int) -> av.AudioFrame:
+    """The ``n``-th 1024 samples of a 440 Hz stereo tone at 48 kHz."""
+    t = (np.arange(1024) + n * 1024) / 48_000
+    wave = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
+    frame.sample_rate = 48_000
+    return frame

@@ -1,0 +1,127 @@
+"""Fan-out: one live 720p30 source into N rooms, three ways side by side in one run.
+
+    .venv/bin/python -m bench.fanout [--rooms 1,10,50] [--seconds 30] [--size 1280x720]
+        [--separate-max 50]
+
+The source is the local room's ``live`` application, fed by ``ffmpeg -re -stream_loop -1``
+(a 720p30 H.264/AAC clip the room takes as it is: remuxed). For each N:
+
+- ``fan-out``: one roomcast push (``bench.push_one --fanout N``): the source read and muxed
+  once, N RTMP publishes;
+- ``separate``: N roomcast pushes, one process each (what one push per room costs);
+- ``ffmpeg``: N ``ffmpeg -i SOURCE -c copy -f flv ROOM`` processes, the command line's way.
+
+Reported: the share of a core each side used from ``--steady-after`` seconds to the end
+(start-up left out: a worker is already running), summed over its processes; the ratio of
+the fan-out at N to the fan-out at 1 (the issue's target: at most 1.5× at N = 50), and to
+the other two sides at the same N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from devstack.room import LocalRoom
+from tests.media import make_clip
+
+from .cpu_per_push import REPO, _cpu_of
+
+
+def steady_share(commands: list[list[str]], seconds: float, steady_after: float) -> float:
+    """Run ``commands`` together for ``seconds``; cores they used after ``steady_after``."""
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for cmd in commands
+    ]
+    try:
+        time.sleep(steady_after)
+        start = time.monotonic()
+        before = [_cpu_of(p.pid) or 0.0 for p in procs]
+        time.sleep(seconds - steady_after - 1.0)
+        after = [_cpu_of(p.pid) or 0.0 for p in procs]
+        elapsed = time.monotonic() - start
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return sum(b - a for a, b in zip(before, after, strict=True)) / elapsed
+
+
+def main() -> None:
+    """Measure and print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rooms", default="1,10,50")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--steady-after", type=float, default=8.0)
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument(
+        "--separate-max", type=int, default=50, help="no one-process-per-room sides above this"
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.rooms.split(",")]
+    with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
+        room.media_dir.mkdir(parents=True, exist_ok=True)
+        clip = make_clip(room.media_dir / "live.mp4", seconds=20, size=args.size, gop=60)
+        source = f"{room.live_base}/fanout_source"
+        feeder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"]
+            + ["-i", str(clip), "-c", "copy", "-f", "flv", source],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(2.0)
+            print(
+                f"one live {args.size} 30 fps source (remuxed) into N rooms of the local "
+                f"nginx-rtmp; share of a core from {args.steady_after:g} s to "
+                f"{args.seconds:g} s, summed over each side's processes"
+            )
+            print("| N | fan-out (1 process) | separate (N roomcast) | ffmpeg (N processes) |")
+            print("|---|---|---|---|")
+            shares: dict[int, float] = {}
+            for n in counts:
+                target = f"{room.rtmp_base}/fan{n}?sdkappid=1&userid=b&usersig=x"
+                fanout = [sys.executable, "-m", "bench.push_one", source, target]
+                fanout += ["--fanout", str(n), "--seconds", str(args.seconds + 5)]
+                shares[n] = steady_share([fanout], args.seconds, args.steady_after)
+                row = [f"{shares[n]:.1%}"]
+                if n <= args.separate_max:
+                    rooms = [
+                        f"{room.rtmp_base}/sep{n}_{i}?sdkappid=1&userid=b&usersig=x"
+                        for i in range(n)
+                    ]
+                    separate = [
+                        [sys.executable, "-m", "bench.push_one", source, url]
+                        + ["--seconds", str(args.seconds + 5)]
+                        for url in rooms
+                    ]
+                    ffmpeg = [
+                        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", source]
+                        + ["-c", "copy", "-f", "flv", url.replace("/sep", "/ff")]
+                        for url in rooms
+                    ]
+                    for commands in (separate, ffmpeg):
+                        share = steady_share(commands, args.seconds, args.steady_after)
+                        row.append(f"{share:.1%} (fan-out {shares[n] / share:.2f}×)")
+                else:
+                    row += ["—", "—"]
+                print(f"| {n} | " + " | ".join(row) + " |")
+            base = shares.get(1)
+            if base:
+                for n, share in shares.items():
+                    print(f"fan-out at N={n} / fan-out at N=1: {share / base:.2f}×")
+        finally:
+            feeder.terminate()
+            feeder.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""One source, many rooms: a push's FLV bytes published to several rooms at once.
+
+Watch-together rooms are many small rooms watching one thing. The source is read, re-encoded
+if need be, and muxed once; each room has its own RTMP publish, fed the same FLV bytes.
+:class:`Fanout` is the push's room connection (:class:`pipeline.sink.RoomConnection`): the
+sink, the relay and the shared sender do not know that they fan out.
+
+What one room does must not touch the others:
+
+- writes never wait (:meth:`pipeline.rtmp.RtmpPublisher.offer`): a room that stops reading
+  keeps what it could not take, and once more than :data:`MAX_WAITING` bytes wait it drops
+  the rest and joins again at the next keyframe (``behind``);
+- a publish that breaks reconnects on a thread of its own, and joins at a keyframe; one that
+  stays away past ``Timeouts.room_reconnect`` is ``failed`` and the push goes on without it;
+- a room added while the push runs gets the stream's header, then joins at the next keyframe.
+
+The push ends with an error only when every room has failed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import av
+
+from jobs.redact import redact_text
+
+from .progress import Progress
+from .rtmp import CHUNK_SIZE
+from .sink import RoomConnection, RoomConnector, connect_room
+from .spec import Target, Timeouts
+
+log = logging.getLogger(__name__)
+
+#: Bytes a room may leave unsent before it is dropped to the next keyframe: about 3 s of
+#: 720p at 2.5 Mbit/s, within what a player's buffer rides out.
+MAX_WAITING = 1 << 20
+#: What the kernel may hold for a room: more would hide a stalled room for seconds, and
+#: send it stale pictures once it reads again (Linux doubles it for its bookkeeping).
+SEND_BUFFER = 128 << 10
+#: A room behind for this long without taking what waits is reconnected.
+BEHIND_LIMIT = 10.0
+#: Sound is held for the next picture and sent with it (one send per room per picture, not
+#: per packet: 30 a second at 30 fps instead of 77); a stream without pictures is sent
+#: every this many tags.
+SOUND_TAGS_HELD = 8
+#: How often the targets' figures are copied into the push's progress (seconds).
+REPORT_EVERY = 1.0
+
+_FLV_HEADER = 13
+_AUDIO, _VIDEO, _SCRIPT = 8, 9, 18
+_AVC, _AAC = 7, 10
+
+#: Receives each fan-out event: its name and fields (TargetId, and Reason where one is given).
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+def _tags(data: bytes) -> Iterator[tuple[int, int, bytes, int]]:
+    """(offset, type, first two body bytes, end) of each whole FLV tag in ``data``."""
+    pos, end = 0, len(data)
+    while pos + 11 <= end:
+        stop = pos + 11 + int.from_bytes(data[pos + 1 : pos + 4], "big") + 4
+        if stop > end:
+            return
+        yield pos, data[pos] & 0x1F, data[pos + 11 : pos + 13], stop
+        pos = stop
+
+
+def whole_tags(data: bytes) -> int:
+    """Where the last whole FLV tag in ``data`` ends (a tag may span the muxer's writes)."""
+    return scan(data)[0]
+
+
+def scan(data: bytes) -> tuple[int, int, bool]:
+    """Where the last whole FLV tag in ``data`` ends, how many there are, and whether one
+    of them is a picture."""
+    end, count, picture = 0, 0, False
+    for _, kind, _, stop in _tags(data):
+        end, count, picture = stop, count + 1, picture or kind == _VIDEO
+    return end, count, picture
+
+
+def _is_header_tag(kind: int, head: bytes) -> bool:
+    """Script data and codec configuration: what a room needs before any media."""
+    if kind == _SCRIPT:
+        return True
+    if kind == _VIDEO and len(head) == 2:
+        return head[0] & 0x0F == _AVC and head[1] == 0
+    if kind == _AUDIO and len(head) == 2:
+        return head[0] >> 4 == _AAC and head[1] == 0
+    return False
+
+
+def media_start(data: bytes) -> int | None:
+    """Where the first media tag (not a header tag) begins in ``data``; None: none yet."""
+    for pos, kind, head, _ in _tags(data):
+        if not _is_header_tag(kind, head):
+            return pos
+    return None
+
+
+def keyframe_at(data: bytes) -> int | None:
+    """Where the first picture a decoder can start from begins in ``data``; None: none."""
+    for pos, kind, head, _ in _tags(data):
+        if kind == _VIDEO and head and head[0] >> 4 == 1 and not _is_header_tag(kind, head):
+            return pos
+    return None
+
+
+class _Publish:
+    """One room's publish: its connection, where it stands, and what it was sent."""
+
+    def __init__(self, target: Target, fanout: Fanout) -> None:
+        self.target = target
+        self._fanout = fanout
+        self.state = "connecting"
+        self.connection: RoomConnection | None = None
+        self.header_sent = False
+        self.bytes = 0
+        self.drops = 0
+        self.reconnects = 0
+        self.error: str | None = None
+        self._behind_since = 0.0
+
+    def figures(self) -> dict[str, Any]:
+        """The status's entry for this room."""
+        entry: dict[str, Any] = {
+            "State": self.state,
+            "Bytes": self.bytes,
+            "Drops": self.drops,
+            "Reconnects": self.reconnects,
+        }
+        return entry | ({"Error": self.error} if self.error else {})
+
+    def feed(self, data: bytes, header: bytes) -> None:
+        """Send ``data`` (whole FLV tags) as this room can take it; never waits."""
+        connection = self.connection
+        state = self.state
+        if connection is None or state not in ("waiting", "live", "behind"):
+            return
+        try:
+            if not self.header_sent:
+                _offer(connection, header)
+                self.header_sent = True
+            if state == "behind":
+                if _offer(connection, b"") > 0:
+                    if time.monotonic() - self._behind_since > BEHIND_LIMIT:
+                        self._broke(OSError(f"the room took nothing for {BEHIND_LIMIT:g} s"))
+                    return
+                state = self.state = "waiting"
+            if state == "waiting":
+                at = keyframe_at(data)
+                if at is None:
+                    return
+                data = data[at:] if at else data
+                self.state = "live"
+                self._fanout.event("target-live", self)
+            waiting = _offer(connection, data)
+            self.bytes += len(data)
+            if waiting > MAX_WAITING:
+                self.state = "behind"
+                self.drops += 1
+                self._behind_since = time.monotonic()
+                self._fanout.event(
+                    "target-behind", self, Reason="the room is slow: joining at the next keyframe"
+                )
+        except (av.error.FFmpegError, OSError) as exc:
+            self._broke(exc)
+
+    def _broke(self, exc: BaseException) -> None:
+        """The publish failed: reconnect on another thread, the others go on."""
+        self.state = "reconnecting"
+        reason = self._fanout.detail(exc, self)
+        self._fanout.event("target-reconnecting", self, Reason=reason)
+        log.warning("the publish to room %s broke (%s): reconnecting", self.target.id, reason)
+        self._fanout.start(self, first=False)
+
+    def connect(self, first: bool) -> None:
+        """Connect (again) until it works or the time runs out (then ``failed``)."""
+        timeouts = self._fanout.timeouts
+        old, self.connection = self.connection, None
+        if old is not None:
+            _close_quietly(old)
+        deadline = time.monotonic() + (timeouts.room_open if first else timeouts.room_reconnect)
+        delay = 0.25
+        while self.state not in ("removed", "failed") and not self._fanout.cut_off:
+            try:
+                connection = self._fanout.open_connection(self.target.url, timeouts.room_open)
+            except (av.error.FFmpegError, OSError) as exc:
+                self.error = self._fanout.detail(exc, self)
+                if time.monotonic() + delay > deadline:
+                    self._fail()
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self.state == "removed" or self._fanout.cut_off:
+                _close_quietly(connection)
+                return
+            self.header_sent = False
+            self.connection = connection
+            self.error = None
+            if not first:
+                self.reconnects += 1
+            self.state = "waiting"
+            self._fanout.event("target-connected", self)
+            return
+
+    def _fail(self) -> None:
+        self.state = "failed"
+        self._fanout.event("target-failed", self, Reason=self.error or "could not publish")
+        log.warning("giving up the room %s: %s", self.target.id, self.error)
+
+    def close(self) -> None:
+        """End the publish politely (the room sees the user leave)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            _close_quietly(connection)
+
+
+def _offer(connection: RoomConnection, data: bytes) -> int:
+    """Send without waiting where the connection can (roomcast's RTMP client); bytes left."""
+    offer = getattr(connection, "offer", None)
+    if offer is None:
+        connection.write(data)
+        return 0
+    waiting: int = offer(data)
+    return waiting
+
+
+def _close_quietly(connection: RoomConnection) -> None:
+    try:
+        connection.close()
+    except (av.error.FFmpegError, OSError):
+        pass
+
+
+class Fanout:
+    """The room connection of a push with several rooms (:mod:`pipeline.fanout`).
+
+    ``connect`` (the sink's connector) publishes to every room at once and returns when each
+    has connected or failed its first try; ``write`` feeds every room; ``change`` adds or
+    removes a room while the push runs (any thread).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        timeouts: Timeouts,
+        progress: Progress,
+        on_event: EventCallback | None = None,
+        connect: RoomConnector | None = None,
+        client: str = "roomcast",
+        chunk_size: int = CHUNK_SIZE,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.timeouts = timeouts
+        self._progress = progress
+        self._on_event = on_event
+        self._connect = connect
+        self._client = client
+        self._chunk_size = chunk_size
+        self._secrets = secrets
+        self._lock = threading.Lock()
+        self._publishes: dict[str, _Publish] = {t.id: _Publish(t, self) for t in targets}
+        #: What every room needs first: the FLV header, metadata and codec configuration.
+        self._header = b""
+        self._header_done = False
+        #: The start of a tag whose end the muxer has not written yet.
+        self._partial = b""
+        #: Whole tags waiting for the next picture (:data:`SOUND_TAGS_HELD`).
+        self._held: list[bytes] = []
+        self._held_tags = 0
+        self._reported = 0.0
+        self.cut_off = False
+        self.fallback: str | None = None
+        self._report()
+
+    # -- the sink's side: RoomConnector and RoomConnection -----------------------------
+
+    def connect(self, url: str, timeout: float) -> Fanout:
+        """Publish to every room (``url`` is the first room's, for the sink's messages);
+        raises the first room's error if none could be published to."""
+        self._header, self._header_done, self._partial = b"", False, b""
+        self._held.clear()
+        self._held_tags = 0
+        publishes = [p for p in self._all() if p.state != "removed"]
+        for publish in publishes:
+            publish.state = "connecting"
+        threads = [self.start(p, first=True) for p in publishes]
+        for thread in threads:
+            thread.join(timeout + 1)
+        if not any(p.connection is not None for p in publishes):
+            errors = [p.error for p in publishes if p.error]
+            raise OSError(errors[0] if errors else "no room to publish to")
+        self._report()
+        return self
+
+    def write(self, data: bytes) -> int:
+        """Feed the muxer's bytes to every room, whole tags only (the header first, kept for
+        rooms that join later)."""
+        given = len(data)
+        if self._partial:
+            data = self._partial + data
+        if not self._header:  # the FLV file header comes before any tag
+            if len(data) < _FLV_HEADER:
+                self._partial = data
+                return given
+            self._header, data = data[:_FLV_HEADER], data[_FLV_HEADER:]
+        end, count, picture = scan(data)
+        data, self._partial = data[:end], data[end:]
+        if not self._header_done:
+            start = media_start(data)
+            if start is None:
+                self._header += data
+                return given
+            self._header += data[:start]
+            self._header_done = True
+            data = data[start:]
+        if not data:
+            return given
+        self._held.append(data)
+        self._held_tags += count
+        if picture or self._held_tags >= SOUND_TAGS_HELD:
+            self._feed()
+        return given
+
+    def _feed(self) -> None:
+        """Send every room what is held, in one send each."""
+        data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
+        self._held.clear()
+        self._held_tags = 0
+        publishes = self._all()
+        for publish in publishes:
+            publish.feed(data, self._header)
+        now = time.monotonic()
+        if now - self._reported >= REPORT_EVERY:
+            self._reported = now
+            self._report()
+            if publishes and all(p.state in ("failed", "removed") for p in publishes):
+                raise OSError("every room's publish failed")
+
+    def cut(self) -> None:
+        """End every publish now, from any thread (a stop)."""
+        self.cut_off = True
+        for publish in self._all():
+            connection = publish.connection
+            if connection is not None:
+                connection.cut()
+
+    def close(self) -> None:
+        """End every publish politely, all at once (each may take a moment)."""
+        if self._held:
+            try:
+                self._feed()
+            except OSError:
+                pass  # every room failed: nothing to finish
+        threads = [self._thread(publish.close, "close") for publish in self._all()]
+        for thread in threads:
+            thread.join(5.0)
+        self._report()
+
+    # -- changes while running -----------------------------------------------------------
+
+    def change(self, add: Target | None, remove: str | None) -> None:
+        """Add a room (it joins at the next keyframe) or remove one (its publish ends)."""
+        if add is not None:
+            with self._lock:
+                known = self._publishes.get(add.id)
+                if known is not None and known.state != "removed":
+                    log.warning("room %s is already a target of this push", add.id)
+                    return
+                publish = self._publishes[add.id] = _Publish(add, self)
+            self.event("target-added", publish)
+            self.start(publish, first=True)
+        if remove is not None:
+            with self._lock:
+                gone = self._publishes.pop(remove, None)
+            if gone is None:
+                log.warning("no target %s to remove", remove)
+                return
+            gone.state = "removed"
+            self._thread(gone.close, "close")
+            self.event("target-removed", gone)
+        self._report()
+
+    # -- for the publishes ---------------------------------------------------------------
+
+    def start(self, publish: _Publish, first: bool) -> threading.Thread:
+        """Connect ``publish`` on a thread of its own."""
+        return self._thread(lambda: publish.connect(first), "connect")
+
+    @staticmethod
+    def _thread(work: Callable[[], None], what: str) -> threading.Thread:
+        """Run ``work`` on a new thread, in the push's log context (request id, secrets)."""
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(work,), name=f"roomcast-fanout-{what}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def open_connection(self, url: str, timeout: float) -> RoomConnection:
+        """One room's publish, as the push's own would be opened, its kernel buffer bounded."""
+        if self._connect is not None:
+            return self._connect(url, timeout)
+        connection = connect_room(url, timeout, self._client, self._chunk_size)
+        limit = getattr(connection, "limit_send_buffer", None)
+        if limit is not None:
+            limit(SEND_BUFFER)
+        return connection
+
+    def detail(self, exc: BaseException, publish: _Publish) -> str:
+        """An error's text with the room's URL and the push's secrets masked."""
+        text = str(getattr(exc, "strerror", None) or exc)
+        return redact_text(text, [publish.target.url, *self._secrets])
+
+    def event(self, name: str, publish: _Publish, **fields: Any) -> None:
+        """Tell the push's owner what became of a room, and show it in the status."""
+        log.info("fan-out: %s %s %s", name, publish.target.id, fields or "")
+        self._report()
+        if self._on_event is not None:
+            self._on_event(name, {"TargetId": publish.target.id, **fields})
+
+    def _all(self) -> list[_Publish]:
+        with self._lock:
+            return list(self._publishes.values())
+
+    def _report(self) -> None:
+        self._progress.targets = {p.target.id: p.figures() for p in self._all()}
