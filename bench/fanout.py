@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.fanout [--rooms 1,10,50] [--seconds 30] [--size 1280x720]
         [--separate-max 50]
+    .venv/bin/python -m bench.fanout --isolation 200 [--receivers 20] [--seconds 40]
 
 The source is the local room's ``live`` application, fed by ``ffmpeg -re -stream_loop -1``
 (a 720p30 H.264/AAC clip the room takes as it is: remuxed). For each N:
@@ -15,11 +16,19 @@ Reported: the share of a core each side used from ``--steady-after`` seconds to 
 (start-up left out: a worker is already running), summed over its processes; the ratio of
 the fan-out at N to the fan-out at 1 (the issue's target: at most 1.5× at N = 50), and to
 the other two sides at the same N.
+
+``--isolation N``: one fan-out push into N rooms plus one room on a second nginx-rtmp
+server, twice: once as it is, once with that server frozen (SIGSTOP) for ``--freeze``
+seconds from ``--steady-after``. ``--receivers`` viewers, spread over the N rooms, note
+each picture's arrival (bench/receiver.py); reported: each run's pacing p50/p99 over them,
+and how much the freeze moved any one room's p99 (the issue's target: at most 5 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +38,9 @@ from pathlib import Path
 from devstack.room import LocalRoom
 from tests.media import make_clip
 
+from .concurrency import STARTUP_SKIP, percentile, receivers
 from .cpu_per_push import REPO, _cpu_of
+from .receiver import pacing_errors
 
 
 def steady_share(commands: list[list[str]], seconds: float, steady_after: float) -> float:
@@ -56,6 +67,79 @@ def steady_share(commands: list[list[str]], seconds: float, steady_after: float)
     return sum(b - a for a, b in zip(before, after, strict=True)) / elapsed
 
 
+def _server_pids(server: LocalRoom) -> list[int]:
+    """An nginx-rtmp server's master and workers."""
+    master = server._read_pid()  # noqa: SLF001 - the bench freezes the whole server
+    assert master is not None
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [master, *map(int, children)]
+
+
+def isolation_run(
+    room: LocalRoom,
+    other: LocalRoom,
+    source: str,
+    args: argparse.Namespace,
+    freeze: bool,
+    tag: str,
+) -> dict[str, float]:
+    """One fan-out push into ``args.isolation`` rooms and one on ``other``; each sampled
+    room's pacing p99 (ms), and the whole sample's p50 and p99 under "all"."""
+    n = args.isolation
+    step = max(1, n // args.receivers)
+    sample = [f"iso{tag}_{i}" for i in range(0, n, step)][: args.receivers]
+    urls = [room.play_url(name) for name in sample]
+    target = f"{room.rtmp_base}/iso{tag}?sdkappid=1&userid=b&usersig=x"
+    push = [sys.executable, "-m", "bench.push_one", source, target, "--fanout", str(n)]
+    push += ["--seconds", str(args.seconds), "--also", f"{other.rtmp_base}/frozen{tag}"]
+    frozen: list[int] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        receivers(urls, Path(tmp), 4.0, room.stat_url) as collect,
+    ):
+        proc = subprocess.Popen(push, cwd=REPO, stdout=subprocess.DEVNULL)
+        try:
+            if freeze:
+                time.sleep(args.steady_after)
+                frozen = _server_pids(other)
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                time.sleep(args.freeze)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        proc.wait(args.seconds + 60)
+        seen = collect()
+    figures: dict[str, float] = {}
+    everything: list[float] = []
+    for url, arrivals in seen.items():
+        errors = pacing_errors(arrivals["video"], skip=STARTUP_SKIP)
+        everything += errors
+        figures[url.rsplit("_", 1)[1]] = percentile(errors, 99) * 1000 if errors else float("nan")
+    figures["all p50"] = percentile(everything, 50) * 1000
+    figures["all p99"] = percentile(everything, 99) * 1000
+    return figures
+
+
+def isolation(args: argparse.Namespace, room: LocalRoom, source: str, workdir: Path) -> None:
+    """Print the pacing of N rooms without and with another room's server frozen."""
+    with LocalRoom(workdir / "other") as other:
+        calm = isolation_run(room, other, source, args, freeze=False, tag="a")
+        frozen = isolation_run(room, other, source, args, freeze=True, tag="b")
+    rooms = [k for k in calm if not k.startswith("all")]
+    moved = max(abs(frozen[k] - calm[k]) for k in rooms)
+    print(
+        f"one fan-out push into {args.isolation} rooms + 1 on another server; "
+        f"{len(rooms)} viewers; pacing ms"
+    )
+    print("| run | p50 | p99 | worst room's p99 |")
+    print("|---|---|---|---|")
+    for name, run in (("as it is", calm), (f"other server frozen {args.freeze:g} s", frozen)):
+        worst = max(run[k] for k in rooms)
+        print(f"| {name} | {run['all p50']:.1f} | {run['all p99']:.1f} | {worst:.1f} |")
+    print(f"largest change of one room's p99: {moved:.1f} ms (target ≤ 5)")
+
+
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser()
@@ -66,6 +150,9 @@ def main() -> None:
     parser.add_argument(
         "--separate-max", type=int, default=50, help="no one-process-per-room sides above this"
     )
+    parser.add_argument("--isolation", type=int, default=None, help="N rooms, one frozen")
+    parser.add_argument("--receivers", type=int, default=20)
+    parser.add_argument("--freeze", type=float, default=10.0)
     args = parser.parse_args()
     counts = [int(n) for n in args.rooms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
@@ -79,6 +166,9 @@ def main() -> None:
         )
         try:
             time.sleep(2.0)
+            if args.isolation is not None:
+                isolation(args, room, source, Path(tmp))
+                return
             print(
                 f"one live {args.size} 30 fps source (remuxed) into N rooms of the local "
                 f"nginx-rtmp; share of a core from {args.steady_after:g} s to "

@@ -39,10 +39,11 @@ def main() -> None:
     parser.add_argument(
         "--fanout", type=int, default=None, help="publish to N rooms: TARGET's room _0 … _N-1"
     )
+    parser.add_argument("--also", nargs="*", default=[], help="with --fanout: more room URLs")
     args = parser.parse_args()
     spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
     if args.batch is not None:
-        spec = replace(spec, pace_batch=args.batch, switch_batch=args.batch)
+        spec = replace(spec, pace_batch=args.batch)
     if args.rtmp_client is not None:
         spec = replace(spec, rtmp_client=args.rtmp_client)
     if args.no_shared_sender:
@@ -54,6 +55,7 @@ def main() -> None:
     if args.fanout is not None:
         room, _, query = args.target.partition("?")
         targets = tuple(Target(f"r{n}", f"{room}_{n}?{query}") for n in range(args.fanout))
+        targets += tuple(Target(f"also{n}", url) for n, url in enumerate(args.also))
         spec = replace(spec, target=targets[0].url, targets=targets)
     with Control() as control:
         if args.switch_every is not None:

@@ -203,16 +203,6 @@ class Settings(BaseSettings):
             "fewer wake-ups, less CPU per push; the picture leaves at most this much early."
         ),
     )
-    switch_batch_seconds: float = Field(
-        0.05,
-        ge=0,
-        le=0.5,
-        description=(
-            "The same window for a switchable push, which paces from its own thread so that "
-            "a switch is not queued behind a second of the old clip: a command waits at most "
-            'this long (docs/benchmarks.md, "Classroom pushes").'
-        ),
-    )
     shared_sender: bool = Field(
         True,
         description=(

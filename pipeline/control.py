@@ -74,6 +74,11 @@ class Control:
             for add, remove in pending:
                 handler(add, remove)
 
+    @property
+    def has_commands(self) -> bool:
+        """Whether commands wait to be read."""
+        return not self._commands.empty()
+
     def commands(self) -> list[Command]:
         """The commands received since the last call, in order."""
         out: list[Command] = []

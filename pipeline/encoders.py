@@ -87,13 +87,16 @@ class RestartableAudioEncoder:
     sent, so it is dropped.
     """
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, drop_priming: bool = False) -> None:
+        """``drop_priming``: drop the first encoder's priming frame too, so that no sound
+        is timed before 0 (an FLV muxer would shift every timestamp to make up for it, and a
+        second muxer on the same publish would not know by how much: pipeline/relay.py)."""
         self.stream = stream
         #: The stream's settings (rate, layout, frame size) for whoever feeds the encoder.
         self.codec_context = stream.codec_context
         self._ctx: Any | None = None
         self._floor: int | None = None
-        self._started = False
+        self._started = drop_priming
 
     def encode(self, frame: av.AudioFrame | None) -> list[av.Packet]:
         """Packets for one frame (None drains the encoder, as PyAV's ``encode`` does)."""

@@ -23,13 +23,14 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import av
 
 from jobs.redact import redact_text
 
+from .flv import FLV_HEADER, keyframe_at, media_start, scan
 from .progress import Progress
 from .rtmp import CHUNK_SIZE
 from .sink import RoomConnection, RoomConnector, connect_room
@@ -52,64 +53,8 @@ SOUND_TAGS_HELD = 8
 #: How often the targets' figures are copied into the push's progress (seconds).
 REPORT_EVERY = 1.0
 
-_FLV_HEADER = 13
-_AUDIO, _VIDEO, _SCRIPT = 8, 9, 18
-_AVC, _AAC = 7, 10
-
 #: Receives each fan-out event: its name and fields (TargetId, and Reason where one is given).
 EventCallback = Callable[[str, dict[str, Any]], None]
-
-
-def _tags(data: bytes) -> Iterator[tuple[int, int, bytes, int]]:
-    """(offset, type, first two body bytes, end) of each whole FLV tag in ``data``."""
-    pos, end = 0, len(data)
-    while pos + 11 <= end:
-        stop = pos + 11 + int.from_bytes(data[pos + 1 : pos + 4], "big") + 4
-        if stop > end:
-            return
-        yield pos, data[pos] & 0x1F, data[pos + 11 : pos + 13], stop
-        pos = stop
-
-
-def whole_tags(data: bytes) -> int:
-    """Where the last whole FLV tag in ``data`` ends (a tag may span the muxer's writes)."""
-    return scan(data)[0]
-
-
-def scan(data: bytes) -> tuple[int, int, bool]:
-    """Where the last whole FLV tag in ``data`` ends, how many there are, and whether one
-    of them is a picture."""
-    end, count, picture = 0, 0, False
-    for _, kind, _, stop in _tags(data):
-        end, count, picture = stop, count + 1, picture or kind == _VIDEO
-    return end, count, picture
-
-
-def _is_header_tag(kind: int, head: bytes) -> bool:
-    """Script data and codec configuration: what a room needs before any media."""
-    if kind == _SCRIPT:
-        return True
-    if kind == _VIDEO and len(head) == 2:
-        return head[0] & 0x0F == _AVC and head[1] == 0
-    if kind == _AUDIO and len(head) == 2:
-        return head[0] >> 4 == _AAC and head[1] == 0
-    return False
-
-
-def media_start(data: bytes) -> int | None:
-    """Where the first media tag (not a header tag) begins in ``data``; None: none yet."""
-    for pos, kind, head, _ in _tags(data):
-        if not _is_header_tag(kind, head):
-            return pos
-    return None
-
-
-def keyframe_at(data: bytes) -> int | None:
-    """Where the first picture a decoder can start from begins in ``data``; None: none."""
-    for pos, kind, head, _ in _tags(data):
-        if kind == _VIDEO and head and head[0] >> 4 == 1 and not _is_header_tag(kind, head):
-            return pos
-    return None
 
 
 class _Publish:
@@ -308,10 +253,10 @@ class Fanout:
         if self._partial:
             data = self._partial + data
         if not self._header:  # the FLV file header comes before any tag
-            if len(data) < _FLV_HEADER:
+            if len(data) < FLV_HEADER:
                 self._partial = data
                 return given
-            self._header, data = data[:_FLV_HEADER], data[_FLV_HEADER:]
+            self._header, data = data[:FLV_HEADER], data[FLV_HEADER:]
         end, count, picture = scan(data)
         data, self._partial = data[:end], data[end:]
         if not self._header_done:

@@ -55,6 +55,8 @@ LOOP_MODES = ("none", "clip", "last", "all")
 #: While paused, the last picture is repeated at this interval (with silence).
 PAUSE_STEP = Fraction(1, 10)
 HISTORY_KEPT = 50
+#: Samples in an AAC frame: the last sound the room got ends one frame after its start.
+AAC_FRAME = 1024
 #: A clip kept as a rendition must have played this close to its announced duration.
 WHOLE_TOLERANCE = 1.0
 
@@ -101,7 +103,11 @@ class Player:
         self._timeline = timeline
         self._video_out = video_out
         # Remuxed sound (renditions) and encoded sound take turns on one output.
-        self._audio_out = RestartableAudioEncoder(audio_out) if audio_out is not None else None
+        self._audio_out = (
+            RestartableAudioEncoder(audio_out, drop_priming=spec.switchable)
+            if audio_out is not None
+            else None
+        )
         self._clips = spec.clips()
         self._queue: deque[Clip] = deque(self._clips[1:])
         self._loop = spec.loop if spec.loop in LOOP_MODES else "none"
@@ -434,9 +440,37 @@ class Player:
         while self._pending:
             yield self._pending.popleft()
 
+    def _cut(self) -> bool:
+        """Take back what is queued for the room but not sent (up to a second of this clip),
+        so that a command takes effect at what the viewer sees now; whether there was any.
+
+        The timeline, the sound's sample counter and the encoders go back to the room's last
+        picture and sound; the next picture is an IDR (the room never got the ones after).
+        """
+        cut = self._relay.cut()
+        if cut is None:
+            return False
+        self._stop_recording("a command took back what was queued")
+        sound = None
+        if self._audio_out is not None:
+            self._audio_out.drain()  # sound past the cut, never sent
+            if cut.sound is not None:
+                rate = self._counter.rate
+                self._counter.next_pts = round(cut.sound * rate) + AAC_FRAME
+                sound = (self._counter.next_pts, rate)
+        picture = None if cut.picture is None else Fraction(cut.picture).limit_denominator(1000)
+        self._timeline.rewind(VIDEO_TIMELINE_KEY, picture, self._frame_duration(), sound)
+        self._gate.due = True
+        return True
+
+    def _frame_duration(self) -> Fraction:
+        rate = self._video_out.codec_context.framerate if self._video_out is not None else None
+        return 1 / Fraction(rate or 30)
+
     def _apply(self, command: Command, source: Source) -> ClipEnd | None:
         match command:
             case Switch(When="now"):
+                self._cut()
                 return ClipEnd("switch", clip=Clip(command.VideoSrc, command.ClipId))
             case Switch():
                 self._queue.appendleft(Clip(command.VideoSrc, command.ClipId))
@@ -448,6 +482,7 @@ class Player:
                     command.Action, [Clip(c.VideoSrc, c.ClipId) for c in command.clips()]
                 )
             case Seek():
+                self._cut()
                 self._event("seek", Position=float(command.Position))
                 return ClipEnd("seek", position=float(command.Position))
             case Pause():
@@ -458,8 +493,11 @@ class Player:
             case Volume():
                 if command.Volume != 100:
                     self._stop_recording("a volume change")
+                cut = self._cut()
                 self._gain.set(float(command.Volume) / 100)
                 self._event("volume", Volume=command.Volume)
+                if cut:  # the sound from what the viewer hears now, at the new volume
+                    return ClipEnd("seek", position=self._relay.progress.position)
             case Tempo():
                 return self._set_tempo(_tempo(command.Tempo), source)
         return None
@@ -470,9 +508,10 @@ class Player:
         to remuxing mid-clip would cost a seam for a saving of a few seconds)."""
         if tempo != 1:
             self._stop_recording("a tempo change")
+        cut = self._cut()
         self._timeline.set_tempo(tempo)
         self._event("tempo", Tempo=float(tempo))
-        if self._spliced and tempo != 1:
+        if cut or (self._spliced and tempo != 1):
             return ClipEnd("seek", position=self._relay.progress.position)
         return None
 
@@ -488,12 +527,15 @@ class Player:
     def _pause(self, source: Source) -> ClipEnd | None:
         """Keep the room's publisher alive: repeat the last picture with silence."""
         relay = self._relay
+        cut = self._cut()
         resume_at = Fraction(relay.progress.position).limit_denominator(1000)
         self._stop_recording("a pause")
-        if source.rendition:
-            # Nothing decoded the remuxed pictures: decode the one to hold, once.
+        if source.rendition or cut:
+            # Nothing decoded the remuxed pictures, or the last one decoded was taken back
+            # unsent: decode the one the viewer sees, once.
             self._held = held_picture(source, resume_at)
-            self._reencoded("pause")
+            if source.rendition:
+                self._reencoded("pause")
         self._paused = True
         self._event("pause")
         relay.track_position = False
@@ -502,6 +544,7 @@ class Player:
             while not relay.stopped:
                 for command in self._commands():
                     if isinstance(command, Resume | Switch | Seek):
+                        self._cut()  # the held picture queued ahead
                         self._timeline.begin_segment(
                             resume_at, self._timeline.end_of(VIDEO_TIMELINE_KEY)
                         )
@@ -511,9 +554,10 @@ class Player:
                         if not isinstance(command, Resume):
                             return self._apply(command, source)
                         # A remuxed clip's next pictures refer to ones the viewer no longer
-                        # holds: it goes on from a bridge at the point it paused.
+                        # holds: it goes on from a bridge at the point it paused. (So does
+                        # a clip read on past it.)
                         resumed = ClipEnd("seek", position=float(resume_at))
-                        return resumed if source.rendition else None
+                        return resumed if source.rendition or cut else None
                     if not isinstance(command, Pause):
                         self._apply(command, source)
                 if not self._send_filler(t):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import dataclass
 
 import av
 
@@ -11,6 +12,7 @@ from jobs.redact import redact_url
 
 from .clock import WALL_CLOCK, Clock
 from .control import Control
+from .flv import last_stamps
 from .pacer import Pacer
 from .progress import Progress, ProgressCallback, ProgressMeter
 from .sei import SeiClock, progress_payload, sei_nal, with_sei
@@ -22,11 +24,22 @@ from .timeline import Timeline
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What the room has after :meth:`Relay.cut`: the output seconds of its last picture and
+    its last sound (None: none sent yet)."""
+
+    picture: float | None
+    sound: float | None
+
+
 class Relay:
     """The room side of a push: pacer, sink, progress and the execution limit.
 
-    A paced push that is not switchable queues its packets about a second ahead for the
-    process's shared sender (:mod:`pipeline.sender`); others are sent from this thread.
+    A paced push queues its packets about a second ahead for the process's shared sender
+    (:mod:`pipeline.sender`); a switchable one takes back what is queued when a command must
+    take effect now (:meth:`cut`). A live push, or one on another clock, sends from this
+    thread.
     """
 
     def __init__(
@@ -50,10 +63,7 @@ class Relay:
         self._paced = not live
         self.progress = progress
         self._clock = clock
-        # A switchable push paces from this thread: each wake-up costs more than the packets
-        # it sends, and a switch waits for the next one (docs/benchmarks.md).
-        batch = spec.switch_batch if spec.switchable else spec.pace_batch
-        self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=batch)
+        self.pacer = Pacer(control, lead=spec.pace_lead, clock=clock, batch=spec.pace_batch)
         self.meter = ProgressMeter(progress, on_progress, clock=clock.now)
         self.limit_reason: str | None = None
         #: Which pictures carry the position to viewers (None: EnableProgress is off).
@@ -78,7 +88,13 @@ class Relay:
         self.handed_on = 0.0
         self._sender: Sender | None = None
         self._lane: Lane | None = None
-        if self._paced and spec.shared_sender and not spec.switchable and clock is WALL_CLOCK:
+        #: A switchable push's queue can be taken back (:meth:`cut`): each entry notes the
+        #: pictures and sound its bytes carry (the muxer's interleaving holds a packet or
+        #: two back, so they are not always the packet's own), and the position of each
+        #: picture handed on waits here until its bytes are queued.
+        self._cuttable = spec.switchable
+        self._positions: deque[tuple[int, float]] = deque()
+        if self._paced and spec.shared_sender and clock is WALL_CLOCK:
             self._sender = shared_sender(spec.pace_batch)
             self._lane = Lane(sink.send_bytes, progress, self.meter, control.poke)
             self._sender.attach(self._lane)
@@ -223,7 +239,13 @@ class Relay:
         """Hand a packet to the shared sender; sleep while a second or more is queued."""
         position = self._position_after(out, seconds, tick, is_video)
         data = self._sink.encode(out)  # here, not on the shared thread
-        queued = Queued(self.pacer.due(seconds), data, seconds, position, is_video)
+        stamps: tuple[int | None, int | None] = (None, None)
+        if self._cuttable:
+            if is_video and position is not None:
+                self._positions.append((round(seconds * 1000), position))
+            stamps = last_stamps(data)
+            position = self._position_of(stamps[0])
+        queued = Queued(self.pacer.due(seconds), data, seconds, position, is_video, *stamps)
         if lane.add(queued) and self._sender is not None:
             self._sender.poke()
         self.meter.maybe_report()
@@ -232,6 +254,34 @@ class Relay:
         if lane.error is not None or lane.evicted or lane.backlog > READ_AHEAD:
             return self._wait_for_lane(READ_AHEAD / 2)
         return not self._control.stop_requested
+
+    def _position_of(self, picture_ms: int | None) -> float | None:
+        """The position after the picture at ``picture_ms`` (None: no picture)."""
+        if picture_ms is None:
+            return None
+        position = None
+        positions = self._positions
+        while positions and positions[0][0] <= picture_ms:
+            position = positions.popleft()[1]
+        return position
+
+    def cut(self) -> Cut | None:
+        """Take back what is queued for the room and not sent yet, so that a switch, a seek
+        or a pause takes effect now rather than a second later; None if nothing was.
+
+        The muxer has taken those packets: a fresh one goes on from what the room has. The
+        caller takes its timeline and encoders back to :class:`Cut`'s times.
+        """
+        lane = self._lane
+        if lane is None or lane.evicted or not lane.cut():
+            return None
+        self._sink.restart_muxer()
+        self._positions.clear()
+        self.handed_on = self.progress.position
+        picture, sound = lane.sent_video, lane.sent_audio
+        return Cut(
+            None if picture is None else picture / 1000, None if sound is None else sound / 1000
+        )
 
     def finish(self) -> None:
         """Wait until every queued packet is sent (unless stopped), then leave the sender."""
@@ -261,6 +311,8 @@ class Relay:
             backlog = lane.backlog
             if backlog <= level and (level > 0 or not lane.entries):
                 break
+            if level > 0 and self._control.has_commands:
+                break  # a switchable push's command is read now, not half a second later
             if self._control.wait(max(backlog - level, self._sender.batch)):
                 return False
             self.meter.maybe_report()

@@ -59,6 +59,10 @@ class Queued:
     seconds: float
     position: float | None
     is_video: bool
+    #: The FLV timestamps (ms) of the last picture and the last sound in ``data``, where
+    #: the push takes its queue back at a switch (pipeline/relay.py ``Relay.cut``).
+    picture_ms: int | None = None
+    sound_ms: int | None = None
 
 
 class Lane:
@@ -89,6 +93,10 @@ class Lane:
         self._meter = meter
         self._wake_owner = wake_owner
         self._clock = clock
+        #: The FLV timestamps (ms) of the last picture and the last sound that reached the
+        #: room (pushes whose entries note them).
+        self.sent_video: int | None = None
+        self.sent_audio: int | None = None
 
     def add(self, queued: Queued) -> bool:
         """Queue a packet (owner's thread); True if the sender must be poked to see it.
@@ -154,7 +162,19 @@ class Lane:
         if queued.position is not None:
             progress.position = queued.position
         progress.lag = now - queued.due
+        if queued.picture_ms is not None:
+            self.sent_video = queued.picture_ms
+        if queued.sound_ms is not None:
+            self.sent_audio = queued.sound_ms
         self._meter.add(len(queued.data), queued.is_video)
+
+    def cut(self) -> bool:
+        """Take back every packet not sent yet (the owner's thread; waits for a write under
+        way); whether there were any."""
+        with self.lock:
+            cut = bool(self.entries)
+            self.entries.clear()
+            return cut
 
     def evict(self) -> None:
         """Leave the shared sender for good: the owner sends the rest from its own thread."""

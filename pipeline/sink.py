@@ -149,17 +149,22 @@ class RtmpSink:
         self.fallback = getattr(connection, "fallback", None)
         tap = _Tap(connection)
         try:
-            container = av.open(
-                tap,
-                mode="w",
-                format="flv",
-                # Not seekable: no header rewrite at the end; each packet goes out at once.
-                options={"flvflags": "no_duration_filesize", "flush_packets": "1"},
-            )
+            container = self._muxer(tap)
         except BaseException:
             connection.close()
             raise
         return tap, container
+
+    @staticmethod
+    def _muxer(tap: _Tap) -> av.container.OutputContainer:
+        """An FLV muxer writing into ``tap``."""
+        return av.open(
+            tap,
+            mode="w",
+            format="flv",
+            # Not seekable: no header rewrite at the end; each packet goes out at once.
+            options={"flvflags": "no_duration_filesize", "flush_packets": "1"},
+        )
 
     @property
     def container(self) -> av.container.OutputContainer:
@@ -223,6 +228,31 @@ class RtmpSink:
         finally:
             chunks, tap.capture = tap.capture, None
         return b"".join(chunks)
+
+    def restart_muxer(self) -> None:
+        """Go on with a fresh FLV muxer on the same publish: packets queued and then taken
+        back (a switch cuts the queue) leave the old one ahead of what the room has, and a
+        muxer never takes a timestamp behind its last. The room sees no new header."""
+        tap = self._tap
+        if tap is None:
+            raise OSError("the room connection is closed")
+        streams = list(self.container.streams)
+        old, self._container = self._container, None
+        tap.capture = []  # the old muxer's held packets and the new one's header stay here
+        try:
+            if old is not None:
+                try:
+                    old.close()
+                except (av.error.FFmpegError, OSError):
+                    pass
+            container = self._muxer(tap)
+            fresh = [container.add_stream_from_template(s) for s in streams]
+            container.start_encoding()
+        finally:
+            tap.capture = None
+        self._container = container
+        # Streams are added in the same order: routes keep addressing the first muxer's.
+        self._current = {f.index: f for f in fresh}
 
     def send_bytes(self, data: bytes) -> None:
         """Send encoded FLV bytes now; raises OSError if the connection has failed."""

@@ -74,9 +74,8 @@ class PushSpec:
     ``start_position`` (seconds in the source) resumes a push; ``max_duration`` (seconds of
     output) is the job's execution limit; a live source that stays away ``live_grace``
     seconds has ended. Video due within ``pace_batch`` seconds goes out together (see
-    :class:`~pipeline.pacer.Pacer`; ``switch_batch`` for a switchable push); a paced push
-    that is not switchable is sent by its process's ``shared_sender`` (:mod:`pipeline.sender`)
-    unless that is off. A
+    :class:`~pipeline.pacer.Pacer`); a paced push is sent by its process's ``shared_sender``
+    (:mod:`pipeline.sender`) unless that is off. A
     ``switchable`` push plays ``source`` (its id ``clip_id``) then ``playlist`` (``loop``:
     none, last, all) and obeys player commands; every clip is re-encoded to one format, and
     ``clip_ending`` seconds before a clip's end its ``clip-ending`` event fires (0: never).
@@ -93,7 +92,6 @@ class PushSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
     pace_lead: float = 0.0
     pace_batch: float = 0.02
-    switch_batch: float = 0.05
     shared_sender: bool = True
     live_grace: float = 30.0
     switchable: bool = False

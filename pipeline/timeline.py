@@ -156,6 +156,26 @@ class Timeline:
         self._tracks[key] = track
         return track
 
+    def rewind(
+        self, key: int, picture: Fraction | None, frame: Fraction, sound: tuple[int, int] | None
+    ) -> None:
+        """Take the output back to what the room has: the last picture sent at ``picture``
+        (seconds, ``frame`` long) on ``key``, and sound up to ``sound`` (samples, rate).
+        What was placed after them was taken back unsent (:meth:`pipeline.relay.Relay.cut`).
+        """
+        ends: list[Fraction] = []
+        if picture is not None:
+            ms = round(picture * 1000)
+            self._last_ms[key] = ms
+            self._key_end_ms[key] = ms + round(frame * 1000)
+            ends.append(Fraction(self._key_end_ms[key], 1000))
+        if sound is not None:
+            self._counted = sound
+            ends.append(Fraction(*sound))
+        end = max(ends, default=Fraction(0))
+        self._end_ms = round(end * 1000)
+        self._end = min(self._end, end)
+
     def extend_to_count(self, count: int, rate: int) -> None:
         """Extend the end to ``count / rate`` seconds, in integers (sound numbered by a
         sample counter)."""

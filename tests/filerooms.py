@@ -11,6 +11,7 @@ with PyAV: packets, decoded pictures (with the frame and clip numbers of
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ from pipeline import (
     Timeouts,
     push,
 )
-from pipeline.clock import VirtualClock
+from pipeline.clock import WALL_CLOCK, Clock, VirtualClock
 from pipeline.fileroom import RoomFiles
 from pipeline.identity import source_identity
 from pipeline.rendition_cache import RenditionCache
@@ -137,22 +138,33 @@ def push_to_files(
     commands: Iterable[tuple[float, Command]] = (),
     stop_at: float | None = None,
     decode: bool = True,
+    real_time: bool = False,
 ) -> Sent:
     """Run ``spec`` into file rooms in ``directory`` on a virtual clock.
 
     ``commands``: (seconds of the push's time, player command) pairs, delivered as a
     worker delivers them (``Control.send``); ``stop_at``: when to ask it to stop.
+    ``real_time``: on the wall clock instead, paced by the process's shared sender as a
+    worker's push is (the commands then come at those seconds of real time).
     """
-    room, clock, control = RoomFiles(directory), VirtualClock(), Control()
-    for at, command in commands:
-        clock.at(at, partial(control.send, command))
+    room, control = RoomFiles(directory), Control()
+    clock: Clock = WALL_CLOCK if real_time else VirtualClock()
+    timers: list[threading.Timer] = []
+    actions = [(at, partial(control.send, command)) for at, command in commands]
     if stop_at is not None:
-        clock.at(stop_at, partial(control.request_stop, "stopped by the test"))
+        actions.append((stop_at, partial(control.request_stop, "stopped by the test")))
+    for at, action in actions:
+        if isinstance(clock, VirtualClock):
+            clock.at(at, action)
+        else:
+            timers.append(threading.Timer(at, action))
     events: list[tuple[str, dict[str, Any]]] = []
     progress: list[Progress] = []
     result: PushResult | None = None
     error: RoomcastError | None = None
     began = time.monotonic()
+    for timer in timers:
+        timer.start()
     with control:
         try:
             result = push(
@@ -166,8 +178,11 @@ def push_to_files(
         except RoomcastError as exc:
             error = exc
     took = time.monotonic() - began
+    for timer in timers:
+        timer.cancel()
     publishes = [read_publish(path, decode) for path in room.files]
-    return Sent(result, error, publishes, events, progress, took, clock.elapsed)
+    elapsed = clock.elapsed if isinstance(clock, VirtualClock) else took
+    return Sent(result, error, publishes, events, progress, took, elapsed)
 
 
 def read_publish(path: Path, decode: bool = True) -> Publish:

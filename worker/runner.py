@@ -401,7 +401,6 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         timeouts=_timeouts(settings, record),
         pace_lead=settings.pace_lead_seconds,
         pace_batch=settings.pace_batch_seconds,
-        switch_batch=settings.switch_batch_seconds,
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
         rtmp_chunk_size=settings.rtmp_chunk_size,

@@ -21,7 +21,7 @@ import pytest
 from devstack.room import LocalRoom
 from pipeline import push
 from pipeline.control import Control
-from pipeline.fanout import keyframe_at, media_start, whole_tags
+from pipeline.flv import keyframe_at, media_start, whole_tags
 from pipeline.progress import Progress
 from pipeline.push import PushResult
 from pipeline.spec import Target

@@ -455,3 +455,52 @@ def test_the_tempo_carries_over_to_the_next_clip(tmp_path: Path, clips: dict[int
     second = [f for f in sent.publish.frames if f.clip == 1]
     assert abs((second[-1].pts - second[0].pts) - 3.0) <= 0.15
     assert_seamless(sent.publish)
+
+
+# A worker's push runs in real time on the process's shared sender, which holds about a
+# second of the clip queued ahead: a command takes that second back, so that it acts on
+# what the viewer sees when it comes (the push's own time lags the test's by its start-up).
+REAL_TIME_SLACK = 0.25
+
+
+def play_in_real_time(
+    tmp_path: Path, clips: dict[int, str], commands: Sequence[tuple[float, Command]], first: int
+) -> Sent:
+    """:func:`play` on the wall clock, paced by the shared sender."""
+    cache = getattr(clips, "cache", None)
+    spec = spec_for(clips[first], switchable=True, rendition_cache=cache)
+    return push_to_files(tmp_path / "room", spec, commands, real_time=True)
+
+
+def test_in_real_time_a_switch_takes_the_queued_second_back_and_joins_seamlessly(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play_in_real_time(tmp_path, clips, [(2.0, Switch(VideoSrc=clips[3]))], first=1)
+    frames = sent.publish.frames
+    switched = first_of(frames, 3)
+    assert 1.5 * FPS <= frames[switched - 1].number <= (2.0 + REAL_TIME_SLACK) * FPS
+    assert [f.number for f in frames[switched:]] == list(range(2 * FPS))
+    assert_seamless(sent.publish)
+
+
+def test_in_real_time_a_pause_holds_the_picture_the_viewer_saw(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play_in_real_time(tmp_path, clips, [(2.0, Pause()), (4.0, Resume())], first=1)
+    numbers = [f.number for f in sent.publish.frames]
+    held = max(set(numbers), key=numbers.count)
+    assert 1.5 * FPS <= held <= (2.0 + REAL_TIME_SLACK) * FPS and numbers.count(held) >= 15
+    resumed = [n for n in numbers[numbers.index(held) :] if n != held]
+    assert resumed == list(range(held + 1, 6 * FPS)), "resume continues where it paused"
+    assert_seamless(sent.publish, picture_gap=0.1 + 0.005)
+
+
+def test_in_real_time_a_volume_change_is_heard_from_the_command_on(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    sent = play_in_real_time(tmp_path, clips, [(2.0, Volume(Volume=10))], first=1)
+    before = sound_level(sent.publish, 0.5, 1.5)
+    after = sound_level(sent.publish, 2.0 + REAL_TIME_SLACK, 2.8)
+    assert after / before <= 0.15, "the queued second went out at the old volume"
+    assert [f.number for f in sent.publish.frames] == list(range(6 * FPS))
+    assert_seamless(sent.publish)
