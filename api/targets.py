@@ -20,13 +20,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
 from jobs.commands import ADD_TARGET, REMOVE_TARGET, target_message
-from jobs.errors import NotFanout, NotListening, NotRunning, RoomcastError
+from jobs.errors import InvalidJob, NotFanout, NotListening, NotRunning, RoomcastError
 from jobs.states import State
 from jobs.store import Job, JobStore
 
 from .errors import invalid_job_from
 from .keys import visible_job
-from .models import TargetRequest
+from .models import MAX_TARGETS, TargetRequest
 from .player import deliver
 from .views import json_object, target_room, user_sig_for
 
@@ -42,6 +42,8 @@ def add(request_id: str) -> ResponseReturnValue:
         target = TargetRequest.model_validate(json_object())
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
+    if len(job.record.Targets or []) >= MAX_TARGETS:
+        raise InvalidJob(f"a push has at most {MAX_TARGETS} rooms besides its own", field="Targets")
     app = job.record.SdkAppId
     sig = user_sig_for(app, target.UserId, target.UserSig)
     target_id = store.add_target(

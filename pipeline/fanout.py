@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -119,6 +120,8 @@ class _Publish:
 
     def _broke(self, exc: BaseException) -> None:
         """The publish failed: reconnect on another thread, the others go on."""
+        if self.state == "removed":
+            return  # removed meanwhile: its connection is being closed
         self.state = "reconnecting"
         reason = self._fanout.detail(exc, self)
         self._fanout.event("target-reconnecting", self, Reason=reason)
@@ -133,7 +136,7 @@ class _Publish:
             _close_quietly(old)
         deadline = time.monotonic() + (timeouts.room_open if first else timeouts.room_reconnect)
         delay = 0.25
-        while self.state not in ("removed", "failed") and not self._fanout.cut_off:
+        while self.state not in ("removed", "failed") and self._fanout.open:
             try:
                 connection = self._fanout.open_connection(self.target.url, timeouts.room_open)
             except (av.error.FFmpegError, OSError) as exc:
@@ -144,8 +147,8 @@ class _Publish:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if self.state == "removed" or self._fanout.cut_off:
-                _close_quietly(connection)
+            if self.state == "removed" or not self._fanout.open:
+                _close_quietly(connection)  # removed, stopped or closed while connecting
                 return
             self.header_sent = False
             self.connection = connection
@@ -157,6 +160,8 @@ class _Publish:
             return
 
     def _fail(self) -> None:
+        if self.state == "removed":
+            return
         self.state = "failed"
         self._fanout.event("target-failed", self, Reason=self.error or "could not publish")
         log.warning("giving up the room %s: %s", self.target.id, self.error)
@@ -223,6 +228,11 @@ class Fanout:
         self._held_tags = 0
         self._reported = 0.0
         self.cut_off = False
+        self._closed = False
+        # Events go out from a thread of their own: they are written to Redis, and a room
+        # that goes live or falls behind does so on the shared sender's thread.
+        self._events: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._event_thread: threading.Thread | None = None
         self.fallback: str | None = None
         self._report()
 
@@ -231,6 +241,7 @@ class Fanout:
     def connect(self, url: str, timeout: float) -> Fanout:
         """Publish to every room (``url`` is the first room's, for the sink's messages);
         raises the first room's error if none could be published to."""
+        self._closed = False
         self._header, self._header_done, self._partial = b"", False, b""
         self._held.clear()
         self._held_tags = 0
@@ -241,6 +252,7 @@ class Fanout:
         for thread in threads:
             thread.join(timeout + 1)
         if not any(p.connection is not None for p in publishes):
+            self._closed = True  # the rooms still trying give up; none is left connected
             errors = [p.error for p in publishes if p.error]
             raise OSError(errors[0] if errors else "no room to publish to")
         self._report()
@@ -298,8 +310,14 @@ class Fanout:
             if connection is not None:
                 connection.cut()
 
+    @property
+    def open(self) -> bool:
+        """Whether rooms may still be connected (not stopped, not closed)."""
+        return not (self.cut_off or self._closed)
+
     def close(self) -> None:
         """End every publish politely, all at once (each may take a moment)."""
+        self._closed = True
         if self._held:
             try:
                 self._feed()
@@ -309,6 +327,10 @@ class Fanout:
         for thread in threads:
             thread.join(5.0)
         self._report()
+        if self._event_thread is not None:
+            self._events.put(None)  # the events told so far go out, then the thread ends
+            self._event_thread.join(5.0)
+            self._event_thread = None
 
     # -- changes while running -----------------------------------------------------------
 
@@ -366,11 +388,23 @@ class Fanout:
         return redact_text(text, [publish.target.url, *self._secrets])
 
     def event(self, name: str, publish: _Publish, **fields: Any) -> None:
-        """Tell the push's owner what became of a room, and show it in the status."""
+        """Tell the push's owner what became of a room (from the events thread: the caller
+        may be the shared sender, which must not wait for Redis)."""
         log.info("fan-out: %s %s %s", name, publish.target.id, fields or "")
-        self._report()
-        if self._on_event is not None:
-            self._on_event(name, {"TargetId": publish.target.id, **fields})
+        if self._on_event is None:
+            return
+        self._events.put((name, {"TargetId": publish.target.id, **fields}))
+        with self._lock:
+            if self._event_thread is None:
+                self._event_thread = self._thread(self._tell_events, "events")
+
+    def _tell_events(self) -> None:
+        assert self._on_event is not None
+        while (item := self._events.get()) is not None:
+            try:
+                self._on_event(*item)
+            except Exception:  # noqa: BLE001 - a failed event must not end the others
+                log.exception("a fan-out event could not be told")
 
     def _all(self) -> list[_Publish]:
         with self._lock:

@@ -128,6 +128,8 @@ class Player:
         self._video_route: VideoTranscodeRoute | None = None
         #: Whether the clip's routes remux a rendition (they cannot change speed).
         self._spliced = False
+        #: Where the clip's current segment (its start, a seek, a resume) began to play.
+        self._segment_start = 0.0
         #: Remuxed and encoded pictures share the video output (see KeyframeGate).
         self._gate = KeyframeGate()
         #: The picture a pause repeats, when the clip is remuxed (nothing decoded it).
@@ -312,6 +314,8 @@ class Player:
         # and a seek back re-arms clip-ending.
         self._clip_start = float(source.start_time or 0)
         relay.progress.position = float(skip) if skip is not None else self._clip_start
+        self._segment_start = relay.progress.position
+        relay.segment += 1
         self._ending_told = False
         for packet in _packets(source):
             end = self._obey(source)
@@ -336,6 +340,8 @@ class Player:
         lead, progress = self._spec.clip_ending, self._relay.progress
         if lead <= 0 or not progress.duration or not self._relay.track_position:
             return
+        if self._relay.room_behind:
+            return  # the room still shows the clip before: its position is not this clip's
         # In the room's seconds: a clip played faster ends sooner.
         remaining = (self._clip_start + progress.duration - progress.position) / float(
             self._timeline.tempo
@@ -440,16 +446,24 @@ class Player:
         while self._pending:
             yield self._pending.popleft()
 
-    def _cut(self) -> bool:
+    def _cut(self, replacing: bool = True) -> bool:
         """Take back what is queued for the room but not sent (up to a second of this clip),
         so that a command takes effect at what the viewer sees now; whether there was any.
 
         The timeline, the sound's sample counter and the encoders go back to the room's last
         picture and sound; the next picture is an IDR (the room never got the ones after).
+        A command that changes how the clip plays (pause, volume, tempo) and not what plays
+        (``replacing``: a switch, a seek) leaves the queue alone while the room still shows
+        the clip before: the rest of that clip would be lost, and it acts a moment later.
         """
+        if not replacing and self._relay.room_behind:
+            return False
         cut = self._relay.cut()
         if cut is None:
             return False
+        if cut.behind:
+            # The room never got this clip (or this seek): the command acts at its start.
+            self._relay.progress.position = self._segment_start
         self._stop_recording("a command took back what was queued")
         sound = None
         if self._audio_out is not None:
@@ -458,6 +472,8 @@ class Player:
                 rate = self._counter.rate
                 self._counter.next_pts = round(cut.sound * rate) + AAC_FRAME
                 sound = (self._counter.next_pts, rate)
+            else:  # no sound reached the room: the next is placed where it is due
+                self._counter.next_pts = None
         picture = None if cut.picture is None else Fraction(cut.picture).limit_denominator(1000)
         self._timeline.rewind(VIDEO_TIMELINE_KEY, picture, self._frame_duration(), sound)
         self._gate.due = True
@@ -493,7 +509,9 @@ class Player:
             case Volume():
                 if command.Volume != 100:
                     self._stop_recording("a volume change")
-                cut = self._cut()
+                # Paused, the room hears silence: the new volume starts with the resume.
+                changed = float(command.Volume) / 100 != self._gain.target
+                cut = changed and not self._paused and self._cut(replacing=False)
                 self._gain.set(float(command.Volume) / 100)
                 self._event("volume", Volume=command.Volume)
                 if cut:  # the sound from what the viewer hears now, at the new volume
@@ -508,7 +526,7 @@ class Player:
         to remuxing mid-clip would cost a seam for a saving of a few seconds)."""
         if tempo != 1:
             self._stop_recording("a tempo change")
-        cut = self._cut()
+        cut = tempo != self._timeline.tempo and not self._paused and self._cut(replacing=False)
         self._timeline.set_tempo(tempo)
         self._event("tempo", Tempo=float(tempo))
         if cut or (self._spliced and tempo != 1):
@@ -527,8 +545,10 @@ class Player:
     def _pause(self, source: Source) -> ClipEnd | None:
         """Keep the room's publisher alive: repeat the last picture with silence."""
         relay = self._relay
-        cut = self._cut()
-        resume_at = Fraction(relay.progress.position).limit_denominator(1000)
+        behind = relay.room_behind  # the room still shows the clip before: not cut
+        cut = self._cut(replacing=False)
+        at = relay.handed_on if behind else relay.progress.position
+        resume_at = Fraction(at).limit_denominator(1000)
         self._stop_recording("a pause")
         if source.rendition or cut:
             # Nothing decoded the remuxed pictures, or the last one decoded was taken back
@@ -536,6 +556,8 @@ class Player:
             self._held = held_picture(source, resume_at)
             if source.rendition:
                 self._reencoded("pause")
+            elif self._held is not None and self._video_route is not None:
+                self._held = self._video_route.fit(self._held)  # the room's size and turn
         self._paused = True
         self._event("pause")
         relay.track_position = False
@@ -551,13 +573,17 @@ class Player:
                         self._paused = False
                         self._held = None
                         self._event("resume")
+                        moved = source.rendition or cut  # held_picture() read the source
                         if not isinstance(command, Resume):
-                            return self._apply(command, source)
+                            ended = self._apply(command, source)
+                            if ended is None and moved:  # a switch at the clip's end
+                                ended = ClipEnd("seek", position=float(resume_at))
+                            return ended
                         # A remuxed clip's next pictures refer to ones the viewer no longer
                         # holds: it goes on from a bridge at the point it paused. (So does
                         # a clip read on past it.)
                         resumed = ClipEnd("seek", position=float(resume_at))
-                        return resumed if source.rendition or cut else None
+                        return resumed if moved else None
                     if not isinstance(command, Pause):
                         self._apply(command, source)
                 if not self._send_filler(t):

@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Cut:
     """What the room has after :meth:`Relay.cut`: the output seconds of its last picture and
-    its last sound (None: none sent yet)."""
+    its last sound (None: none sent yet), and whether its last picture is of an earlier
+    segment than the player's (the room had not reached the clip, or the seek, yet)."""
 
     picture: float | None
     sound: float | None
+    behind: bool
 
 
 class Relay:
@@ -94,6 +96,8 @@ class Relay:
         #: picture handed on waits here until its bytes are queued.
         self._cuttable = spec.switchable
         self._positions: deque[tuple[int, float]] = deque()
+        #: The player's segment (a clip, a seek, a resume) being handed on now.
+        self.segment = 0
         if self._paced and spec.shared_sender and clock is WALL_CLOCK:
             self._sender = shared_sender(spec.pace_batch)
             self._lane = Lane(sink.send_bytes, progress, self.meter, control.poke)
@@ -245,7 +249,9 @@ class Relay:
                 self._positions.append((round(seconds * 1000), position))
             stamps = last_stamps(data)
             position = self._position_of(stamps[0])
-        queued = Queued(self.pacer.due(seconds), data, seconds, position, is_video, *stamps)
+        queued = Queued(
+            self.pacer.due(seconds), data, seconds, position, is_video, *stamps, self.segment
+        )
         if lane.add(queued) and self._sender is not None:
             self._sender.poke()
         self.meter.maybe_report()
@@ -277,11 +283,22 @@ class Relay:
             return None
         self._sink.restart_muxer()
         self._positions.clear()
+        if self._sei is not None:
+            self._sei = SeiClock()  # the next picture carries the position again
         self.handed_on = self.progress.position
         picture, sound = lane.sent_video, lane.sent_audio
         return Cut(
-            None if picture is None else picture / 1000, None if sound is None else sound / 1000
+            None if picture is None else picture / 1000,
+            None if sound is None else sound / 1000,
+            lane.sent_segment != self.segment,
         )
+
+    @property
+    def room_behind(self) -> bool:
+        """Whether the room still shows an earlier segment than the one handed on now (the
+        queue's last second of the clip before)."""
+        lane = self._lane
+        return lane is not None and self._cuttable and lane.sent_segment != self.segment
 
     def finish(self) -> None:
         """Wait until every queued packet is sent (unless stopped), then leave the sender."""
@@ -311,7 +328,7 @@ class Relay:
             backlog = lane.backlog
             if backlog <= level and (level > 0 or not lane.entries):
                 break
-            if level > 0 and self._control.has_commands:
+            if level > 0 and self._cuttable and self._control.has_commands:
                 break  # a switchable push's command is read now, not half a second later
             if self._control.wait(max(backlog - level, self._sender.batch)):
                 return False

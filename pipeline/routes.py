@@ -193,6 +193,10 @@ class VideoTranscodeRoute(_TranscodeRoute):
         # Above the output frame rate, frames are dropped rather than sent early.
         self._cap = FrameRateCap(self._frame_duration) if cap_rate else None
 
+    def fit(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` at the room's size and turned as the clip is (a held picture)."""
+        return self._fitter.apply(frame)
+
     def _encode(self, frame: av.VideoFrame, source_time: Fraction) -> Iterator[av.Packet]:
         if self._cap is not None and not self._cap.keep(self._timeline.to_output(source_time)):
             return

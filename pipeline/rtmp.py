@@ -367,6 +367,8 @@ class RtmpPublisher:
         self._pending = b""
         #: Framed bytes ``offer`` could not send yet: they go before anything else.
         self._outbox = b""
+        #: Once ``offer`` is used, nothing waits: replies to the room join the outbox too.
+        self._offering = False
         self._writes = 0
         self._broken = False  # a send failed: the stream may end mid-message
         self._window = 0
@@ -531,6 +533,9 @@ class RtmpPublisher:
         return None
 
     def _send_now(self, data: bytes) -> None:
+        if self._offering:
+            self._outbox += data  # sent with the next offer, in order, without waiting
+            return
         self._send(self._connected(), data)
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
@@ -580,6 +585,8 @@ class RtmpPublisher:
         try:
             if self._socket is not None and self._failure is None:
                 self._poll(self._socket)
+                if self._offering:
+                    self._flush_nowait(self._socket)  # the replies the poll queued
                 self._last_io = time.monotonic()
         except OSError as exc:
             self._failure = exc
@@ -600,21 +607,28 @@ class RtmpPublisher:
                 raise self._failure
             self._last_io = time.monotonic()
             sock = self._connected()
-            framed = self._frame(sock, data)
             if isinstance(sock, ssl.SSLSocket):
-                self._send(sock, framed)
+                self._send(sock, self._frame(sock, data))
                 return 0
-            out = self._outbox + framed if self._outbox else framed
-            if out:
-                try:
-                    sent = sock.send(out, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._broken = True
-                    raise
-                self._outbox = out[sent:]
-            return len(self._outbox)
+            self._offering = True
+            framed = self._frame(sock, data)
+            if framed:
+                self._outbox = self._outbox + framed if self._outbox else framed
+            return self._flush_nowait(sock)
+
+    def _flush_nowait(self, sock: socket.socket) -> int:
+        """Send what the outbox holds as far as the socket takes it now; bytes left."""
+        out = self._outbox
+        if out:
+            try:
+                sent = sock.send(out, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._broken = True
+                raise
+            self._outbox = out[sent:]
+        return len(self._outbox)
 
     @property
     def waiting(self) -> int:

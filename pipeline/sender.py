@@ -59,10 +59,12 @@ class Queued:
     seconds: float
     position: float | None
     is_video: bool
-    #: The FLV timestamps (ms) of the last picture and the last sound in ``data``, where
-    #: the push takes its queue back at a switch (pipeline/relay.py ``Relay.cut``).
+    #: The FLV timestamps (ms) of the last picture and the last sound in ``data``, and the
+    #: player's segment they belong to, where the push takes its queue back at a switch
+    #: (pipeline/relay.py ``Relay.cut``).
     picture_ms: int | None = None
     sound_ms: int | None = None
+    segment: int = 0
 
 
 class Lane:
@@ -97,6 +99,7 @@ class Lane:
         #: room (pushes whose entries note them).
         self.sent_video: int | None = None
         self.sent_audio: int | None = None
+        self.sent_segment = 0
 
     def add(self, queued: Queued) -> bool:
         """Queue a packet (owner's thread); True if the sender must be poked to see it.
@@ -111,8 +114,10 @@ class Lane:
     @property
     def backlog(self) -> float:
         """Seconds until the last queued packet is due (0 when nothing is queued)."""
-        entries = self.entries
-        return max(0.0, entries[-1].due - self._clock()) if entries else 0.0
+        try:
+            return max(0.0, self.entries[-1].due - self._clock())
+        except IndexError:  # the sender sent the last one meanwhile
+            return 0.0
 
     @property
     def held(self) -> bool:
@@ -153,7 +158,8 @@ class Lane:
                 if self._clock() - started > SLOW_WRITE:
                     self.evict()
                     return math.inf
-        return entries[0].due if entries else math.inf
+            # Under the lock: the owner may take the queue back (cut) at any moment.
+            return entries[0].due if entries else math.inf
 
     def record(self, queued: Queued, now: float) -> None:
         """Count a packet that reached the room."""
@@ -164,6 +170,7 @@ class Lane:
         progress.lag = now - queued.due
         if queued.picture_ms is not None:
             self.sent_video = queued.picture_ms
+            self.sent_segment = queued.segment
         if queued.sound_ms is not None:
             self.sent_audio = queued.sound_ms
         self._meter.add(len(queued.data), queued.is_video)

@@ -169,8 +169,11 @@ class Timeline:
             self._last_ms[key] = ms
             self._key_end_ms[key] = ms + round(frame * 1000)
             ends.append(Fraction(self._key_end_ms[key], 1000))
+        else:  # no picture reached the room
+            self._last_ms.pop(key, None)
+            self._key_end_ms.pop(key, None)
+        self._counted = sound if sound is not None else (0, 1)
         if sound is not None:
-            self._counted = sound
             ends.append(Fraction(*sound))
         end = max(ends, default=Fraction(0))
         self._end_ms = round(end * 1000)

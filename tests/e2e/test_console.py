@@ -152,6 +152,36 @@ def test_start_watch_and_stop_a_push_from_the_console(
     assert status["State"] == "stopped" and status["Reason"] == "stopped through the API", status
 
 
+def test_a_fanout_push_s_rooms_are_added_and_removed_from_the_console(
+    console_api: Api, room: LocalRoom, long_clip: str, room_name: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    job = job_for(room, long_clip, room_name, Targets=[], MaxDuration=60)
+    answer = console_api.call("POST", "/v1/pushes", job, headers=AUTH)
+    assert answer.status == 202, answer.body
+    request_id = answer.body["RequestId"]
+    open_console(page, console_api)
+    row = page.locator(f'tr[data-request-id="{request_id}"]')
+    expect(row).to_have_attribute("data-state", "running", timeout=15_000)
+    expect(row.locator("ul.targets")).to_contain_text("main:", timeout=10_000)
+
+    row.locator(".target-room").fill(f"{room_name}_extra")
+    row.locator(".target-user").fill("extra_user")
+    row.locator(".target-sig").fill("sig-extra")
+    row.get_by_role("button", name="Add room").click()
+    added = row.locator('li[data-target-id="t1"]')
+    expect(added).to_contain_text(f"{room_name}_extra · extra_user · live", timeout=15_000)
+    assert row.locator(".target-sig").input_value() == "", "the UserSig stays out of the page"
+
+    added.get_by_role("button", name="remove t1").click()
+    expect(added).to_have_count(0, timeout=10_000)
+    status = console_api.call("GET", f"/v1/pushes/{request_id}", headers=AUTH).body
+    assert [t["TargetId"] for t in status["Targets"]] == ["main"], status
+    assert "sig-extra" not in str(status)
+    console_api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
+
+
 def test_the_console_shows_what_users_typed_as_text(
     console_api: Api, room: LocalRoom, room_name: str, page: Any
 ) -> None:

@@ -504,3 +504,31 @@ def test_in_real_time_a_volume_change_is_heard_from_the_command_on(
     assert after / before <= 0.15, "the queued second went out at the old volume"
     assert [f.number for f in sent.publish.frames] == list(range(6 * FPS))
     assert_seamless(sent.publish)
+
+
+def test_in_real_time_a_pause_in_the_last_second_of_a_clip_loses_none_of_it(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    # At 1.6 s the push has read into the next clip; the room still shows clip 3's end.
+    cache = getattr(clips, "cache", None)
+    spec = spec_for(clips[3], switchable=True, rendition_cache=cache, playlist=(clips[1],))
+    commands = [(1.6, Pause()), (3.5, Resume())]
+    sent = push_to_files(tmp_path / "room", spec, commands, real_time=True)
+    frames = sent.publish.frames
+    assert [f.number for f in frames if f.clip == 3] == list(range(2 * FPS))
+    shown = [f.number for f in frames if f.clip == 1]
+    assert sorted(set(shown)) == list(range(6 * FPS)), "clip 1 whole, held once"
+    assert_seamless(sent.publish, picture_gap=0.1 + 0.005)
+
+
+def test_in_real_time_a_paused_clip_of_another_size_holds_its_picture_at_the_room_s_size(
+    tmp_path: Path, clips: dict[int, str]
+) -> None:
+    commands = [(1.0, Switch(VideoSrc=clips[2])), (2.5, Pause()), (4.0, Resume())]
+    sent = play_in_real_time(tmp_path, clips, commands, first=1)
+    held = [f for f in sent.publish.frames if f.clip == 2]
+    assert {(f.width, f.height) for f in held} == {(320, 240)}
+    numbers = [f.number for f in held]
+    assert max(numbers.count(n) for n in set(numbers)) >= 10, "a held picture"
+    assert numbers == sorted(numbers) and numbers[-1] >= 3 * 30 - 3, "clip 2 to its end"
+    assert_seamless(sent.publish, picture_gap=0.1 + 0.005)

@@ -149,8 +149,22 @@ function makeRow(id) {
     event.preventDefault();
     switchClip(id, switchUrl, switchWhen.value);
   });
-  cells.actions.append(stop, watch, switchForm);
-  Object.assign(cells, { stop, watch, switchForm });
+  // A fan-out push's rooms: each with its state and a remove button, and a form to add one.
+  const targetList = el("ul", { class: "targets" });
+  const targetRoom = el("input", { class: "target-room", placeholder: "room", "aria-label": "room to add" });
+  const targetUser = el("input", { class: "target-user", placeholder: "user id", "aria-label": "its user id" });
+  const targetSig = el("input", {
+    type: "password", class: "target-sig", placeholder: "UserSig", "aria-label": "its UserSig",
+    autocomplete: "off",
+  });
+  const targetForm = el("form", { class: "target-add" }, targetRoom, targetUser, targetSig,
+    el("button", { type: "submit", text: "Add room" }));
+  targetForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    addTarget(id, targetRoom, targetUser, targetSig);
+  });
+  cells.actions.append(stop, watch, switchForm, targetList, targetForm);
+  Object.assign(cells, { stop, watch, switchForm, targetList, targetForm });
   const tr = el("tr", { "data-request-id": id },
     el("td", {}, cells.state),
     el("td", {}, cells.id, cells.created),
@@ -199,7 +213,29 @@ function updateRow(row, push) {
   c.stop.hidden = FINAL.has(state);
   c.watch.hidden = !(previewBase && running);
   c.switchForm.hidden = !(running && switchable);
+  const fanout = Array.isArray(push.Targets);
+  c.targetForm.hidden = !(running && fanout);
+  c.targetList.hidden = !fanout;
+  if (fanout) renderTargets(row, push, running);
   row.tr.classList.toggle("watched", Boolean(watched && watched.id === push.RequestId));
+}
+
+function renderTargets(row, push, running) {
+  const states = (push.Progress || {}).Targets || {};
+  const shown = push.Targets.map((t) => [t.TargetId, roomOf(t), t.UserId, (states[t.TargetId] || {}).State]);
+  const key = JSON.stringify([shown, running]);
+  if (row.targetsKey === key) return; // unchanged: keep the list (and any focus) as it is
+  row.targetsKey = key;
+  const id = push.RequestId;
+  row.cells.targetList.replaceChildren(...shown.map(([targetId, room, user, state]) => {
+    const item = el("li", { "data-target-id": targetId, text: `${targetId}: ${room} · ${user} · ${state || "…"}` });
+    if (running) {
+      const remove = el("button", { type: "button", class: "target-remove", text: "Remove", "aria-label": `remove ${targetId}` });
+      remove.addEventListener("click", () => removeTarget(id, targetId, remove));
+      item.append(" ", remove);
+    }
+    return item;
+  }));
 }
 
 function render(list) {
@@ -288,6 +324,33 @@ async function switchClip(id, input, when) {
   } catch (err) {
     rowMessage(id, `switch: ${err.message}`, true);
   }
+}
+
+async function addTarget(id, room, user, sig) {
+  const name = room.value.trim();
+  const body = /^\d+$/.test(name) ? { RoomId: Number(name) } : { StrRoomId: name };
+  body.UserId = user.value.trim();
+  if (sig.value.trim()) body.UserSig = sig.value.trim();
+  try {
+    const answer = await call("POST", `v1/pushes/${encodeURIComponent(id)}/targets`, body);
+    room.value = user.value = sig.value = ""; // the UserSig is a secret: not kept in the page
+    rowMessage(id, `room ${answer.TargetId} added: it joins at the next keyframe`, false);
+  } catch (err) {
+    rowMessage(id, `add room: ${err.message}`, true);
+  }
+  poll();
+}
+
+async function removeTarget(id, targetId, button) {
+  button.disabled = true;
+  try {
+    await call("DELETE", `v1/pushes/${encodeURIComponent(id)}/targets/${encodeURIComponent(targetId)}`);
+    rowMessage(id, `room ${targetId} removed`, false);
+  } catch (err) {
+    rowMessage(id, `remove room: ${err.message}`, true);
+    button.disabled = false;
+  }
+  poll();
 }
 
 function formBody(form) {
