@@ -41,6 +41,7 @@ from jobs.commands import (
 from jobs.errors import FieldError
 from jobs.records import MAIN_TARGET
 from jobs.rooms import rtmp_room
+from jobs.shards import MAX_ROOMS
 
 RTMP_ID_PATTERN = r"^[A-Za-z0-9_]+$"
 UINT32_MAX = 4_294_967_295
@@ -50,8 +51,9 @@ USER_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 CLOUD_IDLE_MAX = 600
 #: A fan-out target's id: the caller's name for one room of the push.
 TARGET_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-#: The most rooms a fan-out push is started with, besides its own.
-MAX_TARGETS = 500
+#: The most rooms a fan-out push is started with, besides its own (split into shards past
+#: ROOMCAST_FANOUT_SHARD_ROOMS: jobs/shards.py).
+MAX_TARGETS = MAX_ROOMS - 1
 
 
 def _int_from_text(value: Any) -> Any:

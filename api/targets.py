@@ -21,12 +21,14 @@ from pydantic import ValidationError
 
 from jobs.commands import ADD_TARGET, REMOVE_TARGET, target_message
 from jobs.errors import InvalidJob, NotFanout, NotListening, NotRunning, RoomcastError
+from jobs.shards import MAX_ROOMS, MAX_SHARD_ROOMS, rooms_of
 from jobs.states import State
+from jobs.stops import Stop, StopCause
 from jobs.store import Job, JobStore
 
 from .errors import invalid_job_from
 from .keys import visible_job
-from .models import MAX_TARGETS, TargetRequest
+from .models import TargetRequest
 from .player import deliver
 from .views import json_object, target_room, user_sig_for
 
@@ -35,43 +37,101 @@ bp = Blueprint("targets", __name__)
 
 @bp.post("/v1/pushes/<request_id>/targets")
 def add(request_id: str) -> ResponseReturnValue:
-    """Add a room to a running fan-out push; it joins at the next keyframe."""
+    """Add a room to a running fan-out push; it joins at the next keyframe. A push split
+    into shards takes it into the running shard with the fewest rooms."""
     store = _store()
     job = _fanout(store, request_id)
     try:
         target = TargetRequest.model_validate(json_object())
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
-    if len(job.record.Targets or []) >= MAX_TARGETS:
-        raise InvalidJob(f"a push has at most {MAX_TARGETS} rooms besides its own", field="Targets")
+    shards = _running_shards(store, job)
+    into = min(shards, key=lambda shard: rooms_of(shard.record))
+    if sum(rooms_of(shard.record) for shard in shards) >= MAX_ROOMS:
+        raise InvalidJob(f"a push publishes to at most {MAX_ROOMS} rooms", field="Targets")
+    if rooms_of(into.record) >= MAX_SHARD_ROOMS:
+        raise InvalidJob(
+            f"each of this push's shards publishes to {MAX_SHARD_ROOMS} rooms, the most one "
+            "takes while it runs: start a push with more rooms instead",
+            field="Targets",
+        )
+    target_id = target.TargetId
+    if len(shards) > 1:
+        # The store checks the TargetId and the room within one shard; across them, here.
+        target_id = _free_id(shards, target)
     app = job.record.SdkAppId
     sig = user_sig_for(app, target.UserId, target.UserSig)
-    target_id = store.add_target(
-        request_id, target.TargetId, target_room(target), target.UserId, sig
-    )
-    if not deliver(store, request_id, target_message(ADD_TARGET, target_id)):
+    shard_id = into.request_id
+    target_id = store.add_target(shard_id, target_id, target_room(target), target.UserId, sig)
+    if not deliver(store, shard_id, target_message(ADD_TARGET, target_id)):
         # Not in the record either, or the push's next run would publish there. (A push
         # that ended meanwhile keeps it: it runs no more.)
         with contextlib.suppress(RoomcastError):
-            store.remove_target(request_id, target_id)
+            store.remove_target(shard_id, target_id)
         raise NotListening("the push is not listening (its worker may be gone)")
-    current_app.logger.info("push %s: target %s added", request_id, target_id)
+    current_app.logger.info("push %s: target %s added", shard_id, target_id)
     return _sent(request_id, target_id)
 
 
 @bp.delete("/v1/pushes/<request_id>/targets/<target_id>")
 def remove(request_id: str, target_id: str) -> ResponseReturnValue:
-    """Remove a room from a running fan-out push; its publisher leaves the room."""
+    """Remove a room from a running fan-out push; its publisher leaves the room. The last
+    room of a shard other than the push itself ends that shard."""
     store = _store()
-    _fanout(store, request_id)
-    store.remove_target(request_id, target_id)
-    if not deliver(store, request_id, target_message(REMOVE_TARGET, target_id)):
+    job = _fanout(store, request_id)
+    holder = _holder(store, job, target_id)
+    if holder is not job and rooms_of(holder.record) == 1:
+        store.stop(holder.request_id, Stop(StopCause.API))
+        current_app.logger.info("push %s: its last room %s removed", holder.request_id, target_id)
+        return _sent(request_id, target_id)
+    store.remove_target(holder.request_id, target_id)
+    if not deliver(store, holder.request_id, target_message(REMOVE_TARGET, target_id)):
         raise NotListening(
             "the push is not listening (its worker may be gone); the target is out of its "
             "record, so the push does not publish there if it runs again"
         )
-    current_app.logger.info("push %s: target %s removed", request_id, target_id)
+    current_app.logger.info("push %s: target %s removed", holder.request_id, target_id)
     return _sent(request_id, target_id)
+
+
+def _running_shards(store: JobStore, job: Job) -> list[Job]:
+    """The push and its running shards (jobs/shards.py): those that can take a room."""
+    shards = (store.get(shard_id) for shard_id in job.record.Shards or ())
+    return [job, *(s for s in shards if s is not None and s.state is State.RUNNING)]
+
+
+def _holder(store: JobStore, job: Job, target_id: str) -> Job:
+    """The shard publishing to ``target_id``: the push itself unless one of its others."""
+    if any(t.TargetId == target_id for t in job.record.targets() or ()):
+        return job
+    for shard_id in job.record.Shards or ():
+        shard = store.get(shard_id)
+        if shard is not None and any(t.TargetId == target_id for t in shard.record.targets() or ()):
+            return shard
+    return job  # the store answers 404 for it
+
+
+def _free_id(shards: list[Job], target: TargetRequest) -> str:
+    """``target``'s TargetId (or the first free ``t<n>``), refused when another shard uses
+    it or publishes as its UserId into its room."""
+    rooms = [t for shard in shards for t in shard.record.targets() or ()]
+    room = target_room(target).RtmpRoom
+    for other in rooms:
+        if other.Room.RtmpRoom == room and other.UserId == target.UserId:
+            raise InvalidJob(
+                f"target {other.TargetId!r} already publishes as UserId {target.UserId!r} "
+                f"into room {room!r}: TRTC lets one user publish once per room",
+                field="UserId",
+            )
+    used = {t.TargetId for t in rooms}
+    if target.TargetId is not None:
+        if target.TargetId in used:
+            raise InvalidJob(
+                f"TargetId {target.TargetId!r} is taken in this push: give another",
+                field="TargetId",
+            )
+        return target.TargetId
+    return next(f"t{n}" for n in range(1, len(used) + 2) if f"t{n}" not in used)
 
 
 def _store() -> JobStore:

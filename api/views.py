@@ -25,9 +25,10 @@ from jobs.records import JobRecord, JobSecrets, ListQuery, PushRoom, PushTarget
 from jobs.redact import redact_url
 from jobs.rooms import rtmp_room
 from jobs.settings import Settings
+from jobs.shards import Shard, merged_status, shard
 from jobs.states import FINISHED, State
 from jobs.stops import Stop, StopCause
-from jobs.store import JobStore, now
+from jobs.store import Job, JobStore, now
 from jobs.urlguard import check_source_address, redis_host_url
 from jobs.usersig import UserSigError, check, generate
 from worker.celerystate import mark_revoked
@@ -121,8 +122,10 @@ def submit() -> ResponseReturnValue:
         TargetSigs=target_sigs,
     )
     check_callback_secret(job.CallbackUrl)
+    record, secrets, shards = shard(request_id, record, secrets, _settings().fanout_shard_rooms)
     _record(request_id, record, secrets, replace=job.Replace)
-    _enqueue(request_id, record)
+    _record_shards(request_id, shards)
+    _enqueue(request_id, record, shards)
     current_app.logger.info(
         "push %s queued: %s into room %s as %s",
         request_id,
@@ -207,13 +210,36 @@ def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bo
         ) from None
 
 
-def _enqueue(request_id: str, record: JobRecord) -> None:
-    """Send the push's task, or remove its record (see :func:`enqueue_or_discard`)."""
-    enqueue_or_discard(
-        f"push {request_id}",
-        lambda: enqueue(current_app.extensions["celery"], request_id, record),
-        lambda: _store().discard(request_id),
-    )
+def _record_shards(request_id: str, shards: list[Shard]) -> None:
+    """Record a split push's further shards (jobs/shards.py); if that fails, the push is
+    discarded with those recorded so far."""
+    store = _store()
+    done: list[str] = []
+    try:
+        for shard_id, record, secrets in shards:
+            store.create(shard_id, record, secrets)
+            done.append(shard_id)
+    except RedisError:
+        for recorded in [request_id, *done]:
+            store.discard(recorded)
+        raise
+
+
+def _enqueue(request_id: str, record: JobRecord, shards: list[Shard]) -> None:
+    """Send the push's task and its shards' (each a push of its own, for whichever worker
+    is free), or remove their records (see :func:`enqueue_or_discard`)."""
+    celery = current_app.extensions["celery"]
+    jobs = [(request_id, record), *((shard_id, r) for shard_id, r, _ in shards)]
+
+    def send() -> None:
+        for job_id, job_record in jobs:
+            enqueue(celery, job_id, job_record)
+
+    def discard() -> None:
+        for job_id, _ in jobs:
+            _store().discard(job_id)
+
+    enqueue_or_discard(f"push {request_id}", send, discard)
 
 
 def enqueue_or_discard(what: str, send: Callable[[], None], discard: Callable[[], None]) -> None:
@@ -319,7 +345,16 @@ def _room(job: PushRequest) -> PushRoom:
 @bp.get("/v1/pushes/<request_id>")
 def status(request_id: str) -> ResponseReturnValue:
     """One push's state and progress."""
-    return jsonify(visible_job(_store(), request_id).as_status())
+    return jsonify(status_of(_store(), visible_job(_store(), request_id)))
+
+
+def status_of(store: JobStore, job: Job) -> dict[str, Any]:
+    """A push's status answer, every shard's rooms in it when it was split."""
+    answer = job.as_status()
+    if not job.record.Shards:
+        return answer
+    shards = [(i, store.get(i)) for i in job.record.Shards]
+    return merged_status(answer, [(i, s.as_status() if s else None) for i, s in shards])
 
 
 @bp.get("/v1/pushes")
@@ -409,4 +444,4 @@ def _wait_finished(store: JobStore, request_id: str, seconds: float) -> State | 
 
 def _current(store: JobStore, request_id: str) -> dict[str, Any]:
     job = store.get(request_id)
-    return job.as_status() if job is not None else {"RequestId": request_id}
+    return status_of(store, job) if job is not None else {"RequestId": request_id}

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.fanout [--rooms 1,10,50] [--seconds 30] [--size 1280x720]
         [--separate-max 50]
     .venv/bin/python -m bench.fanout --isolation 200 [--receivers 20] [--seconds 40]
+    .venv/bin/python -m bench.fanout --transcode [--rooms 1,10,50] [--separate-max 1]
 
 The source is the local room's ``live`` application, fed by ``ffmpeg -re -stream_loop -1``
 (a 720p30 H.264/AAC clip the room takes as it is: remuxed). For each N:
@@ -16,6 +17,10 @@ Reported: the share of a core each side used from ``--steady-after`` seconds to 
 (start-up left out: a worker is already running), summed over its processes; the ratio of
 the fan-out at N to the fan-out at 1 (the issue's target: at most 1.5× at N = 50), and to
 the other two sides at the same N.
+
+``--transcode``: the source has B-frames, which the room rejects, so roomcast re-encodes it
+(once for all rooms in the fan-out); ffmpeg's side re-encodes with the same x264 settings
+(bench/cpu_per_push.py ``X264``). The issue's target: N = 50 at most 1.3× one push.
 
 ``--isolation N``: one fan-out push into N rooms plus one room on a second nginx-rtmp
 server, twice: once as it is, once with that server frozen (SIGSTOP) for ``--freeze``
@@ -39,7 +44,7 @@ from devstack.room import LocalRoom
 from tests.media import make_clip
 
 from .concurrency import STARTUP_SKIP, percentile, receivers
-from .cpu_per_push import REPO, _cpu_of
+from .cpu_per_push import REPO, X264, _cpu_of
 from .receiver import pacing_errors
 
 
@@ -153,11 +158,20 @@ def main() -> None:
     parser.add_argument("--isolation", type=int, default=None, help="N rooms, one frozen")
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument("--freeze", type=float, default=10.0)
+    parser.add_argument("--transcode", action="store_true", help="a source roomcast re-encodes")
     args = parser.parse_args()
     counts = [int(n) for n in args.rooms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
         room.media_dir.mkdir(parents=True, exist_ok=True)
-        clip = make_clip(room.media_dir / "live.mp4", seconds=20, size=args.size, gop=60)
+        bframes = 2 if args.transcode else 0
+        clip = make_clip(
+            room.media_dir / f"live_b{bframes}.mp4",
+            seconds=20,
+            size=args.size,
+            gop=60,
+            bframes=bframes,
+        )
+        encode = list(X264) if args.transcode else ["-c", "copy"]
         source = f"{room.live_base}/fanout_source"
         feeder = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"]
@@ -169,8 +183,9 @@ def main() -> None:
             if args.isolation is not None:
                 isolation(args, room, source, Path(tmp))
                 return
+            how = "re-encoded" if args.transcode else "remuxed"
             print(
-                f"one live {args.size} 30 fps source (remuxed) into N rooms of the local "
+                f"one live {args.size} 30 fps source ({how}) into N rooms of the local "
                 f"nginx-rtmp; share of a core from {args.steady_after:g} s to "
                 f"{args.seconds:g} s, summed over each side's processes"
             )
@@ -195,7 +210,7 @@ def main() -> None:
                     ]
                     ffmpeg = [
                         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", source]
-                        + ["-c", "copy", "-f", "flv", url.replace("/sep", "/ff")]
+                        + [*encode, "-f", "flv", url.replace("/sep", "/ff")]
                         for url in rooms
                     ]
                     for commands in (separate, ffmpeg):

@@ -144,8 +144,13 @@ class JobRecord(BaseModel):
     Targets: list[PushTarget] | None = None
     #: A fan-out push whose own room (``MAIN_TARGET``) was removed while it ran.
     MainRemoved: bool = False
+    #: A fan-out push into more rooms than ``ROOMCAST_FANOUT_SHARD_ROOMS``: the request ids
+    #: of its other shards, pushes of their own into the rest of its rooms (jobs/shards.py).
+    Shards: list[str] | None = None
+    #: A shard: the request id of the push it is a part of, the one its caller knows.
+    ShardOf: str | None = None
 
-    @field_validator("Playlist", "ClipIds", "Targets", mode="before")
+    @field_validator("Playlist", "ClipIds", "Targets", "Shards", mode="before")
     @classmethod
     def _empty_list(cls, value: Any) -> Any:
         # Redis's Lua cjson, which merges fields into the record, writes [] back as {}.
@@ -297,6 +302,15 @@ class CallbackStatus(_Answer):
     NextAttemptAt: str | None = Field(description="When the next attempt is due, ISO 8601 UTC.")
 
 
+class ShardStatus(_Answer):
+    """One shard of a fan-out push split over several (``PushStatus.Shards``)."""
+
+    RequestId: str
+    State: str = Field(description="The shard's state; unknown once its record is gone.")
+    Worker: str | None = Field(None, description="The worker running (or that ran) it.")
+    Rooms: int = Field(description="The rooms it publishes to now.")
+
+
 class PushStatus(_Answer):
     """One push: ``GET /v1/pushes/{RequestId}``, and the answer of a stop."""
 
@@ -336,6 +350,17 @@ class PushStatus(_Answer):
             "own first (TargetId main) unless removed. Never their UserSigs."
         ),
     )
+    Shards: list[ShardStatus] | None = Field(
+        None,
+        description=(
+            "Fan-out pushes into more rooms than ROOMCAST_FANOUT_SHARD_ROOMS: the shards, "
+            "this push first, each a push of its own (RequestId <id>.2…) that Celery runs "
+            "wherever a worker is free. Targets and Progress.Targets list every shard's rooms."
+        ),
+    )
+    ShardOf: str | None = Field(
+        None, description="A shard: the request id of the push it is a part of."
+    )
 
     @classmethod
     def of(
@@ -352,6 +377,8 @@ class PushStatus(_Answer):
             extra["ClipIds"] = record.ClipIds
         if (targets := record.targets()) is not None:
             extra["Targets"] = targets
+        if record.ShardOf:
+            extra["ShardOf"] = record.ShardOf
         return cls(
             RequestId=request_id,
             State=state,

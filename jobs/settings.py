@@ -54,6 +54,16 @@ class Settings(BaseSettings):
         ),
     )
     worker_concurrency: int = Field(25, ge=1, description="Pushes one worker process runs at once.")
+    fanout_shard_rooms: int = Field(
+        250,
+        ge=1,
+        le=2000,
+        description=(
+            "A fan-out push into more rooms than this is split into pushes of at most this "
+            "many rooms (shards), which Celery spreads over worker processes; each reads the "
+            "source once."
+        ),
+    )
     job_ttl_seconds: int = Field(3 * 24 * 3600, description="How long job records are kept.")
     progress_ttl_seconds: int = Field(
         7 * 24 * 3600, description="How long an unfinished bookmark is kept."

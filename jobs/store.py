@@ -398,9 +398,13 @@ class JobStore:
         The lease is checked and taken in one optimistic transaction (WATCH), so two
         concurrent submissions for one publisher never both win, and a job is never
         recorded without its lease.
+
+        A shard (``record.ShardOf``: jobs/shards.py) is part of a push admitted already: it
+        takes no lease and is not checked against the quota.
         """
         created = record.CreatedAt
         key = job_key(request_id)
+        part = record.ShardOf is not None
         lease = publisher_key(record.SdkAppId, record.Room.RtmpRoom, record.UserId)
         quota = self.quotas(record.SdkAppId) if self.quotas is not None else Quota()
         minute = rate_key(record.SdkAppId, created)
@@ -410,25 +414,27 @@ class JobStore:
                 try:
                     # The quota's counts are watched too: two submissions never both take
                     # the last slot, and a refused one leaves nothing behind.
-                    pipe.watch(lease, *active, minute)  # type: ignore[no-untyped-call]
-                    holder = cast("bytes | None", pipe.get(lease))
+                    pipe.watch(*active, minute, *([] if part else [lease]))  # type: ignore[no-untyped-call]
+                    holder = None if part else cast("bytes | None", pipe.get(lease))
                     busy = holder is not None and self._active(holder.decode())
                     leaving = 1 if busy and replacing else 0
-                    self._check_quota(pipe, record.SdkAppId, quota, active, minute, leaving)
+                    if not part:
+                        self._check_quota(pipe, record.SdkAppId, quota, active, minute, leaving)
                     if busy:
                         assert holder is not None
                         raise PublisherBusy(holder.decode())
                     pipe.multi()
                     # Queued, the lease lives as long as the record: a job may wait long for
                     # a free worker. Running, the heartbeat shortens it to lost_after.
-                    pipe.set(lease, request_id, ex=self.ttl)
+                    if not part:
+                        pipe.set(lease, request_id, ex=self.ttl)
                     pipe.hset(
                         key,
                         mapping={
                             "state": State.QUEUED.value,
                             # What was set, so that the record reads back as it was written.
                             "doc": record.model_dump_json(exclude_unset=True),
-                            "publisher": lease,
+                            **({} if part else {"publisher": lease}),
                             # The URL itself is a secret of its own (callback_key): unlike
                             # the others it outlives the push, whose events follow it.
                             **({"callback": "1"} if secrets.CallbackUrl else {}),
@@ -439,8 +445,9 @@ class JobStore:
                     if secrets.CallbackUrl:
                         pipe.set(callback_key(request_id), secrets.CallbackUrl, ex=self.ttl)
                     pipe.hincrby(METRICS_KEY, "created", 1)
-                    pipe.incr(minute)
-                    pipe.expire(minute, 120)
+                    if not part:
+                        pipe.incr(minute)
+                        pipe.expire(minute, 120)
                     for index in self._indexes(record, State.QUEUED):
                         pipe.zadd(index, {request_id: created})
                         pipe.zremrangebyscore(index, "-inf", created - self.ttl)
@@ -729,6 +736,8 @@ class JobStore:
         job = self.get(request_id)
         if job is None:
             return None
+        for shard in job.record.Shards or ():
+            self.stop(shard, stop)  # a sharded push's other shards (jobs/shards.py)
         if job.state is State.QUEUED:
             ended = _ended_by(stop, stop.reason_queued)
             if self.finish(request_id, State.STOPPED, allowed=(State.QUEUED,), **ended):

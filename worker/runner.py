@@ -199,7 +199,8 @@ def _run(
                 control,
                 on_progress=report,
                 on_connected=report,
-                on_event=partial(_record_event, store, rid, spec.secrets),
+                # A shard's rooms are the push's: their events join the push's own.
+                on_event=partial(_record_event, store, record.ShardOf or rid, spec.secrets),
             )
             report(result.progress, final=True)
             _count_renditions(store, result.progress)

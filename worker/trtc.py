@@ -107,8 +107,8 @@ def on_stop(
     is logged and recorded; it never changes the push's outcome. The ``Trtc`` field returned
     replaces the record's, so it carries ``presence``'s last answer along.
     """
-    if not settings.trtc_remove_user_on_stop:
-        return {}
+    if not settings.trtc_remove_user_on_stop or record.ShardOf:
+        return {}  # a shard publishes as its push's targets, not as the push's own UserId
     room, user = record.Room.RtmpRoom, record.UserId
     try:
         api = client(settings)
@@ -275,8 +275,8 @@ def watch_presence(
     store: JobStore, settings: Settings, request_id: str, record: JobRecord
 ) -> PresenceWatch | None:
     """Start a :class:`PresenceWatch` for a push, or None when presence is off (the default)."""
-    if settings.trtc_presence_seconds <= 0:
-        return None
+    if settings.trtc_presence_seconds <= 0 or record.ShardOf:
+        return None  # a shard publishes as its push's targets, not as the push's own UserId
     watch = PresenceWatch(store, settings, request_id, record)
     watch.start()
     return watch

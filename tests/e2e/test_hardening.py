@@ -587,16 +587,16 @@ def test_with_the_guard_on_a_switch_to_an_internal_address_is_refused_as_the_cli
 # --- request limits ----------------------------------------------------------------------------
 
 
-def test_a_body_over_64_kib_answers_413_with_a_json_error(api: Api, room: LocalRoom) -> None:
-    body = dict(job_for(room, "missing.mp4", "limits"), Pad="x" * 70_000)
+def test_a_body_over_2_mib_answers_413_with_a_json_error(api: Api, room: LocalRoom) -> None:
+    body = dict(job_for(room, "missing.mp4", "limits"), Pad="x" * 2_100_000)
     answer = api.call("POST", "/v1/pushes", body)
     assert answer.status == 413, answer.body
     assert answer.body["Error"]["Code"] == "RequestTooLarge"
-    assert "65536 bytes" in answer.body["Error"]["Message"]
+    assert "2097152 bytes" in answer.body["Error"]["Message"]
 
 
 def test_a_body_just_under_the_limit_is_judged_on_its_fields(api: Api, room: LocalRoom) -> None:
-    body = dict(job_for(room, "missing.mp4", "limits"), Pad="x" * 60_000)
+    body = dict(job_for(room, "missing.mp4", "limits"), Pad="x" * 2_090_000)
     answer = api.call("POST", "/v1/pushes", body)
     assert answer.status == 400 and answer.body["Error"]["Field"] == "Pad", answer.body
 
@@ -604,7 +604,7 @@ def test_a_body_just_under_the_limit_is_judged_on_its_fields(api: Api, room: Loc
 def test_a_chunked_body_over_the_limit_answers_413(api: Api) -> None:
     host, port = api.base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    chunks = (b'{"Pad": "' + b"x" * 8192 for _ in range(10))
+    chunks = (b'{"Pad": "' + b"x" * 8192 for _ in range(260))
     conn.request(
         "POST",
         "/v1/pushes",
