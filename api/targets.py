@@ -45,8 +45,9 @@ def add(request_id: str) -> ResponseReturnValue:
         target = TargetRequest.model_validate(json_object())
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
-    shards = _running_shards(store, job)
-    into = min(shards, key=lambda shard: rooms_of(shard.record))
+    shards = _live_shards(store, job)
+    running = [shard for shard in shards if shard.state is State.RUNNING]
+    into = min(running, key=lambda shard: rooms_of(shard.record))
     if sum(rooms_of(shard.record) for shard in shards) >= MAX_ROOMS:
         raise InvalidJob(f"a push publishes to at most {MAX_ROOMS} rooms", field="Targets")
     if rooms_of(into.record) >= MAX_SHARD_ROOMS:
@@ -56,7 +57,7 @@ def add(request_id: str) -> ResponseReturnValue:
             field="Targets",
         )
     target_id = target.TargetId
-    if len(shards) > 1:
+    if job.record.Shards:
         # The store checks the TargetId and the room within one shard; across them, here.
         target_id = _free_id(shards, target)
     app = job.record.SdkAppId
@@ -94,21 +95,19 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
     return _sent(request_id, target_id)
 
 
-def _running_shards(store: JobStore, job: Job) -> list[Job]:
-    """The push and its running shards (jobs/shards.py): those that can take a room."""
+def _live_shards(store: JobStore, job: Job) -> list[Job]:
+    """The push (running) and its shards (jobs/shards.py) that run or wait to."""
     shards = (store.get(shard_id) for shard_id in job.record.Shards or ())
-    return [job, *(s for s in shards if s is not None and s.state is State.RUNNING)]
+    return [job, *(s for s in shards if s is not None and not s.state.finished)]
 
 
 def _holder(store: JobStore, job: Job, target_id: str) -> Job:
-    """The shard publishing to ``target_id``: the push itself unless one of its others."""
-    if any(t.TargetId == target_id for t in job.record.targets() or ()):
-        return job
-    for shard_id in job.record.Shards or ():
-        shard = store.get(shard_id)
-        if shard is not None and any(t.TargetId == target_id for t in shard.record.targets() or ()):
+    """The shard publishing to ``target_id``: the push itself unless one of its others
+    (the push itself, too, for a room nobody publishes to: the store answers 404)."""
+    for shard in _live_shards(store, job):
+        if any(t.TargetId == target_id for t in shard.record.targets() or ()):
             return shard
-    return job  # the store answers 404 for it
+    return job
 
 
 def _free_id(shards: list[Job], target: TargetRequest) -> str:

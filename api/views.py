@@ -122,10 +122,20 @@ def submit() -> ResponseReturnValue:
         TargetSigs=target_sigs,
     )
     check_callback_secret(job.CallbackUrl)
-    record, secrets, shards = shard(request_id, record, secrets, _settings().fanout_shard_rooms)
-    _record(request_id, record, secrets, replace=job.Replace)
+    size = _settings().fanout_shard_rooms
+    record, secrets, shards = shard(request_id, record, secrets, size)
+    if shards and record.Switchable:
+        raise InvalidJob(
+            f"a switchable push (Playlist, Loop, Switchable) publishes to at most {size} rooms "
+            "(ROOMCAST_FANOUT_SHARD_ROOMS): its player commands reach one process",
+            field="Targets",
+        )
+    _record(request_id, record, secrets, replace=job.Replace, slots=1 + len(shards))
     _record_shards(request_id, shards)
     _enqueue(request_id, record, shards)
+    if shards and _stopped_meanwhile(request_id):
+        # Stopped (Replace, a revoke by room) before its shards were recorded: they end too.
+        _store().end_shards(request_id, State.STOPPED)
     current_app.logger.info(
         "push %s queued: %s into room %s as %s",
         request_id,
@@ -181,14 +191,21 @@ def _guard_sources(job: PushRequest) -> None:
     guard_urls(sources)
 
 
-def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bool) -> None:
+def _stopped_meanwhile(request_id: str) -> bool:
+    job = _store().get(request_id)
+    return job is None or job.state.finished
+
+
+def _record(
+    request_id: str, record: JobRecord, secrets: JobSecrets, replace: bool, slots: int = 1
+) -> None:
     """Record the job with its publisher lease; with ``replace``, stop the job holding it.
 
     Raises PublisherBusy (409) when another job publishes as this user in this room.
     """
     store = _store()
     try:
-        store.create(request_id, record, secrets, replacing=replace)
+        store.create(request_id, record, secrets, replacing=replace, slots=slots)
         return
     except PublisherBusy as busy:
         if not replace:
@@ -199,7 +216,7 @@ def _record(request_id: str, record: JobRecord, secrets: JobSecrets, replace: bo
     # Anything else means it ended meanwhile, which frees the lease too.
     stop_push(holder, Stop(StopCause.REPLACED, request_id))
     try:
-        store.create(request_id, record, secrets, replacing=True)
+        store.create(request_id, record, secrets, replacing=True, slots=slots)
     except PublisherBusy as again:
         if again.holder != holder:
             raise
@@ -354,6 +371,8 @@ def status_of(store: JobStore, job: Job) -> dict[str, Any]:
     if not job.record.Shards:
         return answer
     shards = [(i, store.get(i)) for i in job.record.Shards]
+    if not job.state.finished:  # while it runs: the rooms published to now
+        shards = [(i, s) for i, s in shards if s is not None and not s.state.finished]
     return merged_status(answer, [(i, s.as_status() if s else None) for i, s in shards])
 
 
@@ -378,7 +397,9 @@ def listing() -> ResponseReturnValue:
         until=query.Until,
         apps=apps,
     )
-    return jsonify({"Pushes": [j.as_status() for j in jobs], "Stats": store.stats(apps)})
+    # A push's shards are part of it (its status lists their rooms), not pushes of their own.
+    pushes = [status_of(store, j) for j in jobs if j.record.ShardOf is None]
+    return jsonify({"Pushes": pushes, "Stats": store.stats(apps)})
 
 
 @bp.post("/v1/pushes/<request_id>/stop")

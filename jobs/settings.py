@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     fanout_shard_rooms: int = Field(
         250,
         ge=1,
-        le=2000,
+        le=500,
         description=(
             "A fan-out push into more rooms than this is split into pushes of at most this "
             "many rooms (shards), which Celery spreads over worker processes; each reads the "

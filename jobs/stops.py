@@ -44,6 +44,8 @@ class StopCause(StrEnum):
     #: A signal reached the push's process before any stop was recorded in Redis; the
     #: runner looks for the recorded cause (``detail``: the signal's name).
     SIGNAL = "signal"
+    #: A shard's push (jobs/shards.py) ended (``detail``: its request id and state).
+    PUSH_ENDED = "push_ended"
 
 
 _REASONS = {
@@ -61,6 +63,7 @@ _REASONS = {
     ),
     StopCause.SIGNAL: "stopped by signal {detail}",
     StopCause.SCF: "terminated through SCF's TerminateAsyncEvent (GraceShutdown {detail})",
+    StopCause.PUSH_ENDED: "the push it is a shard of ended ({detail})",
 }
 
 #: Causes after which the record is not this run's to end: the push runs elsewhere now, or
@@ -76,6 +79,7 @@ REQUESTED = frozenset(
         StopCause.TERMINATE,
         StopCause.STAMPED,
         StopCause.SCF,
+        StopCause.PUSH_ENDED,
     }
 )
 

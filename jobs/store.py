@@ -388,7 +388,12 @@ class JobStore:
         self._remove_target = client.register_script(_REMOVE_TARGET)
 
     def create(
-        self, request_id: str, record: JobRecord, secrets: JobSecrets, replacing: bool = False
+        self,
+        request_id: str,
+        record: JobRecord,
+        secrets: JobSecrets,
+        replacing: bool = False,
+        slots: int = 1,
     ) -> None:
         """Record a new queued job, its secrets and its publisher lease, all or nothing.
 
@@ -399,8 +404,9 @@ class JobStore:
         concurrent submissions for one publisher never both win, and a job is never
         recorded without its lease.
 
-        A shard (``record.ShardOf``: jobs/shards.py) is part of a push admitted already: it
-        takes no lease and is not checked against the quota.
+        A push split into shards (jobs/shards.py) takes ``slots`` of its app's quota, one a
+        shard; a shard (``record.ShardOf``) is part of a push admitted already: it takes no
+        lease and is not checked against the quota again.
         """
         created = record.CreatedAt
         key = job_key(request_id)
@@ -419,7 +425,9 @@ class JobStore:
                     busy = holder is not None and self._active(holder.decode())
                     leaving = 1 if busy and replacing else 0
                     if not part:
-                        self._check_quota(pipe, record.SdkAppId, quota, active, minute, leaving)
+                        self._check_quota(
+                            pipe, record.SdkAppId, quota, active, minute, leaving - slots + 1
+                        )
                     if busy:
                         assert holder is not None
                         raise PublisherBusy(holder.decode())
@@ -620,7 +628,15 @@ class JobStore:
             self.forget_secrets(request_id)
             # Only when this call ended the job: otherwise it may still be publishing.
             self._release(keys=[job_key(request_id)], args=[request_id])
+            self.end_shards(request_id, to)
         return moved
+
+    def end_shards(self, request_id: str, state: State) -> None:
+        """A push split into shards (jobs/shards.py) ended, however it did: its shards that
+        still run or wait stop too, so no room goes on without the push."""
+        job = self.get(request_id)
+        for shard in (job.record.Shards if job is not None else None) or ():
+            self.stop(shard, Stop(StopCause.PUSH_ENDED, f"{request_id}, {state.value}"))
 
     def _count_end(self, to: State, error: dict[str, Any] | None) -> None:
         """Count an ended push for /metrics: by final state, and a failure by Error.Code."""

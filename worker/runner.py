@@ -199,8 +199,7 @@ def _run(
                 control,
                 on_progress=report,
                 on_connected=report,
-                # A shard's rooms are the push's: their events join the push's own.
-                on_event=partial(_record_event, store, record.ShardOf or rid, spec.secrets),
+                on_event=partial(_record_event, store, rid, spec.secrets, record.ShardOf),
             )
             report(result.progress, final=True)
             _count_renditions(store, result.progress)
@@ -325,15 +324,22 @@ def stop_of(store: JobStore, request_id: str, cause: object | None) -> Stop | No
 
 
 def _record_event(
-    store: JobStore, rid: str, secrets: tuple[str, ...], name: str, fields: dict[str, Any]
+    store: JobStore,
+    rid: str,
+    secrets: tuple[str, ...],
+    shard_of: str | None,
+    name: str,
+    fields: dict[str, Any],
 ) -> None:
     """A pipeline's event (clip started, switch…, a fan-out room's target-failed…) joins the
-    push's events. A room's are masked once more: its error may quote its push URL, whose
-    query values are masked even for a UserSig ``secrets`` lacks (a room added later)."""
+    push's events; a shard's rooms' events join those of the push it is a part of. A room's
+    are masked once more: its error may quote its push URL, whose query values are masked
+    even for a UserSig ``secrets`` lacks (a room added later)."""
     if name.startswith("target-"):
         fields = {
             k: redact_text(v, secrets) if isinstance(v, str) else v for k, v in fields.items()
         }
+        rid = shard_of or rid
     store.events.append(rid, name, **fields)
 
 

@@ -112,6 +112,8 @@ def test_a_push_into_more_rooms_than_a_shard_runs_as_shards_on_several_workers(
         rooms, "live"
     )
     assert api.status(f"{rid}.2")["ShardOf"] == rid
+    listed = api.call("GET", f"/v1/pushes?SdkAppId=1400000001&Room={room_name}").body["Pushes"]
+    assert [p["RequestId"] for p in listed] == [rid]  # its shards are part of it
     live = [e["TargetId"] for e in events_of(api, rid) if e["Event"] == "target-live"]
     assert sorted(live) == sorted(rooms)
 
@@ -154,3 +156,15 @@ def test_celerys_revoke_of_the_push_stops_every_shard(
         final = api.wait_state(shard, {"succeeded", "failed", "stopped"}, timeout=15)
         assert final["State"] == "stopped", final
         assert final["Reason"] == "revoked through Celery (revoke)", final
+
+
+def test_a_switchable_push_into_more_rooms_than_a_shard_is_refused(
+    stack: tuple[Api, Celery], room: LocalRoom, room_name: str, clip: str
+) -> None:
+    api, _ = stack
+    _, targets = five_rooms(room_name)
+    body = job_for(room, clip, room_name, Targets=targets, Loop="all")
+    answer = api.call("POST", "/v1/pushes", body)
+    assert answer.status == 400, answer.body
+    assert answer.body["Error"]["Field"] == "Targets"
+    assert "player commands reach one process" in answer.body["Error"]["Message"]
