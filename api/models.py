@@ -107,6 +107,24 @@ def check_callback_url(value: str | None) -> str | None:
     return value
 
 
+class WhipRequest(BaseModel):
+    """A WHIP endpoint to publish to instead of TRTC's RTMP ingest (docs/api.md, WHIP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Url: Annotated[
+        StrictStr,
+        Field(
+            max_length=4096,
+            description="The endpoint, http(s): the push POSTs its SDP offer here.",
+        ),
+        AfterValidator(check_callback_url),
+    ]
+    Token: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = Field(
+        None, description="Sent as Authorization: Bearer <Token> (a secret: never shown)."
+    )
+
+
 class OutputRequest(BaseModel):
     """A push's own output profile: ceilings on what reaches the room. A source within them
     is remuxed as it is; a stream above any of them is re-encoded to fit."""
@@ -434,6 +452,15 @@ class PushRequest(BaseModel):
         AfterValidator(check_callback_url),
     ] = None
 
+    Whip: WhipRequest | None = Field(
+        None,
+        description=(
+            "roomcast extension, Engine=worker: publish over WebRTC to this WHIP endpoint "
+            "(sub-second delay) instead of RTMP into the room; H.264 constrained baseline "
+            "and Opus. Not with Targets."
+        ),
+    )
+
     @field_validator("VideoSrc")
     @classmethod
     def _check_source(cls, value: str, info: ValidationInfo) -> str:
@@ -515,6 +542,11 @@ class PushRequest(BaseModel):
                 "PrivateMapKey",
                 "PrivateMapKey is not supported with Engine=worker: TRTC documents no way to "
                 "give it to its RTMP ingest; it is passed with Engine=cloud",
+            )
+        if self.Whip is not None and (self.Engine == "cloud" or self.Targets is not None):
+            raise FieldError(
+                "Whip",
+                "Whip needs Engine=worker and no Targets: a fan-out publishes over RTMP",
             )
         if self.RepeatNum != 1 and self.Loop != "none":
             raise FieldError("RepeatNum", "RepeatNum and Loop both repeat the source: give one")

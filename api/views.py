@@ -110,6 +110,7 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
         CreatedAt=now(),
+        Whip=redact_url(job.Whip.Url) if job.Whip else None,
         **_targets(job),
     )
     secrets = JobSecrets(
@@ -120,6 +121,8 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=job.CallbackUrl,
         PrivateMapKey=job.PrivateMapKey,
         TargetSigs=target_sigs,
+        WhipUrl=job.Whip.Url if job.Whip else None,
+        WhipToken=job.Whip.Token if job.Whip else None,
     )
     check_callback_secret(job.CallbackUrl)
     size = _settings().fanout_shard_rooms
@@ -188,6 +191,8 @@ def _guard_sources(job: PushRequest) -> None:
         sources.append(("CallbackUrl", job.CallbackUrl))
     if job.RedisHost:
         sources.append(("RedisHost", redis_host_url(job.RedisHost, job.RedisPort)))
+    if job.Whip is not None:
+        sources.append(("Whip", job.Whip.Url))
     guard_urls(sources)
 
 

@@ -149,6 +149,8 @@ class JobRecord(BaseModel):
     Shards: list[str] | None = None
     #: A shard: the request id of the push it is a part of, the one its caller knows.
     ShardOf: str | None = None
+    #: The WHIP endpoint published to instead of the room's RTMP ingest (secrets masked).
+    Whip: str | None = None
 
     @field_validator("Playlist", "ClipIds", "Targets", "Shards", mode="before")
     @classmethod
@@ -176,6 +178,9 @@ class JobSecrets(BaseModel):
     PrivateMapKey: str | None = None
     #: A fan-out push's UserSig for each of its other rooms, by TargetId.
     TargetSigs: dict[str, str] = Field(default_factory=dict)
+    #: The WHIP endpoint the push publishes to (``Whip``), in full, and its bearer token.
+    WhipUrl: str | None = None
+    WhipToken: str | None = None
 
     @field_validator("Playlist", mode="before")
     @classmethod
@@ -193,6 +198,7 @@ class JobSecrets(BaseModel):
             self.CallbackUrl,
             self.PrivateMapKey,
             *self.TargetSigs.values(),
+            self.WhipToken,
         ]
         return tuple(v for v in found if v)
 
@@ -361,6 +367,9 @@ class PushStatus(_Answer):
     ShardOf: str | None = Field(
         None, description="A shard: the request id of the push it is a part of."
     )
+    Whip: str | None = Field(
+        None, description="Pushes over WHIP: the endpoint, secrets in its query masked."
+    )
 
     @classmethod
     def of(
@@ -379,6 +388,8 @@ class PushStatus(_Answer):
             extra["Targets"] = targets
         if record.ShardOf:
             extra["ShardOf"] = record.ShardOf
+        if record.Whip:
+            extra["Whip"] = record.Whip
         return cls(
             RequestId=request_id,
             State=state,

@@ -628,11 +628,13 @@ class JobStore:
             self.forget_secrets(request_id)
             # Only when this call ended the job: otherwise it may still be publishing.
             self._release(keys=[job_key(request_id)], args=[request_id])
-            self.end_shards(request_id, to)
+            if to is not State.SUCCEEDED:
+                # A shard that started a moment later ends its own play a moment later.
+                self.end_shards(request_id, to)
         return moved
 
     def end_shards(self, request_id: str, state: State) -> None:
-        """A push split into shards (jobs/shards.py) ended, however it did: its shards that
+        """A push split into shards (jobs/shards.py) was stopped or failed: its shards that
         still run or wait stop too, so no room goes on without the push."""
         job = self.get(request_id)
         for shard in (job.record.Shards if job is not None else None) or ():

@@ -35,6 +35,7 @@ def setup_h264(stream: Any, width: int, height: int, fps: Fraction, profile: Out
         "preset": profile.x264_preset,
         "tune": profile.x264_tune,
         "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+        **({"profile": profile.h264_profile} if profile.h264_profile else {}),
     }
     ctx = stream.codec_context
     ctx.width, ctx.height = width, height

@@ -79,3 +79,9 @@ def keyframe_at(data: bytes) -> int | None:
         if kind == _VIDEO and head and head[0] >> 4 == 1 and not _is_header_tag(kind, head):
             return pos
     return None
+
+
+def has_video_config(data: bytes) -> bool:
+    """Whether ``data`` (from the FLV file header on) holds the video's codec configuration."""
+    tags = _tags(data[FLV_HEADER:])
+    return any(kind == _VIDEO and _is_header_tag(kind, head) for _, kind, head, _ in tags)

@@ -38,6 +38,7 @@ from .sink import PublishCut, RoomConnector, RtmpSink
 from .source import LIVE_ANALYZE_LONG, Source, open_source, thread_decoder
 from .spec import OutputProfile, PushSpec
 from .timeline import Timeline
+from .whip import WHIP_PROFILE, is_whip
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def push(
     :class:`~pipeline.fileroom.RoomFiles` writes files), ``clock`` paces the push (by
     default the wall clock; a :class:`~pipeline.clock.VirtualClock` runs it at once).
     """
+    if any(is_whip(url) for url in (spec.target, *(t.url for t in spec.targets))):
+        # What every WebRTC receiver decodes: a source of another H.264 profile is re-encoded.
+        spec = replace(spec, profile=replace(spec.profile, h264_profile=WHIP_PROFILE))
     source = _open_first(spec, control)
     if source is None:
         unstarted = Progress(position=_starting_position(spec))

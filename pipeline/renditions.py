@@ -64,6 +64,8 @@ class RenditionFormat:
             p.gop_seconds,
             p.x264_preset,
             p.x264_tune,
+            # Only when set: the renditions made before it keep their keys.
+            *((p.h264_profile,) if p.h264_profile else ()),
         )
         digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:10]
         return f"{self.width}x{self.height}@{float(self.fps):g}-{digest}"

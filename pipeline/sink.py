@@ -20,6 +20,7 @@ from .encoders import setup_aac, setup_h264
 from .rtmp import CHUNK_SIZE, DEFAULT_PORTS, RtmpHandshakeFailed, RtmpPublisher
 from .rtmpio import RtmpConnection
 from .spec import OutputProfile, Timeouts
+from .whip import WhipConnection, is_whip
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def connect_room(
     """A published connection to ``url``: roomcast's own RTMP client where it speaks the
     URL's scheme (sending chunks of ``chunk_size``), else (or with ``client="ffmpeg"``)
     FFmpeg's."""
+    if is_whip(url):
+        return WhipConnection(url, timeout)
     if client == "roomcast" and url.split(":", 1)[0].lower() in DEFAULT_PORTS:
         deadline = time.monotonic() + timeout
         try:

@@ -33,6 +33,10 @@ class OutputProfile:
     #: re-encoded at ``video_bitrate`` / ``audio_bitrate``. None: any bitrate is remuxed.
     max_remux_video_bitrate: int | None = None
     max_remux_audio_bitrate: int | None = None
+    #: Only this H.264 profile reaches the room ("baseline": constrained baseline, what
+    #: WebRTC receivers take, for a WHIP room): a source of another is re-encoded to it.
+    #: None: any 8-bit 4:2:0 profile.
+    h264_profile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,13 @@ def make_numbered_clip(
     clip_id: int = 0,
     size: tuple[int, int] = (320, 240),
     tone: float = 440.0,
+    h264_profile: str | None = None,
 ) -> Path:
     """H.264 whose every frame shows its own number as a row of black/white blocks, and
     ``clip_id`` as a second row (320x240 by default; other sizes scale the blocks).
 
     With AAC 48 kHz audio (a ``tone`` Hz sine), so that without B-frames it is remuxed.
+    ``h264_profile``: x264's (its default is High).
     """
     import av
     import numpy as np
@@ -106,6 +108,7 @@ def make_numbered_clip(
             options={
                 "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}",
                 "preset": "veryfast",
+                **({"profile": h264_profile} if h264_profile else {}),
             },
         )
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"

@@ -30,6 +30,7 @@ from jobs.store import Job, JobStore, now
 from jobs.urlguard import check_source_address, check_source_addresses, redis_host_url
 from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 from pipeline.spec import Target
+from pipeline.whip import whip_url
 
 from . import trtc
 from .cloud import CloudIngest
@@ -175,7 +176,8 @@ def _run(
             if settings.block_private_addresses:
                 # Checked again here, not only at submit: DNS may answer differently now.
                 check_source_addresses(
-                    [secrets.VideoSrc, *secrets.Playlist], settings.guard_networks
+                    [secrets.VideoSrc, *secrets.Playlist, *filter(None, [secrets.WhipUrl])],
+                    settings.guard_networks,
                 )
             if record.Engine == "cloud":
                 return _run_cloud(store, settings, job, secrets, control, on_progress)
@@ -390,8 +392,16 @@ def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -
 
 
 def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: float) -> PushSpec:
-    target = push_url(
-        settings.rtmp_base, record.Room.RtmpRoom, record.SdkAppId, record.UserId, secrets.UserSig
+    target = (
+        whip_url(secrets.WhipUrl, secrets.WhipToken)
+        if secrets.WhipUrl
+        else push_url(
+            settings.rtmp_base,
+            record.Room.RtmpRoom,
+            record.SdkAppId,
+            record.UserId,
+            secrets.UserSig,
+        )
     )
     targets = _targets(settings, record, secrets, target)
     limit = record.MaxDuration or settings.max_duration_seconds or None

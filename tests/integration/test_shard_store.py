@@ -65,7 +65,9 @@ def test_a_push_that_ends_on_its_own_stops_its_running_shards_and_ends_its_queue
     assert asked == Stop(StopCause.PUSH_ENDED, f"{rid}, failed")
     ended = store.get(queued)
     assert ended is not None and ended.state is State.STOPPED
-    assert ended.record.Reason == f"the push it is a shard of ended ({rid}, failed), before it started"
+    assert (
+        ended.record.Reason == f"the push it is a shard of ended ({rid}, failed), before it started"
+    )
 
 
 def test_a_split_push_takes_one_quota_slot_per_shard(store: JobStore) -> None:

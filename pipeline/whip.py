@@ -1,0 +1,208 @@
+"""A room reached over WHIP (WebRTC-HTTP ingestion): sub-second delay instead of RTMP's.
+
+A push names a WHIP endpoint as its room URL, ``whip+https://host/path`` (or
+``whip+http://``), with the bearer token, if the endpoint wants one, in the fragment:
+``…#bearer=TOKEN`` (:func:`whip_url`). :class:`WhipConnection` is then the push's
+:class:`pipeline.sink.RoomConnection`: it takes the same FLV bytes an RTMP room gets, paced
+the same way, so everything above it (remux or re-encode, switching, stop, events) works the
+same over both. It hands them to a publisher process of its own
+(:mod:`pipeline.whip_publisher`), which speaks WebRTC through FFmpeg's WHIP muxer.
+
+The video the push makes for a WHIP room is H.264 constrained baseline without B-frames
+(:data:`WHIP_PROFILE`), which every WebRTC receiver decodes; sound is sent as Opus.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import cache
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .flv import has_video_config
+from .whip_publisher import SESSION_OPEN
+
+SCHEMES = ("whip+http", "whip+https")
+#: The H.264 profile WebRTC receivers all take (aiortc, browsers, SFUs): constrained baseline.
+WHIP_PROFILE = "baseline"
+#: How long the publisher may take to end its session (the WHIP DELETE) before it is killed.
+CLOSE_TIMEOUT = 3.0
+
+
+def is_whip(url: str) -> bool:
+    """Whether ``url`` names a WHIP endpoint (``whip+http(s)://``)."""
+    return url.split(":", 1)[0].lower() in SCHEMES
+
+
+def whip_url(endpoint: str, token: str | None = None) -> str:
+    """The room URL of WHIP endpoint ``endpoint`` (``https://…``), its bearer ``token`` in
+    the fragment."""
+    return f"whip+{endpoint}" + (f"#bearer={token}" if token else "")
+
+
+def endpoint_of(url: str) -> tuple[str, str | None]:
+    """The endpoint (``https://…``) and bearer token of a WHIP room URL."""
+    parts = urlsplit(url.split("+", 1)[1])
+    token = parse_qs(parts.fragment).get("bearer", [None])[0]
+    return urlunsplit(parts._replace(fragment="")), token
+
+
+@cache
+def dtls_identity() -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate and key for DTLS (PEM files, made once per
+    process): FFmpeg's own is P-224, which OpenSSL-based peers (aiortc) refuse."""
+    from cryptography import x509  # noqa: PLC0415 - only WHIP pushes need it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roomcast")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(tempfile.mkdtemp(prefix="roomcast-dtls-"))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return str(cert_file), str(key_file)
+
+
+class WhipConnection:
+    """A publish to a WHIP endpoint, fed FLV bytes (:class:`pipeline.sink.RoomConnection`).
+
+    The session opens on the stream's header (``write`` waits for it); a failure shows as an
+    OSError, with the publisher's reason, and the sink reconnects as for RTMP.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        endpoint, token = endpoint_of(url)
+        cert, key = dtls_identity()
+        self._timeout = timeout
+        self._reason = ""
+        self._lock = threading.Lock()
+        #: The stream's first bytes, until its header is whole (then None).
+        self._head: bytes | None = b""
+        self._open = False
+        self._opened = threading.Event()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.whip_publisher"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        self._stdin = self._proc.stdin.fileno()
+        threading.Thread(target=self._read_reasons, name="roomcast-whip-log", daemon=True).start()
+        config = {
+            "url": endpoint,
+            "token": token,
+            "cert": cert,
+            "key": key,
+            "handshake_ms": int(timeout * 1000),
+        }
+        os.set_blocking(self._stdin, False)
+        self._send(json.dumps(config).encode() + b"\n")
+
+    def _read_reasons(self) -> None:
+        """Note when the session opens, and keep the publisher's last line: the reason it
+        gives when it fails."""
+        assert self._proc.stderr is not None
+        with self._proc.stderr:
+            for line in self._proc.stderr:
+                text = line.decode(errors="replace").strip()
+                if text == SESSION_OPEN:
+                    self._open = True
+                    self._opened.set()
+                elif text:
+                    self._reason = text
+        self._opened.set()  # ended: whoever waits for the session hears it
+
+    def write(self, data: bytes) -> int:
+        """Hand FLV bytes to the publisher; OSError once it has failed or stalls for longer
+        than the room timeout.
+
+        The write that completes the stream's header waits until the session is open: the
+        publish fails or reconnects there, on the push's own thread, as an RTMP connect does.
+        """
+        with self._lock:
+            self._send(data)
+            if self._head is not None:
+                self._head += data
+                if has_video_config(self._head):
+                    self._head = None
+                    self._await_session()
+        return len(data)
+
+    def _await_session(self) -> None:
+        if not self._opened.wait(self._timeout + 1.0):
+            self._proc.kill()
+            raise OSError(f"the WHIP session did not open within {self._timeout:g} s")
+        if not self._open:
+            raise self._failed()
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + self._timeout
+        while view:
+            if self._proc.poll() is not None:
+                raise self._failed()
+            try:
+                sent = os.write(self._stdin, view)
+            except BlockingIOError:
+                sent = 0
+            except (BrokenPipeError, OSError):
+                raise self._failed() from None
+            view = view[sent:]
+            if view:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OSError(f"the WHIP publisher took nothing for {self._timeout:g} s")
+                select.select([], [self._stdin], [], min(left, 0.1))
+
+    def _failed(self) -> OSError:
+        self._proc.wait(1.0)
+        time.sleep(0.05)  # its last line, read on another thread
+        return OSError(self._reason or f"the WHIP publisher ended ({self._proc.returncode})")
+
+    def cut(self) -> None:
+        """End the publish now, from any thread: the publisher is killed (no DELETE)."""
+        self._proc.kill()
+
+    def close(self) -> None:
+        """End the session cleanly (the publisher sends the WHIP DELETE); a publisher that
+        does not end in time is killed (FFmpeg's muxer may block for good)."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass  # the publisher is gone already
+        try:
+            self._proc.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()

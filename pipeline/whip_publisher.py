@@ -1,0 +1,191 @@
+"""The WHIP publisher process: a push's FLV stream in on stdin, WebRTC out over WHIP.
+
+Run by :class:`pipeline.whip.WhipConnection` as ``python -m pipeline.whip_publisher``. The
+first line on stdin is a JSON object (``url``, ``token``, ``cert``, ``key``,
+``handshake_ms``); FLV bytes follow, paced by the push. The session opens on the video's
+codec configuration, in the stream's header, before any media. Pictures go out as they are (H.264,
+which the push made WebRTC-ready: constrained baseline, no B-frames; the muxer sends the
+parameter sets before each keyframe); sound is decoded from AAC and encoded to Opus, 48 kHz
+stereo, as WebRTC requires. ICE, DTLS and SRTP are FFmpeg's
+WHIP muxer's (PyAV): no WebRTC code of roomcast's own.
+
+A process of its own because FFmpeg's WHIP muxer holds the GIL through its handshake and can
+block for good in ``av_write_trailer`` once the far end has closed the session: a stuck
+publisher is killed by its parent, and takes no other push with it. It exits 0 after a
+clean end (EOF, then the WHIP DELETE), and otherwise 1 with one line on stderr saying why.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from fractions import Fraction
+from typing import Any, BinaryIO
+
+import av
+import av.container
+import av.stream
+
+from pipeline.h264 import first_sps, sps_size
+
+_AUDIO, _VIDEO = 8, 9
+#: An FLV file header with audio and video, and its first previous-tag-size.
+_FLV_HEADER = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
+_MS = Fraction(1, 1000)
+#: Opus at 48 kHz takes frames of 20 ms.
+OPUS_FRAME = 960
+_OPUS_TIME = Fraction(1, 48_000)
+_PROFILES = {66: "Baseline", 77: "Main", 88: "Extended", 100: "High"}
+#: Sound this long without a picture's configuration: the stream has no video.
+NO_PICTURES_MS = 2000
+#: What the publisher says on stderr once its session is open.
+SESSION_OPEN = "whip: session open"
+
+
+def _tags(stream: BinaryIO) -> Any:
+    """(type, timestamp ms, body, the whole tag) of each FLV tag on ``stream``; a new FLV
+    header (a fresh muxer on the same publish) is skipped."""
+    while True:
+        head = stream.read(11)
+        if len(head) < 11:
+            return
+        if head[:3] == b"FLV":
+            stream.read(2)  # the rest of the 9-byte header and its previous-tag-size
+            continue
+        size = int.from_bytes(head[1:4], "big")
+        stamp = int.from_bytes(head[4:7], "big") | head[7] << 24
+        body = stream.read(size)
+        trailer = stream.read(4)
+        if len(body) < size:
+            return
+        yield head[0] & 0x1F, stamp, body, head + body + trailer
+
+
+def _profile_name(record: bytes) -> str:
+    """The H.264 profile an avcC names, as FFmpeg calls it."""
+    if record[1] == 66 and record[2] & 0x40:  # constraint_set1_flag
+        return "Constrained Baseline"
+    return _PROFILES.get(record[1], "High")
+
+
+class Publisher:
+    """One WHIP session fed FLV tags (:func:`_tags`)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+        self._out: av.container.OutputContainer | None = None
+        self._video: av.stream.Stream | None = None
+        self._audio: Any = None
+        self._started = False
+        self._aac: Any = None
+        self._resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=48_000, frame_size=OPUS_FRAME
+        )
+        self._next_sample: int | None = None
+
+    def feed(self, kind: int, stamp: int, body: bytes, tag: bytes) -> None:
+        """Act on one FLV tag (``tag``: all of it)."""
+        if kind == _VIDEO and len(body) > 5 and body[0] & 0x0F == 7:
+            self._picture(stamp, body, tag)
+        elif kind == _AUDIO and len(body) > 2 and body[0] >> 4 == 10:
+            self._sound(stamp, body)
+
+    def _picture(self, stamp: int, body: bytes, tag: bytes) -> None:
+        if body[1] == 0:  # AVC sequence header: the session opens on it
+            if self._out is None:
+                self._open(tag, sps_size(first_sps(body[5:])))
+            return
+        if body[1] != 1 or self._out is None:
+            return
+        keyframe = body[0] >> 4 == 1
+        if not self._started:
+            if not keyframe:
+                return  # WebRTC viewers start at a keyframe
+            self._started = True
+        composition = int.from_bytes(body[2:5], "big", signed=True)
+        packet = av.Packet(body[5:])
+        packet.dts, packet.pts, packet.time_base = stamp, stamp + composition, _MS
+        packet.is_keyframe = keyframe
+        self._mux(packet, self._video)
+
+    def _sound(self, stamp: int, body: bytes) -> None:
+        if body[1] == 0:  # AAC AudioSpecificConfig
+            self._aac = av.CodecContext.create("aac", "r")
+            self._aac.extradata = body[2:]
+            return
+        if self._out is None and stamp > NO_PICTURES_MS:
+            raise ValueError("the stream has no pictures: a push over WHIP needs video")
+        if self._aac is None or self._out is None:
+            return  # sound before the session opens is not sent
+        # Opus frames are numbered by the sample; a gap in the sound (a pause, a cut) moves
+        # the count on to where the sound resumes, never back.
+        at = stamp * 48
+        if self._next_sample is None or at > self._next_sample + 2 * OPUS_FRAME:
+            self._next_sample = at
+        for frame in self._aac.decode(av.Packet(body[2:])):
+            frame.pts = None
+            for resampled in self._resampler.resample(frame):
+                resampled.pts, resampled.time_base = self._next_sample, _OPUS_TIME
+                self._next_sample += resampled.samples
+                for out in self._audio.encode(resampled):
+                    self._mux(out, self._audio)
+
+    def _open(self, configuration: bytes, size: tuple[int, int]) -> None:
+        """Open the WHIP session (HTTP offer, ICE, DTLS) on the video's configuration (its
+        FLV tag): the offer names its profile, and the muxer sends its parameter sets."""
+        config = self._config
+        options = {
+            "handshake_timeout": str(config.get("handshake_ms", 5000)),
+            "whip_flags": "dtls_active",  # FFmpeg leads DTLS: a third of a second, not 1.1 s
+            "cert_file": config["cert"],
+            "key_file": config["key"],
+        }
+        if config.get("token"):
+            options["authorization"] = config["token"]
+        with av.open(io.BytesIO(_FLV_HEADER + configuration), format="flv") as template:
+            out = av.open(config["url"], mode="w", format="whip", container_options=options)
+            video = out.add_stream_from_template(template.streams.video[0])
+        # The demuxer learns these from a picture; the offer needs them now, from the avcC.
+        record = configuration[16:-4]
+        video.codec_context.extradata = record
+        video.codec_context.width, video.codec_context.height = size
+        video.codec_context.profile = _profile_name(record)
+        video.codec_context.level = record[3]
+        audio = out.add_stream("libopus", rate=48_000, layout="stereo")
+        audio.codec_context.bit_rate = int(config.get("audio_bitrate", 64_000))
+        out.start_encoding()
+        self._out, self._video, self._audio = out, video, audio
+        print(SESSION_OPEN, file=sys.stderr, flush=True)
+
+    def _mux(self, packet: av.Packet, stream: Any) -> None:
+        assert self._out is not None
+        packet.stream = stream
+        self._out.mux(packet)
+
+    def close(self) -> None:
+        """End the session (the WHIP DELETE)."""
+        if self._out is not None:
+            for packet in self._audio.encode(None):
+                self._mux(packet, self._audio)
+            self._out.close()
+
+
+def main() -> int:
+    """Publish stdin's FLV stream to the WHIP endpoint its first line names."""
+    stdin = sys.stdin.buffer
+    config = json.loads(stdin.readline())
+    publisher = Publisher(config)
+    try:
+        for kind, stamp, body, tag in _tags(stdin):
+            publisher.feed(kind, stamp, body, tag)
+        publisher.close()
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"the WHIP endpoint: {reason}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

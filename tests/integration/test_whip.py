@@ -1,0 +1,98 @@
+"""A push over WHIP (pipeline/whip.py) into a WebRTC endpoint nobody here wrote the WebRTC
+of (aiortc, tests/whipserver.py), watched by its decoder: every picture in order, the
+sound as Opus at 48 kHz, the session ended with the WHIP DELETE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.room import LocalRoom
+from jobs.errors import RoomUnreachable
+from pipeline import Control, PushSpec, Timeouts, push
+from pipeline.whip import endpoint_of, whip_url
+
+from ..media import make_clip, make_numbered_clip
+from ..whipserver import whip_server
+
+FPS = 25
+SECONDS = 6
+TOKEN = "whip-token-for-tests"
+#: aiortc hands a picture on only once the next one arrives, and the DELETE ends the track:
+#: the viewer never decodes the last picture sent.
+UNDECODED_AT_END = 1
+
+
+@pytest.fixture(scope="module")
+def numbered(media: Path) -> str:
+    """6 s, 25 fps, H.264 High (re-encoded for WebRTC), a keyframe every second."""
+    make_numbered_clip(media / "whip_numbered.mp4", seconds=SECONDS, fps=FPS, gop=FPS)
+    return "whip_numbered.mp4"
+
+
+def test_a_file_pushed_over_whip_reaches_a_webrtc_viewer_picture_by_picture(
+    room: LocalRoom, numbered: str
+) -> None:
+    with whip_server(token=TOKEN) as server:
+        spec = PushSpec(
+            source=room.media_url(numbered),
+            target=whip_url(server.url("lesson"), TOKEN),
+            secrets=(TOKEN,),
+        )
+        with Control() as control:
+            result = push(spec, control)
+        session = server.session("lesson")
+        assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    assert session.deleted
+    frames = SECONDS * FPS
+    assert session.numbers == list(range(frames - UNDECODED_AT_END))
+    assert session.sizes == {(320, 240)}
+    assert session.sample_rates == {48_000}
+    assert session.sound_frames >= SECONDS * 50 - 5  # 20 ms Opus frames
+    video = result.progress.as_dict()["Streams"][0]
+    assert video["Action"] == "transcode" and "constrained baseline" in video["Reason"]
+
+
+def test_a_constrained_baseline_source_goes_over_whip_without_re_encoding(
+    room: LocalRoom, media: Path
+) -> None:
+    make_clip(media / "whip_baseline.mp4", seconds=4, size="320x240", fps=25, gop=25,
+              h264_profile="baseline")  # fmt: skip
+    with whip_server() as server:
+        spec = PushSpec(
+            source=room.media_url("whip_baseline.mp4"), target=whip_url(server.url("b"))
+        )
+        with Control() as control:
+            result = push(spec, control)
+        session = server.session("b")
+        assert session.ended.wait(10)
+    video = result.progress.as_dict()["Streams"][0]
+    assert video["Action"] == "remux", video
+    assert len(session.arrivals) >= 4 * 25 - UNDECODED_AT_END
+
+
+def test_a_refused_token_fails_the_push_at_once_with_the_endpoints_answer_and_no_token(
+    room: LocalRoom, numbered: str
+) -> None:
+    wrong = "not-the-token-4242"
+    with whip_server(token=TOKEN) as server:
+        spec = PushSpec(
+            source=room.media_url(numbered),
+            target=whip_url(server.url("refused"), wrong),
+            secrets=(wrong,),
+            timeouts=Timeouts(room_open=3.0),
+        )
+        with Control() as control, pytest.raises(RoomUnreachable) as refused:
+            push(spec, control)
+    assert "401 Unauthorized" in refused.value.message
+    assert wrong not in refused.value.message
+    assert server.refused == 1
+
+
+def test_a_whip_room_url_carries_its_endpoint_and_token() -> None:
+    url = whip_url("https://sfu.example.com/whip/room1?SessionID=7", "tok")
+    assert url == "whip+https://sfu.example.com/whip/room1?SessionID=7#bearer=tok"
+    assert endpoint_of(url) == ("https://sfu.example.com/whip/room1?SessionID=7", "tok")
+    assert endpoint_of(whip_url("http://h/w")) == ("http://h/w", None)

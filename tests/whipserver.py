@@ -1,0 +1,169 @@
+"""A WHIP endpoint nobody here wrote the WebRTC of: aiohttp for the HTTP, aiortc for ICE,
+DTLS, SRTP and decoding. It stands in for TRTC's WHIP ingest (or any SFU's) in the tests.
+
+``POST /whip/<stream>`` (an SDP offer, ``Authorization: Bearer <token>`` when the endpoint
+has one) answers 201 with the SDP answer and the session's ``Location``; ``DELETE`` on that
+ends it. Each session keeps what its viewer saw: the number drawn in each picture
+(tests/media.py), when it was decoded, and the sound's frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from .media import read_frame_number
+
+
+@dataclass
+class Session:
+    """One publish as the endpoint received it."""
+
+    stream: str
+    numbers: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    sound_frames: int = 0
+    sample_rates: set[int] = field(default_factory=set)
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+    deleted: bool = False
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+class WhipServer:
+    """The endpoint on 127.0.0.1 on a free port, run on a thread of its own."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+        self.sessions: list[Session] = []
+        self.refused = 0
+        self._peers: dict[str, tuple[RTCPeerConnection, Session, list[Any]]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, name="whip-server", daemon=True)
+        self._runner: web.AppRunner
+
+    def url(self, stream: str) -> str:
+        """The endpoint of ``stream``."""
+        return f"http://127.0.0.1:{self.port}/whip/{stream}"
+
+    def __enter__(self) -> WhipServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def session(self, stream: str, timeout: float = 15.0) -> Session:
+        """The first session published as ``stream``, once it has begun."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for session in self.sessions:
+                if session.stream == stream:
+                    return session
+            assert time.monotonic() < deadline, f"no WHIP session for {stream}"
+            time.sleep(0.05)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/whip/{stream}", self._post)
+        app.router.add_delete("/whip/{stream}/{sid}", self._delete)
+        runner = self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _authorized(self, request: web.Request) -> bool:
+        return not self.token or request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _post(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            self.refused += 1
+            return web.Response(status=401, text="bad token")
+        offer = await request.text()
+        session = Session(request.match_info["stream"])
+        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        tasks: list[Any] = []
+        sid = uuid.uuid4().hex[:12]
+
+        @peer.on("track")
+        def on_track(track: Any) -> None:
+            tasks.append(asyncio.ensure_future(self._consume(session, track)))
+
+        try:
+            await peer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await peer.setLocalDescription(await peer.createAnswer())
+        except Exception as exc:  # noqa: BLE001 - aiortc's negotiation errors have no base
+            await peer.close()
+            return web.Response(status=406, text=f"negotiation failed: {exc}")
+        self._peers[sid] = (peer, session, tasks)
+        self.sessions.append(session)
+        return web.Response(
+            status=201,
+            body=peer.localDescription.sdp.encode(),
+            headers={"Content-Type": "application/sdp", "Location": f"{request.path}/{sid}"},
+        )
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401)
+        found = self._peers.get(request.match_info["sid"])
+        if found is None:
+            return web.Response(status=404)
+        found[1].deleted = True
+        await self._end(request.match_info["sid"])
+        return web.Response(status=200)
+
+    async def _consume(self, session: Session, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if track.kind == "video":
+                session.numbers.append(read_frame_number(frame))
+                session.arrivals.append(time.monotonic())
+                session.sizes.add((frame.width, frame.height))
+            else:
+                session.sound_frames += 1
+                session.sample_rates.add(frame.sample_rate)
+
+    async def _end(self, sid: str) -> None:
+        peer, session, tasks = self._peers.pop(sid)
+        # Let the receive buffers hand over what they hold before the tracks end.
+        await asyncio.sleep(0.2)
+        await peer.close()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 2)
+        session.ended.set()
+
+    async def _shutdown(self) -> None:
+        for sid in list(self._peers):
+            await self._end(sid)
+        await self._runner.cleanup()
+
+
+@contextlib.contextmanager
+def whip_server(token: str | None = None) -> Iterator[WhipServer]:
+    """A :class:`WhipServer` for the length of a test."""
+    with WhipServer(token) as server:
+        yield server
