@@ -107,6 +107,12 @@ def check_callback_url(value: str | None) -> str | None:
     return value
 
 
+def _no_fragment(value: str) -> str:
+    if "#" in value:
+        raise ValueError("must have no fragment (#…): the endpoint never sees one")
+    return value
+
+
 class WhipRequest(BaseModel):
     """A WHIP endpoint to publish to instead of TRTC's RTMP ingest (docs/api.md, WHIP)."""
 
@@ -119,6 +125,7 @@ class WhipRequest(BaseModel):
             description="The endpoint, http(s): the push POSTs its SDP offer here.",
         ),
         AfterValidator(check_callback_url),
+        AfterValidator(_no_fragment),
     ]
     Token: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = Field(
         None, description="Sent as Authorization: Bearer <Token> (a secret: never shown)."

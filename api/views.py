@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -110,7 +111,7 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
         CreatedAt=now(),
-        Whip=redact_url(job.Whip.Url) if job.Whip else None,
+        Whip=endpoint_host(job.Whip.Url) if job.Whip else None,
         **_targets(job),
     )
     secrets = JobSecrets(
@@ -194,6 +195,13 @@ def _guard_sources(job: PushRequest) -> None:
     if job.Whip is not None:
         sources.append(("Whip", job.Whip.Url))
     guard_urls(sources)
+
+
+def endpoint_host(url: str) -> str:
+    """What the status shows of a WHIP endpoint: its scheme and host. Some services put the
+    stream's key in the path."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def _stopped_meanwhile(request_id: str) -> bool:

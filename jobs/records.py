@@ -198,6 +198,7 @@ class JobSecrets(BaseModel):
             self.CallbackUrl,
             self.PrivateMapKey,
             *self.TargetSigs.values(),
+            self.WhipUrl,
             self.WhipToken,
         ]
         return tuple(v for v in found if v)
@@ -368,7 +369,8 @@ class PushStatus(_Answer):
         None, description="A shard: the request id of the push it is a part of."
     )
     Whip: str | None = Field(
-        None, description="Pushes over WHIP: the endpoint, secrets in its query masked."
+        None,
+        description="Pushes over WHIP: the endpoint's scheme and host (its path may be a key).",
     )
 
     @classmethod

@@ -65,8 +65,9 @@ def is_safe_param(name: str) -> bool:
 
 def redact_url(url: str) -> str:
     """``url`` with its userinfo, fragment and every query value not in ``SAFE_PARAMS``
-    masked. Works for any scheme (http, rtmp, redis…); a string that is not a URL comes
-    back with ``user:password@`` patterns and ``name=value`` pairs masked."""
+    masked (and a WHIP room URL's path). Works for any scheme (http, rtmp, redis…); a string
+    that is not a URL comes back with ``user:password@`` patterns and ``name=value`` pairs
+    masked."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -74,6 +75,9 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    if parts.scheme.lower().startswith("whip+") and parts.path not in ("", "/"):
+        # A WHIP endpoint's path may be the stream's key (pipeline/whip.py).
+        return urlunsplit((parts.scheme, netloc, f"/{MASK}", "", MASK if parts.fragment else ""))
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)

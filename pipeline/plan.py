@@ -52,7 +52,7 @@ def decide_video(
         return Decision(Action.TRANSCODE, f"pixel format {pix} is not 8-bit 4:2:0")
     if pix is None and any(tag in (ctx.profile or "") for tag in ("10", "4:2:2", "4:4:4")):
         return Decision(Action.TRANSCODE, f"H.264 profile {ctx.profile} is not 8-bit 4:2:0")
-    if profile.h264_profile == "baseline" and "baseline" not in (ctx.profile or "").lower():
+    if profile.h264_profile == "baseline" and ctx.profile != "Constrained Baseline":
         return Decision(
             Action.TRANSCODE,
             f"H.264 profile {ctx.profile}: a WebRTC room takes constrained baseline",

@@ -19,7 +19,7 @@ from typing import Any
 import av
 import av.error
 
-from jobs.errors import SourceEndedEarly, SourceError, SourceUnreachable
+from jobs.errors import SourceEndedEarly, SourceError, SourceHasNoMedia, SourceUnreachable
 from jobs.redact import redact_text, redact_url
 
 from .catchup import from_live_edge
@@ -113,6 +113,10 @@ def push(
         unstarted = Progress(position=_starting_position(spec))
         return _stopped(control, unstarted)
     try:
+        if spec.profile.h264_profile == WHIP_PROFILE and source.video is None:
+            raise SourceHasNoMedia(
+                "the source has no video: a push over WHIP publishes pictures (and their sound)"
+            )
         live = _is_live(spec, source)
         probe = (
             probe_video(source, spec.profile.max_remux_gop_seconds + 1)

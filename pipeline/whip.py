@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import select
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -25,16 +25,20 @@ import threading
 import time
 from functools import cache
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
+
+from jobs.errors import RoomUnreachable
 
 from .flv import has_video_config
-from .whip_publisher import SESSION_OPEN
+from .whip_publisher import REASON, REFUSED, SESSION_OPEN
 
 SCHEMES = ("whip+http", "whip+https")
 #: The H.264 profile WebRTC receivers all take (aiortc, browsers, SFUs): constrained baseline.
 WHIP_PROFILE = "baseline"
 #: How long the publisher may take to end its session (the WHIP DELETE) before it is killed.
 CLOSE_TIMEOUT = 3.0
+#: A stream's header is a few hundred bytes: past this, media flows and nothing waits.
+HEADER_BYTES = 64 << 10
 
 
 def is_whip(url: str) -> bool:
@@ -43,16 +47,16 @@ def is_whip(url: str) -> bool:
 
 
 def whip_url(endpoint: str, token: str | None = None) -> str:
-    """The room URL of WHIP endpoint ``endpoint`` (``https://…``), its bearer ``token`` in
-    the fragment."""
-    return f"whip+{endpoint}" + (f"#bearer={token}" if token else "")
+    """The room URL of WHIP endpoint ``endpoint`` (``https://…``, no fragment), its bearer
+    ``token`` in the fragment."""
+    return f"whip+{endpoint}" + (f"#bearer={quote(token, safe='')}" if token else "")
 
 
 def endpoint_of(url: str) -> tuple[str, str | None]:
     """The endpoint (``https://…``) and bearer token of a WHIP room URL."""
-    parts = urlsplit(url.split("+", 1)[1])
-    token = parse_qs(parts.fragment).get("bearer", [None])[0]
-    return urlunsplit(parts._replace(fragment="")), token
+    endpoint, _, fragment = url.split("+", 1)[1].partition("#")
+    token = unquote(fragment.removeprefix("bearer=")) if fragment.startswith("bearer=") else None
+    return endpoint, token
 
 
 @cache
@@ -94,8 +98,10 @@ def dtls_identity() -> tuple[str, str]:
 class WhipConnection:
     """A publish to a WHIP endpoint, fed FLV bytes (:class:`pipeline.sink.RoomConnection`).
 
-    The session opens on the stream's header (``write`` waits for it); a failure shows as an
-    OSError, with the publisher's reason, and the sink reconnects as for RTMP.
+    The session opens on the stream's header (``write`` waits for it). A refusal (the
+    endpoint refuses the offer, the stream has no pictures) raises RoomUnreachable, which
+    fails the push; any other failure an OSError with the publisher's reason, and the sink
+    reconnects as for RTMP.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -115,9 +121,14 @@ class WhipConnection:
             stderr=subprocess.PIPE,
             cwd=Path(__file__).resolve().parent.parent,
         )
+        self._reader = threading.Thread(
+            target=self._read_reasons, name="roomcast-whip-log", daemon=True
+        )
         assert self._proc.stdin is not None and self._proc.stderr is not None
         self._stdin = self._proc.stdin.fileno()
-        threading.Thread(target=self._read_reasons, name="roomcast-whip-log", daemon=True).start()
+        self._writable = selectors.DefaultSelector()
+        self._writable.register(self._stdin, selectors.EVENT_WRITE)
+        self._reader.start()
         config = {
             "url": endpoint,
             "token": token,
@@ -138,7 +149,7 @@ class WhipConnection:
                 if text == SESSION_OPEN:
                     self._open = True
                     self._opened.set()
-                elif text:
+                elif text.startswith(REASON):
                     self._reason = text
         self._opened.set()  # ended: whoever waits for the session hears it
 
@@ -156,6 +167,8 @@ class WhipConnection:
                 if has_video_config(self._head):
                     self._head = None
                     self._await_session()
+                elif len(self._head) > HEADER_BYTES:
+                    self._head = None  # media already: never waited for here
         return len(data)
 
     def _await_session(self) -> None:
@@ -182,12 +195,21 @@ class WhipConnection:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise OSError(f"the WHIP publisher took nothing for {self._timeout:g} s")
-                select.select([], [self._stdin], [], min(left, 0.1))
+                self._writable.select(min(left, 0.1))
 
-    def _failed(self) -> OSError:
-        self._proc.wait(1.0)
-        time.sleep(0.05)  # its last line, read on another thread
-        return OSError(self._reason or f"the WHIP publisher ended ({self._proc.returncode})")
+    def _failed(self) -> Exception:
+        """Why the publisher ended: a refusal (its offer or its stream was refused, which a
+        new session would not change) fails the push, anything else may be reconnected."""
+        try:
+            self._proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(1.0)  # its last line
+        reason = self._reason or f"the WHIP publisher ended ({self._proc.returncode})"
+        if self._proc.returncode == REFUSED:
+            return RoomUnreachable(reason)
+        return OSError(reason)
 
     def cut(self) -> None:
         """End the publish now, from any thread: the publisher is killed (no DELETE)."""

@@ -17,8 +17,10 @@ clean end (EOF, then the WHIP DELETE), and otherwise 1 with one line on stderr s
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
+import signal
 import sys
 from fractions import Fraction
 from typing import Any, BinaryIO
@@ -37,6 +39,13 @@ _MS = Fraction(1, 1000)
 OPUS_FRAME = 960
 _OPUS_TIME = Fraction(1, 48_000)
 _PROFILES = {66: "Baseline", 77: "Main", 88: "Extended", 100: "High"}
+#: How the publisher exits when a new session would fare no better (the offer refused).
+REFUSED = 2
+#: What starts the publisher's reason for failing, on stderr.
+REASON = "the WHIP endpoint:"
+#: How long the session's end (the WHIP DELETE) may take before the publisher gives up.
+CLOSE_SECONDS = 5
+_PR_SET_PDEATHSIG = 1
 #: Sound this long without a picture's configuration: the stream has no video.
 NO_PICTURES_MS = 2000
 #: What the publisher says on stderr once its session is open.
@@ -62,6 +71,21 @@ def _tags(stream: BinaryIO) -> Any:
         yield head[0] & 0x1F, stamp, body, head + body + trailer
 
 
+class NoPictures(ValueError):
+    """The stream carries no video: nothing a WHIP session could be opened for."""
+
+
+#: Failures a new session would not mend: the endpoint refused the offer, or no video.
+_REFUSALS = (
+    NoPictures,
+    av.error.HTTPUnauthorizedError,
+    av.error.HTTPForbiddenError,
+    av.error.HTTPNotFoundError,
+    av.error.HTTPBadRequestError,
+    av.error.HTTPOtherClientError,
+)
+
+
 def _profile_name(record: bytes) -> str:
     """The H.264 profile an avcC names, as FFmpeg calls it."""
     if record[1] == 66 and record[2] & 0x40:  # constraint_set1_flag
@@ -72,8 +96,9 @@ def _profile_name(record: bytes) -> str:
 class Publisher:
     """One WHIP session fed FLV tags (:func:`_tags`)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], has_audio: bool = True) -> None:
         self._config = config
+        self._has_audio = has_audio
         self._out: av.container.OutputContainer | None = None
         self._video: av.stream.Stream | None = None
         self._audio: Any = None
@@ -115,8 +140,8 @@ class Publisher:
             self._aac.extradata = body[2:]
             return
         if self._out is None and stamp > NO_PICTURES_MS:
-            raise ValueError("the stream has no pictures: a push over WHIP needs video")
-        if self._aac is None or self._out is None:
+            raise NoPictures("the stream has no pictures: a push over WHIP needs video")
+        if self._aac is None or self._out is None or self._audio is None:
             return  # sound before the session opens is not sent
         # Opus frames are numbered by the sample; a gap in the sound (a pause, a cut) moves
         # the count on to where the sound resumes, never back.
@@ -140,6 +165,9 @@ class Publisher:
             "whip_flags": "dtls_active",  # FFmpeg leads DTLS: a third of a second, not 1.1 s
             "cert_file": config["cert"],
             "key_file": config["key"],
+            # Pictures wait for sound to interleave with at most this long (µs; FFmpeg's
+            # default is 10 s): a gap in the sound must not stall the pictures.
+            "max_interleave_delta": "100000",
         }
         if config.get("token"):
             options["authorization"] = config["token"]
@@ -152,8 +180,10 @@ class Publisher:
         video.codec_context.width, video.codec_context.height = size
         video.codec_context.profile = _profile_name(record)
         video.codec_context.level = record[3]
-        audio = out.add_stream("libopus", rate=48_000, layout="stereo")
-        audio.codec_context.bit_rate = int(config.get("audio_bitrate", 64_000))
+        audio = None
+        if self._has_audio:  # a stream that never gets a packet would hold pictures back
+            audio = out.add_stream("libopus", rate=48_000, layout="stereo")
+            audio.codec_context.bit_rate = int(config.get("audio_bitrate", 64_000))
         out.start_encoding()
         self._out, self._video, self._audio = out, video, audio
         print(SESSION_OPEN, file=sys.stderr, flush=True)
@@ -166,25 +196,48 @@ class Publisher:
     def close(self) -> None:
         """End the session (the WHIP DELETE)."""
         if self._out is not None:
-            for packet in self._audio.encode(None):
-                self._mux(packet, self._audio)
+            if self._audio is not None:
+                for packet in self._audio.encode(None):
+                    self._mux(packet, self._audio)
             self._out.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: end when the worker that started this publisher dies (it cannot kill it)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def main() -> int:
     """Publish stdin's FLV stream to the WHIP endpoint its first line names."""
+    _die_with_parent()
     stdin = sys.stdin.buffer
     config = json.loads(stdin.readline())
-    publisher = Publisher(config)
+    publisher = Publisher(config, has_audio=_has_audio(stdin))
     try:
         for kind, stamp, body, tag in _tags(stdin):
             publisher.feed(kind, stamp, body, tag)
+        # FFmpeg's muxer may block for good in its trailer once the far end has gone.
+        signal.alarm(CLOSE_SECONDS)
         publisher.close()
+    except _REFUSALS as exc:
+        _say(exc)
+        return REFUSED
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        print(f"the WHIP endpoint: {reason}", file=sys.stderr, flush=True)
+        _say(exc)
         return 1
     return 0
+
+
+def _has_audio(stream: BinaryIO) -> bool:
+    """Whether the FLV header ahead on ``stream`` announces sound (its flags byte)."""
+    head = stream.peek(5)  # type: ignore[attr-defined]
+    return len(head) < 5 or bool(head[4] & 0x04)
+
+
+def _say(exc: BaseException) -> None:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    print(f"{REASON} {reason}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ sound as Opus at 48 kHz, the session ended with the WHIP DELETE."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from devstack.room import LocalRoom
-from jobs.errors import RoomUnreachable
+from jobs.errors import RoomUnreachable, SourceHasNoMedia
 from pipeline import Control, PushSpec, Timeouts, push
 from pipeline.whip import endpoint_of, whip_url
 
@@ -91,8 +92,34 @@ def test_a_refused_token_fails_the_push_at_once_with_the_endpoints_answer_and_no
     assert server.refused == 1
 
 
-def test_a_whip_room_url_carries_its_endpoint_and_token() -> None:
-    url = whip_url("https://sfu.example.com/whip/room1?SessionID=7", "tok")
-    assert url == "whip+https://sfu.example.com/whip/room1?SessionID=7#bearer=tok"
-    assert endpoint_of(url) == ("https://sfu.example.com/whip/room1?SessionID=7", "tok")
+def test_a_whip_room_url_carries_its_endpoint_and_any_token_as_it_is() -> None:
+    endpoint = "https://sfu.example.com/whip/room1?SessionID=7"
+    for token in ("tok", "abc+def/ghi==", "a&b=c", "x%41y#z"):
+        assert endpoint_of(whip_url(endpoint, token)) == (endpoint, token)
     assert endpoint_of(whip_url("http://h/w")) == ("http://h/w", None)
+
+
+def test_a_source_without_pictures_fails_a_whip_push_at_once(room: LocalRoom, media: Path) -> None:
+    make_clip(media / "whip_sound_only.mp4", seconds=3, video=False)
+    with whip_server() as server:
+        source = room.media_url("whip_sound_only.mp4")
+        spec = PushSpec(source=source, target=whip_url(server.url("s")))
+        with Control() as control, pytest.raises(SourceHasNoMedia, match="no video"):
+            push(spec, control)
+    assert not server.sessions
+
+
+def test_pictures_without_sound_go_out_as_they_come(room: LocalRoom, media: Path) -> None:
+    make_clip(media / "whip_silent.mp4", seconds=4, size="320x240", fps=25, gop=25,
+              h264_profile="baseline", audio_rate=None)  # fmt: skip
+    with whip_server() as server:
+        spec = PushSpec(source=room.media_url("whip_silent.mp4"), target=whip_url(server.url("v")))
+        started = time.monotonic()
+        with Control() as control:
+            push(spec, control)
+        session = server.session("v")
+        assert session.ended.wait(10)
+    # Not held back for sound that never comes (FFmpeg's interleaving would wait 10 s).
+    assert session.arrivals and session.arrivals[0] - started < 2.0
+    assert len(session.arrivals) >= 4 * 25 - UNDECODED_AT_END
+    assert session.sound_frames == 0
