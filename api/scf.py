@@ -222,7 +222,11 @@ def _list(params: dict[str, Any]) -> dict[str, Any]:
     by_end = params.get("Orderby") == "EndTime"
     events = [
         event
-        for event in (_event(job) for job in _store().list(limit=1000))
+        for event in (
+            _event(job)
+            for job in _store().list(limit=1000)
+            if job.record.ShardOf is None  # a push's shards are part of it
+        )
         if (not wanted or event["Status"] in wanted)
         and params.get("InvokeRequestId") in (None, "", event["InvokeRequestId"])
         and _within(event["StartTime"], params.get("StartTimeInterval"))

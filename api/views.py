@@ -442,6 +442,10 @@ def stop_push(request_id: str, stop: Stop) -> tuple[State | None, bool]:
     whether the push has ended.
     """
     store = _store()
+    job = store.get(request_id)
+    for shard_id in (job.record.Shards if job is not None else None) or ():
+        if store.stop(shard_id, stop) is State.QUEUED:  # jobs/shards.py
+            tell_celery_revoked(shard_id, stop.reason_queued)
     found = store.stop(request_id, stop)
     if found is State.QUEUED:
         current_app.logger.info("push %s stopped while queued: %s", request_id, stop.reason)

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from .media import read_frame_number
+from .media import read_clip_id, read_frame_number
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Session:
 
     stream: str
     numbers: list[int] = field(default_factory=list)
+    clips: list[int] = field(default_factory=list)
+    #: Each picture's RTP time (s) and when it was decoded (monotonic).
+    times: list[float] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
     sound_frames: int = 0
     sample_rates: set[int] = field(default_factory=set)
@@ -140,6 +143,8 @@ class WhipServer:
                 return
             if track.kind == "video":
                 session.numbers.append(read_frame_number(frame))
+                session.clips.append(read_clip_id(frame))
+                session.times.append(float(frame.pts * frame.time_base))
                 session.arrivals.append(time.monotonic())
                 session.sizes.add((frame.width, frame.height))
             else:

@@ -172,7 +172,7 @@ def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
     """
     store = get_store()
     ours = []
-    for request_id in ids:
+    for request_id in _with_shards(store, ids):
         try:
             found = store.stop(request_id, stop)
             if found is None:
@@ -208,6 +208,19 @@ def stop_preparations(state: Any, ids: Collection[str], stop: Stop) -> list[str]
         elif found == "running":
             log.info("preparation %s asked to stop: %s", request_id, stop.reason)
     return ours
+
+
+def _with_shards(store: Any, ids: Collection[str]) -> list[str]:
+    """Each id, after the shards of a push split into them (jobs/shards.py): a shard stopped
+    on its own is marked revoked and terminated like the push."""
+    expanded: list[str] = []
+    for request_id in ids:
+        try:
+            job = store.get(request_id)
+        except redis.RedisError:
+            job = None
+        expanded += [*((job.record.Shards or []) if job is not None else []), request_id]
+    return expanded
 
 
 def _terminate_later(state: Any, ids: set[str], signal: Any, stop: Stop) -> None:

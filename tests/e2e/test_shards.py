@@ -73,6 +73,12 @@ def five_rooms(room_name: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
     return rooms, targets
 
 
+def submit_split(api: Api, room: LocalRoom, room_name: str, clip: str) -> str:
+    """A push into five rooms (three shards of two) of ``clip``; its request id."""
+    _, targets = five_rooms(room_name)
+    return api.submit(**job_for(room, clip, room_name, Targets=targets))
+
+
 def wait_all_running(api: Api, rid: str, shards: int) -> dict[str, Any]:
     """The push's status once it and all its shards run."""
     deadline = time.monotonic() + 20
@@ -122,8 +128,7 @@ def test_rooms_are_added_to_the_emptiest_shard_and_removed_from_theirs(
     stack: tuple[Api, Celery], room: LocalRoom, room_name: str, long_clip: str
 ) -> None:
     api, _ = stack
-    _, targets = five_rooms(room_name)
-    rid = api.submit(**job_for(room, long_clip, room_name, Targets=targets))
+    rid = submit_split(api, room, room_name, long_clip)
     try:
         wait_all_running(api, rid, shards=3)
         added = {"StrRoomId": f"{room_name}_new", "UserId": "fan_new", "UserSig": "sig"}
@@ -148,8 +153,7 @@ def test_celerys_revoke_of_the_push_stops_every_shard(
     stack: tuple[Api, Celery], room: LocalRoom, room_name: str, long_clip: str
 ) -> None:
     api, celery = stack
-    _, targets = five_rooms(room_name)
-    rid = api.submit(**job_for(room, long_clip, room_name, Targets=targets))
+    rid = submit_split(api, room, room_name, long_clip)
     wait_all_running(api, rid, shards=3)
     celery.control.revoke(rid)
     for shard in (rid, f"{rid}.2", f"{rid}.3"):
@@ -168,3 +172,19 @@ def test_a_switchable_push_into_more_rooms_than_a_shard_is_refused(
     assert answer.status == 400, answer.body
     assert answer.body["Error"]["Field"] == "Targets"
     assert "player commands reach one process" in answer.body["Error"]["Message"]
+
+
+def test_stopping_a_push_whose_shards_wait_for_a_worker_leaves_celery_saying_revoked(
+    stack: tuple[Api, Celery], room: LocalRoom, room_name: str, long_clip: str
+) -> None:
+    api, celery = stack
+    busy = submit_split(api, room, room_name, long_clip)
+    try:
+        wait_all_running(api, busy, shards=3)  # every worker carries one of its shards
+        waiting = submit_split(api, room, f"{room_name}w", long_clip)
+        assert api.call("POST", f"/v1/pushes/{waiting}/stop").status == 200
+        for shard in (waiting, f"{waiting}.2", f"{waiting}.3"):
+            assert api.status(shard)["State"] == "stopped"
+            assert celery.AsyncResult(shard).state == "REVOKED", shard
+    finally:
+        api.call("POST", f"/v1/pushes/{busy}/stop")

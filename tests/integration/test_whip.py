@@ -4,12 +4,14 @@ sound as Opus at 48 kHz, the session ended with the WHIP DELETE."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from devstack.room import LocalRoom
+from jobs.commands import Switch
 from jobs.errors import RoomUnreachable, SourceHasNoMedia
 from pipeline import Control, PushSpec, Timeouts, push
 from pipeline.whip import endpoint_of, whip_url
@@ -123,3 +125,35 @@ def test_pictures_without_sound_go_out_as_they_come(room: LocalRoom, media: Path
     assert session.arrivals and session.arrivals[0] - started < 2.0
     assert len(session.arrivals) >= 4 * 25 - UNDECODED_AT_END
     assert session.sound_frames == 0
+
+
+def test_a_switch_over_whip_is_seamless_on_one_session(room: LocalRoom, media: Path) -> None:
+    make_numbered_clip(media / "whip_clip1.mp4", seconds=6, clip_id=1, tone=440)
+    make_numbered_clip(media / "whip_clip3.mp4", seconds=2, clip_id=3, tone=880)
+    with whip_server() as server:
+        spec = PushSpec(
+            source=room.media_url("whip_clip1.mp4"),
+            target=whip_url(server.url("switch")),
+            switchable=True,
+        )
+        with Control() as control:
+            switched_at: list[float] = []
+
+            def switch() -> None:
+                time.sleep(2.0)
+                switched_at.append(time.monotonic())
+                control.send(Switch(VideoSrc=room.media_url("whip_clip3.mp4")))
+
+            threading.Thread(target=switch, daemon=True).start()
+            result = push(spec, control)
+        session = server.session("switch")
+        assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    assert len(server.sessions) == 1  # the viewer never saw the publisher leave
+    new = session.clips.index(3)
+    assert set(session.clips[:new]) == {1} and set(session.clips[new:]) == {3}
+    assert session.numbers[new] <= 1  # the new clip from its start
+    assert session.arrivals[new] - switched_at[0] < 0.5 + 0.1  # + the viewer's own delay
+    gaps = [b - a for a, b in zip(session.times, session.times[1:], strict=False)]
+    assert all(gap > 0 for gap in gaps), "picture times went back"
+    assert max(gaps) <= 2 / FPS + 0.005, f"a picture gap of {max(gaps) * 1000:.0f} ms"
