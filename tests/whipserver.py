@@ -81,6 +81,21 @@ class WhipServer:
             assert time.monotonic() < deadline, f"no WHIP session for {stream}"
             time.sleep(0.05)
 
+    def drop(self, stream: str) -> None:
+        """End ``stream``'s open sessions from this side as a crashed endpoint would: the
+        transport stops without a DTLS goodbye, and the publisher's sends are refused."""
+        asyncio.run_coroutine_threadsafe(self._drop(stream), self._loop).result(10)
+
+    async def _drop(self, stream: str) -> None:
+        for sid, (peer, session, _) in list(self._peers.items()):
+            if session.stream != stream:
+                continue
+            for transceiver in peer.getTransceivers():
+                transport = transceiver.receiver.transport
+                if transport is not None:
+                    await transport.transport.stop()
+            await self._end(sid)
+
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()

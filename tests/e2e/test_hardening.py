@@ -587,12 +587,21 @@ def test_with_the_guard_on_a_switch_to_an_internal_address_is_refused_as_the_cli
 # --- request limits ----------------------------------------------------------------------------
 
 
-def test_a_body_over_2_mib_answers_413_with_a_json_error(api: Api, room: LocalRoom) -> None:
-    body = dict(job_for(room, "missing.mp4", "limits"), Pad="x" * 2_100_000)
-    answer = api.call("POST", "/v1/pushes", body)
-    assert answer.status == 413, answer.body
-    assert answer.body["Error"]["Code"] == "RequestTooLarge"
-    assert "2097152 bytes" in answer.body["Error"]["Message"]
+def test_a_body_over_2_mib_answers_413_with_a_json_error(api: Api) -> None:
+    # The answer comes from the declared length, before the body: a client still sending
+    # 2 MiB would find the connection closed under it, so only its start is sent here.
+    host, port = api.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/v1/pushes")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(2_100_000))
+    conn.endheaders(b'{"Pad": "' + b"x" * 1000)
+    resp = conn.getresponse()
+    assert resp.status == 413
+    error = json.loads(resp.read())["Error"]
+    conn.close()
+    assert error["Code"] == "RequestTooLarge"
+    assert "2097152 bytes" in error["Message"]
 
 
 def test_a_body_just_under_the_limit_is_judged_on_its_fields(api: Api, room: LocalRoom) -> None:
