@@ -24,6 +24,7 @@ from devstack.room import LocalRoom
 from ..conftest import job_for
 from ..pages import Page, assert_assets_served_locally, fetch
 from ..stack import REPO, Api, start_api, stop
+from ..whipserver import whip_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts"
@@ -180,6 +181,25 @@ def test_a_fanout_push_s_rooms_are_added_and_removed_from_the_console(
     assert [t["TargetId"] for t in status["Targets"]] == ["main"], status
     assert "sig-extra" not in str(status)
     console_api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
+
+
+def test_a_push_over_whip_shows_its_endpoint_and_not_its_token(
+    console_api: Api, room: LocalRoom, long_clip: str, room_name: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    with whip_server(token="console-whip-token") as server:
+        whip = {"Url": server.url(room_name), "Token": "console-whip-token"}
+        job = job_for(room, long_clip, room_name, Whip=whip, MaxDuration=60)
+        answer = console_api.call("POST", "/v1/pushes", job, headers=AUTH)
+        assert answer.status == 202, answer.body
+        request_id = answer.body["RequestId"]
+        open_console(page, console_api)
+        row = page.locator(f'tr[data-request-id="{request_id}"]')
+        expect(row).to_have_attribute("data-state", "running", timeout=15_000)
+        expect(row).to_contain_text(f"WHIP http://127.0.0.1:{server.port}")
+        assert "console-whip-token" not in page.content()
+        console_api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
 
 
 def test_the_console_shows_what_users_typed_as_text(

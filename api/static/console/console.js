@@ -184,7 +184,7 @@ function updateRow(row, push) {
   setText(c.state, state);
   c.state.className = `state state-${state}`;
   setText(c.created, push.CreatedAt ? new Date(push.CreatedAt).toLocaleTimeString() : "");
-  setText(c.room, `${roomOf(push)} · ${push.Mode}`);
+  setText(c.room, `${roomOf(push)} · ${push.Mode}` + (push.Whip ? ` · WHIP ${push.Whip}` : ""));
   setText(c.user, `${push.UserId} · app ${push.SdkAppId}`);
   setText(c.source, push.VideoSrc || "");
   c.source.title = push.VideoSrc || "";
