@@ -97,8 +97,8 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
 
 def _live_shards(store: JobStore, job: Job) -> list[Job]:
     """The push (running) and its shards (jobs/shards.py) that run or wait to."""
-    shards = (store.get(shard_id) for shard_id in job.record.Shards or ())
-    return [job, *(s for s in shards if s is not None and not s.state.finished)]
+    shards = store.read(job.record.Shards or []).values()
+    return [job, *(s for s in shards if not s.state.finished)]
 
 
 def _holder(store: JobStore, job: Job, target_id: str) -> Job:

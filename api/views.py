@@ -383,7 +383,8 @@ def status_of(store: JobStore, job: Job) -> dict[str, Any]:
     answer = job.as_status()
     if not job.record.Shards:
         return answer
-    shards = [(i, store.get(i)) for i in job.record.Shards]
+    found = store.read(job.record.Shards)
+    shards = [(i, found.get(i)) for i in job.record.Shards]
     if not job.state.finished:  # while it runs: the rooms published to now
         shards = [(i, s) for i, s in shards if s is not None and not s.state.finished]
     return merged_status(answer, [(i, s.as_status() if s else None) for i, s in shards])
@@ -442,11 +443,10 @@ def stop_push(request_id: str, stop: Stop) -> tuple[State | None, bool]:
     whether the push has ended.
     """
     store = _store()
-    job = store.get(request_id)
-    for shard_id in (job.record.Shards if job is not None else None) or ():
-        if store.stop(shard_id, stop) is State.QUEUED:  # jobs/shards.py
+    *shards, (_, found) = store.stop_all(request_id, stop).items()
+    for shard_id, shard_found in shards:  # jobs/shards.py
+        if shard_found is State.QUEUED:
             tell_celery_revoked(shard_id, stop.reason_queued)
-    found = store.stop(request_id, stop)
     if found is State.QUEUED:
         current_app.logger.info("push %s stopped while queued: %s", request_id, stop.reason)
         tell_celery_revoked(request_id, stop.reason_queued)

@@ -750,12 +750,23 @@ class JobStore:
         ``queued`` job); a running one is asked to stop (:meth:`request_stop`). Returns the
         state the stop found: ``QUEUED`` only for the call that ended a queued job,
         ``RUNNING`` when the push was asked, a finished state as it was, None if unknown.
+        A push split into shards stops them first (:meth:`stop_all`).
         """
+        return self.stop_all(request_id, stop)[request_id]
+
+    def stop_all(self, request_id: str, stop: Stop) -> dict[str, State | None]:
+        """:meth:`stop` a push's shards (jobs/shards.py), then the push; what each stop
+        found, by request id (the push's last): a caller tells Celery of each one it ended
+        while queued."""
         job = self.get(request_id)
+        shards = (job.record.Shards if job is not None else None) or ()
+        found = {shard: self._stop_one(shard, self.get(shard), stop) for shard in shards}
+        found[request_id] = self._stop_one(request_id, job, stop)
+        return found
+
+    def _stop_one(self, request_id: str, job: Job | None, stop: Stop) -> State | None:
         if job is None:
             return None
-        for shard in job.record.Shards or ():
-            self.stop(shard, stop)  # a sharded push's other shards (jobs/shards.py)
         if job.state is State.QUEUED:
             ended = _ended_by(stop, stop.reason_queued)
             if self.finish(request_id, State.STOPPED, allowed=(State.QUEUED,), **ended):
@@ -1051,6 +1062,10 @@ class JobStore:
             for job in self._read(self._ids(state)):
                 if job.state is state:
                     yield job
+
+    def read(self, ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs of ``ids`` in one round trip a page, by request id (gone ones left out)."""
+        return {job.request_id: job for job in self._read(ids)}
 
     def _read(self, ids: Sequence[str]) -> Iterator[Job]:
         """The records of ``ids``, a pipelined page at a time (gone ones left out)."""

@@ -172,19 +172,20 @@ def stop_jobs(state: Any, ids: Collection[str], stop: Stop) -> list[str]:
     """
     store = get_store()
     ours = []
-    for request_id in _with_shards(store, ids):
+    for asked in ids:
         try:
-            found = store.stop(request_id, stop)
-            if found is None:
-                continue
-            ours.append(request_id)
-            if found is State.QUEUED:
-                log.info("push %s stopped while queued: %s", request_id, stop.reason)
-                mark_revoked(state.app, request_id, stop.reason_queued, hostname=state.hostname)
-            elif found is State.RUNNING:
-                log.info("push %s asked to stop: %s", request_id, stop.reason)
+            # A push split into shards (jobs/shards.py): each is marked and terminated too.
+            for request_id, found in store.stop_all(asked, stop).items():
+                if found is None:
+                    continue
+                ours.append(request_id)
+                if found is State.QUEUED:
+                    log.info("push %s stopped while queued: %s", request_id, stop.reason)
+                    mark_revoked(state.app, request_id, stop.reason_queued, hostname=state.hostname)
+                elif found is State.RUNNING:
+                    log.info("push %s asked to stop: %s", request_id, stop.reason)
         except redis.RedisError as exc:
-            log.warning("could not stop push %s (%s): %s", request_id, stop.reason, exc)
+            log.warning("could not stop push %s (%s): %s", asked, stop.reason, exc)
     return ours
 
 
@@ -208,19 +209,6 @@ def stop_preparations(state: Any, ids: Collection[str], stop: Stop) -> list[str]
         elif found == "running":
             log.info("preparation %s asked to stop: %s", request_id, stop.reason)
     return ours
-
-
-def _with_shards(store: Any, ids: Collection[str]) -> list[str]:
-    """Each id, after the shards of a push split into them (jobs/shards.py): a shard stopped
-    on its own is marked revoked and terminated like the push."""
-    expanded: list[str] = []
-    for request_id in ids:
-        try:
-            job = store.get(request_id)
-        except redis.RedisError:
-            job = None
-        expanded += [*((job.record.Shards or []) if job is not None else []), request_id]
-    return expanded
 
 
 def _terminate_later(state: Any, ids: set[str], signal: Any, stop: Stop) -> None:

@@ -90,6 +90,20 @@ def open_console(page: Any, api: Api) -> None:
     expect(page.locator("#conn")).to_contain_text("updated")
 
 
+def running_row(api: Api, page: Any, job: dict[str, Any]) -> tuple[str, Any]:
+    """Start ``job`` through the API and open the console: its request id, and its row once
+    the push runs."""
+    from playwright.sync_api import expect
+
+    answer = api.call("POST", "/v1/pushes", job, headers=AUTH)
+    assert answer.status == 202, answer.body
+    request_id = answer.body["RequestId"]
+    open_console(page, api)
+    row = page.locator(f'tr[data-request-id="{request_id}"]')
+    expect(row).to_have_attribute("data-state", "running", timeout=15_000)
+    return request_id, row
+
+
 def video_time(page: Any) -> float:
     return float(page.evaluate("document.querySelector('#player').currentTime"))
 
@@ -159,12 +173,7 @@ def test_a_fanout_push_s_rooms_are_added_and_removed_from_the_console(
     from playwright.sync_api import expect
 
     job = job_for(room, long_clip, room_name, Targets=[], MaxDuration=60)
-    answer = console_api.call("POST", "/v1/pushes", job, headers=AUTH)
-    assert answer.status == 202, answer.body
-    request_id = answer.body["RequestId"]
-    open_console(page, console_api)
-    row = page.locator(f'tr[data-request-id="{request_id}"]')
-    expect(row).to_have_attribute("data-state", "running", timeout=15_000)
+    request_id, row = running_row(console_api, page, job)
     expect(row.locator("ul.targets")).to_contain_text("main:", timeout=10_000)
 
     row.locator(".target-room").fill(f"{room_name}_extra")
@@ -191,12 +200,7 @@ def test_a_push_over_whip_shows_its_endpoint_and_not_its_token(
     with whip_server(token="console-whip-token") as server:
         whip = {"Url": server.url(room_name), "Token": "console-whip-token"}
         job = job_for(room, long_clip, room_name, Whip=whip, MaxDuration=60)
-        answer = console_api.call("POST", "/v1/pushes", job, headers=AUTH)
-        assert answer.status == 202, answer.body
-        request_id = answer.body["RequestId"]
-        open_console(page, console_api)
-        row = page.locator(f'tr[data-request-id="{request_id}"]')
-        expect(row).to_have_attribute("data-state", "running", timeout=15_000)
+        request_id, row = running_row(console_api, page, job)
         expect(row).to_contain_text(f"WHIP http://127.0.0.1:{server.port}")
         assert "console-whip-token" not in page.content()
         console_api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
