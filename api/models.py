@@ -459,12 +459,13 @@ class PushRequest(BaseModel):
         AfterValidator(check_callback_url),
     ] = None
 
-    Whip: WhipRequest | None = Field(
+    Whip: WhipRequest | Literal["trtc"] | None = Field(
         None,
         description=(
-            "roomcast extension, Engine=worker: publish over WebRTC to this WHIP endpoint "
-            "(sub-second delay) instead of RTMP into the room; H.264 constrained baseline "
-            "and Opus. Not with Targets."
+            "roomcast extension, Engine=worker: publish over WebRTC (sub-second delay) "
+            'instead of RTMP; H.264 constrained baseline and Opus. "trtc": into the room '
+            "(and every room of Targets) through TRTC's WHIP ingest, as each room's UserId "
+            "with its UserSig; {Url, Token}: to that WHIP endpoint (not with Targets)."
         ),
     )
 
@@ -550,10 +551,13 @@ class PushRequest(BaseModel):
                 "PrivateMapKey is not supported with Engine=worker: TRTC documents no way to "
                 "give it to its RTMP ingest; it is passed with Engine=cloud",
             )
-        if self.Whip is not None and (self.Engine == "cloud" or self.Targets is not None):
+        if self.Whip is not None and self.Engine == "cloud":
+            raise FieldError("Whip", "Whip needs Engine=worker: TRTC's cloud ingest pulls")
+        if isinstance(self.Whip, WhipRequest) and self.Targets is not None:
             raise FieldError(
                 "Whip",
-                "Whip needs Engine=worker and no Targets: a fan-out publishes over RTMP",
+                'a WHIP endpoint is one room: with Targets, give Whip "trtc" (every room '
+                "through TRTC's WHIP ingest) or publish over RTMP",
             )
         if self.RepeatNum != 1 and self.Loop != "none":
             raise FieldError("RepeatNum", "RepeatNum and Loop both repeat the source: give one")

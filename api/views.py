@@ -37,7 +37,7 @@ from worker.messages import enqueue
 
 from .errors import invalid_job_from
 from .keys import check_app, current_key, visible_job
-from .models import PushRequest, TargetRequest
+from .models import PushRequest, TargetRequest, WhipRequest
 
 bp = Blueprint("pushes", __name__)
 
@@ -111,7 +111,7 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=redact_url(job.CallbackUrl) if job.CallbackUrl else None,
         Engine=job.Engine,
         CreatedAt=now(),
-        Whip=endpoint_host(job.Whip.Url) if job.Whip else None,
+        Whip=_whip_shown(job.Whip),
         **_targets(job),
     )
     secrets = JobSecrets(
@@ -122,8 +122,8 @@ def submit() -> ResponseReturnValue:
         CallbackUrl=job.CallbackUrl,
         PrivateMapKey=job.PrivateMapKey,
         TargetSigs=target_sigs,
-        WhipUrl=job.Whip.Url if job.Whip else None,
-        WhipToken=job.Whip.Token if job.Whip else None,
+        WhipUrl=job.Whip.Url if isinstance(job.Whip, WhipRequest) else None,
+        WhipToken=job.Whip.Token if isinstance(job.Whip, WhipRequest) else None,
     )
     check_callback_secret(job.CallbackUrl)
     size = _settings().fanout_shard_rooms
@@ -192,9 +192,14 @@ def _guard_sources(job: PushRequest) -> None:
         sources.append(("CallbackUrl", job.CallbackUrl))
     if job.RedisHost:
         sources.append(("RedisHost", redis_host_url(job.RedisHost, job.RedisPort)))
-    if job.Whip is not None:
+    if isinstance(job.Whip, WhipRequest):
         sources.append(("Whip", job.Whip.Url))
     guard_urls(sources)
+
+
+def _whip_shown(whip: WhipRequest | str | None) -> str | None:
+    """The record's ``Whip``: ``trtc``, or a WHIP endpoint's scheme and host."""
+    return endpoint_host(whip.Url) if isinstance(whip, WhipRequest) else whip
 
 
 def endpoint_host(url: str) -> str:

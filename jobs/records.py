@@ -149,7 +149,8 @@ class JobRecord(BaseModel):
     Shards: list[str] | None = None
     #: A shard: the request id of the push it is a part of, the one its caller knows.
     ShardOf: str | None = None
-    #: The WHIP endpoint published to instead of the room's RTMP ingest (secrets masked).
+    #: The WHIP endpoint published to instead of the room's RTMP ingest (its scheme and host),
+    #: or ``trtc``: every room through TRTC's WHIP ingest (jobs/rooms.py).
     Whip: str | None = None
 
     @field_validator("Playlist", "ClipIds", "Targets", "Shards", mode="before")
@@ -370,7 +371,10 @@ class PushStatus(_Answer):
     )
     Whip: str | None = Field(
         None,
-        description="Pushes over WHIP: the endpoint's scheme and host (its path may be a key).",
+        description=(
+            "Pushes over WHIP: the endpoint's scheme and host (its path may be a key), or "
+            "trtc (every room through TRTC's WHIP ingest)."
+        ),
     )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Where a job's stream goes: TRTC's RTMP ingest URL shape (../shared/TRTC.md)."""
+"""Where a job's stream goes: TRTC's RTMP and WHIP ingest URL shapes (../shared/TRTC.md)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,18 @@ def push_url(base: str, room: str, sdk_app_id: int, user_id: str, user_sig: str)
     """``<base>/<room>?sdkappid=…&userid=…&usersig=…`` (the UserSig is a secret)."""
     query = urlencode({"sdkappid": sdk_app_id, "userid": user_id, "usersig": user_sig})
     return f"{base.rstrip('/')}/{quote(room, safe='')}?{query}"
+
+
+#: What a push with ``Whip: "trtc"`` shows and records as its WHIP endpoint.
+TRTC_WHIP = "trtc"
+
+
+def trtc_whip_endpoint(base: str, room: str, sdk_app_id: int, user_id: str) -> str:
+    """TRTC's WHIP ingest for ``user_id`` publishing into ``room``:
+    ``<base>/<SDKAppID>/<room>?SessionID=<user_id>``, the user's UserSig as its bearer token.
+
+    Tencent's own OBS sample (Tencent-RTC/obs-trtc) names the path's stream "the room ID for
+    TRTC" and the SessionID "the user ID for TRTC", signed as that user.
+    """
+    query = urlencode({"SessionID": user_id})
+    return f"{base.rstrip('/')}/{sdk_app_id}/{quote(room, safe='')}?{query}"

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         "rtmp://rtmp.rtc.qq.com/push",
         description="Room ingest base: pushes go to <base>/<room>?sdkappid=…",
     )
+    trtc_whip_url: str = Field(
+        "https://signaling.rtc.tencentcloud.com/v2/pub",
+        description=(
+            'TRTC\'s WHIP ingest, for pushes with Whip "trtc": they publish to '
+            "<url>/<SdkAppId>/<room>?SessionID=<UserId>, the UserSig as bearer token."
+        ),
+    )
     queue: str = Field(
         "roomcast",
         description=(

@@ -29,6 +29,7 @@ from typing import Any
 
 import av
 
+from jobs.errors import RoomUnreachable
 from jobs.redact import redact_text
 
 from .flv import FLV_HEADER, keyframe_at, media_start, scan
@@ -115,8 +116,19 @@ class _Publish:
                 self._fanout.event(
                     "target-behind", self, Reason="the room is slow: joining at the next keyframe"
                 )
+        except RoomUnreachable as exc:
+            self._refused(exc)
         except (av.error.FFmpegError, OSError) as exc:
             self._broke(exc)
+
+    def _refused(self, exc: RoomUnreachable) -> None:
+        """The room refused the publish once media flowed (a WHIP endpoint answers the
+        session's offer then): a new try would be refused again, so the room fails now."""
+        if self.state == "removed":
+            return
+        self.error = self._fanout.detail(exc, self)
+        self._fanout.start_closing(self)
+        self._fail()
 
     def _broke(self, exc: BaseException) -> None:
         """The publish failed: reconnect on another thread, the others go on."""
@@ -357,6 +369,11 @@ class Fanout:
         self._report()
 
     # -- for the publishes ---------------------------------------------------------------
+
+    def start_closing(self, publish: _Publish) -> None:
+        """End ``publish``'s connection on a thread of its own (the caller may be the
+        shared sender)."""
+        self._thread(publish.close, "close")
 
     def start(self, publish: _Publish, first: bool) -> threading.Thread:
         """Connect ``publish`` on a thread of its own."""

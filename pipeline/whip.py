@@ -112,6 +112,8 @@ class WhipConnection:
         self._lock = threading.Lock()
         #: The stream's first bytes, until its header is whole (then None).
         self._head: bytes | None = b""
+        #: What ``offer`` could not hand on yet.
+        self._pending = bytearray()
         self._open = False
         self._opened = threading.Event()
         self._proc = subprocess.Popen(
@@ -171,6 +173,27 @@ class WhipConnection:
                     self._head = None  # media already: never waited for here
         return len(data)
 
+    def offer(self, data: bytes) -> int:
+        """Hand FLV bytes on without waiting (a fan-out's room, :mod:`pipeline.fanout`): what
+        the publisher cannot take yet is kept for the next offer. Returns the bytes still
+        kept; raises as ``write`` once the publisher has ended (RoomUnreachable: refused).
+
+        The session is not waited for: until it opens, what is offered waits here.
+        """
+        with self._lock:
+            self._pending += data
+            if self._proc.poll() is not None:
+                raise self._failed()
+            if self._pending:
+                try:
+                    sent = os.write(self._stdin, self._pending)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    raise self._failed() from None
+                del self._pending[:sent]
+            return len(self._pending)
+
     def _await_session(self) -> None:
         if not self._opened.wait(self._timeout + 1.0):
             self._proc.kill()
@@ -219,6 +242,13 @@ class WhipConnection:
         """End the session cleanly (the publisher sends the WHIP DELETE); a publisher that
         does not end in time is killed (FFmpeg's muxer may block for good)."""
         assert self._proc.stdin is not None
+        with self._lock:
+            pending, self._pending = bytes(self._pending), bytearray()
+        try:
+            if pending and self._proc.poll() is None:
+                self._send(pending)  # the stream's end, which offer had kept
+        except (OSError, RoomUnreachable):
+            pass  # the publisher is gone: nothing to finish
         try:
             self._proc.stdin.close()
         except OSError:

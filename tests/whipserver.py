@@ -5,6 +5,10 @@ DTLS, SRTP and decoding. It stands in for TRTC's WHIP ingest (or any SFU's) in t
 has one) answers 201 with the SDP answer and the session's ``Location``; ``DELETE`` on that
 ends it. Each session keeps what its viewer saw: the number drawn in each picture
 (tests/media.py), when it was decoded, and the sound's frames.
+
+``POST /v2/pub/<SDKAppID>/<room>?SessionID=<UserId>`` is TRTC's WHIP ingest as Tencent's OBS
+sample uses it: the bearer token must be a UserSig of that user and app, signed with the app's
+key (``trtc_keys``), or the offer is refused (401) as TRTC refuses it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from jobs import usersig
+
 from .media import read_clip_id, read_frame_number
 
 
@@ -30,6 +36,8 @@ class Session:
     """One publish as the endpoint received it."""
 
     stream: str
+    #: TRTC's ingest: the user publishing (its SessionID).
+    user: str | None = None
     numbers: list[int] = field(default_factory=list)
     clips: list[int] = field(default_factory=list)
     #: Each picture's RTP time (s) and when it was decoded (monotonic).
@@ -45,8 +53,9 @@ class Session:
 class WhipServer:
     """The endpoint on 127.0.0.1 on a free port, run on a thread of its own."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, trtc_keys: dict[int, str] | None = None) -> None:
         self.token = token
+        self.trtc_keys = trtc_keys or {}
         self.sessions: list[Session] = []
         self.refused = 0
         self._peers: dict[str, tuple[RTCPeerConnection, Session, list[Any]]] = {}
@@ -70,6 +79,11 @@ class WhipServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    @property
+    def trtc_url(self) -> str:
+        """TRTC's WHIP ingest here (``ROOMCAST_TRTC_WHIP_URL``)."""
+        return f"http://127.0.0.1:{self.port}/v2/pub"
 
     def session(self, stream: str, timeout: float = 15.0) -> Session:
         """The first session published as ``stream``, once it has begun."""
@@ -101,6 +115,8 @@ class WhipServer:
         app = web.Application()
         app.router.add_post("/whip/{stream}", self._post)
         app.router.add_delete("/whip/{stream}/{sid}", self._delete)
+        app.router.add_post("/v2/pub/{app}/{stream}", self._post)
+        app.router.add_delete("/v2/pub/{app}/{stream}/{sid}", self._delete)
         runner = self._runner = web.AppRunner(app)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -110,14 +126,22 @@ class WhipServer:
         self._loop.run_forever()
 
     def _authorized(self, request: web.Request) -> bool:
-        return not self.token or request.headers.get("Authorization") == f"Bearer {self.token}"
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if "app" in request.match_info:
+            app = int(request.match_info["app"])
+            try:
+                usersig.check(given, app, request.query["SessionID"], self.trtc_keys[app])
+            except (KeyError, usersig.UserSigError):
+                return False
+            return True
+        return not self.token or given == self.token
 
     async def _post(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             self.refused += 1
             return web.Response(status=401, text="bad token")
         offer = await request.text()
-        session = Session(request.match_info["stream"])
+        session = Session(request.match_info["stream"], request.query.get("SessionID"))
         peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         tasks: list[Any] = []
         sid = uuid.uuid4().hex[:12]
@@ -134,10 +158,14 @@ class WhipServer:
             return web.Response(status=406, text=f"negotiation failed: {exc}")
         self._peers[sid] = (peer, session, tasks)
         self.sessions.append(session)
+        query = f"?{request.query_string}" if request.query_string else ""
         return web.Response(
             status=201,
             body=peer.localDescription.sdp.encode(),
-            headers={"Content-Type": "application/sdp", "Location": f"{request.path}/{sid}"},
+            headers={
+                "Content-Type": "application/sdp",
+                "Location": f"{request.path}/{sid}{query}",
+            },
         )
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -183,7 +211,9 @@ class WhipServer:
 
 
 @contextlib.contextmanager
-def whip_server(token: str | None = None) -> Iterator[WhipServer]:
+def whip_server(
+    token: str | None = None, trtc_keys: dict[int, str] | None = None
+) -> Iterator[WhipServer]:
     """A :class:`WhipServer` for the length of a test."""
-    with WhipServer(token) as server:
+    with WhipServer(token, trtc_keys) as server:
         yield server

@@ -22,7 +22,7 @@ from jobs.errors import InternalError, ProgressStoreError, RoomcastError, Source
 from jobs.logs import job_context
 from jobs.records import MAIN_TARGET, JobRecord, JobSecrets, PushTarget
 from jobs.redact import redact_text
-from jobs.rooms import push_url
+from jobs.rooms import TRTC_WHIP, push_url, trtc_whip_endpoint
 from jobs.settings import Settings
 from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
@@ -395,13 +395,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
     target = (
         whip_url(secrets.WhipUrl, secrets.WhipToken)
         if secrets.WhipUrl
-        else push_url(
-            settings.rtmp_base,
-            record.Room.RtmpRoom,
-            record.SdkAppId,
-            record.UserId,
-            secrets.UserSig,
-        )
+        else _room_url(settings, record, record.Room.RtmpRoom, record.UserId, secrets.UserSig)
     )
     targets = _targets(settings, record, secrets, target)
     limit = record.MaxDuration or settings.max_duration_seconds or None
@@ -471,7 +465,16 @@ def _target_url(
     sig = sigs.get(target.TargetId)
     if sig is None:
         raise InternalError(f"the UserSig of target {target.TargetId!r} is gone from Redis")
-    return push_url(settings.rtmp_base, target.Room.RtmpRoom, record.SdkAppId, target.UserId, sig)
+    return _room_url(settings, record, target.Room.RtmpRoom, target.UserId, sig)
+
+
+def _room_url(settings: Settings, record: JobRecord, room: str, user_id: str, user_sig: str) -> str:
+    """Where ``user_id`` publishes into ``room``: TRTC's RTMP ingest, or its WHIP ingest for
+    a push with ``Whip: "trtc"``."""
+    if record.Whip == TRTC_WHIP:
+        endpoint = trtc_whip_endpoint(settings.trtc_whip_url, room, record.SdkAppId, user_id)
+        return whip_url(endpoint, user_sig)
+    return push_url(settings.rtmp_base, room, record.SdkAppId, user_id, user_sig)
 
 
 def _timeouts(settings: Settings, record: JobRecord) -> Timeouts:

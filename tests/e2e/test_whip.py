@@ -1,20 +1,22 @@
 """A push over WHIP through the API, as a user asks for it: ``Whip`` with the endpoint and
-its token; the WebRTC viewer (tests/whipserver.py) sees every picture, and the token shows
-nowhere."""
+its token, or ``"trtc"`` for TRTC's WHIP ingest; the WebRTC viewer (tests/whipserver.py)
+sees every picture, and the token shows nowhere."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.room import LocalRoom
+from jobs import usersig
 
 from ..conftest import job_for
 from ..media import make_numbered_clip
-from ..stack import Api
-from ..whipserver import whip_server
+from ..stack import Api, start_api, start_worker, stop
+from ..whipserver import WhipServer, whip_server
 from .test_api_validation import assert_invalid
 from .test_fanout import events_of
 
@@ -58,4 +60,76 @@ def test_a_whip_endpoint_that_is_not_http_is_refused(api: Api, room: LocalRoom) 
 
 def test_a_whip_endpoint_with_a_fragment_is_refused(api: Api, room: LocalRoom) -> None:
     body = job_for(room, "x.mp4", "whip_frag", Whip={"Url": "https://sfu.example.com/whip#x"})
+    assert_invalid(api.call("POST", "/v1/pushes", body), "Whip")
+
+
+# --- Whip "trtc": every room through TRTC's WHIP ingest -------------------------------
+
+APP = 1400000001
+APP_KEY = "trtc-whip-test-app-key"
+
+
+@pytest.fixture(scope="module")
+def trtc_whip(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, WhipServer, Path]]:
+    """TRTC's WHIP ingest (tests/whipserver.py, checking UserSigs with the app's key), and a
+    worker and an API that publish there (ROOMCAST_TRTC_WHIP_URL), on a queue of their own."""
+    logs = tmp_path_factory.mktemp("trtc_whip")
+    with whip_server(trtc_keys={APP: APP_KEY}) as server:
+        env = dict(
+            service_env,
+            ROOMCAST_TRTC_WHIP_URL=server.trtc_url,
+            ROOMCAST_QUEUE="roomcast_trtc_whip",
+        )
+        worker = start_worker(env, logs / "worker.log", "trtc_whip")
+        api_proc, base = start_api(env, logs / "api.log")
+        try:
+            yield Api(base), server, logs / "worker.log"
+        finally:
+            stop(api_proc)
+            stop(worker)
+
+
+def test_whip_trtc_publishes_every_room_as_its_user_through_trtcs_whip_ingest(
+    trtc_whip: tuple[Api, WhipServer, Path], room: LocalRoom, room_name: str, clip: str
+) -> None:
+    api, server, log = trtc_whip
+    sig = usersig.generate(APP, APP_KEY, "teacher_bot")
+    second = usersig.generate(APP, APP_KEY, "bot_2")
+    forged = usersig.generate(APP, "not-the-apps-key", "bot_3")
+    targets = [
+        {"TargetId": "second", "StrRoomId": f"{room_name}_2", "UserId": "bot_2", "UserSig": second},
+        {"TargetId": "forged", "RoomId": 4242, "UserId": "bot_3", "UserSig": forged},
+    ]
+    body = job_for(room, clip, room_name, SdkAppId=APP, UserId="teacher_bot", UserSig=sig,
+                   Whip="trtc", Targets=targets)  # fmt: skip
+    rid = api.submit(**body)
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    sessions = [server.session(room_name), server.session(f"{room_name}_2")]
+    for session in sessions:
+        assert session.ended.wait(10)
+    assert final["State"] == "succeeded", final
+    assert [(s.stream, s.user) for s in sessions] == [
+        (room_name, "teacher_bot"),
+        (f"{room_name}_2", "bot_2"),
+    ]
+    for session in sessions:
+        assert session.numbers == list(range(4 * 25 - 1))
+        assert session.deleted
+    assert final["Whip"] == "trtc"
+    rooms = final["Progress"]["Targets"]
+    assert rooms["forged"]["State"] == "failed" and "401" in rooms["forged"]["Error"]
+    assert {rooms["main"]["State"], rooms["second"]["State"]} == {"live"}
+    shown = json.dumps(final) + json.dumps(events_of(api, rid)) + log.read_text()
+    assert not any(s in shown for s in (sig, second, forged))
+
+
+def test_whip_trtc_needs_the_worker_engine(api: Api, room: LocalRoom) -> None:
+    body = job_for(room, "x.mp4", "whip_cloud", Whip="trtc", Engine="cloud")
+    assert_invalid(api.call("POST", "/v1/pushes", body), "Whip")
+
+
+def test_whip_names_trtc_or_an_endpoint(api: Api, room: LocalRoom) -> None:
+    body = job_for(room, "x.mp4", "whip_name", Whip="livekit")
     assert_invalid(api.call("POST", "/v1/pushes", body), "Whip")

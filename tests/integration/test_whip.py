@@ -14,9 +14,11 @@ from devstack.room import LocalRoom
 from jobs.commands import Switch
 from jobs.errors import RoomUnreachable, SourceHasNoMedia
 from pipeline import Control, PushSpec, Timeouts, push
+from pipeline.spec import Target
 from pipeline.whip import endpoint_of, whip_url
 
 from ..media import make_clip, make_numbered_clip
+from ..viewer import FrameNumberViewer
 from ..whipserver import whip_server
 
 FPS = 25
@@ -181,3 +183,43 @@ def test_a_session_the_endpoint_drops_is_replaced_by_a_new_one_at_a_keyframe(
     assert max(second.numbers) == SECONDS * FPS - 1 - UNDECODED_AT_END
     # The viewer's gap: from the last picture of the dropped session to the new one's first.
     assert second.arrivals[0] - first.arrivals[-1] < 2.5
+
+
+def test_a_fan_out_publishes_each_whip_room_on_its_own_session_and_a_refused_one_fails_alone(
+    room: LocalRoom, room_name: str, numbered: str
+) -> None:
+    wrong = "not-the-token-4242"
+    viewer = FrameNumberViewer(room.play_url(room_name), idle=2.0)
+    viewer.start()
+    time.sleep(0.3)  # the viewer is in the room before the push starts
+    with whip_server(token=TOKEN) as server:
+        targets = (
+            Target("a", whip_url(server.url("a"), TOKEN)),
+            Target("b", whip_url(server.url("b"), TOKEN)),
+            Target("refused", whip_url(server.url("c"), wrong)),
+            Target("rtmp", f"{room.rtmp_base}/{room_name}?sdkappid=1&userid=u&usersig=s"),
+        )
+        spec = PushSpec(
+            source=room.media_url(numbered),
+            target=targets[0].url,
+            targets=targets,
+            secrets=(TOKEN, wrong),
+        )
+        events: list[tuple[str, dict[str, str]]] = []
+        with Control() as control:
+            result = push(spec, control, on_event=lambda name, f: events.append((name, f)))
+        sessions = [server.session(stream) for stream in ("a", "b")]
+        for session in sessions:
+            assert session.ended.wait(10)
+    viewer.join(15)
+    assert result.outcome.value == "completed", result.reason
+    for session in sessions:
+        assert session.numbers == list(range(SECONDS * FPS - UNDECODED_AT_END))
+        assert session.deleted
+    assert viewer.numbers == list(range(SECONDS * FPS))  # RTMP beside WHIP, from one read
+    rooms = result.progress.targets
+    assert rooms is not None
+    assert rooms["refused"]["State"] == "failed"
+    assert "401 Unauthorized" in rooms["refused"]["Error"] and wrong not in str(rooms)
+    assert server.refused == 1  # refused once: not retried for ever
+    assert [n for n, f in events if f["TargetId"] == "refused"][-1] == "target-failed"
