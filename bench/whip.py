@@ -13,6 +13,11 @@ the room connection (for WHIP, to the WHIP publisher, which sends it as RTP). Re
   issue's target over WHIP: p95 < 200 ms), over the pictures after the first second;
 - CPU of the push, its WHIP publisher included, in share of a core over its run.
 
+With ``--drop S``, the room drops the publish S seconds in (nginx-rtmp's control drop; the
+WHIP endpoint stops the session's transport without a goodbye), and the push replaces it:
+reported instead is the viewer's longest wait between two pictures, and the pictures it saw
+of all those sent.
+
 Both clocks are CLOCK_MONOTONIC, which every process on a machine shares.
 """
 
@@ -24,7 +29,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +83,22 @@ def _push(source: str, target: str, log: Path) -> None:
     log.write_text(json.dumps({"outcome": result.outcome.value, "sent": sent}))
 
 
-def _run(source: str, target: str, log: Path) -> float:
-    """Run one push in a process of its own; the share of a core it (and its children) used."""
+def _run(
+    source: str, target: str, log: Path, drop: Callable[[], None] | None = None, at: float = 0
+) -> float:
+    """Run one push in a process of its own; the share of a core it (and its children) used.
+    ``drop``: called ``at`` seconds in, to drop the publish from the room's side."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.whip", "--push", source, target, str(log)],
         cwd=REPO,
     )
+    timer = threading.Timer(at, drop) if drop is not None else None
+    if timer is not None:
+        timer.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    if timer is not None:
+        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
     return (usage.ru_utime + usage.ru_stime) / elapsed
@@ -102,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--size", default="640x360")
+    parser.add_argument("--drop", type=float, help="drop the publish this many seconds in")
     parser.add_argument("--push", nargs=3, metavar=("SOURCE", "TARGET", "LOG"))
     args = parser.parse_args()
     if args.push:
@@ -125,8 +142,9 @@ def main() -> None:
         time.sleep(0.5)
         log = Path(tmp) / "rtmp.json"
         target = f"{room.rtmp_base}/bench_rtmp?sdkappid=1&userid=b&usersig=x"
-        cpu = _run(source, target, log)
+        cpu = _run(source, target, log, partial(room.drop_publisher, "bench_rtmp"), args.drop or 0)
         viewer.join(10)
+        seen = [(viewer.numbers, viewer.arrivals)]
         rows.append(
             ("RTMP (nginx-rtmp, FFmpeg viewer)", cpu, _delays(log, viewer.numbers, viewer.arrivals))
         )
@@ -134,12 +152,18 @@ def main() -> None:
             log = Path(tmp) / "whip.json"
             from pipeline.whip import whip_url  # noqa: PLC0415
 
-            cpu = _run(source, whip_url(server.url("bench")), log)
-            session = server.session("bench")
-            session.ended.wait(10)
-            rows.append(
-                ("WHIP (aiortc endpoint)", cpu, _delays(log, session.numbers, session.arrivals))
-            )
+            drop = partial(server.drop, "bench")
+            cpu = _run(source, whip_url(server.url("bench")), log, drop, args.drop or 0)
+            sessions = [s for s in server.sessions if s.stream == "bench"]
+            for session in sessions:
+                session.ended.wait(10)
+            numbers = [n for session in sessions for n in session.numbers]
+            arrivals = [a for session in sessions for a in session.arrivals]
+            seen.append((numbers, arrivals))
+            rows.append(("WHIP (aiortc endpoint)", cpu, _delays(log, numbers, arrivals)))
+    if args.drop:
+        _print_drops(args, [label for label, _, _ in rows], seen)
+        return
     print(f"one {args.size} {FPS} fps push of {args.seconds} s, remuxed, on loopback")
     print("| path | push CPU (its publisher too) | pictures | delay p50 | p95 | max |")
     print("|---|---|---|---|---|---|")
@@ -149,6 +173,21 @@ def main() -> None:
             f"| {label} | {cpu:.1%} | {len(ms)} | {percentile(ms, 50):.0f} ms | "
             f"{percentile(ms, 95):.0f} ms | {max(ms):.0f} ms |"
         )
+
+
+def _print_drops(
+    args: argparse.Namespace, labels: list[str], seen: list[tuple[list[int], list[float]]]
+) -> None:
+    print(
+        f"one {args.size} {FPS} fps push of {args.seconds} s, remuxed, on loopback, "
+        f"its publish dropped by the room {args.drop:g} s in"
+    )
+    print("| path | longest wait between pictures at the viewer | pictures seen / sent |")
+    print("|---|---|---|")
+    for label, (numbers, arrivals) in zip(labels, seen, strict=True):
+        waits = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        longest = f"{max(waits) * 1000:.0f} ms" if waits else "-"
+        print(f"| {label} | {longest} | {len(set(numbers))} / {args.seconds * FPS} |")
 
 
 if __name__ == "__main__":

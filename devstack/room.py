@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
+from urllib.parse import urlencode
 
 from devstack.ports import LOCALHOST, free_port, wait_for_port
 from devstack.process import find_binary, log_tail, stop_process
@@ -142,6 +143,13 @@ class LocalRoom:
     def publishers(self, stream: str) -> int:
         """How many clients publish into ``stream`` now (0 or 1 with nginx-rtmp)."""
         return publishers_at(self.stat_url, stream)
+
+    def drop_publisher(self, stream: str) -> None:
+        """Drop whoever publishes into ``stream``, as a room that removes its user would: the
+        publish's connection is closed from the room's side."""
+        query = urlencode({"app": "push", "name": stream})
+        with urllib.request.urlopen(f"{self.http_base}/control/drop/publisher?{query}", timeout=5):
+            pass
 
     @property
     def preview_url(self) -> str:

@@ -12,12 +12,40 @@ import os
 # remux push spends in two seconds. The pipeline does no linear algebra.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from jobs.errors import RoomcastError
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from .control import Control
-from .progress import Progress
-from .push import Outcome, PushResult, push
-from .spec import Clip, OutputProfile, PushSpec, Timeouts
+if TYPE_CHECKING:
+    from jobs.errors import RoomcastError
+
+    from .control import Control
+    from .progress import Progress
+    from .pushing import Outcome, PushResult, push
+    from .spec import Clip, OutputProfile, PushSpec, Timeouts
+
+#: Where each name of the package is defined. Imported on first use: a process that needs
+#: one module of the pipeline (the WHIP publisher, pipeline/whip_publisher.py, started for
+#: each WHIP session) does not pay 0.3 s for the whole of it.
+_HOMES = {
+    "RoomcastError": "jobs.errors",
+    "Control": ".control",
+    "Progress": ".progress",
+    "Outcome": ".pushing",
+    "PushResult": ".pushing",
+    "push": ".pushing",
+    "Clip": ".spec",
+    "OutputProfile": ".spec",
+    "PushSpec": ".spec",
+    "Timeouts": ".spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(home, __name__), name)
+
 
 __all__ = [
     "Clip",

@@ -300,7 +300,7 @@ class Player:
             recorder.abort(why)
 
     def _play_from(self, source: Source, rotation: int, start: float) -> ClipEnd:
-        from .push import _packets, _seek  # noqa: PLC0415 - the file push's reading rules
+        from .pushing import _packets, _seek  # noqa: PLC0415 - the file push's reading rules
 
         skip = None
         if start > 0 and _seek(source, Fraction(start).limit_denominator(1000)):

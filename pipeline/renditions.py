@@ -77,7 +77,7 @@ class RenditionFormat:
 
 def format_of(source: Source, profile: OutputProfile, rotation: int = 0) -> RenditionFormat:
     """The room format a push of ``source`` (its first clip) uses: the source's upright
-    size and rate, within the profile's limits, exactly as :func:`pipeline.push.push` sets
+    size and rate, within the profile's limits, exactly as :func:`pipeline.pushing.push` sets
     its encoders."""
     if source.video is None:
         return RenditionFormat(0, 0, Fraction(0), profile)
@@ -138,7 +138,7 @@ def encode_rendition(
                 audio,
                 timeline,
             )
-        from .push import _packets  # noqa: PLC0415 - the push's reading rules
+        from .pushing import _packets  # noqa: PLC0415 - the push's reading rules
 
         reported = 0.0
         for packet in _packets(source):

@@ -1,7 +1,7 @@
 """The path each source stream takes to the room: remuxed as it is, or re-encoded.
 
 A route turns source packets into output packets already placed on the output
-:class:`~pipeline.timeline.Timeline`; :func:`pipeline.push.push` paces and sends them.
+:class:`~pipeline.timeline.Timeline`; :func:`pipeline.pushing.push` paces and sends them.
 """
 
 from __future__ import annotations

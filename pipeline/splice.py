@@ -208,7 +208,7 @@ class AudioSpliceRoute:
 def held_picture(source: Any, position: Fraction) -> av.VideoFrame | None:
     """The rendition's picture at ``position`` (seconds), decoded from the IDR before it:
     what a paused remuxed clip shows. Moves the source's read position."""
-    from .push import _packets, _seek  # noqa: PLC0415 - the push's reading rules
+    from .pushing import _packets, _seek  # noqa: PLC0415 - the push's reading rules
 
     video = source.video
     if video is None or not _seek(source, position):

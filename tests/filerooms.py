@@ -1,6 +1,6 @@
 """Pushes into file rooms on a virtual clock, and what they sent, decoded.
 
-``push_to_files()`` runs the real pipeline (``pipeline.push``) with a
+``push_to_files()`` runs the real pipeline (``pipeline.pushing``) with a
 :class:`~pipeline.fileroom.RoomFiles` for the room and a
 :class:`~pipeline.clock.VirtualClock` for time: a 10 s clip pushes in the time its media
 work takes, with the timestamps it would have had in a room. Commands (switch, pause…) and

@@ -25,10 +25,30 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpSrPacket
 
 from jobs import usersig
 
 from .media import read_clip_id, read_frame_number
+
+
+@dataclass(frozen=True)
+class SenderReport:
+    """An RTCP sender report: the sender's wall clock (NTP, s) at an RTP time of a stream;
+    ``mapper``: aiortc's, which starts the stream's frame times at its first RTP timestamp."""
+
+    ntp: float
+    rtp: int
+    clock: int
+    mapper: Any
+
+    def sender_time(self, pts: int) -> float:
+        """The sender's wall clock for a frame of time ``pts`` (aiortc's, from 0): how a
+        WebRTC player lines sound up with pictures."""
+        origin = self.mapper._origin  # noqa: SLF001 - aiortc keeps it to itself
+        delta = (pts + origin - self.rtp) & 0xFFFFFFFF
+        delta -= 1 << 32 if delta >= 1 << 31 else 0
+        return self.ntp + delta / self.clock
 
 
 @dataclass
@@ -45,6 +65,11 @@ class Session:
     arrivals: list[float] = field(default_factory=list)
     sound_frames: int = 0
     sample_rates: set[int] = field(default_factory=set)
+    #: For lip sync: each picture's RTP time and mean brightness, each sound frame's RTP
+    #: time, rate and first channel, and the first RTCP sender report of each kind.
+    lumas: list[tuple[int, float]] = field(default_factory=list)
+    sounds: list[tuple[int, int, Any]] = field(default_factory=list)
+    reports: dict[str, SenderReport] = field(default_factory=dict)
     sizes: set[tuple[int, int]] = field(default_factory=set)
     deleted: bool = False
     ended: threading.Event = field(default_factory=threading.Event)
@@ -148,6 +173,8 @@ class WhipServer:
 
         @peer.on("track")
         def on_track(track: Any) -> None:
+            receiver = next(t.receiver for t in peer.getTransceivers() if t.receiver.track is track)
+            _note_sender_reports(receiver, session, track.kind)
             tasks.append(asyncio.ensure_future(self._consume(session, track)))
 
         try:
@@ -185,6 +212,8 @@ class WhipServer:
             except MediaStreamError:
                 return
             if track.kind == "video":
+                gray = frame.to_ndarray(format="gray")
+                session.lumas.append((frame.pts, float(gray.mean())))
                 session.numbers.append(read_frame_number(frame))
                 session.clips.append(read_clip_id(frame))
                 session.times.append(float(frame.pts * frame.time_base))
@@ -193,6 +222,9 @@ class WhipServer:
             else:
                 session.sound_frames += 1
                 session.sample_rates.add(frame.sample_rate)
+                samples = frame.to_ndarray()  # s16, channels interleaved
+                first = samples.reshape(-1, len(frame.layout.channels))[:, 0] / 32768.0
+                session.sounds.append((frame.pts, frame.sample_rate, first))
 
     async def _end(self, sid: str) -> None:
         peer, session, tasks = self._peers.pop(sid)
@@ -208,6 +240,25 @@ class WhipServer:
         for sid in list(self._peers):
             await self._end(sid)
         await self._runner.cleanup()
+
+
+def _note_sender_reports(receiver: Any, session: Session, kind: str) -> None:
+    """Keep the first RTCP sender report of ``receiver``'s stream in ``session``."""
+    handle = receiver._handle_rtcp_packet  # noqa: SLF001 - aiortc keeps sender reports to itself
+    mapper = receiver._RTCRtpReceiver__timestamp_mapper  # noqa: SLF001
+
+    async def noting(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and kind not in session.reports:
+            info = packet.sender_info
+            session.reports[kind] = SenderReport(
+                ntp=(info.ntp_timestamp >> 32) + (info.ntp_timestamp & 0xFFFFFFFF) / 2**32,
+                rtp=info.rtp_timestamp,
+                clock=90_000 if kind == "video" else 48_000,
+                mapper=mapper,
+            )
+        await handle(packet)
+
+    receiver._handle_rtcp_packet = noting  # noqa: SLF001
 
 
 @contextlib.contextmanager

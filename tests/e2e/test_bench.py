@@ -196,3 +196,17 @@ def test_the_callback_benchmark_delivers_every_event_once() -> None:
     run = bench("callbacks", "--pushes", "1", "--clips", "1", "--seconds", "1", timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "events: 6 of 6 delivered, 0 redelivered, 0 failed verification" in run.stdout
+
+
+def test_the_whip_benchmark_drops_both_publishes_and_sees_each_come_back() -> None:
+    run = bench("whip", "--seconds", "6", "--size", "160x120", "--drop", "2", timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row[1].strip() for row in rows] == [
+        "RTMP (nginx-rtmp, FFmpeg viewer)",
+        "WHIP (aiortc endpoint)",
+    ]
+    for row in rows:
+        seen, sent = (int(n) for n in row[3].split("/"))
+        # Pictures after the drop came: more than the two seconds before it.
+        assert 3 * 25 < seen <= sent == 6 * 25, run.stdout

@@ -23,7 +23,7 @@ from pipeline import push
 from pipeline.control import Control
 from pipeline.flv import keyframe_at, media_start, whole_tags
 from pipeline.progress import Progress
-from pipeline.push import PushResult
+from pipeline.pushing import PushResult
 from pipeline.spec import Target
 
 from ..filerooms import spec_for

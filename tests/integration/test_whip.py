@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from devstack.room import LocalRoom
@@ -17,6 +18,7 @@ from pipeline import Control, PushSpec, Timeouts, push
 from pipeline.spec import Target
 from pipeline.whip import endpoint_of, whip_url
 
+from .. import corpus
 from ..media import make_clip, make_numbered_clip
 from ..viewer import FrameNumberViewer
 from ..whipserver import whip_server
@@ -27,6 +29,9 @@ TOKEN = "whip-token-for-tests"
 #: aiortc hands a picture on only once the next one arrives, and the DELETE ends the track:
 #: the viewer never decodes the last picture sent.
 UNDECODED_AT_END = 1
+#: A flash and its beep at the player, as over RTMP (tests/integration/test_media_compat.py).
+SYNC_TOLERANCE = 0.040
+NO_THUMB = np.zeros((1, 1), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +228,28 @@ def test_a_fan_out_publishes_each_whip_room_on_its_own_session_and_a_refused_one
     assert "401 Unauthorized" in rooms["refused"]["Error"] and wrong not in str(rooms)
     assert server.refused == 1  # refused once: not retried for ever
     assert [n for n, f in events if f["TargetId"] == "refused"][-1] == "target-failed"
+
+
+def test_sound_and_pictures_stay_in_sync_at_a_webrtc_player(room: LocalRoom, media: Path) -> None:
+    clip = corpus.build(media, ["sync_remux"])["sync_remux"]
+    with whip_server() as server:
+        spec = PushSpec(source=room.media_url(clip.name), target=whip_url(server.url("sync")))
+        with Control() as control:
+            result = push(spec, control)
+        session = server.session("sync")
+        assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    # As a WebRTC player lines them up: each stream's RTP times on the sender's wall clock,
+    # through its RTCP sender reports.
+    video, sound = session.reports["video"], session.reports["audio"]
+    pictures = [
+        corpus.Picture(video.sender_time(pts), 0, 0, luma, NO_THUMB) for pts, luma in session.lumas
+    ]
+    sounds = [
+        corpus.Sound(sound.sender_time(pts), rate, 1, samples)
+        for pts, rate, samples in session.sounds
+    ]
+    offsets = corpus.sync_offsets(corpus.flash_times(pictures), corpus.beep_onsets(sounds))
+    shown = [round(o * 1000) for o in offsets]
+    assert len(offsets) >= 5, shown
+    assert all(abs(o) <= SYNC_TOLERANCE for o in offsets), f"beep - flash (ms): {shown}"

@@ -26,7 +26,7 @@ from pipeline.encoders import output_size
 from pipeline.pacer import AUDIO_EARLY, Pacer
 from pipeline.plan import Action, Decision, decide_audio, decide_video
 from pipeline.probe import probe_video
-from pipeline.push import open_live_source
+from pipeline.pushing import open_live_source
 from pipeline.routes import FrameRateCap
 from pipeline.source import Source, open_source
 from pipeline.spec import OutputProfile, PushSpec, Timeouts
@@ -321,7 +321,7 @@ def test_a_live_source_without_video_is_analysed_again_unless_the_push_was_stopp
 ) -> None:
     opened: list[str] = []
     # The module, not the function of the same name that the package exports.
-    push_module = importlib.import_module("pipeline.push")
+    push_module = importlib.import_module("pipeline.pushing")
     monkeypatch.setattr(
         push_module, "open_source", lambda url, *a, **k: opened.append(url) or _AudioOnly()
     )
