@@ -5,6 +5,7 @@ sees every picture, and the token shows nowhere."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..stack import Api, start_api, start_worker, stop
 from ..whipserver import WhipServer, whip_server
 from .test_api_validation import assert_invalid
 from .test_fanout import events_of
+from .test_live import live_job, publish, wait_publishing
 
 TOKEN = "bearer-token-e2e-5150"
 
@@ -133,3 +135,48 @@ def test_whip_trtc_needs_the_worker_engine(api: Api, room: LocalRoom) -> None:
 def test_whip_names_trtc_or_an_endpoint(api: Api, room: LocalRoom) -> None:
     body = job_for(room, "x.mp4", "whip_name", Whip="livekit")
     assert_invalid(api.call("POST", "/v1/pushes", body), "Whip")
+
+
+# --- the rest works as over RTMP: live, resume, stop ----------------------------------
+
+
+def test_a_live_source_relayed_over_whip_plays_on_until_stopped_then_the_session_is_deleted(
+    api: Api, room: LocalRoom, room_name: str, media: Path
+) -> None:
+    clip = make_numbered_clip(media / "whip_live_source.mp4", seconds=8, gop=25)
+    src = f"{room_name}_src"
+    publisher = publish(clip, f"{room.live_base}/{src}")
+    try:
+        wait_publishing(room, src)
+        with whip_server() as server:
+            body = live_job(room, src, room_name) | {"Whip": {"Url": server.url(room_name)}}
+            rid = api.submit(**body)
+            session = server.session(room_name)
+            deadline = time.monotonic() + 15
+            while len(session.numbers) < 50:  # two seconds of the relay
+                assert time.monotonic() < deadline, "the relay never reached the viewer"
+                time.sleep(0.1)
+            assert api.call("POST", f"/v1/pushes/{rid}/stop").status in (200, 202)
+            final = api.wait_state(rid, {"stopped", "failed", "succeeded"}, timeout=15)
+            assert session.ended.wait(10)
+    finally:
+        publisher.kill()
+        publisher.wait()
+    assert final["State"] == "stopped", final
+    assert session.deleted  # the WHIP DELETE, as a stop ends an RTMP publish politely
+    numbers = session.numbers
+    assert numbers[0] % 25 == 0, "joined at a keyframe of the live source"
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_a_push_resumed_over_whip_starts_where_it_is_asked_to(
+    api: Api, room: LocalRoom, room_name: str, clip: str
+) -> None:
+    with whip_server() as server:
+        whip = {"Url": server.url(room_name)}
+        rid = api.submit(**job_for(room, clip, room_name, Whip=whip, StartSeconds=2))
+        final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+        session = server.session(room_name)
+        assert session.ended.wait(10)
+    assert final["State"] == "succeeded", final
+    assert session.numbers == list(range(50, 4 * 25 - 1))  # from 2 s (a keyframe) to the end
