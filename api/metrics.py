@@ -30,6 +30,8 @@ bp = Blueprint("metrics", __name__)
 #: At most this many running pushes are read for the lag and reconnect gauges; a scrape
 #: must stay cheap even on a busy service.
 RUNNING_SAMPLE = 1000
+#: A fan-out room's states (pipeline/fanout.py), each shown even when no room is in it.
+ROOM_STATES = ("connecting", "waiting", "live", "behind", "reconnecting", "failed")
 
 
 class StoreCollector(Collector):
@@ -111,11 +113,22 @@ class StoreCollector(Collector):
     def _running(self, running: int) -> Iterator[Metric]:
         """Gauges over the running pushes' latest progress."""
         lag = reconnects = 0.0
+        rooms = dict.fromkeys(ROOM_STATES, 0)
         if running:
             for job in self.store.list(state=State.RUNNING, limit=RUNNING_SAMPLE):
                 progress = job.progress or {}
                 lag = max(lag, float(progress.get("Lag") or 0))
                 reconnects += (progress.get("Source") or {}).get("Reconnects") or 0
+                for room in (progress.get("Targets") or {}).values():
+                    rooms[room["State"]] = rooms.get(room["State"], 0) + 1
+        by_state = GaugeMetricFamily(
+            "roomcast_fanout_rooms",
+            "The rooms of the running fan-out pushes (Targets), by state: live, behind…",
+            labels=["state"],
+        )
+        for state, count in rooms.items():
+            by_state.add_metric([state], count)
+        yield by_state
         yield GaugeMetricFamily(
             "roomcast_pacing_lag_max_seconds",
             "The largest pacing lag (behind the wall clock) among the running pushes.",

@@ -5,9 +5,11 @@
 record, and a new room's UserSig into its secrets, in one step (``JobStore.add_target``,
 ``remove_target``), then tells the push over its control channel with the TargetId alone:
 the worker reads the room and its UserSig from Redis, so no UserSig travels over pub/sub.
-Answers: 202 (sent), 400 (bad body, field named; a TargetId in use; a room this UserId
-publishes into already), 404 (unknown push or target), 409 (not running, not started with
-``Targets``, the last room left, nobody listening).
+A push that waits for a worker (queued, or handed back by one that stopped) takes the
+change into its record alone, which its next run reads. Answers: 202 (sent), 400 (bad body,
+field named; a TargetId in use; a room this UserId publishes into already), 404 (unknown
+push or target), 409 (ended, not started with ``Targets``, the last room left, nobody
+listening).
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ bp = Blueprint("targets", __name__)
 
 @bp.post("/v1/pushes/<request_id>/targets")
 def add(request_id: str) -> ResponseReturnValue:
-    """Add a room to a running fan-out push; it joins at the next keyframe. A push split
-    into shards takes it into the running shard with the fewest rooms."""
+    """Add a room to a fan-out push that runs (it joins at the next keyframe) or waits to. A
+    push split into shards takes it into the shard with the fewest rooms."""
     store = _store()
     job = _fanout(store, request_id)
     try:
@@ -46,8 +48,7 @@ def add(request_id: str) -> ResponseReturnValue:
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
     shards = _live_shards(store, job)
-    running = [shard for shard in shards if shard.state is State.RUNNING]
-    into = min(running, key=lambda shard: rooms_of(shard.record))
+    into = min(shards, key=lambda shard: rooms_of(shard.record))
     if sum(rooms_of(shard.record) for shard in shards) >= MAX_ROOMS:
         raise InvalidJob(f"a push publishes to at most {MAX_ROOMS} rooms", field="Targets")
     if rooms_of(into.record) >= MAX_SHARD_ROOMS:
@@ -64,7 +65,7 @@ def add(request_id: str) -> ResponseReturnValue:
     sig = user_sig_for(app, target.UserId, target.UserSig)
     shard_id = into.request_id
     target_id = store.add_target(shard_id, target_id, target_room(target), target.UserId, sig)
-    if not deliver(store, shard_id, target_message(ADD_TARGET, target_id)):
+    if not _told(store, shard_id, target_message(ADD_TARGET, target_id)):
         # Not in the record either, or the push's next run would publish there. (A push
         # that ended meanwhile keeps it: it runs no more.)
         with contextlib.suppress(RoomcastError):
@@ -76,8 +77,8 @@ def add(request_id: str) -> ResponseReturnValue:
 
 @bp.delete("/v1/pushes/<request_id>/targets/<target_id>")
 def remove(request_id: str, target_id: str) -> ResponseReturnValue:
-    """Remove a room from a running fan-out push; its publisher leaves the room. The last
-    room of a shard other than the push itself ends that shard."""
+    """Remove a room from a fan-out push that runs (its publisher leaves the room) or waits
+    to. The last room of a shard other than the push itself ends that shard."""
     store = _store()
     job = _fanout(store, request_id)
     holder = _holder(store, job, target_id)
@@ -86,7 +87,7 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
         current_app.logger.info("push %s: its last room %s removed", holder.request_id, target_id)
         return _sent(request_id, target_id)
     store.remove_target(holder.request_id, target_id)
-    if not deliver(store, holder.request_id, target_message(REMOVE_TARGET, target_id)):
+    if not _told(store, holder.request_id, target_message(REMOVE_TARGET, target_id)):
         raise NotListening(
             "the push is not listening (its worker may be gone); the target is out of its "
             "record, so the push does not publish there if it runs again"
@@ -95,8 +96,17 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
     return _sent(request_id, target_id)
 
 
+def _told(store: JobStore, request_id: str, message: str) -> bool:
+    """Whether the push heard of its changed record, or need not: one waiting for a worker
+    (queued, or handed back) reads the record when it starts."""
+    if deliver(store, request_id, message):
+        return True
+    job = store.get(request_id)
+    return job is not None and job.state is State.QUEUED
+
+
 def _live_shards(store: JobStore, job: Job) -> list[Job]:
-    """The push (running) and its shards (jobs/shards.py) that run or wait to."""
+    """The push and its shards (jobs/shards.py) that run or wait to."""
     shards = store.read(job.record.Shards or []).values()
     return [job, *(s for s in shards if not s.state.finished)]
 
@@ -138,11 +148,13 @@ def _store() -> JobStore:
 
 
 def _fanout(store: JobStore, request_id: str) -> Job:
-    """The push, if its rooms may change now: 404 unknown, 409 not running or not fan-out.
+    """The push, if its rooms may change now: 404 unknown, 409 ended or not fan-out.
     (Checked again, in the same step as the change, by the store.)"""
     job = visible_job(store, request_id)
-    if job.state is not State.RUNNING:
-        raise NotRunning(f"the push is {job.state.value}: its targets change while it runs")
+    if job.state.finished:
+        raise NotRunning(
+            f"the push is {job.state.value}: its targets change while it runs or waits to"
+        )
     if job.record.Targets is None:
         raise NotFanout()
     return job

@@ -199,13 +199,14 @@ return 0
 
 
 # A fan-out push's rooms (jobs/records.py JobRecord.Targets) change in one step each, record
-# (KEYS[1], the job's hash) and secrets (KEYS[2]) together, and only while the push runs:
-# the state is checked and the doc rewritten as _TRANSITION does. ARGV[1] is the TargetId of
+# (KEYS[1], the job's hash) and secrets (KEYS[2]) together, and only while the push runs or
+# waits to (queued, or handed back: its next run reads the record): the state is checked
+# and the doc rewritten as _TRANSITION does. ARGV[1] is the TargetId of
 # the push's own room. Each answers {"ok", TargetId} or {what went wrong, detail}.
 _TARGETS = """
 local function fanout(key)
   local state = redis.call('HGET', key, 'state')
-  if state ~= 'running' then return nil, nil, {'state', state or ''} end
+  if state ~= 'running' and state ~= 'queued' then return nil, nil, {'state', state or ''} end
   local doc = cjson.decode(redis.call('HGET', key, 'doc'))
   local targets = doc['Targets']
   if targets == nil or targets == cjson.null then return nil, nil, {'notfanout', ''} end
@@ -812,8 +813,8 @@ class JobStore:
     def add_target(
         self, request_id: str, target_id: str | None, room: PushRoom, user_id: str, user_sig: str
     ) -> str:
-        """Add a room to a running fan-out push: to its record, and its UserSig to its
-        secrets, in one step. Returns its TargetId (``target_id``, or the first free
+        """Add a room to a fan-out push that runs or waits to: to its record, and its UserSig
+        to its secrets, in one step. Returns its TargetId (``target_id``, or the first free
         ``t<n>``). Raises NotFound, NotRunning, NotFanout, or InvalidJob for a TargetId in
         use or a room this UserId publishes into already."""
         target = {
@@ -837,7 +838,8 @@ class JobStore:
         return detail
 
     def remove_target(self, request_id: str, target_id: str) -> None:
-        """Remove a room from a running fan-out push's record (and its UserSig). Raises
+        """Remove a room from the record of a fan-out push that runs or waits to (and its
+        UserSig). Raises
         NotFound (no such push or target), NotRunning, NotFanout, or LastTarget."""
         outcome, _ = self._targets_call(self._remove_target, request_id, target_id)
         if outcome == "unknown":
@@ -855,7 +857,7 @@ class JobStore:
         if outcome == "state" and not detail:
             raise NotFound(f"no push with request id {request_id!r}")
         if outcome == "state":
-            raise NotRunning(f"the push is {detail}: its targets change while it runs")
+            raise NotRunning(f"the push is {detail}: its targets change while it runs or waits to")
         if outcome == "notfanout":
             raise NotFanout()
         return outcome, detail

@@ -105,6 +105,29 @@ def test_a_running_push_is_active_until_it_is_stopped(
     assert value(after, "roomcast_pushes_ended_total", state="stopped") >= stopped_before + 1
 
 
+def test_the_rooms_of_a_running_fanout_are_counted_by_state(
+    api: Api, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    targets = [
+        {"StrRoomId": f"{room_name}_m", "UserId": "metrics_fan", "UserSig": "sig"},
+        {"StrRoomId": f"{room_name}_n", "UserId": "metrics_fan", "UserSig": "sig"},
+    ]
+    rid = api.submit(**job_for(room, long_clip, room_name, Targets=targets))
+    deadline = time.monotonic() + 15
+    while True:
+        rooms = (api.status(rid).get("Progress") or {}).get("Targets") or {}
+        if [r["State"] for r in rooms.values()] == ["live"] * 3:
+            break
+        assert time.monotonic() < deadline, rooms
+        time.sleep(0.2)
+    time.sleep(1.2)  # the next progress report, which the scrape reads
+    _, _, during = scrape(api.base)
+    api.call("POST", f"/v1/pushes/{rid}/stop")
+    api.wait_state(rid, FINAL, timeout=15)
+    assert value(during, "roomcast_fanout_rooms", state="live") >= 3
+    assert ("roomcast_fanout_rooms", (("state", "behind"),)) in during
+
+
 # --- who may scrape ---------------------------------------------------------------------------
 
 KEY = "metrics-key-123"

@@ -6,7 +6,8 @@ secrets and the answers are."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,8 @@ import pytest
 from devstack.room import LocalRoom
 
 from ..conftest import job_for
-from ..stack import Answer, Api
+from ..stack import Answer, Api, start_api, start_worker, stop
+from ..viewer import FrameNumberViewer
 
 FINAL = {"succeeded", "failed", "stopped"}
 
@@ -151,3 +153,44 @@ def test_a_target_body_that_is_not_json_answers_415(api: Api, fanout: str) -> No
         "POST", f"/v1/pushes/{fanout}/targets", raw=b"x", headers={"Content-Type": "text/plain"}
     )
     assert_error(answer, 415, "UnsupportedMediaType")
+
+
+# --- a push that waits for a worker -----------------------------------------------------
+
+
+@pytest.fixture
+def idle_stack(
+    service_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Api, Callable[[], None]]]:
+    """An API whose queue no worker serves yet (pushes wait, as one handed back by a worker
+    that stopped does), and a way to start that worker."""
+    env = dict(service_env, ROOMCAST_QUEUE="roomcast_idle_targets")
+    api_proc, base = start_api(env, tmp_path / "api.log")
+    workers: list[Any] = []
+    try:
+        yield Api(base), lambda: workers.append(start_worker(env, tmp_path / "w.log", "idle"))
+    finally:
+        stop(api_proc)
+        for worker in workers:
+            stop(worker)
+
+
+def test_rooms_changed_while_the_push_waits_for_a_worker_are_where_it_publishes_when_it_runs(
+    idle_stack: tuple[Api, Callable[[], None]], room: LocalRoom, short_clip: str, room_name: str
+) -> None:
+    api, start_the_worker = idle_stack
+    first = {"StrRoomId": f"{room_name}_b", "UserId": "fan_b", "UserSig": "sig-b"}
+    rid = api.submit(**job_for(room, short_clip, room_name, Targets=[first]))
+    assert api.status(rid)["State"] == "queued"
+    added = add(api, rid, StrRoomId=f"{room_name}_c", UserId="fan_c", UserSig="sig-c")
+    assert added.status == 202, added.body
+    assert remove(api, rid, "t1").status == 202
+    assert target_ids(api, rid) == ["main", added.body["TargetId"]]
+    viewer = FrameNumberViewer(room.play_url(f"{room_name}_c"), idle=2.0)
+    viewer.start()
+    start_the_worker()
+    final = api.wait_state(rid, FINAL, timeout=60)
+    viewer.join(15)
+    assert final["State"] == "succeeded", final
+    assert set(final["Progress"]["Targets"]) == {"main", added.body["TargetId"]}
+    assert viewer.numbers, viewer.error  # the room added while it waited got the push
