@@ -15,7 +15,7 @@ listening).
 from __future__ import annotations
 
 import contextlib
-from typing import cast
+from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -96,7 +96,7 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
     return _sent(request_id, target_id)
 
 
-def _told(store: JobStore, request_id: str, message: str) -> bool:
+def _told(store: JobStore, request_id: str, message: dict[str, Any]) -> bool:
     """Whether the push heard of its changed record, or need not: one waiting for a worker
     (queued, or handed back) reads the record when it starts."""
     if deliver(store, request_id, message):

@@ -5,8 +5,34 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 SETUP_HINT = "run scripts/setup to install the development dependencies"
+
+
+class ChildServer:
+    """A server the dev stack runs as a child process: ``with`` starts it, and stops it."""
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def find_binary(name: str, fallback: str) -> str:

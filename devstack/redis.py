@@ -6,14 +6,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import redis as redis_client
 
 from devstack.ports import LOCALHOST, free_port, port_is_free
-from devstack.process import find_binary, log_tail, stop_process
+from devstack.process import ChildServer, find_binary, log_tail, stop_process
 
 DEFAULT_PORT = 6379
 START_TIMEOUT = 10.0
@@ -63,7 +62,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class RedisServer:
+class RedisServer(ChildServer):
     """A ``redis-server`` child process on 127.0.0.1 with no persistence.
 
     With ``tls``, it listens only for TLS on its port (no client certificates asked for).
@@ -179,18 +178,6 @@ class RedisServer:
         config.touch(mode=0o600)
         config.write_text("\n".join(lines) + "\n")
         return config
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def reuse_or_start(workdir: Path) -> tuple[str, RedisServer | None]:

@@ -18,12 +18,11 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn
 from urllib.parse import urlencode
 
 from devstack.ports import LOCALHOST, free_port, wait_for_port
-from devstack.process import find_binary, log_tail, stop_process
+from devstack.process import ChildServer, find_binary, log_tail, stop_process
 from devstack.publish_auth import PublishAuth
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -53,7 +52,7 @@ def _user_line() -> str:
     return f"user {user} {group};"
 
 
-class LocalRoom:
+class LocalRoom(ChildServer):
     """An nginx child process serving one local room server on two ports.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -265,18 +264,6 @@ class LocalRoom:
             "            add_header Cache-Control no-cache;\n"
             "        }"
         )
-
-    def __enter__(self) -> LocalRoom:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def publishers_at(stat_url: str, stream: str) -> int:

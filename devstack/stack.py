@@ -1,10 +1,11 @@
 """``python -m devstack up``: the whole stack on one machine, plus a sample push.
 
-Redis (reused when one already answers on 6379) and the local room run as children of this
-process; web, worker and flower run under honcho from the repo's Procfile, pointed at them
-through the environment (``ROOMCAST_REDIS_URL``, ``ROOMCAST_RTMP_BASE``, ``PORT``,
-``FLOWER_PORT``, and ``ROOMCAST_SDK_SECRET_KEYS`` with the dev app's key, which the room
-checks UserSigs against).
+Redis (reused when one already answers on 6379), the local room and the local WHIP ingest
+(devstack/whip.py, for pushes with ``"Whip": "trtc"``) run as children of this process; web,
+worker and flower run under honcho from the repo's Procfile, pointed at them through the
+environment (:func:`honcho_env`: ``ROOMCAST_REDIS_URL``, ``ROOMCAST_RTMP_BASE``,
+``ROOMCAST_TRTC_WHIP_URL``, ``PORT``, ``FLOWER_PORT``, and ``ROOMCAST_SDK_SECRET_KEYS`` with
+the dev app's key, which the room and the WHIP ingest check UserSigs against).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from devstack.ports import LOCALHOST, free_port, port_is_free
 from devstack.process import stop_process
 from devstack.redis import reuse_or_start
 from devstack.room import LocalRoom
+from devstack.whip import LocalWhip
 from jobs.usersig import generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,7 @@ class Endpoints:
     api: str
     flower: str
     room: LocalRoom
+    whip: LocalWhip
 
 
 def pick_port(preferred: int) -> int:
@@ -89,6 +92,13 @@ def _run(cleanup: ExitStack, procfile: Path, sample: bool) -> int:
         cleanup.callback(redis_server.stop)
     print(f"devstack: redis at {redis_url}" + (" (reused)" if redis_server is None else ""))
 
+    # Launched first, awaited after the room: its imports (aiortc) overlap nginx's start.
+    whip = LocalWhip(
+        RUN_DIR / "whip", port=pick_port(8090), secret_keys={DEV_SDK_APP_ID: DEV_SECRET_KEY}
+    )
+    whip.launch()
+    cleanup.callback(whip.stop)
+
     room = LocalRoom(
         RUN_DIR / "room",
         media_dir=RUN_DIR / "media",
@@ -99,6 +109,7 @@ def _run(cleanup: ExitStack, procfile: Path, sample: bool) -> int:
     room.start()
     cleanup.callback(room.stop)
     print(f"devstack: local room at {room.rtmp_base} and {room.http_base}", flush=True)
+    whip.wait_ready()
 
     sample_path = room.media_dir / SAMPLE_NAME
     if sample and not sample_path.exists():
@@ -111,6 +122,7 @@ def _run(cleanup: ExitStack, procfile: Path, sample: bool) -> int:
         api=f"http://{LOCALHOST}:{api_port}",
         flower=f"http://{LOCALHOST}:{flower_port}",
         room=room,
+        whip=whip,
     )
     honcho = _start_honcho(procfile, ends, api_port, flower_port)
     cleanup.callback(_stop_honcho, honcho)
@@ -131,10 +143,11 @@ def _honcho_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("honcho") or "honcho")
 
 
-def _start_honcho(
-    procfile: Path, ends: Endpoints, api_port: int, flower_port: int
-) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+def honcho_env(
+    ends: Endpoints, api_port: int, flower_port: int, base: dict[str, str]
+) -> dict[str, str]:
+    """The environment honcho's processes get: ``base`` (ours), pointed at the stack."""
+    env = dict(base)
     # Procfile lines call gunicorn/celery by name: find them in this venv, activated or not.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
@@ -146,9 +159,20 @@ def _start_honcho(
         ROOMCAST_SDK_SECRET_KEYS=f"{DEV_SDK_APP_ID}:{DEV_SECRET_KEY}",
         # The web console's player shows the local room's HLS preview.
         ROOMCAST_CONSOLE_PREVIEW_URL=ends.room.preview_url,
+        # Pushes with "Whip": "trtc" publish into the local WHIP ingest, which the console
+        # plays over WHEP.
+        ROOMCAST_TRTC_WHIP_URL=ends.whip.pub_url,
+        ROOMCAST_CONSOLE_WHIP_PREVIEW_URL=ends.whip.preview_url,
         # The local room serves its sample clips on loopback, which the guard refuses.
         ROOMCAST_BLOCK_PRIVATE_ADDRESSES="false",
     )
+    return env
+
+
+def _start_honcho(
+    procfile: Path, ends: Endpoints, api_port: int, flower_port: int
+) -> subprocess.Popen[bytes]:
+    env = honcho_env(ends, api_port, flower_port, dict(os.environ))
     # The measured layout (devstack/layout.py): a threads-pool worker per quarter core.
     workers = worker_processes(env)
     print(f"devstack: {workers} worker processes (ROOMCAST_WORKER_PROCESSES to change)")
@@ -219,11 +243,13 @@ def _banner(ends: Endpoints, request_id: str | None) -> str:
         "",
         f"watch the room    {room.preview_url}#{DEMO_ROOM}",
         f"  or with ffplay  ffplay {room.play_url(DEMO_ROOM)}",
+        f"WHIP rooms        {ends.whip.preview_url}#<room>",
         f"web console       {ends.api}/console",
         f"API               {ends.api}",
         f"Flower            {ends.flower}",
         f"Redis             {ends.redis_url}",
         f"push target       {room.rtmp_base}/<room>?sdkappid=..&userid=..&usersig=..",
+        f'  over WHIP       add "Whip": "trtc" to a push: {ends.whip.pub_url}/<app>/<room>',
         f"SdkAppId          {DEV_SDK_APP_ID} (omit UserSig: the dev key signs one)",
     ]
     if request_id:

@@ -377,6 +377,14 @@ class Settings(BaseSettings):
             "(<url>/hls/<stream>.m3u8: the local room's preview_url). Empty: no player."
         ),
     )
+    console_whip_preview_url: str = Field(
+        "",
+        description=(
+            'Base URL of a WHEP server playing what pushes with Whip "trtc" publish '
+            "(<url>v2/sub/<SdkAppId>/<room>?SessionID=<UserId>: the dev stack's WHIP ingest, "
+            "devstack/whip.py). Empty: the console does not play such pushes."
+        ),
+    )
 
     def cloud_missing(self) -> list[str]:
         """What Engine=cloud needs and these settings lack (the API refuses such jobs).

@@ -3,8 +3,9 @@
 Against the real stack (redis-server, the local nginx-rtmp room, a Celery worker, gunicorn with
 API keys configured): type the key, start a push from the form, see it running in the list,
 see the console's player play what the room receives (the room's HLS), stop the push from the
-page, see it stopped. While the push plays, a screenshot of the page is saved to
-``artifacts/console.png`` (gitignored) for a person to look at.
+page, see it stopped. A push with ``"Whip": "trtc"`` into the dev stack's WHIP ingest
+(devstack/whip.py) plays in the same player over WHEP. While the push plays, a screenshot of
+the page is saved to ``artifacts/console.png`` (gitignored) for a person to look at.
 
 The browser is /usr/bin/chromium, which scripts/setup installs (Debian's ``chromium``):
 Playwright never downloads one. Without it the browser tests are skipped, saying so.
@@ -20,16 +21,20 @@ from typing import Any
 import pytest
 
 from devstack.room import LocalRoom
+from devstack.whip import LocalWhip
+from jobs import usersig
 
 from ..conftest import job_for
 from ..pages import Page, assert_assets_served_locally, fetch
-from ..stack import REPO, Api, start_api, stop
+from ..stack import REPO, Api, start_api, start_worker, stop
 from ..whipserver import whip_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts"
 KEY = "console-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+WHIP_APP = 1400000002
+WHIP_KEY = "console-whip-app-key"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,30 @@ def console_api(
 
 
 @pytest.fixture(scope="module")
+def whip_console(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, LocalWhip]]:
+    """The dev stack's WHIP ingest (checking the app's UserSigs), and a worker and an API
+    with the console that publish there and play it over WHEP, on a queue of their own."""
+    logs = tmp_path_factory.mktemp("console_whip")
+    with LocalWhip(logs, secret_keys={WHIP_APP: WHIP_KEY}, log=logs / "whip.log") as ingest:
+        env = dict(
+            service_env,
+            ROOMCAST_API_KEYS=KEY,
+            ROOMCAST_TRTC_WHIP_URL=ingest.pub_url,
+            ROOMCAST_CONSOLE_WHIP_PREVIEW_URL=ingest.preview_url,
+            ROOMCAST_QUEUE="roomcast_console_whip",
+        )
+        worker = start_worker(env, logs / "worker.log", "console_whip")
+        api_proc, base = start_api(env, logs / "api.log")
+        try:
+            yield Api(base), ingest
+        finally:
+            stop(api_proc)
+            stop(worker)
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (scripts/setup installs it)")
@@ -51,9 +80,14 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as pw:
         # executable_path: Debian's build, no Playwright browser download. Muted autoplay is
-        # allowed anyway; the flag only removes a source of flakiness.
+        # allowed anyway; the flag only removes a source of flakiness. WebRTC: the host's
+        # addresses as they are, not hidden behind mDNS names aiortc would have to resolve.
         chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--autoplay-policy=no-user-gesture-required"]
+            executable_path=str(CHROMIUM),
+            args=[
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ],
         )
         yield chromium
         chromium.close()
@@ -206,6 +240,35 @@ def test_a_push_over_whip_shows_its_endpoint_and_not_its_token(
         console_api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
 
 
+def test_a_push_over_whip_trtc_plays_in_the_console_over_whep(
+    whip_console: tuple[Api, LocalWhip], room: LocalRoom, long_clip: str, room_name: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    api, ingest = whip_console
+    sig = usersig.generate(WHIP_APP, WHIP_KEY, "whep_user")
+    job = job_for(room, long_clip, room_name, SdkAppId=WHIP_APP, UserId="whep_user",
+                  UserSig=sig, Whip="trtc", MaxDuration=60)  # fmt: skip
+    request_id, row = running_row(api, page, job)
+    expect(row).to_contain_text("WHIP trtc")
+    row.get_by_role("button", name="Watch").click()
+    # WebRTC's picture, in the page's own player: a MediaStream, and time that moves on.
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " return v.srcObject && v.readyState >= 2 && v.currentTime > 0.5; }",
+        timeout=25_000,
+    )
+    before = video_time(page)
+    time.sleep(1.5)
+    assert video_time(page) > before + 0.5, "the WebRTC picture does not advance"
+    expect(page.locator("#player-message")).to_contain_text("over WebRTC")
+    href = page.locator("#preview-link").get_attribute("href")
+    assert href == f"{ingest.preview_url}#{room_name}"
+    api.call("POST", f"/v1/pushes/{request_id}/stop", headers=AUTH)
+    expect(page.locator("#player-message")).to_contain_text("The push ended (stopped)")
+    assert "play start: room " + room_name in (ingest.log.read_text() if ingest.log else "")
+
+
 def test_the_console_shows_what_users_typed_as_text(
     console_api: Api, room: LocalRoom, room_name: str, page: Any
 ) -> None:
@@ -258,6 +321,13 @@ def test_the_preview_url_setting_is_escaped_and_empty_means_no_player(
     assert page.meta["roomcast-preview-url"] == hostile + "/"  # one attribute, nothing more
     assert "<script>alert" not in answer.get_data(as_text=True)
     assert "connect-src 'self' http://room.example;" in answer.headers["Content-Security-Policy"]
+
+    whep = "http://127.0.0.1:8090/"
+    settings = Settings(console_preview_url="http://room.example", console_whip_preview_url=whep)
+    answer = create_app(settings).test_client().get("/console")
+    assert Page(answer.get_data(as_text=True)).meta["roomcast-whip-preview-url"] == whep
+    policy = answer.headers["Content-Security-Policy"]
+    assert "connect-src 'self' http://room.example http://127.0.0.1:8090;" in policy
 
     answer = create_app(Settings(console_preview_url="")).test_client().get("/console")
     page = Page(answer.get_data(as_text=True))

@@ -3,6 +3,8 @@
 // comes from the API or the person and goes into the page through textContent only.
 // (A module: strict mode, and loaded after the page is parsed.)
 
+import { playWhep } from "./whep.js";
+
 // Polling rather than the SSE endpoint: EventSource cannot send an Authorization header, and
 // one listing call covers every push at once (the events endpoint is per push).
 const POLL_MS = 1500;
@@ -28,10 +30,11 @@ const els = {
   previewLink: $("preview-link"),
 };
 const previewBase = document.querySelector('meta[name="roomcast-preview-url"]').content;
+const whipBase = document.querySelector('meta[name="roomcast-whip-preview-url"]').content;
 
 let apiKey = sessionStorage.getItem(KEY_STORE) || "";
 const rows = new Map(); // request id -> { tr, cells, push }
-let watched = null; // { id, stream, hls, timer }
+let watched = null; // { id, hls, whep, timer }
 
 // --- the API ----------------------------------------------------------------------------
 
@@ -118,6 +121,13 @@ els.keyForget.addEventListener("click", () => {
 function roomOf(push) {
   const room = push.Room || {};
   return room.RtmpRoom || room.StrRoomId || String(room.RoomId ?? "");
+}
+
+// Where a push's picture can be watched: the room's HLS, or the WHIP ingest's WHEP for a push
+// with "Whip": "trtc" (another endpoint's pushes: nowhere here).
+function previewOf(push) {
+  if (push.Whip) return push.Whip === "trtc" ? whipBase : "";
+  return previewBase;
 }
 
 function makeRow(id) {
@@ -211,7 +221,7 @@ function updateRow(row, push) {
   c.note.classList.toggle("error", Boolean(push.Error) || Boolean(row.messageIsError));
   const running = state === "running";
   c.stop.hidden = FINAL.has(state);
-  c.watch.hidden = !(previewBase && running);
+  c.watch.hidden = !(previewOf(push) && running);
   c.switchForm.hidden = !(running && switchable);
   const fanout = Array.isArray(push.Targets);
   c.targetForm.hidden = !(running && fanout);
@@ -386,7 +396,7 @@ els.form.addEventListener("submit", async (event) => {
     setText(els.startResult, `${answer.Message}: ${answer.RequestId}`);
     await poll();
     const row = rows.get(answer.RequestId);
-    if (previewBase && row) startWatching(row.push);
+    if (row && previewOf(row.push)) startWatching(row.push);
   } catch (err) {
     els.startResult.className = "error";
     setText(els.startResult, `${err.code}: ${err.message}`);
@@ -428,6 +438,8 @@ function stopWatching(message) {
   if (!watched) return;
   clearTimeout(watched.timer);
   if (watched.hls) watched.hls.destroy();
+  if (watched.whep) watched.whep.close();
+  els.video.srcObject = null;
   els.video.removeAttribute("src");
   els.video.load();
   const row = rows.get(watched.id);
@@ -438,12 +450,12 @@ function stopWatching(message) {
 
 function startWatching(push) {
   stopWatching();
-  if (!previewBase || !push) return;
+  if (!push || !previewOf(push)) return;
   const room = roomOf(push);
-  watched = { id: push.RequestId, hls: null, timer: null };
+  watched = { id: push.RequestId, hls: null, whep: null, timer: null };
   els.playerPanel.hidden = false;
   setText(els.playerTitle, `Room ${room} · ${push.UserId}`);
-  els.previewLink.href = new URL(`#${encodeURIComponent(room)}`, previewBase).href;
+  els.previewLink.href = new URL(`#${encodeURIComponent(room)}`, previewOf(push)).href;
   const row = rows.get(push.RequestId);
   if (row) row.tr.classList.add("watched");
   attach(watched);
@@ -454,6 +466,7 @@ async function attach(session) {
   const row = rows.get(session.id);
   const push = row ? row.push : null;
   if (!push || FINAL.has(push.State)) return;
+  if (push.Whip) return attachWhep(session, push);
   const stream = push.State === "running" ? await findStream(push) : null;
   if (watched !== session) return;
   if (!stream) {
@@ -489,10 +502,32 @@ async function attach(session) {
   }
 }
 
+// A push over WHIP into the dev stack's ingest: its WHEP playback, well under a second behind.
+async function attachWhep(session, push) {
+  const path = `v2/sub/${push.SdkAppId}/${encodeURIComponent(roomOf(push))}`;
+  const url = new URL(`${path}?SessionID=${encodeURIComponent(push.UserId)}`, whipBase).href;
+  const retry = (message) => {
+    if (watched !== session) return;
+    session.whep = null;
+    setPlayerMessage(message);
+    session.timer = setTimeout(() => attach(session), HLS_RETRY_MS);
+  };
+  try {
+    const whep = await playWhep(url, els.video, (state) => retry(`The connection is ${state}; trying again…`));
+    if (watched !== session) return whep.close();
+    session.whep = whep;
+    setPlayerMessage("Playing what the room receives over WebRTC (muted).");
+    els.video.play().catch(() => setPlayerMessage("Press play to start."));
+  } catch (err) {
+    retry(err.status === 404 ? "Waiting for the push to publish over WHIP…" : `Waiting for the room's picture (${err.message})…`);
+  }
+}
+
 // --- start -----------------------------------------------------------------------------------
 
-if (!previewBase) {
-  // No preview server configured (ROOMCAST_CONSOLE_PREVIEW_URL): no player, no Watch buttons.
+if (!previewBase && !whipBase) {
+  // No preview server configured (ROOMCAST_CONSOLE_PREVIEW_URL, _WHIP_PREVIEW_URL): no player,
+  // no Watch buttons.
   els.playerPanel.hidden = true;
 }
 poll();
