@@ -246,15 +246,16 @@ def _record(
 
 
 def _record_shards(request_id: str, shards: list[Shard]) -> None:
-    """Record a split push's further shards (jobs/shards.py); if that fails, the push is
-    discarded with those recorded so far."""
+    """Record a split push's further shards (jobs/shards.py); if that fails (one of their
+    rooms is another push's, PublisherBusy), the push is discarded with those recorded so
+    far."""
     store = _store()
     done: list[str] = []
     try:
         for shard_id, record, secrets in shards:
             store.create(shard_id, record, secrets)
             done.append(shard_id)
-    except RedisError:
+    except (RedisError, PublisherBusy):
         for recorded in [request_id, *done]:
             store.discard(recorded)
         raise

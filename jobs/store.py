@@ -20,7 +20,8 @@ Layout (all keys expire with the job TTL, 3 days by default)::
 
 The publisher lease makes sure that two jobs never publish as the same (SdkAppId, room,
 UserId) at once: it is taken with the record (queued), renewed by the running push's
-heartbeat, and released when the job ends (docs/celery.md, "Publisher lease").
+heartbeat, and released when the job ends (docs/celery.md, "Publisher lease"). A fan-out
+push holds one for each of its rooms too (the hash's ``leases``).
 
 State changes go through one Lua script, so two writers (the API stopping a queued job,
 the worker starting it) can never both win.
@@ -152,22 +153,36 @@ return 1
 )
 
 
-# Take or renew the publisher lease of a running job (KEYS[1], its hash; ARGV: request id,
-# lease in ms, job key prefix). Returns the other job holding it, or nil once it is ours.
-# A holder whose job is no longer queued or running has ended without releasing (a crash
-# between its end and its release, a Redis blip): its lease is stale and taken over.
+# Take or renew the publisher leases of a running job (KEYS[1], its hash; ARGV: request id,
+# lease in ms, job key prefix): its own room's, and a fan-out's rooms' (``leases``, a JSON
+# list). Returns the other job holding its own room's, or nil once it is ours. A holder
+# whose job is no longer queued or running has ended without releasing (a crash between
+# its end and its release, a Redis blip): its lease is stale and taken over. A fan-out room
+# another live job took meanwhile stays that job's: one room is not worth the push.
 # Only a running job claims, so a heartbeat racing the end of its push cannot re-take it.
 _CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'running' then return 'ended:' .. (st or 'gone') end
-local lease = redis.call('HGET', KEYS[1], 'publisher')
-if not lease then return false end
-local holder = redis.call('GET', lease)
-if holder and holder ~= ARGV[1] then
-  local state = redis.call('HGET', ARGV[3] .. holder, 'state')
-  if state == 'queued' or state == 'running' then return holder end
+local function other(lease)
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= ARGV[1] then
+    local state = redis.call('HGET', ARGV[3] .. holder, 'state')
+    if state == 'queued' or state == 'running' then return holder end
+  end
+  return nil
 end
-redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+local lease = redis.call('HGET', KEYS[1], 'publisher')
+if lease then
+  local holder = other(lease)
+  if holder then return holder end
+  redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+end
+local rooms = redis.call('HGET', KEYS[1], 'leases')
+if rooms then
+  for _, room in ipairs(cjson.decode(rooms)) do
+    if not other(room) then redis.call('SET', room, ARGV[1], 'PX', ARGV[2]) end
+  end
+end
 return false
 """
 
@@ -189,11 +204,16 @@ meter('metered_frames', 'sent_frames', tonumber(ARGV[3]))
 return 0
 """
 
-# Release a job's publisher lease (KEYS[1], its hash; ARGV[1], its request id) only if it
-# still holds it: a lease taken over by a later job is not ours to delete.
+# Release a job's publisher leases (KEYS[1], its hash; ARGV[1], its request id), each only
+# if it still holds it: a lease taken over by a later job is not ours to delete.
 _RELEASE = """
+local function release(lease)
+  if redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
+end
 local lease = redis.call('HGET', KEYS[1], 'publisher')
-if lease and redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
+if lease then release(lease) end
+local rooms = redis.call('HGET', KEYS[1], 'leases')
+if rooms then for _, room in ipairs(cjson.decode(rooms)) do release(room) end end
 return 0
 """
 
@@ -211,6 +231,30 @@ local function fanout(key)
   local targets = doc['Targets']
   if targets == nil or targets == cjson.null then return nil, nil, {'notfanout', ''} end
   return doc, targets, nil
+end
+-- The publisher lease of a fan-out room (ARGV[3]: the lease key prefix, ARGV[4]: the
+-- request id, ARGV[5]: the job key prefix): whether another live job holds it, and a way
+-- to take or give it up (the job's ``leases`` list goes with it).
+local function lease_of(doc, t)
+  local app = string.format('%d', doc['SdkAppId'])
+  return ARGV[3] .. app .. ':' .. t['Room']['RtmpRoom'] .. ':' .. t['UserId']
+end
+local function held_by_other(lease)
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= ARGV[4] then
+    local state = redis.call('HGET', ARGV[5] .. holder, 'state')
+    if state == 'queued' or state == 'running' then return holder end
+  end
+  return nil
+end
+local function set_leases(update)
+  local raw = redis.call('HGET', KEYS[1], 'leases')
+  local leases = raw and cjson.decode(raw) or {}
+  local kept = {}
+  for _, lease in ipairs(leases) do if lease ~= update.drop then table.insert(kept, lease) end end
+  if update.add then table.insert(kept, update.add) end
+  if #kept == 0 then redis.call('HDEL', KEYS[1], 'leases')
+  else redis.call('HSET', KEYS[1], 'leases', cjson.encode(kept)) end
 end
 local function save(doc, targets, id, sig)
   doc['Targets'] = targets
@@ -230,8 +274,9 @@ end
 """
 
 # Add the target ARGV[2] (JSON; an empty TargetId takes the first free t<n>) with UserSig
-# ARGV[3]. Refused: a TargetId in use ({"id", it}), or a room this UserId already publishes
-# into ({"room", the TargetId that does}).
+# ARGV[7], taking its publisher lease for ARGV[6] ms. Refused: a TargetId in use ({"id",
+# it}), a room this UserId already publishes into ({"room", the TargetId that does}), or
+# into for another live job ({"busy", its request id}).
 _ADD_TARGET = (
     _TARGETS
     + """
@@ -260,8 +305,13 @@ end
 for _, t in ipairs(targets) do
   if t['Room']['RtmpRoom'] == room and t['UserId'] == user then return {'room', t['TargetId']} end
 end
+local lease = lease_of(doc, target)
+local holder = held_by_other(lease)
+if holder then return {'busy', holder} end
+redis.call('SET', lease, ARGV[4], 'PX', ARGV[6])
+set_leases({add = lease})
 table.insert(targets, target)
-save(doc, targets, id, ARGV[3])
+save(doc, targets, id, ARGV[7])
 return {'ok', id}
 """
 )
@@ -284,7 +334,17 @@ else
 end
 if found == nil then return {'unknown', id} end
 if left <= 1 then return {'last', id} end
-if found == 0 then doc['MainRemoved'] = true else table.remove(targets, found) end
+if found == 0 then
+  doc['MainRemoved'] = true
+  local main = redis.call('HGET', KEYS[1], 'publisher')
+  if main and redis.call('GET', main) == ARGV[4] then redis.call('DEL', main) end
+  redis.call('HDEL', KEYS[1], 'publisher')
+else
+  local lease = lease_of(doc, targets[found])
+  if redis.call('GET', lease) == ARGV[4] then redis.call('DEL', lease) end
+  set_leases({drop = lease})
+  table.remove(targets, found)
+end
 save(doc, targets, id, nil)
 return {'ok', id}
 """
@@ -413,6 +473,10 @@ class JobStore:
         key = job_key(request_id)
         part = record.ShardOf is not None
         lease = publisher_key(record.SdkAppId, record.Room.RtmpRoom, record.UserId)
+        rooms = {
+            publisher_key(record.SdkAppId, t.Room.RtmpRoom, t.UserId): t
+            for t in record.Targets or ()
+        }
         quota = self.quotas(record.SdkAppId) if self.quotas is not None else Quota()
         minute = rate_key(record.SdkAppId, created)
         active = [app_index(record.SdkAppId, s) for s in (State.QUEUED, State.RUNNING)]
@@ -421,7 +485,8 @@ class JobStore:
                 try:
                     # The quota's counts are watched too: two submissions never both take
                     # the last slot, and a refused one leaves nothing behind.
-                    pipe.watch(*active, minute, *([] if part else [lease]))  # type: ignore[no-untyped-call]
+                    pipe.watch(*active, minute, *([] if part else [lease]), *rooms)  # type: ignore[no-untyped-call]
+                    self._check_room_leases(pipe, rooms)
                     holder = None if part else cast("bytes | None", pipe.get(lease))
                     busy = holder is not None and self._active(holder.decode())
                     leaving = 1 if busy and replacing else 0
@@ -437,6 +502,8 @@ class JobStore:
                     # a free worker. Running, the heartbeat shortens it to lost_after.
                     if not part:
                         pipe.set(lease, request_id, ex=self.ttl)
+                    for room_lease in rooms:
+                        pipe.set(room_lease, request_id, ex=self.ttl)
                     pipe.hset(
                         key,
                         mapping={
@@ -444,6 +511,7 @@ class JobStore:
                             # What was set, so that the record reads back as it was written.
                             "doc": record.model_dump_json(exclude_unset=True),
                             **({} if part else {"publisher": lease}),
+                            **({"leases": json.dumps(list(rooms))} if rooms else {}),
                             # The URL itself is a secret of its own (callback_key): unlike
                             # the others it outlives the push, whose events follow it.
                             **({"callback": "1"} if secrets.CallbackUrl else {}),
@@ -500,6 +568,20 @@ class JobStore:
                 f"SdkAppId {app} has submitted {quota.per_minute} pushes this minute, its limit",
                 retry_after=max(1, 60 - int(at) % 60),
             )
+
+    def _check_room_leases(self, pipe: Any, rooms: dict[str, PushTarget]) -> None:
+        """Raise PublisherBusy when another live job publishes as one of a fan-out's rooms'
+        users into that room (``rooms``: lease key → target; ``pipe`` watches them)."""
+        if not rooms:
+            return
+        for target, holder in zip(rooms.values(), pipe.mget(list(rooms)), strict=True):
+            if holder is not None and self._active(holder.decode()):
+                raise PublisherBusy(
+                    holder.decode(),
+                    f"target {target.TargetId!r}: UserId {target.UserId!r} already publishes "
+                    f"into room {target.Room.RtmpRoom!r} (request {holder.decode()}): stop "
+                    "that push first, or publish as another UserId",
+                )
 
     def _active(self, request_id: str) -> bool:
         """Whether a job is queued or running. A running job whose worker died holds its
@@ -823,8 +905,14 @@ class JobStore:
             "UserId": user_id,
         }
         outcome, detail = self._targets_call(
-            self._add_target, request_id, json.dumps(target), user_sig
+            self._add_target, request_id, json.dumps(target), str(self.ttl * 1000), user_sig
         )
+        if outcome == "busy":
+            raise PublisherBusy(
+                detail,
+                f"UserId {user_id!r} already publishes into room {room.RtmpRoom!r} (request "
+                f"{detail}): stop that push first",
+            )
         if outcome == "id":
             raise InvalidJob(
                 f"TargetId {detail!r} is taken in this push: give another", field="TargetId"
@@ -852,7 +940,11 @@ class JobStore:
 
     def _targets_call(self, script: Any, request_id: str, *args: str) -> tuple[str, str]:
         """Run a target script; raise what every one of them may answer."""
-        raw = script(keys=[job_key(request_id), secrets_key(request_id)], args=[MAIN_TARGET, *args])
+        first, *rest = args
+        raw = script(
+            keys=[job_key(request_id), secrets_key(request_id)],
+            args=[MAIN_TARGET, first, f"{PREFIX}publisher:", request_id, f"{PREFIX}job:", *rest],
+        )
         outcome, detail = (part.decode() for part in cast("list[bytes]", raw))
         if outcome == "state" and not detail:
             raise NotFound(f"no push with request id {request_id!r}")

@@ -194,3 +194,40 @@ def test_rooms_changed_while_the_push_waits_for_a_worker_are_where_it_publishes_
     assert final["State"] == "succeeded", final
     assert set(final["Progress"]["Targets"]) == {"main", added.body["TargetId"]}
     assert viewer.numbers, viewer.error  # the room added while it waited got the push
+
+
+# --- one publisher per user and room, fan-out rooms included -----------------------------
+
+
+def test_a_fanout_room_is_its_users_in_that_room_as_a_pushs_own_room_is(
+    api: Api, fanout: str, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    taken = {"StrRoomId": f"{room_name}_b", "UserId": "fan_b"}  # the fanout's t1
+    as_own_room = job_for(room, long_clip, taken["StrRoomId"], UserId="fan_b")
+    assert_error(api.call("POST", "/v1/pushes", as_own_room), 409, "PublisherBusy")
+    as_target = job_for(room, long_clip, f"{room_name}_x", Targets=[taken | {"UserSig": "s"}])
+    busy = api.call("POST", "/v1/pushes", as_target)
+    assert_error(busy, 409, "PublisherBusy")
+    assert busy.body["Error"]["RequestId"] == fanout
+    assert "target 't1'" in busy.body["Error"]["Message"]
+
+
+def test_a_room_added_as_a_user_who_publishes_there_for_another_push_is_refused(
+    api: Api, fanout: str, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    other = api.submit(**job_for(room, long_clip, f"{room_name}_y", MaxDuration=30, Targets=[]))
+    try:
+        api.wait_state(other, {"running"}, timeout=15)
+        busy = add(api, other, StrRoomId=f"{room_name}_b", UserId="fan_b", UserSig="s")
+        assert_error(busy, 409, "PublisherBusy")
+        assert target_ids(api, other) == ["main"]
+    finally:
+        api.call("POST", f"/v1/pushes/{other}/stop")
+
+
+def test_a_removed_fanout_room_is_free_for_another_push_at_once(
+    api: Api, fanout: str, room: LocalRoom, long_clip: str, room_name: str
+) -> None:
+    assert remove(api, fanout, "t1").status == 202
+    rid = api.submit(**job_for(room, long_clip, f"{room_name}_b", UserId="fan_b", MaxDuration=30))
+    api.call("POST", f"/v1/pushes/{rid}/stop")

@@ -31,8 +31,8 @@ def split_push(store: JobStore, rooms: int = 5, size: int = 2) -> tuple[str, lis
     shards' ids."""
     rid = f"push-{now()}"
     targets = [
-        PushTarget(TargetId=f"t{n}", Room=PushRoom(StrRoomId=f"r{n}", RtmpRoom=f"r{n}"), UserId="u")
-        for n in range(1, rooms)
+        PushTarget(TargetId=f"t{n}", Room=PushRoom(StrRoomId=room, RtmpRoom=room), UserId="u")
+        for n, room in ((n, f"r{n}{rid}") for n in range(1, rooms))
     ]
     record = JobRecord(
         SdkAppId=APP,
