@@ -89,4 +89,6 @@ def _origin(url: str) -> str:
     if not url:
         return ""
     parts = urlsplit(url)
-    return f" {parts.scheme}://{parts.netloc}"
+    # Host and port only: a URL's user and password have no place in a header.
+    port = f":{parts.port}" if parts.port else ""
+    return f" {parts.scheme}://{parts.hostname}{port}"

@@ -48,7 +48,10 @@ def add(request_id: str) -> ResponseReturnValue:
     except ValidationError as exc:
         raise invalid_job_from(exc) from None
     shards = _live_shards(store, job)
-    into = min(shards, key=lambda shard: rooms_of(shard.record))
+    # The running shard with the fewest rooms: it joins now. (A push whose every shard
+    # waits for a worker takes it into the emptiest, for when it runs.)
+    running = [shard for shard in shards if shard.state is State.RUNNING] or shards
+    into = min(running, key=lambda shard: rooms_of(shard.record))
     if sum(rooms_of(shard.record) for shard in shards) >= MAX_ROOMS:
         raise InvalidJob(f"a push publishes to at most {MAX_ROOMS} rooms", field="Targets")
     if rooms_of(into.record) >= MAX_SHARD_ROOMS:

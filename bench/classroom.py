@@ -85,7 +85,7 @@ def main() -> None:
         served = room.media_dir / "rendition.mp4"
         served.write_bytes(renditions[0].read_bytes())
         startup = statistics.median(
-            cost_of([sys.executable, "-c", "import pipeline"]).cpu for _ in range(args.runs)
+            cost_of([sys.executable, "-c", "import pipeline.pushing"]).cpu for _ in range(args.runs)
         )
 
         def classroom(renditions_dir: str | None, name: str) -> list[str]:

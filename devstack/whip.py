@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -375,8 +376,9 @@ async def _no_icon(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _cors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Any origin may play (the console is on another port); the preflight is answered
-    here, and Location is readable, for the viewer's DELETE."""
+    """Pages of this machine may play (the console is on another port), no other web page
+    the developer has open; the preflight is answered here, and Location is readable, for
+    the viewer's DELETE."""
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=204)
         response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, GET"
@@ -387,8 +389,11 @@ async def _cors(request: web.Request, handler: Any) -> web.StreamResponse:
             response = await handler(request)
         except web.HTTPException as exc:
             response = exc
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "Location"
+    origin = request.headers.get("Origin", "")
+    if urlsplit(origin).hostname in ("127.0.0.1", "localhost", "::1"):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Expose-Headers"] = "Location"
     return response
 
 

@@ -67,6 +67,10 @@ class _Publish:
         self._fanout = fanout
         self.state = "connecting"
         self.connection: RoomConnection | None = None
+        #: A connection that waits for its room to take the stream's header (not yet live).
+        self.opening: RoomConnection | None = None
+        #: Whether the room refused the publish (a new try would be refused again).
+        self.refused = False
         self.header_sent = False
         self.bytes = 0
         self.drops = 0
@@ -127,6 +131,7 @@ class _Publish:
         if self.state == "removed":
             return
         self.error = self._fanout.detail(exc, self)
+        self.refused = True
         self._fanout.start_closing(self)
         self._fail()
 
@@ -151,6 +156,12 @@ class _Publish:
         while self.state not in ("removed", "failed") and self._fanout.open:
             try:
                 connection = self._fanout.open_connection(self.target.url, timeouts.room_open)
+                header_sent = self._send_header(connection)
+            except RoomUnreachable as exc:
+                self.error = self._fanout.detail(exc, self)
+                self.refused = True
+                self._fail()  # refused: another try would be refused too
+                return
             except (av.error.FFmpegError, OSError) as exc:
                 self.error = self._fanout.detail(exc, self)
                 if time.monotonic() + delay > deadline:
@@ -162,7 +173,7 @@ class _Publish:
             if self.state == "removed" or not self._fanout.open:
                 _close_quietly(connection)  # removed, stopped or closed while connecting
                 return
-            self.header_sent = False
+            self.header_sent = header_sent
             self.connection = connection
             self.error = None
             if not first:
@@ -171,15 +182,44 @@ class _Publish:
             self._fanout.event("target-connected", self)
             return
 
+    def _send_header(self, connection: RoomConnection) -> bool:
+        """Send the stream's header now, on the connecting thread, when the push has one
+        yet (a reconnect, a room added while it runs): a publish counts as connected once
+        its room took it, which for WHIP means that the session opened. Whether it was
+        sent (else the first feed sends it)."""
+        header = self._fanout.header
+        if not header:
+            return False
+        # Reachable from cut() and close() while it waits: a stop ends it now.
+        self.opening = connection
+        try:
+            connection.write(header)
+        except BaseException:
+            _close_quietly(connection)
+            raise
+        finally:
+            self.opening = None
+        return True
+
+    def cut(self) -> None:
+        """End the publish now, and one being opened (a stop, any thread)."""
+        for connection in (self.connection, self.opening):
+            if connection is not None:
+                connection.cut()
+
     def _fail(self) -> None:
-        if self.state == "removed":
-            return
+        if self.state == "removed" or not self._fanout.open:
+            return  # removed, or the push is over: nothing is told of it any more
         self.state = "failed"
         self._fanout.event("target-failed", self, Reason=self.error or "could not publish")
         log.warning("giving up the room %s: %s", self.target.id, self.error)
 
     def close(self) -> None:
-        """End the publish politely (the room sees the user leave)."""
+        """End the publish politely (the room sees the user leave); one still being opened
+        is cut (it never carried the stream)."""
+        opening = self.opening
+        if opening is not None:
+            opening.cut()
         connection, self.connection = self.connection, None
         if connection is not None:
             _close_quietly(connection)
@@ -312,15 +352,22 @@ class Fanout:
             self._reported = now
             self._report()
             if publishes and all(p.state in ("failed", "removed") for p in publishes):
-                raise OSError("every room's publish failed")
+                failed = [p for p in publishes if p.state == "failed"]
+                reason = (
+                    f"every room's publish failed ({failed[0].target.id}: {failed[0].error})"
+                    if failed
+                    else "every room was removed"
+                )
+                if failed and all(p.refused for p in failed):
+                    # Not an OSError: the sink does not reconnect rooms that refused.
+                    raise RoomUnreachable(reason)
+                raise OSError(reason)
 
     def cut(self) -> None:
         """End every publish now, from any thread (a stop)."""
         self.cut_off = True
         for publish in self._all():
-            connection = publish.connection
-            if connection is not None:
-                connection.cut()
+            publish.cut()
 
     @property
     def open(self) -> bool:
@@ -370,6 +417,12 @@ class Fanout:
 
     # -- for the publishes ---------------------------------------------------------------
 
+    @property
+    def header(self) -> bytes:
+        """The stream's header once it is whole (FLV header, metadata, codec configuration),
+        else b"": what a publish sends first."""
+        return self._header if self._header_done else b""
+
     def start_closing(self, publish: _Publish) -> None:
         """End ``publish``'s connection on a thread of its own (the caller may be the
         shared sender)."""
@@ -408,8 +461,8 @@ class Fanout:
         """Tell the push's owner what became of a room (from the events thread: the caller
         may be the shared sender, which must not wait for Redis)."""
         log.info("fan-out: %s %s %s", name, publish.target.id, fields or "")
-        if self._on_event is None:
-            return
+        if self._on_event is None or self._closed:
+            return  # closed: the push's events have been told, its record is final
         self._events.put((name, {"TargetId": publish.target.id, **fields}))
         with self._lock:
             if self._event_thread is None:

@@ -17,14 +17,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import queue
 import selectors
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 from jobs.errors import RoomUnreachable
@@ -95,6 +98,48 @@ def dtls_identity() -> tuple[str, str]:
     return str(cert_file), str(key_file)
 
 
+class _Spawner:
+    """Starts every publisher process from one thread that lives as long as this process.
+
+    A publisher asks Linux to kill it when its parent dies (PR_SET_PDEATHSIG), and Linux
+    takes "parent" to be the thread that started it: a publisher started by a fan-out's
+    short-lived connect thread would be killed as that thread ends.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def popen(self, args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen(args, **options)``, run on the spawner's thread."""
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked worker process
+                self._requests = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._run, name="roomcast-whip-spawner", daemon=True
+                ).start()
+                self._pid = os.getpid()
+            requests = self._requests
+        started: Future[subprocess.Popen[bytes]] = Future()
+        requests.put((args, options, started))
+        return started.result()
+
+    def _run(self) -> None:
+        requests = self._requests
+        while True:
+            args, options, started = requests.get()
+            try:
+                started.set_result(subprocess.Popen(args, **options))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                started.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
 class WhipConnection:
     """A publish to a WHIP endpoint, fed FLV bytes (:class:`pipeline.sink.RoomConnection`).
 
@@ -116,7 +161,7 @@ class WhipConnection:
         self._pending = bytearray()
         self._open = False
         self._opened = threading.Event()
-        self._proc = subprocess.Popen(
+        self._proc = _SPAWNER.popen(
             [sys.executable, "-m", "pipeline.whip_publisher"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -137,6 +182,7 @@ class WhipConnection:
             "cert": cert,
             "key": key,
             "handshake_ms": int(timeout * 1000),
+            "parent": os.getpid(),
         }
         os.set_blocking(self._stdin, False)
         self._send(json.dumps(config).encode() + b"\n")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import io
 import json
+import os
 import signal
 import sys
 from fractions import Fraction
@@ -213,6 +214,8 @@ def main() -> int:
     _die_with_parent()
     stdin = sys.stdin.buffer
     config = json.loads(stdin.readline())
+    if config.get("parent", os.getppid()) != os.getppid():
+        return 1  # the worker died before this publisher asked to die with it
     publisher = Publisher(config, has_audio=_has_audio(stdin))
     try:
         for kind, stamp, body, tag in _tags(stdin):

@@ -83,6 +83,10 @@ class WhipServer:
         self.trtc_keys = trtc_keys or {}
         self.sessions: list[Session] = []
         self.refused = 0
+        #: Streams whose offers are answered, and whose sessions then never open (the
+        #: endpoint's side is gone before the handshake): an endpoint unreachable for media.
+        self.unreachable: set[str] = set()
+        self.unreachable_offers = 0
         self._peers: dict[str, tuple[RTCPeerConnection, Session, list[Any]]] = {}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -183,6 +187,14 @@ class WhipServer:
         except Exception as exc:  # noqa: BLE001 - aiortc's negotiation errors have no base
             await peer.close()
             return web.Response(status=406, text=f"negotiation failed: {exc}")
+        if session.stream in self.unreachable:
+            self.unreachable_offers += 1
+            answer = peer.localDescription.sdp
+            await peer.close()
+            for task in tasks:
+                task.cancel()
+            headers = {"Content-Type": "application/sdp", "Location": f"{request.path}/{sid}"}
+            return web.Response(status=201, body=answer.encode(), headers=headers)
         self._peers[sid] = (peer, session, tasks)
         self.sessions.append(session)
         query = f"?{request.query_string}" if request.query_string else ""
@@ -240,6 +252,12 @@ class WhipServer:
         for sid in list(self._peers):
             await self._end(sid)
         await self._runner.cleanup()
+        # What is left (a session's reader whose peer was closed at once, aiortc's own) ends
+        # here, not as garbage in whichever test runs when the loop is collected.
+        left = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
 
 def _note_sender_reports(receiver: Any, session: Session, kind: str) -> None:

@@ -39,7 +39,6 @@ import redis
 
 from jobs.commands import REMOVE_TARGET, from_message, target_change
 from jobs.keys import PREFIX
-from jobs.rooms import push_url
 from jobs.settings import Settings
 from jobs.stops import Stop, StopCause
 from jobs.store import JobStore, control_channel
@@ -47,6 +46,7 @@ from pipeline.control import Control
 from pipeline.spec import Target
 
 from .control import STOP_GRACE
+from .ingest import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,19 @@ class ControlHub:
     """Hears and beats for every push of this worker process (see the module docstring).
 
     ``fence_after``: once no heartbeat has reached Redis for this long, the pushes stop
-    (``StopCause.FENCED``); ``None`` never fences. ``rtmp_base``: where a room added to a
-    fan-out push is published (``ROOMCAST_RTMP_BASE``).
+    (``StopCause.FENCED``); ``None`` never fences. ``ingest``: where a room added to a
+    fan-out push is published.
     """
 
     def __init__(
-        self, store: JobStore, heartbeat: float, fence_after: float | None, rtmp_base: str = ""
+        self,
+        store: JobStore,
+        heartbeat: float,
+        fence_after: float | None,
+        ingest: Ingest | None = None,
     ) -> None:
         self._store = store
-        self._rtmp_base = rtmp_base
+        self._ingest = ingest or Ingest("")
         self._heartbeat = heartbeat
         self._fence_after = fence_after
         self._lock = threading.Lock()
@@ -288,7 +292,7 @@ class ControlHub:
             return
         record, target, sig = found
         room = target.Room.RtmpRoom
-        url = push_url(self._rtmp_base, room, record.SdkAppId, target.UserId, sig)
+        url = self._ingest.room_url(record, room, target.UserId, sig)
         push.run(lambda: log.info("target %s added: room %s as %s", target_id, room, target.UserId))
         self._to_push(push, lambda: push.control.change_targets(add=Target(target_id, url)))
 
@@ -362,7 +366,7 @@ def get_hub(store: JobStore, settings: Settings) -> ControlHub:
         if _hub is None or _hub_pid != os.getpid():
             beat = settings.heartbeat_seconds
             fence_after = max(settings.worker_lost_seconds - beat, beat)
-            _hub = ControlHub(store, beat, fence_after, settings.rtmp_base)
+            _hub = ControlHub(store, beat, fence_after, Ingest.of(settings))
             _hub_pid = os.getpid()
             _hub.start()
         return _hub

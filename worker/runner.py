@@ -22,7 +22,6 @@ from jobs.errors import InternalError, ProgressStoreError, RoomcastError, Source
 from jobs.logs import job_context
 from jobs.records import MAIN_TARGET, JobRecord, JobSecrets, PushTarget
 from jobs.redact import redact_text
-from jobs.rooms import TRTC_WHIP, push_url, trtc_whip_endpoint
 from jobs.settings import Settings
 from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
@@ -37,6 +36,7 @@ from .cloud import CloudIngest
 from .control import signal_stops
 from .egress import egress_proxy
 from .hub import get_hub
+from .ingest import Ingest
 from .services import rendition_cache
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,10 @@ def run_push(
             log.info("not starting: the job became %s", was.value if was else "unknown")
             found = store.get(request_id)
             return _as_found(found) if found is not None else RunEnd(None, started=False)
+        # A fan-out's rooms may have changed while it waited (api/targets.py), up to the
+        # moment it started: it publishes where its record says now.
+        job = store.get(request_id) or job
+        secrets = store.secrets(request_id) or secrets
         # A shutdown stop may land after the previous run handed the job back: not for us.
         store.clear_stop(request_id, StopCause.SHUTDOWN)
         store.beat(request_id)
@@ -395,7 +399,9 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
     target = (
         whip_url(secrets.WhipUrl, secrets.WhipToken)
         if secrets.WhipUrl
-        else _room_url(settings, record, record.Room.RtmpRoom, record.UserId, secrets.UserSig)
+        else Ingest.of(settings).room_url(
+            record, record.Room.RtmpRoom, record.UserId, secrets.UserSig
+        )
     )
     targets = _targets(settings, record, secrets, target)
     limit = record.MaxDuration or settings.max_duration_seconds or None
@@ -465,16 +471,7 @@ def _target_url(
     sig = sigs.get(target.TargetId)
     if sig is None:
         raise InternalError(f"the UserSig of target {target.TargetId!r} is gone from Redis")
-    return _room_url(settings, record, target.Room.RtmpRoom, target.UserId, sig)
-
-
-def _room_url(settings: Settings, record: JobRecord, room: str, user_id: str, user_sig: str) -> str:
-    """Where ``user_id`` publishes into ``room``: TRTC's RTMP ingest, or its WHIP ingest for
-    a push with ``Whip: "trtc"``."""
-    if record.Whip == TRTC_WHIP:
-        endpoint = trtc_whip_endpoint(settings.trtc_whip_url, room, record.SdkAppId, user_id)
-        return whip_url(endpoint, user_sig)
-    return push_url(settings.rtmp_base, room, record.SdkAppId, user_id, user_sig)
+    return Ingest.of(settings).room_url(record, target.Room.RtmpRoom, target.UserId, sig)
 
 
 def _timeouts(settings: Settings, record: JobRecord) -> Timeouts:

@@ -36,6 +36,7 @@ from pipeline.control import Control
 from pipeline.spec import Target
 from tests.records import running_job
 from worker.hub import Attached, ControlHub
+from worker.ingest import Ingest
 
 RTMP_BASE = "rtmp://room.test/push"
 
@@ -49,7 +50,7 @@ def store(redis_server: RedisServer) -> Iterator[JobStore]:
 
 @pytest.fixture
 def hub(store: JobStore) -> Iterator[ControlHub]:
-    hub = ControlHub(store, heartbeat=0.2, fence_after=None, rtmp_base=RTMP_BASE)
+    hub = ControlHub(store, heartbeat=0.2, fence_after=None, ingest=Ingest(RTMP_BASE))
     hub.start()
     yield hub
     hub.close()

@@ -253,3 +253,61 @@ def test_sound_and_pictures_stay_in_sync_at_a_webrtc_player(room: LocalRoom, med
     shown = [round(o * 1000) for o in offsets]
     assert len(offsets) >= 5, shown
     assert all(abs(o) <= SYNC_TOLERANCE for o in offsets), f"beep - flash (ms): {shown}"
+
+
+def test_a_fan_out_room_whose_sessions_never_open_fails_after_its_reconnect_time(
+    room: LocalRoom, media: Path
+) -> None:
+    make_numbered_clip(media / "whip_numbered_10.mp4", seconds=10, fps=FPS, gop=FPS)
+    with whip_server() as server:
+        server.unreachable.add("hole")
+        a, hole = whip_url(server.url("a")), whip_url(server.url("hole"))
+        spec = PushSpec(
+            source=room.media_url("whip_numbered_10.mp4"),
+            target=a,
+            targets=(Target("a", a), Target("hole", hole)),
+            timeouts=Timeouts(room_open=1.0, room_reconnect=1.5),
+        )
+        failed_at: list[float] = []
+
+        def note(name: str, fields: dict[str, str]) -> None:
+            if name == "target-failed" and fields["TargetId"] == "hole":
+                failed_at.append(time.monotonic())
+
+        started = time.monotonic()
+        with Control() as control:
+            result = push(spec, control, on_event=note)
+        session = server.session("a")
+        assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    assert session.numbers == list(range(10 * FPS - UNDECODED_AT_END))
+    rooms = result.progress.targets
+    assert rooms is not None and rooms["hole"]["State"] == "failed", rooms
+    # The first try's handshake (room_open), then tries within room_reconnect, each a new
+    # session that never opens; then the room is given up, long before the push ends.
+    assert failed_at and failed_at[0] - started < 1.0 + 1.5 + 3.0
+    assert 2 <= server.unreachable_offers <= 8, server.unreachable_offers
+
+
+def test_a_fan_out_whip_room_the_endpoint_drops_comes_back_on_a_new_session_to_the_end(
+    room: LocalRoom, numbered: str
+) -> None:
+    with whip_server() as server:
+        a, b = whip_url(server.url("a")), whip_url(server.url("b"))
+        spec = PushSpec(
+            source=room.media_url(numbered), target=a, targets=(Target("a", a), Target("b", b))
+        )
+        with Control() as control:
+            dropping = threading.Timer(2.5, server.drop, args=("b",))
+            dropping.start()
+            result = push(spec, control)
+            dropping.join()
+        sessions = [s for s in server.sessions if s.stream == "b"]
+        for session in sessions:
+            assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    assert len(sessions) == 2
+    rooms = result.progress.targets
+    assert rooms is not None and rooms["b"]["Reconnects"] == 1, rooms
+    # The new session's publisher lives on after the thread that opened it has ended.
+    assert max(sessions[1].numbers) == SECONDS * FPS - 1 - UNDECODED_AT_END

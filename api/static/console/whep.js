@@ -4,7 +4,8 @@
 // file too). The offer goes out with every candidate in it: aiortc's endpoint takes no trickle.
 
 const GATHER_MS = 3000; // past this, send what has been gathered
-const ENDED = new Set(["failed", "closed", "disconnected"]);
+// "disconnected" often recovers by itself: only these end a playback.
+const ENDED = new Set(["failed", "closed"]);
 
 export class WhepError extends Error {
   constructor(status, text) {
