@@ -180,3 +180,51 @@ def test_a_push_resumed_over_whip_starts_where_it_is_asked_to(
         assert session.ended.wait(10)
     assert final["State"] == "succeeded", final
     assert session.numbers == list(range(50, 4 * 25 - 1))  # from 2 s (a keyframe) to the end
+
+
+def test_a_room_added_to_a_running_whip_trtc_push_goes_through_trtcs_whip_ingest_too(
+    trtc_whip: tuple[Api, WhipServer, Path], room: LocalRoom, room_name: str, media: Path
+) -> None:
+    api, server, _ = trtc_whip
+    make_numbered_clip(media / "whip_trtc_long.mp4", seconds=8, gop=25)
+    sig = usersig.generate(APP, APP_KEY, "teacher_bot")
+    body = job_for(room, "whip_trtc_long.mp4", room_name, SdkAppId=APP, UserId="teacher_bot",
+                   UserSig=sig, Whip="trtc", Targets=[])  # fmt: skip
+    rid = api.submit(**body)
+    api.wait_state(rid, {"running"}, timeout=15)
+    server.session(room_name)
+    added = {"StrRoomId": f"{room_name}_late", "UserId": "bot_late",
+             "UserSig": usersig.generate(APP, APP_KEY, "bot_late")}  # fmt: skip
+    assert api.call("POST", f"/v1/pushes/{rid}/targets", added).status == 202
+    late = server.session(f"{room_name}_late")
+    final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+    assert late.ended.wait(10)
+    assert final["State"] == "succeeded", final
+    assert late.user == "bot_late"
+    assert late.numbers and late.numbers[0] % 25 == 0  # joined at a keyframe, over WHIP
+    assert late.numbers == list(range(late.numbers[0], 8 * 25 - 1))
+
+
+def test_a_whip_push_with_redis_resumes_where_the_stopped_one_left_the_viewer(
+    api: Api, room: LocalRoom, room_name: str, clip: str
+) -> None:
+    with whip_server() as server:
+        job = job_for(room, clip, room_name, Whip={"Url": server.url(room_name)}, Redis=True)
+        rid = api.submit(**job)
+        first = server.session(room_name)
+        deadline = time.monotonic() + 15
+        while (api.status(rid).get("Progress") or {}).get("Position", 0) < 2.0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert api.call("POST", f"/v1/pushes/{rid}/stop").status in (200, 202)
+        assert first.ended.wait(10)
+        rid = api.submit(**job)
+        final = api.wait_state(rid, {"succeeded", "failed", "stopped"}, timeout=30)
+        second = next(s for s in server.sessions if s is not first)
+        assert second.ended.wait(10)
+    assert final["State"] == "succeeded", final
+    resumed = second.numbers[0]
+    # Where the first stopped: after what its viewer saw (its last picture is never
+    # decoded: the DELETE ends the track first), at most that one picture again.
+    assert max(first.numbers) < resumed <= max(first.numbers) + 2
+    assert second.numbers == list(range(resumed, 4 * 25 - 1))
