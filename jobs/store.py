@@ -153,6 +153,19 @@ return 1
 )
 
 
+# The live job other than ``me`` that holds ``lease``, if any (``jobs``: the job key prefix).
+# A holder whose job is no longer queued or running has ended without releasing its lease.
+_HELD_BY_OTHER = """
+local function held_by_other(lease, me, jobs)
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= me then
+    local state = redis.call('HGET', jobs .. holder, 'state')
+    if state == 'queued' or state == 'running' then return holder end
+  end
+  return nil
+end
+"""
+
 # Take or renew the publisher leases of a running job (KEYS[1], its hash; ARGV: request id,
 # lease in ms, job key prefix): its own room's, and a fan-out's rooms' (``leases``, a JSON
 # list). Returns the other job holding its own room's, or nil once it is ours. A holder
@@ -160,17 +173,12 @@ return 1
 # its end and its release, a Redis blip): its lease is stale and taken over. A fan-out room
 # another live job took meanwhile stays that job's: one room is not worth the push.
 # Only a running job claims, so a heartbeat racing the end of its push cannot re-take it.
-_CLAIM = """
+_CLAIM = (
+    _HELD_BY_OTHER
+    + """
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'running' then return 'ended:' .. (st or 'gone') end
-local function other(lease)
-  local holder = redis.call('GET', lease)
-  if holder and holder ~= ARGV[1] then
-    local state = redis.call('HGET', ARGV[3] .. holder, 'state')
-    if state == 'queued' or state == 'running' then return holder end
-  end
-  return nil
-end
+local function other(lease) return held_by_other(lease, ARGV[1], ARGV[3]) end
 local lease = redis.call('HGET', KEYS[1], 'publisher')
 if lease then
   local holder = other(lease)
@@ -185,6 +193,7 @@ if rooms then
 end
 return false
 """
+)
 
 # Store a progress snapshot (ARGV[1]) in the job's hash (KEYS[1]) and add what was sent since
 # the previous one to the service's counters (KEYS[2]). The job remembers what it already
@@ -223,7 +232,9 @@ return 0
 # waits to (queued, or handed back: its next run reads the record): the state is checked
 # and the doc rewritten as _TRANSITION does. ARGV[1] is the TargetId of
 # the push's own room. Each answers {"ok", TargetId} or {what went wrong, detail}.
-_TARGETS = """
+_TARGETS = (
+    _HELD_BY_OTHER
+    + """
 local function fanout(key)
   local state = redis.call('HGET', key, 'state')
   if state ~= 'running' and state ~= 'queued' then return nil, nil, {'state', state or ''} end
@@ -233,19 +244,10 @@ local function fanout(key)
   return doc, targets, nil
 end
 -- The publisher lease of a fan-out room (ARGV[3]: the lease key prefix, ARGV[4]: the
--- request id, ARGV[5]: the job key prefix): whether another live job holds it, and a way
--- to take or give it up (the job's ``leases`` list goes with it).
+-- request id, ARGV[5]: the job key prefix), and the job's ``leases`` list kept with it.
 local function lease_of(doc, t)
   local app = string.format('%d', doc['SdkAppId'])
   return ARGV[3] .. app .. ':' .. t['Room']['RtmpRoom'] .. ':' .. t['UserId']
-end
-local function held_by_other(lease)
-  local holder = redis.call('GET', lease)
-  if holder and holder ~= ARGV[4] then
-    local state = redis.call('HGET', ARGV[5] .. holder, 'state')
-    if state == 'queued' or state == 'running' then return holder end
-  end
-  return nil
 end
 local function set_leases(update)
   local raw = redis.call('HGET', KEYS[1], 'leases')
@@ -272,6 +274,7 @@ local function save(doc, targets, id, sig)
   end
 end
 """
+)
 
 # Add the target ARGV[2] (JSON; an empty TargetId takes the first free t<n>) with UserSig
 # ARGV[7], taking its publisher lease for ARGV[6] ms. Refused: a TargetId in use ({"id",
@@ -306,7 +309,7 @@ for _, t in ipairs(targets) do
   if t['Room']['RtmpRoom'] == room and t['UserId'] == user then return {'room', t['TargetId']} end
 end
 local lease = lease_of(doc, target)
-local holder = held_by_other(lease)
+local holder = held_by_other(lease, ARGV[4], ARGV[5])
 if holder then return {'busy', holder} end
 redis.call('SET', lease, ARGV[4], 'PX', ARGV[6])
 set_leases({add = lease})
