@@ -34,7 +34,7 @@ from jobs.redact import redact_text
 
 from .flv import FLV_HEADER, keyframe_at, media_start, scan
 from .progress import Progress
-from .rtmp import CHUNK_SIZE
+from .rtmp import CHUNK_SIZE, FramerState, RtmpFramer
 from .sink import RoomConnection, RoomConnector, connect_room
 from .spec import Target, Timeouts
 
@@ -104,14 +104,16 @@ class _Publish:
                         self._broke(OSError(f"the room took nothing for {BEHIND_LIMIT:g} s"))
                     return
                 state = self.state = "waiting"
+            whole = True
             if state == "waiting":
                 at = keyframe_at(data)
                 if at is None:
                     return
+                whole = not at
                 data = data[at:] if at else data
                 self.state = "live"
                 self._fanout.event("target-live", self)
-            waiting = _offer(connection, data)
+            waiting = self._fanout.offer(connection, data) if whole else _offer(connection, data)
             self.bytes += len(data)
             if waiting > MAX_WAITING:
                 self.state = "behind"
@@ -278,6 +280,12 @@ class Fanout:
         #: Whole tags waiting for the next picture (:data:`SOUND_TAGS_HELD`).
         self._held: list[bytes] = []
         self._held_tags = 0
+        #: RTMP rooms' messages, framed once for all rooms in step (see :meth:`offer`): a
+        #: framer per (chunk size, message stream, timestamp origin), its state after the
+        #: last feed, and this feed's framed bytes with the states before and after.
+        self._framers: dict[tuple[int, int, int], RtmpFramer] = {}
+        self._framer_states: dict[tuple[int, int, int], FramerState] = {}
+        self._framed: dict[tuple[int, int, int], tuple[bytes, FramerState, FramerState]] = {}
         self._reported = 0.0
         self.cut_off = False
         self._closed = False
@@ -297,6 +305,8 @@ class Fanout:
         self._header, self._header_done, self._partial = b"", False, b""
         self._held.clear()
         self._held_tags = 0
+        self._framers.clear()
+        self._framer_states.clear()
         publishes = [p for p in self._all() if p.state != "removed"]
         for publish in publishes:
             publish.state = "connecting"
@@ -344,6 +354,7 @@ class Fanout:
         data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
         self._held.clear()
         self._held_tags = 0
+        self._framed.clear()
         publishes = self._all()
         for publish in publishes:
             publish.feed(data, self._header)
@@ -416,6 +427,28 @@ class Fanout:
         self._report()
 
     # -- for the publishes ---------------------------------------------------------------
+
+    def offer(self, connection: RoomConnection, data: bytes) -> int:
+        """Offer this feed's ``data`` to one room: framed once for every room whose RTMP
+        chunk streams are in step (:meth:`pipeline.rtmp.RtmpPublisher.offer_framed`), else
+        on its own. Bytes the room has not taken yet."""
+        offer_framed = getattr(connection, "offer_framed", None)
+        if offer_framed is None:
+            return _offer(connection, data)
+        key = connection.framing  # type: ignore[attr-defined]
+        shared = self._framed.get(key)
+        if shared is None:
+            framer = self._framers.get(key)
+            if framer is None:
+                framer = self._framers[key] = RtmpFramer(key[0], key[2], key[1])
+                framer.frame(self._header)  # where every room starts
+                self._framer_states[key] = framer.state()
+            before = self._framer_states[key]
+            framed = framer.frame(data)
+            after = self._framer_states[key] = framer.state()
+            shared = self._framed[key] = (framed, before, after)
+        waiting: int | None = offer_framed(*shared)
+        return _offer(connection, data) if waiting is None else waiting
 
     @property
     def header(self) -> bytes:

@@ -329,6 +329,118 @@ def _status(values: list[Any]) -> tuple[str, str, str]:
     return str(info.get("level", "")), str(info.get("code", "")), str(info.get("description", ""))
 
 
+#: A framer's state, compared whole: (chunk streams' last messages, timestamp epoch and
+#: last, what is pending, what to skip, message stream, chunk size).
+FramerState = tuple[Any, ...]
+
+
+class RtmpFramer:
+    """FLV tags to one publish's RTMP messages, as FFmpeg's client frames them.
+
+    Its state (each chunk stream's last message, for header compression; the timestamps'
+    epoch) is the publish's: two publishes fed the same tags from the same state frame the
+    same bytes, which a fan-out frames once (:meth:`RtmpPublisher.offer_framed`).
+    """
+
+    def __init__(self, chunk_size: int = CHUNK_SIZE, origin: int = 0, stream_word: int = 0):
+        self.chunk_size = chunk_size
+        self.origin = origin
+        self.stream_word = stream_word
+        #: Per media chunk stream: (timestamp, size, kind, header's timestamp field, whether
+        #: that field was a delta) of the last message framed.
+        self._sent: dict[int, tuple[int, int, int, int, bool]] = {}
+        self._flv_epoch = origin
+        self._flv_last: int | None = None
+        self._skip = _FLV_HEADER_SIZE
+        self._pending = b""
+
+    def state(self) -> FramerState:
+        """A snapshot of the state, for :meth:`restore` and to compare two framers."""
+        return (
+            tuple(sorted(self._sent.items())),
+            self._flv_epoch,
+            self._flv_last,
+            self._pending,
+            self._skip,
+            self.stream_word,
+            self.chunk_size,
+        )
+
+    def restore(self, state: FramerState) -> None:
+        """Take the state :meth:`state` gave (another framer's, in step with this one)."""
+        sent, self._flv_epoch, self._flv_last, self._pending, self._skip, _, _ = state
+        self._sent = dict(sent)
+
+    def frame(self, data: bytes) -> bytes:
+        """The RTMP messages of the whole FLV tags in ``data`` (a partial one waits)."""
+        if self._pending:
+            data = self._pending + data
+        pos, end = 0, len(data)
+        if self._skip:
+            pos = min(self._skip, end)
+            self._skip -= pos
+        pieces: list[Any] = []
+        # The hot path of every push: one struct call in and one out per tag, no copies
+        # beyond the slice of its payload.
+        while pos + 11 <= end:
+            word, stamp = _TWO_WORDS.unpack_from(data, pos)
+            size = word & 0xFFFFFF
+            stop = pos + 11 + size
+            if stop + 4 > end:
+                break
+            kind = word >> 24
+            payload = data[pos + 11 : stop]
+            if kind == SCRIPT_DATA and payload.startswith(_ON_METADATA):
+                payload = _SET_DATA_FRAME + payload  # what FFmpeg's client sends, too
+            timestamp = self._unwrap((stamp >> 8) | ((stamp & 0xFF) << 24))
+            pieces += self._message(kind, timestamp, payload)
+            pos = stop + 4
+        self._pending = data[pos:]
+        return b"".join(pieces)
+
+    def _unwrap(self, flv_timestamp: int) -> int:
+        """The tag's time on one line that never wraps (the FLV muxer's wraps at 2**31)."""
+        stamp = self._flv_epoch + flv_timestamp
+        last = self._flv_last
+        if last is not None:
+            if last - stamp > _HALF_WRAP:  # wrapped: from here on, one epoch later
+                self._flv_epoch += FLV_WRAP
+                stamp += FLV_WRAP
+            elif stamp - last > _HALF_WRAP:  # a straggler from before the wrap
+                return stamp - FLV_WRAP
+        if last is None or stamp > last:
+            self._flv_last = stamp
+        return stamp
+
+    def _message(self, kind: int, timestamp: int, payload: bytes) -> list[Any]:
+        """One tag's message as FFmpeg's client writes it: a full header for the chunk
+        stream's first message or when time goes back, else the timestamp's delta in the
+        shortest header that says what changed."""
+        chunk_stream = VIDEO_STREAM if kind == VIDEO else AUDIO_STREAM
+        size = len(payload)
+        last = self._sent.get(chunk_stream)
+        if last is None or not 0 <= timestamp - last[0] <= 0xFFFFFFFF:
+            fmt, field_value = 0, timestamp & 0xFFFFFFFF
+        else:
+            field_value = timestamp - last[0]
+            if size != last[1] or kind != last[2]:
+                fmt = 1
+            else:
+                fmt = 3 if last[4] and field_value == last[3] else 2
+        self._sent[chunk_stream] = (timestamp, size, kind, field_value, fmt != 0)
+        extended = field_value.to_bytes(4, "big") if field_value >= _EXTENDED else b""
+        stamp = _EXTENDED if extended else field_value
+        if fmt == 0:
+            head = _HEADER.pack(chunk_stream << 24 | stamp, size << 8 | kind, self.stream_word)
+        elif fmt == 1:
+            head = _TWO_WORDS.pack((0x40 | chunk_stream) << 24 | stamp, size << 8 | kind)
+        elif fmt == 2:
+            head = _WORD.pack((0x80 | chunk_stream) << 24 | stamp)
+        else:
+            head = bytes((0xC0 | chunk_stream,))
+        return [head, *_chunked(chunk_stream, extended, payload, self.chunk_size)]
+
+
 class RtmpPublisher:
     """A publish to one ``rtmp://`` or ``rtmps://`` URL that takes the FLV muxer's bytes.
 
@@ -352,19 +464,15 @@ class RtmpPublisher:
         self.address = RtmpAddress.parse(url)
         self.chunk_size = chunk_size
         self._timeout = timeout
-        #: Per media chunk stream: (timestamp, size, kind, header's timestamp field, whether
-        #: that field was a delta) of the last message sent.
-        self._sent: dict[int, tuple[int, int, int, int, bool]] = {}
-        self._flv_epoch = timestamp_origin
-        self._flv_last: int | None = None
+        self._framer = RtmpFramer(chunk_size, timestamp_origin)
+        #: The shared framer's state this publish is in step with (``offer_framed``): its
+        #: own framer's is behind until it frames on its own again.
+        self._in_step: FramerState | None = None
         self._reader = ChunkReader()
         self._inbox: deque[Message] = deque()  # read while publishing, not yet looked at
         self._lock = threading.Lock()  # held to shut down or close the socket
         self._stream_id = 0
-        self._stream_word = 0
         self._transactions = 0
-        self._skip = _FLV_HEADER_SIZE
-        self._pending = b""
         #: Framed bytes ``offer`` could not send yet: they go before anything else.
         self._outbox = b""
         #: Once ``offer`` is used, nothing waits: replies to the room join the outbox too.
@@ -458,7 +566,7 @@ class RtmpPublisher:
             raise RtmpError(f"the room's answer to createStream named no stream: {created[3:]}")
         self._stream_id = int(stream_id)
         # The header's last field is little-endian: packed big-endian, byte-swapped once.
-        self._stream_word = int.from_bytes(self._stream_id.to_bytes(4, "little"), "big")
+        self._framer.stream_word = int.from_bytes(self._stream_id.to_bytes(4, "little"), "big")
         sock.sendall(self._call("publish", None, address.stream, "live", stream_id=self._stream_id))
         self._await(deadline, self._published(self._transactions))
 
@@ -649,75 +757,50 @@ class RtmpPublisher:
 
     def _frame(self, sock: socket.socket, data: bytes) -> bytes:
         """The RTMP messages of the whole FLV tags in ``data`` (a partial one waits)."""
+        self._count_write(sock)
+        if self._in_step is not None:  # it framed in step with a fan-out's framer so far
+            self._framer.restore(self._in_step)
+            self._in_step = None
+        return self._framer.frame(data)
+
+    def _count_write(self, sock: socket.socket) -> None:
         self._writes += 1
         if self._writes % POLL_EVERY == 0:
             self._poll(sock)  # first: an error raised here means none of ``data`` was sent
-        if self._pending:
-            data = self._pending + data
-        pos, end = 0, len(data)
-        if self._skip:
-            pos = min(self._skip, end)
-            self._skip -= pos
-        pieces: list[Any] = []
-        # The hot path of every push: one struct call in and one out per tag, no copies
-        # beyond the slice of its payload.
-        while pos + 11 <= end:
-            word, stamp = _TWO_WORDS.unpack_from(data, pos)
-            size = word & 0xFFFFFF
-            stop = pos + 11 + size
-            if stop + 4 > end:
-                break
-            kind = word >> 24
-            payload = data[pos + 11 : stop]
-            if kind == SCRIPT_DATA and payload.startswith(_ON_METADATA):
-                payload = _SET_DATA_FRAME + payload  # what FFmpeg's client sends, too
-            timestamp = self._unwrap((stamp >> 8) | ((stamp & 0xFF) << 24))
-            pieces += self._message(kind, timestamp, payload)
-            pos = stop + 4
-        self._pending = data[pos:]
-        return b"".join(pieces)
 
-    def _unwrap(self, flv_timestamp: int) -> int:
-        """The tag's time on one line that never wraps (the FLV muxer's wraps at 2**31)."""
-        stamp = self._flv_epoch + flv_timestamp
-        last = self._flv_last
-        if last is not None:
-            if last - stamp > _HALF_WRAP:  # wrapped: from here on, one epoch later
-                self._flv_epoch += FLV_WRAP
-                stamp += FLV_WRAP
-            elif stamp - last > _HALF_WRAP:  # a straggler from before the wrap
-                return stamp - FLV_WRAP
-        if last is None or stamp > last:
-            self._flv_last = stamp
-        return stamp
+    @property
+    def framing(self) -> tuple[int, int, int]:
+        """What a fan-out's shared framer must share with this publish: chunk size, message
+        stream and timestamp origin (:class:`RtmpFramer`)."""
+        framer = self._framer
+        return framer.chunk_size, framer.stream_word, framer.origin
 
-    def _message(self, kind: int, timestamp: int, payload: bytes) -> list[Any]:
-        """One tag's message as FFmpeg's client writes it: a full header for the chunk
-        stream's first message or when time goes back, else the timestamp's delta in the
-        shortest header that says what changed."""
-        chunk_stream = VIDEO_STREAM if kind == VIDEO else AUDIO_STREAM
-        size = len(payload)
-        last = self._sent.get(chunk_stream)
-        if last is None or not 0 <= timestamp - last[0] <= 0xFFFFFFFF:
-            fmt, field_value = 0, timestamp & 0xFFFFFFFF
-        else:
-            field_value = timestamp - last[0]
-            if size != last[1] or kind != last[2]:
-                fmt = 1
-            else:
-                fmt = 3 if last[4] and field_value == last[3] else 2
-        self._sent[chunk_stream] = (timestamp, size, kind, field_value, fmt != 0)
-        extended = field_value.to_bytes(4, "big") if field_value >= _EXTENDED else b""
-        stamp = _EXTENDED if extended else field_value
-        if fmt == 0:
-            head = _HEADER.pack(chunk_stream << 24 | stamp, size << 8 | kind, self._stream_word)
-        elif fmt == 1:
-            head = _TWO_WORDS.pack((0x40 | chunk_stream) << 24 | stamp, size << 8 | kind)
-        elif fmt == 2:
-            head = _WORD.pack((0x80 | chunk_stream) << 24 | stamp)
-        else:
-            head = bytes((0xC0 | chunk_stream,))
-        return [head, *_chunked(chunk_stream, extended, payload, self.chunk_size)]
+    def offer_framed(self, framed: bytes, before: FramerState, after: FramerState) -> int | None:
+        """``offer`` for a fan-out room, with messages framed once for every room in step:
+        ``framed`` (the shared framer's output) is this publish's own if its chunk streams
+        are where the framer's were (``before``); then it is sent as ``offer`` sends and
+        the bytes still waiting are returned. None when this publish is not in step (it
+        joined later, or fell behind): the caller offers the FLV bytes instead, and after
+        that this publish may be in step again (its state compared with ``after``).
+        """
+        with self._io:
+            if self._failure is not None:
+                raise self._failure
+            sock = self._connected()
+            if isinstance(sock, ssl.SSLSocket):
+                return None
+            if self._in_step is not before:
+                if self._in_step is None and self._framer.state() == before:
+                    self._in_step = before  # its own framing caught up with the framer's
+                else:
+                    return None
+            self._last_io = time.monotonic()
+            self._offering = True
+            self._count_write(sock)
+            self._in_step = after
+            if framed:
+                self._outbox = self._outbox + framed if self._outbox else framed
+            return self._flush_nowait(sock)
 
     def _poll(self, sock: socket.socket) -> None:
         """Act on what the room sent meanwhile, without waiting for more."""

@@ -18,6 +18,7 @@ import pytest
 
 from devstack.room import LocalRoom
 from pipeline import amf
+from pipeline.flv import FLV_HEADER, media_start
 from pipeline.rtmp import (
     COMMAND,
     HANDSHAKE_SIZE,
@@ -27,6 +28,7 @@ from pipeline.rtmp import (
     ChunkReader,
     RtmpAddress,
     RtmpError,
+    RtmpFramer,
     RtmpPublisher,
     message_bytes,
 )
@@ -57,6 +59,39 @@ def video_tags(flv: bytes) -> list[tuple[int, bytes]]:
             found.append((stamp, payload))
         offset += 11 + size + 4
     return found
+
+
+def feeds_of(flv: bytes, tags: int = 3) -> tuple[bytes, list[bytes]]:
+    """The stream's header (FLV header, metadata, codec configuration) and its media tags
+    in feeds of ``tags`` tags, as a fan-out feeds its rooms."""
+    start = media_start(flv[FLV_HEADER:])
+    assert start is not None
+    header, media = flv[: FLV_HEADER + start], flv[FLV_HEADER + start :]
+    feeds, offset = [], 0
+    while offset < len(media):
+        end = offset
+        for _ in range(tags):
+            if end + 11 <= len(media):
+                end += 11 + int.from_bytes(media[end + 1 : end + 4], "big") + 4
+        feeds.append(media[offset:end])
+        offset = end
+    return header, feeds
+
+
+def test_a_framer_that_joins_later_frames_as_the_first_one_does_two_feeds_on(flv: bytes) -> None:
+    header, feeds = feeds_of(flv)
+    first, late = RtmpFramer(), RtmpFramer()
+    first.frame(header)
+    for feed in feeds[:10]:
+        first.frame(feed)
+    late.frame(header)  # a room that joins at feed 10 gets the header, then the stream
+    # Its first messages carry full headers where the other's carry deltas...
+    assert late.frame(feeds[10]) != first.frame(feeds[10])
+    late.frame(feeds[11]), first.frame(feeds[11])
+    # ...and a feed later the two chunk streams are where each other's are.
+    assert late.state() == first.state()
+    for feed in feeds[12:]:
+        assert late.frame(feed) == first.frame(feed)  # so one framing serves both rooms
 
 
 # --- the URL, as FFmpeg's client splits it ---------------------------------------------
