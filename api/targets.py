@@ -101,11 +101,12 @@ def remove(request_id: str, target_id: str) -> ResponseReturnValue:
 
 def _told(store: JobStore, request_id: str, message: dict[str, Any]) -> bool:
     """Whether the push heard of its changed record, or need not: one waiting for a worker
-    (queued, or handed back) reads the record when it starts."""
-    if deliver(store, request_id, message):
-        return True
+    (queued, or handed back) reads the record once it is marked running (worker/runner.py),
+    so a change made before that is never missed, and none waits for a listener here."""
     job = store.get(request_id)
-    return job is not None and job.state is State.QUEUED
+    if job is not None and job.state is State.QUEUED:
+        return True
+    return deliver(store, request_id, message)
 
 
 def _live_shards(store: JobStore, job: Job) -> list[Job]:

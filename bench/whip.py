@@ -13,10 +13,10 @@ the room connection (for WHIP, to the WHIP publisher, which sends it as RTP). Re
   issue's target over WHIP: p95 < 200 ms), over the pictures after the first second;
 - CPU of the push, its WHIP publisher included, in share of a core over its run.
 
-With ``--drop S``, the room drops the publish S seconds in (nginx-rtmp's control drop; the
-WHIP endpoint stops the session's transport without a goodbye), and the push replaces it:
-reported instead is the viewer's longest wait between two pictures, and the pictures it saw
-of all those sent.
+With ``--drop S``, the room drops the publish S seconds after the viewer's first picture
+(nginx-rtmp's control drop; the WHIP endpoint stops the session's transport without a
+goodbye), and the push replaces it: reported instead is the viewer's longest wait between
+two pictures, and the pictures it saw of all those sent.
 
 Both clocks are CLOCK_MONOTONIC, which every process on a machine shares.
 """
@@ -84,24 +84,40 @@ def _push(source: str, target: str, log: Path) -> None:
 
 
 def _run(
-    source: str, target: str, log: Path, drop: Callable[[], None] | None = None, at: float = 0
+    source: str,
+    target: str,
+    log: Path,
+    drop: Callable[[], None] | None = None,
+    at: float = 0,
+    seen: Callable[[], bool] = lambda: True,
 ) -> float:
     """Run one push in a process of its own; the share of a core it (and its children) used.
-    ``drop``: called ``at`` seconds in, to drop the publish from the room's side."""
+    ``drop``: called ``at`` seconds after the viewer has ``seen`` a picture, to drop the
+    publish from the room's side (never while it is being set up: a busy machine may take
+    seconds to start a push)."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.whip", "--push", source, target, str(log)],
         cwd=REPO,
     )
-    timer = threading.Timer(at, drop) if drop is not None else None
-    if timer is not None:
-        timer.start()
+    done = threading.Event()
+    if drop is not None:
+        threading.Thread(target=_drop_later, args=(drop, at, seen, done), daemon=True).start()
     _, status, usage = os.wait4(proc.pid, 0)
-    if timer is not None:
-        timer.cancel()
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
     return (usage.ru_utime + usage.ru_stime) / elapsed
+
+
+def _drop_later(
+    drop: Callable[[], None], at: float, seen: Callable[[], bool], done: threading.Event
+) -> None:
+    while not seen():
+        if done.wait(0.05):
+            return
+    if not done.wait(at):
+        drop()
 
 
 def _delays(log: Path, numbers: list[int], arrivals: list[float]) -> list[float]:
@@ -118,7 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("--drop", type=float, help="drop the publish this many seconds in")
+    parser.add_argument(
+        "--drop", type=float, help="drop the publish this many seconds after the first picture"
+    )
     parser.add_argument("--push", nargs=3, metavar=("SOURCE", "TARGET", "LOG"))
     args = parser.parse_args()
     if args.push:
@@ -142,7 +160,8 @@ def main() -> None:
         time.sleep(0.5)
         log = Path(tmp) / "rtmp.json"
         target = f"{room.rtmp_base}/bench_rtmp?sdkappid=1&userid=b&usersig=x"
-        cpu = _run(source, target, log, partial(room.drop_publisher, "bench_rtmp"), args.drop or 0)
+        drop = partial(room.drop_publisher, "bench_rtmp")
+        cpu = _run(source, target, log, drop, args.drop or 0, lambda: bool(viewer.numbers))
         viewer.join(10)
         seen = [(viewer.numbers, viewer.arrivals)]
         rows.append(
@@ -153,7 +172,12 @@ def main() -> None:
             from pipeline.whip import whip_url  # noqa: PLC0415
 
             drop = partial(server.drop, "bench")
-            cpu = _run(source, whip_url(server.url("bench")), log, drop, args.drop or 0)
+
+            def pictured() -> bool:
+                return any(s.numbers for s in server.sessions if s.stream == "bench")
+
+            target = whip_url(server.url("bench"))
+            cpu = _run(source, target, log, drop, args.drop or 0, pictured)
             sessions = [s for s in server.sessions if s.stream == "bench"]
             for session in sessions:
                 session.ended.wait(10)
@@ -180,7 +204,7 @@ def _print_drops(
 ) -> None:
     print(
         f"one {args.size} {FPS} fps push of {args.seconds} s, remuxed, on loopback, "
-        f"its publish dropped by the room {args.drop:g} s in"
+        f"its publish dropped by the room {args.drop:g} s after the first picture"
     )
     print("| path | longest wait between pictures at the viewer | pictures seen / sent |")
     print("|---|---|---|")
