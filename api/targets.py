@@ -40,7 +40,7 @@ bp = Blueprint("targets", __name__)
 @bp.post("/v1/pushes/<request_id>/targets")
 def add(request_id: str) -> ResponseReturnValue:
     """Add a room to a fan-out push that runs (it joins at the next keyframe) or waits to. A
-    push split into shards takes it into the shard with the fewest rooms."""
+    push split into shards takes it into its running shard with the fewest rooms."""
     store = _store()
     job = _fanout(store, request_id)
     try:
