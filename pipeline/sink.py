@@ -308,12 +308,14 @@ class RtmpSink:
         log.warning("the room connection broke (%s); reconnecting", self._detail(cause))
         self._close_connection()
         deadline = time.monotonic() + self._timeouts.room_reconnect
-        delay = 0.25
+        # A WHIP endpoint that dropped a session takes a new one at once (its HTTP side is
+        # up); an RTMP server that closed the publish may be restarting: give it a moment.
+        wait, delay = (0.0, 0.25) if is_whip(self.url) else (0.25, 0.5)
         last: BaseException = cause
         while time.monotonic() < deadline:
-            if self._cut.wait(delay):
+            if self._cut.wait(wait):
                 break
-            delay = min(delay * 2, 2.0)
+            wait, delay = delay, min(delay * 2, 2.0)
             try:
                 tap, container = self._connect()
             except (av.error.FFmpegError, OSError) as exc:

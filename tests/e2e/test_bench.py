@@ -207,6 +207,6 @@ def test_the_whip_benchmark_drops_both_publishes_and_sees_each_come_back() -> No
         "WHIP (aiortc endpoint)",
     ]
     for row in rows:
-        seen, sent = (int(n) for n in row[3].split("/"))
+        seen, sent = (int(n) for n in row[4].split("/"))
         # Pictures after the drop came: more than the two seconds before it.
         assert 3 * 25 < seen <= sent == 6 * 25, run.stdout
