@@ -85,3 +85,44 @@ def has_video_config(data: bytes) -> bool:
     """Whether ``data`` (from the FLV file header on) holds the video's codec configuration."""
     tags = _tags(data[FLV_HEADER:])
     return any(kind == _VIDEO and _is_header_tag(kind, head) for _, kind, head, _ in tags)
+
+
+class SinceKeyframe:
+    """The whole media tags of an FLV stream since its last picture a decoder can start
+    from, fed the stream's bytes as they go out (at most ``limit`` bytes kept): what a new
+    session replays so that its viewer need not wait for the next keyframe."""
+
+    def __init__(self, limit: int = 8 << 20) -> None:
+        self._limit = limit
+        self._skip = FLV_HEADER
+        self._partial = b""
+        self._tags: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Note bytes of the stream that went out."""
+        if self._skip:
+            cut = min(self._skip, len(data))
+            self._skip -= cut
+            data = data[cut:]
+        data = self._partial + data if self._partial else data
+        end = 0
+        for pos, kind, head, stop in _tags(data):
+            end = stop
+            if _is_header_tag(kind, head):
+                continue
+            if kind == _VIDEO and head and head[0] >> 4 == 1:
+                self._tags.clear()
+                self._size = 0
+            elif not self._tags:
+                continue  # nothing to start from yet
+            self._tags.append(data[pos:stop])
+            self._size += stop - pos
+            if self._size > self._limit:
+                self._tags.clear()
+                self._size = 0
+        self._partial = data[end:]
+
+    def replay(self) -> bytes:
+        """The tags since the last keyframe, the keyframe first (b"" if none)."""
+        return b"".join(self._tags)

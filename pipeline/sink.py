@@ -306,6 +306,8 @@ class RtmpSink:
         self._raise_if_cut()
         streams = list(self.container.streams)
         log.warning("the room connection broke (%s); reconnecting", self._detail(cause))
+        since = getattr(self._tap.connection, "since_keyframe", None) if self._tap else None
+        replay: bytes = since() if since is not None else b""
         self._close_connection()
         deadline = time.monotonic() + self._timeouts.room_reconnect
         # A WHIP endpoint that dropped a session takes a new one at once (its HTTP side is
@@ -327,6 +329,11 @@ class RtmpSink:
             try:
                 fresh = [container.add_stream_from_template(s) for s in streams]
                 container.start_encoding()
+                if replay:
+                    # A new WHIP session: its viewer's decoder starts at a keyframe, so the
+                    # pictures since the last one go first, at once, rather than a wait for
+                    # the next (docs/benchmarks.md, A publish the room drops).
+                    tap.connection.write(replay)
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
                 tap.connection.close()

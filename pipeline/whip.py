@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote
 
 from jobs.errors import RoomUnreachable
 
-from .flv import has_video_config
+from .flv import SinceKeyframe, has_video_config
 from .whip_publisher import REASON, REFUSED, SESSION_OPEN
 
 SCHEMES = ("whip+http", "whip+https")
@@ -159,6 +159,8 @@ class WhipConnection:
         self._head: bytes | None = b""
         #: What ``offer`` could not hand on yet.
         self._pending = bytearray()
+        #: What went out since the last keyframe, for the session that replaces this one.
+        self._since_keyframe = SinceKeyframe()
         self._open = False
         self._opened = threading.Event()
         self._proc = _SPAWNER.popen(
@@ -210,6 +212,7 @@ class WhipConnection:
         """
         with self._lock:
             self._send(data)
+            self._since_keyframe.feed(data)
             if self._head is not None:
                 self._head += data
                 if has_video_config(self._head):
@@ -279,6 +282,12 @@ class WhipConnection:
         if self._proc.returncode == REFUSED:
             return RoomUnreachable(reason)
         return OSError(reason)
+
+    def since_keyframe(self) -> bytes:
+        """The FLV tags this publish carried since its last keyframe: what a new session
+        that replaces it sends first, so that its viewer does not wait for the next one
+        (a WebRTC viewer's decoder starts at a keyframe)."""
+        return self._since_keyframe.replay()
 
     def cut(self) -> None:
         """End the publish now, from any thread: the publisher is killed (no DELETE)."""

@@ -15,11 +15,12 @@ from devstack.room import LocalRoom
 from jobs.commands import Switch
 from jobs.errors import RoomUnreachable, SourceHasNoMedia
 from pipeline import Control, PushSpec, Timeouts, push
+from pipeline.flv import FLV_HEADER, SinceKeyframe, keyframe_at, whole_tags
 from pipeline.spec import Target
 from pipeline.whip import endpoint_of, whip_url
 
 from .. import corpus
-from ..media import make_clip, make_numbered_clip
+from ..media import flv_of, make_clip, make_numbered_clip
 from ..viewer import FrameNumberViewer
 from ..whipserver import whip_server
 
@@ -311,3 +312,21 @@ def test_a_fan_out_whip_room_the_endpoint_drops_comes_back_on_a_new_session_to_t
     assert rooms is not None and rooms["b"]["Reconnects"] == 1, rooms
     # The new session's publisher lives on after the thread that opened it has ended.
     assert max(sessions[1].numbers) == SECONDS * FPS - 1 - UNDECODED_AT_END
+
+
+def test_what_a_new_session_replays_starts_at_the_last_keyframe_sent_and_ends_with_the_last_tag(
+    media: Path,
+) -> None:
+    flv = flv_of(make_numbered_clip(media / "whip_gop.mp4", seconds=3, fps=FPS, gop=FPS))
+    kept = SinceKeyframe()
+    cut = len(flv) * 2 // 3
+    for start in range(0, cut, 1000):  # in pieces that split tags, as the muxer writes
+        kept.feed(flv[start : min(start + 1000, cut)])
+    replay = kept.replay()
+    sent = flv[FLV_HEADER:cut]
+    at = sent.rfind(replay)
+    first = 11 + int.from_bytes(replay[1:4], "big") + 4  # the first tag's length
+    assert replay and at > 0
+    assert keyframe_at(replay) == 0  # a decoder can start from its first tag...
+    assert keyframe_at(replay[first:]) is None  # ...the last keyframe that went out
+    assert at + len(replay) == whole_tags(sent)  # and every whole tag since
