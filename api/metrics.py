@@ -43,14 +43,11 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every roomcast metric, read now."""
         stats = self.store.stats()
-        pushes = GaugeMetricFamily(
+        yield _by_state(
             "roomcast_pushes",
             "Push records in each state (records are kept ROOMCAST_JOB_TTL_SECONDS).",
-            labels=["state"],
+            stats,
         )
-        for state, count in stats.items():
-            pushes.add_metric([state], count)
-        yield pushes
         yield GaugeMetricFamily(
             "roomcast_pushes_active", "Pushes running now.", value=stats[State.RUNNING.value]
         )
@@ -121,14 +118,11 @@ class StoreCollector(Collector):
                 reconnects += (progress.get("Source") or {}).get("Reconnects") or 0
                 for room in (progress.get("Targets") or {}).values():
                     rooms[room["State"]] = rooms.get(room["State"], 0) + 1
-        by_state = GaugeMetricFamily(
+        yield _by_state(
             "roomcast_fanout_rooms",
             "The rooms of the running fan-out pushes (Targets), by state: live, behind…",
-            labels=["state"],
+            rooms,
         )
-        for state, count in rooms.items():
-            by_state.add_metric([state], count)
-        yield by_state
         yield GaugeMetricFamily(
             "roomcast_pacing_lag_max_seconds",
             "The largest pacing lag (behind the wall clock) among the running pushes.",
@@ -139,6 +133,14 @@ class StoreCollector(Collector):
             "Live source reconnects so far, summed over the running pushes.",
             value=reconnects,
         )
+
+
+def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    """A gauge of ``counts`` labelled ``state``."""
+    family = GaugeMetricFamily(name, documentation, labels=["state"])
+    for state, count in counts.items():
+        family.add_metric([state], count)
+    return family
 
 
 class WorkerCollector(Collector):

@@ -496,6 +496,10 @@ class RtmpPublisher:
             self._socket.close()
             self._socket = None
             raise
+        framer = self._framer
+        #: What a fan-out's shared framer must share with this publish (:class:`RtmpFramer`):
+        #: chunk size, message stream and timestamp origin, fixed once it publishes.
+        self.framing = (framer.chunk_size, framer.stream_word, framer.origin)
         _KEEPER.add(self)
 
     def _open(self, deadline: float) -> socket.socket:
@@ -767,13 +771,6 @@ class RtmpPublisher:
         self._writes += 1
         if self._writes % POLL_EVERY == 0:
             self._poll(sock)  # first: an error raised here means none of ``data`` was sent
-
-    @property
-    def framing(self) -> tuple[int, int, int]:
-        """What a fan-out's shared framer must share with this publish: chunk size, message
-        stream and timestamp origin (:class:`RtmpFramer`)."""
-        framer = self._framer
-        return framer.chunk_size, framer.stream_word, framer.origin
 
     def offer_framed(self, framed: bytes, before: FramerState, after: FramerState) -> int | None:
         """``offer`` for a fan-out room, with messages framed once for every room in step:

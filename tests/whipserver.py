@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,11 +218,7 @@ class WhipServer:
         return web.Response(status=200)
 
     async def _consume(self, session: Session, track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in frames(track):
             if track.kind == "video":
                 gray = frame.to_ndarray(format="gray")
                 session.lumas.append((frame.pts, float(gray.mean())))
@@ -258,6 +254,15 @@ class WhipServer:
         for task in left:
             task.cancel()
         await asyncio.gather(*left, return_exceptions=True)
+
+
+async def frames(track: Any) -> AsyncIterator[Any]:
+    """The frames an aiortc track receives, until it ends."""
+    while True:
+        try:
+            yield await track.recv()
+        except MediaStreamError:
+            return
 
 
 def _note_sender_reports(receiver: Any, session: Session, kind: str) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from devstack.room import LocalRoom
 from devstack.whip import LocalWhip
@@ -28,6 +27,7 @@ from pipeline import Control, PushResult, PushSpec, Timeouts, push
 from pipeline.whip import whip_url
 
 from ..media import make_numbered_clip, read_frame_number
+from ..whipserver import frames
 
 APP = 1400000000
 KEY = "devstack-whip-test-key"
@@ -86,11 +86,7 @@ async def watch(url: str, publisher_done: threading.Event) -> tuple[list[int], i
     tasks: list[asyncio.Future[None]] = []
 
     async def consume(track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in frames(track):
             if track.kind == "video":
                 numbers.append(read_frame_number(frame))
             else:
