@@ -603,7 +603,7 @@ class PushRequest(BaseModel):
         return self
 
     def _check_targets(self) -> None:
-        """A fan-out push: on roomcast's workers, without resume, each target's id once and
+        """A fan-out push: on roomcast's workers, each target's id once and
         each (room, UserId) once, the push's own (target main) included."""
         if self.Targets is None:
             return
@@ -611,12 +611,6 @@ class PushRequest(BaseModel):
             raise FieldError(
                 "Targets",
                 "Targets needs Engine=worker: TRTC's cloud ingest publishes into one room",
-            )
-        if self.Redis:
-            raise FieldError(
-                "Redis",
-                "resume (Redis=true) is not supported for fan-out pushes (Targets): "
-                "per-target resume is not built yet",
             )
         ids = {MAIN_TARGET}
         publishers = {(rtmp_room(self.RoomId, self.StrRoomId), self.UserId): MAIN_TARGET}

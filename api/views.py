@@ -13,10 +13,12 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from redis import RedisError
 
+from jobs.bookmarks import open_bookmark
 from jobs.errors import (
     AlreadyFinished,
     InvalidJob,
     NotFound,
+    ProgressStoreError,
     PublisherBusy,
     ServiceUnavailable,
     SourceError,
@@ -26,7 +28,7 @@ from jobs.records import JobRecord, JobSecrets, ListQuery, PushRoom, PushTarget
 from jobs.redact import redact_url
 from jobs.rooms import rtmp_room
 from jobs.settings import Settings
-from jobs.shards import Shard, merged_status, shard
+from jobs.shards import Shard, by_position, merged_status, shard
 from jobs.states import FINISHED, State
 from jobs.stops import Stop, StopCause
 from jobs.store import Job, JobStore, now
@@ -127,7 +129,9 @@ def submit() -> ResponseReturnValue:
     )
     check_callback_secret(job.CallbackUrl)
     size = _settings().fanout_shard_rooms
-    record, secrets, shards = shard(request_id, record, secrets, size)
+    record, secrets, shards = shard(
+        request_id, record, secrets, size, _resume_groups(record, secrets)
+    )
     if shards and record.Switchable:
         raise InvalidJob(
             f"a switchable push (Playlist, Loop, Switchable) publishes to at most {size} rooms "
@@ -243,6 +247,28 @@ def _record(
             f"the push this one replaces (request {holder}) is still stopping; try again "
             "in a few seconds",
         ) from None
+
+
+def _resume_groups(record: JobRecord, secrets: JobSecrets) -> list[list[str]]:
+    """A fan-out push that resumes (Redis=true, a file): its rooms grouped by where their
+    bookmarks are, each group to be read from its own position (jobs/shards.py). None for
+    any other push, and for a switchable one (its commands reach one process: every room
+    starts from the earliest bookmark)."""
+    if not record.Redis or record.Targets is None or record.Mode == "live" or record.Switchable:
+        return []
+    try:
+        bookmark = open_bookmark(_settings(), record, secrets)
+    except ProgressStoreError as exc:
+        # Not refused here: its worker fails the push with this reason, as any push's.
+        current_app.logger.warning("bookmarks not read at submit: %s", exc.message)
+        return []
+    try:
+        return by_position(bookmark.positions())
+    except (ProgressStoreError, RedisError) as exc:
+        current_app.logger.warning("bookmarks not read at submit: %s", exc)
+        return []  # one read, from the earliest bookmark its worker finds
+    finally:
+        bookmark.close()
 
 
 def _record_shards(request_id: str, shards: list[Shard]) -> None:

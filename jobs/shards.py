@@ -17,16 +17,22 @@ The push the caller knows is the first shard (its own room and the first rooms o
 - rooms are added to the shard with the fewest and removed from the shard that has them;
 - the shards' fan-out events (``target-live``…) join its events and callbacks.
 
+A fan-out push that resumes (``Redis=true``, a file) is split by position as well: each
+room has a bookmark of its own (jobs/bookmarks.py), and rooms whose bookmarks differ (one
+removed earlier, one new) cannot share a read. The API groups the rooms by the position
+their bookmarks hold, and each group gets shards of its own; rooms that stopped together,
+the usual case, stay one push.
+
 A shard takes no publisher lease (its rooms are the push's targets, which take none) and
 counts against its app's quota as a push of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from .records import JobRecord, JobSecrets
+from .records import MAIN_TARGET, JobRecord, JobSecrets
 
 T = TypeVar("T")
 #: A further shard: its request id, record and secrets.
@@ -49,36 +55,61 @@ def split(items: Sequence[T], size: int) -> list[list[T]]:
 
 
 def shard(
-    request_id: str, record: JobRecord, secrets: JobSecrets, size: int
+    request_id: str,
+    record: JobRecord,
+    secrets: JobSecrets,
+    size: int,
+    groups: Sequence[Sequence[str]] = (),
 ) -> tuple[JobRecord, JobSecrets, list[Shard]]:
-    """Split a fan-out push whose rooms (its own and ``Targets``) exceed ``size``.
+    """Split a fan-out push whose rooms (its own and ``Targets``) exceed ``size``, or whose
+    rooms must start from different places.
+
+    ``groups``: the push's rooms by id (``main`` and each TargetId), in groups that start
+    from one position each (:func:`by_position`); each group gets shards of its own. None
+    given: one group.
 
     Returns the push's own record and secrets, now holding only its first shard's rooms and
     naming the others, and each further shard's request id, record and secrets (its rooms'
-    UserSigs only, no callback: its events go to the push's). A push within ``size`` comes
-    back as it is, with no shards.
+    UserSigs only, no callback: its events go to the push's). A push that needs no split
+    comes back as it is, with no shards.
     """
-    targets = record.Targets or []
-    if record.Targets is None or 1 + len(targets) <= size:
+    if record.Targets is None:
         return record, secrets, []
-    first, rest = targets[: size - 1], split(targets[size - 1 :], size)
-    ids = shard_ids(request_id, 1 + len(rest))
+    rooms = {t.TargetId: t for t in record.Targets}
+    parts = [list(group) for group in groups if group] or [[MAIN_TARGET, *rooms]]
+    assert sorted(r for group in parts for r in group) == sorted([MAIN_TARGET, *rooms])
+    parts.sort(key=lambda group: MAIN_TARGET not in group)  # the push itself comes first
+    chunks = [chunk for group in parts for chunk in split(group, size)]
+    if len(chunks) == 1:
+        return record, secrets, []
+    first = [rooms[r] for r in chunks[0] if r != MAIN_TARGET]
+    ids = shard_ids(request_id, len(chunks))
     shards = []
-    for shard_id, rooms in zip(ids, rest, strict=True):
+    for shard_id, chunk in zip(ids, chunks[1:], strict=True):
+        targets = [rooms[r] for r in chunk]
         shard_record = record.model_copy(
             update={
-                "Targets": rooms,
+                "Targets": targets,
                 "MainRemoved": True,
                 "ShardOf": request_id,
                 "CallbackUrl": None,
             }
         )
-        sigs = {t.TargetId: secrets.TargetSigs[t.TargetId] for t in rooms}
+        sigs = {t.TargetId: secrets.TargetSigs[t.TargetId] for t in targets}
         shard_secrets = secrets.model_copy(update={"TargetSigs": sigs, "CallbackUrl": None})
         shards.append((shard_id, shard_record, shard_secrets))
     own_sigs = {t.TargetId: secrets.TargetSigs[t.TargetId] for t in first}
     own = record.model_copy(update={"Targets": first, "Shards": ids})
     return own, secrets.model_copy(update={"TargetSigs": own_sigs}), shards
+
+
+def by_position(positions: Mapping[str, float | None]) -> list[list[str]]:
+    """Rooms grouped by the position their bookmarks hold (None: none), each group in the
+    order given: the rooms of an earlier fan-out that stopped together stay together."""
+    groups: dict[float | None, list[str]] = {}
+    for room, position in positions.items():
+        groups.setdefault(position, []).append(room)
+    return list(groups.values())
 
 
 def rooms_of(record: JobRecord) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 
-from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key, template_key
-from jobs.errors import InternalError, ProgressStoreError, RoomcastError, SourceError
+from jobs.bookmarks import Bookmark, RoomKeys, open_bookmark, room_keys
+from jobs.errors import InternalError, RoomcastError
 from jobs.logs import job_context
 from jobs.records import MAIN_TARGET, JobRecord, JobSecrets, PushTarget
 from jobs.redact import redact_text
@@ -26,7 +26,7 @@ from jobs.settings import Settings
 from jobs.states import State
 from jobs.stops import NOT_THIS_RUN, Stop, StopCause
 from jobs.store import Job, JobStore, now
-from jobs.urlguard import check_source_address, check_source_addresses, redis_host_url
+from jobs.urlguard import check_source_address, check_source_addresses
 from pipeline import Clip, Control, Outcome, OutputProfile, Progress, PushSpec, Timeouts, push
 from pipeline.spec import Target
 from pipeline.whip import whip_url
@@ -159,11 +159,12 @@ def _run(
         data = progress.as_dict()
         data["RtmpRoom"] = record.Room.RtmpRoom
         if bookmark is not None:
+            rooms = _watching(progress)
             if final:
                 bookmark.stop_writer()
-                bookmark.save(rid, progress.position, progress.duration)
+                bookmark.save(rid, progress.position, progress.duration, rooms)
             else:
-                bookmark.save_soon(rid, progress.position, progress.duration)
+                bookmark.save_soon(rid, progress.position, progress.duration, rooms)
             data["ProgressSaving"] = bookmark.failing or "ok"
         try:
             store.set_progress(rid, data)
@@ -190,7 +191,8 @@ def _run(
             if start:
                 log.info("continuing a handed-back push from %.3f s", start)
             if record.Redis:
-                bookmark = _open_bookmark(settings, record, secrets)
+                added = partial(_added_room, store, settings, rid, secrets.VideoSrc)
+                bookmark = open_bookmark(settings, record, secrets, resolve=added)
                 # A live source always starts from now: its record is only written.
                 saved = bookmark.load() if record.Mode != "live" else None
                 if saved is not None:
@@ -212,7 +214,7 @@ def _run(
             position = result.progress.position
             if result.outcome is Outcome.COMPLETED:
                 if bookmark is not None:
-                    bookmark.delete()
+                    bookmark.delete(_watching(result.progress))
                 log.info("push succeeded: %s at %.1f s", result.reason, position)
                 _finish(store, rid, State.SUCCEEDED, Reason=result.reason)
                 return RunEnd(State.SUCCEEDED, position, result.reason)
@@ -234,7 +236,7 @@ def _run(
         log.error("push failed: %s: %s", exc.code, exc.message)
         if bookmark is not None and last.position > 0:
             bookmark.stop_writer()
-            bookmark.save(rid, last.position, last.duration)
+            bookmark.save(rid, last.position, last.duration, _watching(last))
         _finish(store, rid, State.FAILED, Error=exc.as_dict(), Reason=exc.message)
         return RunEnd(State.FAILED, last.position, exc.message, exc.as_dict())
     except Exception as exc:
@@ -364,35 +366,28 @@ def _hand_back(store: JobStore, rid: str) -> bool:
         return False
 
 
-def _open_bookmark(settings: Settings, record: JobRecord, secrets: JobSecrets) -> Bookmark:
-    if record.RedisHost and settings.block_private_addresses:
-        try:
-            url = redis_host_url(record.RedisHost, record.RedisPort)
-            check_source_address(url, settings.guard_networks)
-        except SourceError as exc:
-            raise ProgressStoreError(f"RedisHost: {exc.message}") from None
-    if record.RedisHost:
-        target = RedisTarget(
-            record.RedisHost,
-            record.RedisPort or 6379,
-            secrets.RedisPassword,
-            tls=record.RedisTls,
-        )
-    else:
-        target = RedisTarget.from_url(settings.redis_url)
-    key = bookmark_key(record.SdkAppId, record.Room.RtmpRoom, secrets.VideoSrc)
-    bookmark = Bookmark(
-        target,
-        key,
-        settings.progress_ttl_seconds,
-        secrets.VideoSrc,
-        tls_ca_file=settings.redis_tls_ca_file,
-        template_key=(
-            template_key(record.Room.RtmpRoom) if settings.template_resume_keys else None
-        ),
-    )
-    bookmark.check()
-    return bookmark
+def _watching(progress: Progress) -> list[str] | None:
+    """The rooms whose bookmarks follow the push: a fan-out's rooms that are live (one that
+    failed, fell behind or was removed keeps the position its viewers last saw); None,
+    the push's own room, for a push that is not fan-out."""
+    if progress.targets is None:
+        return None
+    return [room for room, figures in progress.targets.items() if figures["State"] == "live"]
+
+
+def _added_room(
+    store: JobStore, settings: Settings, request_id: str, video_src: str, target_id: str
+) -> RoomKeys | None:
+    """The bookmark keys of a room added to a fan-out push while it runs."""
+    try:
+        found = store.target(request_id, target_id)
+    except redis.RedisError as exc:
+        log.warning("could not read room %s of the push (tried again): %s", target_id, exc)
+        return None
+    if found is None:
+        return None
+    record, target, _ = found
+    return room_keys(settings, record.SdkAppId, target.Room.RtmpRoom, video_src)
 
 
 def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: float) -> PushSpec:

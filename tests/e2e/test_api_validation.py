@@ -440,12 +440,6 @@ def test_targets_need_engine_worker(api: Api, room: LocalRoom) -> None:
     assert "Engine=worker" in answer.body["Error"]["Message"]
 
 
-def test_targets_cannot_resume_with_redis(api: Api, room: LocalRoom) -> None:
-    answer = api.call("POST", "/v1/pushes", request_body(room, Redis=True, Targets=[]))
-    assert_invalid(answer, "Redis")
-    assert "per-target resume is not built yet" in answer.body["Error"]["Message"]
-
-
 @pytest.mark.parametrize(
     ("first", "second"),
     [

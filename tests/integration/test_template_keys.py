@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from devstack.redis import RedisServer
-from jobs.bookmarks import Bookmark, RedisTarget, bookmark_key, template_key
+from jobs.bookmarks import Bookmark, RedisTarget, RoomKeys, bookmark_key, template_key
 
 SOURCE = "https://media.example.com/lesson.mp4?sign=abc"
 
@@ -27,7 +27,8 @@ def bookmark(client: redis.Redis, room: str = "class_7", template: bool = True) 
     kwargs = client.connection_pool.connection_kwargs
     target = RedisTarget(kwargs["host"], kwargs["port"], None, db=kwargs["db"])
     key = bookmark_key(1400000001, room, SOURCE)
-    return Bookmark(target, key, 600, SOURCE, template_key=template_key(room) if template else None)
+    keys = RoomKeys(key, template_key(room) if template else None)
+    return Bookmark(target, {"main": keys}, 600, SOURCE)
 
 
 def test_a_push_the_template_left_resumes_from_its_position(caller_redis: redis.Redis) -> None:
@@ -43,7 +44,7 @@ def test_roomcasts_progress_is_written_where_the_template_reads_it(
     assert caller_redis.get("trtc:play:position:class_7") == b"12346"
     assert mark.load() == 12.346  # its own bookmark first
     mark.delete()
-    assert not caller_redis.exists("trtc:play:position:class_7", mark.key)
+    assert not caller_redis.exists("trtc:play:position:class_7", mark.rooms["main"].key)
 
 
 def test_without_the_option_the_template_key_is_neither_read_nor_written(

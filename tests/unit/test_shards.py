@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jobs.records import JobRecord, JobSecrets, PushRoom, PushTarget
-from jobs.shards import merged_status, shard, split
+from jobs.shards import by_position, merged_status, shard, split
 
 RID = "push-1"
 
@@ -84,6 +84,27 @@ def test_every_shard_size_keeps_the_push_own_room_in_the_push(size: int) -> None
     assert (own.targets() or [])[0].TargetId == "main"
     assert all(len(r.targets() or []) <= size for _, r, _ in shards)
     assert len(own.targets() or []) + sum(len(r.targets() or []) for _, r, _ in shards) == 7
+
+
+def test_rooms_are_grouped_by_the_position_their_bookmarks_hold_in_the_order_given() -> None:
+    positions = {"main": 12.5, "t1": None, "t2": 12.5, "t3": 40.0, "t4": None}
+    assert by_position(positions) == [["main", "t2"], ["t1", "t4"], ["t3"]]
+
+
+def test_each_group_of_rooms_gets_shards_of_its_own_the_push_own_group_first() -> None:
+    record, secrets = fanout(6)
+    groups = [["t1", "t3"], ["main", "t2", "t4", "t5"]]
+    own, own_secrets, shards = shard(RID, record, secrets, 3, groups)
+    assert [t.TargetId for t in own.targets() or []] == ["main", "t2", "t4"]
+    assert set(own_secrets.TargetSigs) == {"t2", "t4"}
+    rooms = [[t.TargetId for t in r.targets() or []] for _, r, _ in shards]
+    assert rooms == [["t5"], ["t1", "t3"]]
+    assert own.Shards == [f"{RID}.2", f"{RID}.3"]
+
+
+def test_rooms_that_all_start_from_one_position_stay_one_push() -> None:
+    record, secrets = fanout(4)
+    assert shard(RID, record, secrets, 250, [["main", "t1", "t2", "t3"]]) == (record, secrets, [])
 
 
 def status(rid: str, rooms: list[str], worker: str) -> dict[str, Any]:
