@@ -72,6 +72,12 @@ def steady_share(commands: list[list[str]], seconds: float, steady_after: float)
     return sum(b - a for a, b in zip(before, after, strict=True)) / elapsed
 
 
+def _pictures_per_send(args: argparse.Namespace) -> list[str]:
+    """The fan-out's ``--pictures-per-send`` option for bench.push_one, if one was given."""
+    n = args.pictures_per_send
+    return [] if n is None else ["--pictures-per-send", str(n)]
+
+
 def _server_pids(server: LocalRoom) -> list[int]:
     """An nginx-rtmp server's master and workers."""
     master = server._read_pid()  # noqa: SLF001 - the bench freezes the whole server
@@ -96,7 +102,8 @@ def isolation_run(
     urls = [room.play_url(name) for name in sample]
     target = f"{room.rtmp_base}/iso{tag}?sdkappid=1&userid=b&usersig=x"
     push = [sys.executable, "-m", "bench.push_one", source, target, "--fanout", str(n)]
-    push += ["--seconds", str(args.seconds), "--also", f"{other.rtmp_base}/frozen{tag}"]
+    push += ["--seconds", str(args.seconds), *_pictures_per_send(args)]
+    push += ["--also", f"{other.rtmp_base}/frozen{tag}"]
     frozen: list[int] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -159,6 +166,9 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument("--freeze", type=float, default=10.0)
     parser.add_argument("--transcode", action="store_true", help="a source roomcast re-encodes")
+    parser.add_argument(
+        "--pictures-per-send", type=int, default=None, help="the fan-out's (default: roomcast's)"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.rooms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room") as room:
@@ -196,6 +206,7 @@ def main() -> None:
                 target = f"{room.rtmp_base}/fan{n}?sdkappid=1&userid=b&usersig=x"
                 fanout = [sys.executable, "-m", "bench.push_one", source, target]
                 fanout += ["--fanout", str(n), "--seconds", str(args.seconds + 5)]
+                fanout += _pictures_per_send(args)
                 shares[n] = steady_share([fanout], args.seconds, args.steady_after)
                 row = [f"{shares[n]:.1%}"]
                 if n <= args.separate_max:

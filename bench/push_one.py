@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument(
         "--fanout", type=int, default=None, help="publish to N rooms: TARGET's room _0 … _N-1"
     )
+    parser.add_argument("--pictures-per-send", type=int, default=None, help="with --fanout")
     parser.add_argument("--also", nargs="*", default=[], help="with --fanout: more room URLs")
     args = parser.parse_args()
     spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
@@ -57,6 +58,8 @@ def main() -> None:
         targets = tuple(Target(f"r{n}", f"{room}_{n}?{query}") for n in range(args.fanout))
         targets += tuple(Target(f"also{n}", url) for n, url in enumerate(args.also))
         spec = replace(spec, target=targets[0].url, targets=targets)
+    if args.pictures_per_send is not None:
+        spec = replace(spec, fanout_pictures_per_send=args.pictures_per_send)
     with Control() as control:
         if args.switch_every is not None:
             _switch_every(control, args.switch_every, args.clips)

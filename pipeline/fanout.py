@@ -48,8 +48,12 @@ MAX_WAITING = 1 << 20
 SEND_BUFFER = 128 << 10
 #: A room behind for this long without taking what waits is reconnected.
 BEHIND_LIMIT = 10.0
-#: Sound is held for the next picture and sent with it (one send per room per picture, not
-#: per packet: 30 a second at 30 fps instead of 77); a stream without pictures is sent
+#: Pictures sent to each room in one send. What a room costs is mostly its sends (on
+#: loopback the kernel's work for the receiving end as well): two a send save about a sixth
+#: of a 50-room fan-out's CPU, but every other picture arrives a frame late (pacing p99 at
+#: the viewers 32 → 49 ms, docs/benchmarks.md, fan-out), so one is the default.
+PICTURES_PER_SEND = 1
+#: Sound is held for the next picture and sent with it; a stream without pictures is sent
 #: every this many tags.
 SOUND_TAGS_HELD = 8
 #: How often the targets' figures are copied into the push's progress (seconds).
@@ -262,8 +266,10 @@ class Fanout:
         client: str = "roomcast",
         chunk_size: int = CHUNK_SIZE,
         secrets: tuple[str, ...] = (),
+        pictures_per_send: int = PICTURES_PER_SEND,
     ) -> None:
         self.timeouts = timeouts
+        self._pictures_per_send = pictures_per_send
         self._progress = progress
         self._on_event = on_event
         self._connect = connect
@@ -280,6 +286,7 @@ class Fanout:
         #: Whole tags waiting for the next picture (:data:`SOUND_TAGS_HELD`).
         self._held: list[bytes] = []
         self._held_tags = 0
+        self._held_pictures = 0
         #: RTMP rooms' messages, framed once for all rooms in step (see :meth:`offer`): a
         #: framer per (chunk size, message stream, timestamp origin), its state after the
         #: last feed, and this feed's framed bytes with the states before and after.
@@ -304,7 +311,7 @@ class Fanout:
         self._closed = False
         self._header, self._header_done, self._partial = b"", False, b""
         self._held.clear()
-        self._held_tags = 0
+        self._held_tags = self._held_pictures = 0
         self._framers.clear()
         self._framer_states.clear()
         publishes = [p for p in self._all() if p.state != "removed"]
@@ -331,7 +338,7 @@ class Fanout:
                 self._partial = data
                 return given
             self._header, data = data[:FLV_HEADER], data[FLV_HEADER:]
-        end, count, picture = scan(data)
+        end, count, pictures = scan(data)
         data, self._partial = data[:end], data[end:]
         if not self._header_done:
             start = media_start(data)
@@ -345,7 +352,8 @@ class Fanout:
             return given
         self._held.append(data)
         self._held_tags += count
-        if picture or self._held_tags >= SOUND_TAGS_HELD:
+        self._held_pictures += pictures
+        if self._held_pictures >= self._pictures_per_send or self._held_tags >= SOUND_TAGS_HELD:
             self._feed()
         return given
 
@@ -353,7 +361,7 @@ class Fanout:
         """Send every room what is held, in one send each."""
         data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
         self._held.clear()
-        self._held_tags = 0
+        self._held_tags = self._held_pictures = 0
         self._framed.clear()
         publishes = self._all()
         for publish in publishes:

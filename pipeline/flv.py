@@ -31,13 +31,13 @@ def whole_tags(data: bytes) -> int:
     return scan(data)[0]
 
 
-def scan(data: bytes) -> tuple[int, int, bool]:
-    """Where the last whole FLV tag in ``data`` ends, how many there are, and whether one
-    of them is a picture."""
-    end, count, picture = 0, 0, False
+def scan(data: bytes) -> tuple[int, int, int]:
+    """Where the last whole FLV tag in ``data`` ends, how many there are, and how many of
+    them are pictures."""
+    end, count, pictures = 0, 0, 0
     for _, kind, _, stop in _tags(data):
-        end, count, picture = stop, count + 1, picture or kind == _VIDEO
-    return end, count, picture
+        end, count, pictures = stop, count + 1, pictures + (kind == _VIDEO)
+    return end, count, pictures
 
 
 def _is_header_tag(kind: int, head: bytes) -> bool:

@@ -192,6 +192,7 @@ def _fanout(
         spec.rtmp_client,
         spec.rtmp_chunk_size,
         spec.secrets,
+        spec.fanout_pictures_per_send,
     )
 
 

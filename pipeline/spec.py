@@ -118,6 +118,8 @@ class PushSpec:
     rtmp_client: str = "roomcast"
     #: The chunk size roomcast's RTMP client announces and sends (TRTC's guidance: 1360).
     rtmp_chunk_size: int = 1360
+    #: A fan-out push's pictures per send to each room (:data:`pipeline.fanout.PICTURES_PER_SEND`).
+    fanout_pictures_per_send: int = 1
     #: Raises a SourceError for a clip URL that must not be opened (the SSRF guard, run
     #: again as each clip opens: a switch's URL, and DNS, may have changed since submit).
     url_guard: Callable[[str], None] | None = None

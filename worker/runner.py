@@ -416,6 +416,7 @@ def _spec(settings: Settings, record: JobRecord, secrets: JobSecrets, start: flo
         shared_sender=settings.shared_sender,
         rtmp_client=settings.rtmp_client,
         rtmp_chunk_size=settings.rtmp_chunk_size,
+        fanout_pictures_per_send=settings.fanout_pictures_per_send,
         live_grace=record.IdleTimeoutSeconds or settings.live_grace_seconds,
         secrets=secrets.values(),
         switchable=record.Switchable,
