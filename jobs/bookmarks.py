@@ -74,6 +74,13 @@ def template_key(room: str) -> str:
     return f"trtc:play:position:{room}"
 
 
+def _seconds(raw: bytes) -> float | None:
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # not a position (written by hand?): start from the beginning
+
+
 def _template_seconds(millis: bytes) -> float | None:
     try:
         return max(0.0, float(millis) / 1000)
@@ -216,7 +223,7 @@ class Bookmark:
             raw = next(answers)
             millis = next(answers) if keys.template_key is not None else None
             if raw is not None:
-                found[room] = float(raw)
+                found[room] = _seconds(raw)
             else:
                 found[room] = None if millis is None else _template_seconds(millis)
         return found

@@ -97,7 +97,8 @@ def test_a_stopped_push_resumes_where_it_stopped_then_forgets_its_bookmark(
     before.join(10)
     last_seen = before.numbers[-1]
     saved = float(service_redis.hget(key, "Position"))
-    assert 2.9 <= saved <= 4.0
+    # The status's position is a second old at most, and a busy machine stops a little later.
+    assert 2.9 <= saved <= 5.0
     assert round(saved * FPS) == last_seen + 1  # the bookmark is where the viewers are
     assert service_redis.ttl(key) > 0
 

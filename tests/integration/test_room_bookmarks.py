@@ -92,3 +92,8 @@ def test_reaching_the_end_forgets_only_the_rooms_that_saw_it(caller_redis: redis
     mark.save("rid", 20.0, 60.0)
     mark.delete(rooms=["a"])
     assert (position(caller_redis, "a"), position(caller_redis, "b")) == (None, 20.0)
+
+
+def test_a_position_that_is_not_a_number_reads_as_no_bookmark(caller_redis: redis.Redis) -> None:
+    caller_redis.hset(keys("a").key, "Position", "soon")
+    assert bookmarks(caller_redis, ["a"]).positions() == {"a": None}
