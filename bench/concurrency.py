@@ -183,8 +183,13 @@ def percentile(values: list[float], p: float) -> float:
 
 @contextmanager
 def receivers(
-    urls: list[str], workdir: Path, idle: float, stat_url: str, keep: Path | None = None
-) -> Iterator[Callable[[], dict[str, Any]]]:
+    urls: list[str],
+    workdir: Path,
+    idle: float,
+    stat_url: str,
+    keep: Path | None = None,
+    analyze: float = 1.0,
+) -> Iterator[Callable[..., dict[str, Any]]]:
     """Viewers of ``urls`` in their own process; yields a function that collects their report.
 
     Yields once the room lists every viewer: one that joined after its publish began would
@@ -193,7 +198,8 @@ def receivers(
     """
     out = workdir / f"arrivals-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.receiver", "--out", str(out), "--idle", str(idle), *urls],
+        [sys.executable, "-m", "bench.receiver", "--out", str(out), "--idle", str(idle)]
+        + ["--analyze", str(analyze), *urls],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -205,7 +211,11 @@ def receivers(
     while any(players_at(stat_url, s) == 0 for s in streams) and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    def collect() -> dict[str, Any]:
+    def collect(end: bool = False) -> dict[str, Any]:
+        """The viewers' report once every stream went silent (``end``: now, for viewers of
+        a stream that never ends)."""
+        if end:
+            proc.terminate()
         proc.wait(timeout=600)
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ class Arrivals:
     error: str | None = None
 
 
-def watch(url: str, arrivals: Arrivals, idle: float, wait: float) -> None:
+def watch(url: str, arrivals: Arrivals, idle: float, wait: float, analyze: float = 1.0) -> None:
     """Pull ``url`` until it goes silent; record every packet's arrival."""
     try:
         # A viewer that joins between two keyframes gets audio first, and PyAV drops the
@@ -50,7 +50,7 @@ def watch(url: str, arrivals: Arrivals, idle: float, wait: float) -> None:
         # from the steady arrivals (see ``stream_start``), not from its first packet.
         container = av.open(
             url,
-            options={"analyzeduration": "1000000"},
+            options={"analyzeduration": str(int(analyze * 1_000_000))},
             timeout=(wait, idle),
         )
     except (av.error.FFmpegError, OSError) as exc:
@@ -105,11 +105,16 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--idle", type=float, default=4.0, help="silence that ends a viewer")
     parser.add_argument("--wait", type=float, default=300.0, help="longest wait for a publish")
+    parser.add_argument(
+        "--analyze", type=float, default=1.0, help="seconds analysed (a stream joined midway)"
+    )
     parser.add_argument("urls", nargs="+")
     args = parser.parse_args()
     seen = {url: Arrivals() for url in args.urls}
     threads = [
-        threading.Thread(target=watch, args=(url, seen[url], args.idle, args.wait), daemon=True)
+        threading.Thread(
+            target=watch, args=(url, seen[url], args.idle, args.wait, args.analyze), daemon=True
+        )
         for url in args.urls
     ]
 
