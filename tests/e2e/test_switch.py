@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import statistics
 import threading
 import time
 import urllib.request
@@ -388,9 +389,12 @@ def test_a_worker_push_with_repeatnum_and_volume_plays_the_clip_again_at_that_vo
 
 
 def frames_per_second(pictures: list[Seen], start: float, end: float) -> float:
-    """How fast the frame numbers went by at the viewer between two wall-clock instants."""
+    """How fast the frame numbers went by at the viewer between two wall-clock instants:
+    the slope of frame number against arrival, which a busy machine's stall and the burst
+    after it leave almost as it is (the first and the last picture alone would not)."""
     seen = [p for p in pictures if start <= p.arrival < end]
-    return (seen[-1].frame - seen[0].frame) / (seen[-1].arrival - seen[0].arrival)
+    fit = statistics.linear_regression([p.arrival for p in seen], [p.frame for p in seen])
+    return float(fit.slope)
 
 
 def test_a_tempo_command_doubles_the_frames_the_viewer_sees_per_wall_second(
@@ -407,7 +411,7 @@ def test_a_tempo_command_doubles_the_frames_the_viewer_sees_per_wall_second(
     assert final["State"] == "succeeded", final
     assert final["Progress"]["Player"]["Tempo"] == 2.0
     # (The room hands a new viewer its first seconds at once: measured after those.)
-    before = frames_per_second(watcher.pictures, sped_up_at - 1.0, sped_up_at)
+    before = frames_per_second(watcher.pictures, sped_up_at - 2.0, sped_up_at)
     after = frames_per_second(watcher.pictures, sped_up_at + 1.5, sped_up_at + 3.5)
     print(f"frame numbers per wall second: {before:.1f} before, {after:.1f} after")
     assert abs(before - FPS) <= 3 and abs(after - 2 * FPS) <= 6
