@@ -251,10 +251,9 @@ def _record(
 
 def _resume_groups(record: JobRecord, secrets: JobSecrets) -> list[list[str]]:
     """A fan-out push that resumes (Redis=true, a file): its rooms grouped by where their
-    bookmarks are, each group to be read from its own position (jobs/shards.py). No groups
-    for any other push, nor for a switchable one (its commands reach one process: every
-    room starts from the earliest bookmark)."""
-    if not record.Redis or record.Targets is None or record.Mode == "live" or record.Switchable:
+    bookmarks are, each group to be read from its own position (jobs/shards.py); no groups
+    for any other push (a switchable push keeps no bookmark)."""
+    if not record.Redis or record.Targets is None or record.Mode == "live":
         return []
     try:
         bookmark = open_bookmark(_settings(), record, secrets)

@@ -73,8 +73,9 @@ def test_a_fanout_push_resumes_each_room_from_where_its_viewers_stopped(
     last = {key: viewer.numbers[-1] for key, viewer in viewers.items()}
     assert saved["main"] == saved["t1"]
     assert round(saved["main"] * FPS) == last["main"] + 1  # where its viewers are
-    # The removed room's is written each second while it is live: at most a second early.
-    assert last["t2"] + 1 - FPS <= round(saved["t2"] * FPS) <= last["t2"] + 1
+    # The removed room's is written each second while it is live: early by up to a report
+    # (a second, more on a busy machine), never past what its viewers saw.
+    assert last["t2"] + 1 - 2 * FPS <= round(saved["t2"] * FPS) <= last["t2"] + 1
     assert saved["t2"] < saved["main"] - 1
 
     # The same push again: two reads (two shards), each room from its own bookmark.
