@@ -257,17 +257,15 @@ def _resume_groups(record: JobRecord, secrets: JobSecrets) -> list[list[str]]:
         return []
     try:
         bookmark = open_bookmark(_settings(), record, secrets)
+        try:
+            return by_position(bookmark.positions())
+        finally:
+            bookmark.close()
     except ProgressStoreError as exc:
-        # Not refused here: its worker fails the push with this reason, as any push's.
+        # Not refused here: its worker fails the push with this reason, as any push's (or,
+        # if its Redis answers by then, reads every room from the earliest bookmark).
         current_app.logger.warning("bookmarks not read at submit: %s", exc.message)
         return []
-    try:
-        return by_position(bookmark.positions())
-    except (ProgressStoreError, RedisError) as exc:
-        current_app.logger.warning("bookmarks not read at submit: %s", exc)
-        return []  # one read, from the earliest bookmark its worker finds
-    finally:
-        bookmark.close()
 
 
 def _record_shards(request_id: str, shards: list[Shard]) -> None:

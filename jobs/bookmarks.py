@@ -189,35 +189,41 @@ class Bookmark:
 
     def check(self) -> None:
         """Fail now, with the host and the cause (never the password), if Redis is unusable."""
-        where = f"{self.target.host}:{self.target.port}" + (" (TLS)" if self.target.tls else "")
         try:
             self._redis.ping()
-        except redis.AuthenticationError:
-            raise ProgressStoreError(
-                f"the progress Redis at {where} refused the password (RedisPassword)"
-            ) from None
         except redis.RedisError as exc:
-            # A certificate failure arrives here as a ConnectionError whose text carries
-            # OpenSSL's reason (e.g. CERTIFICATE_VERIFY_FAILED), which is what an operator needs.
-            hint = ""
-            if self.target.tls and isinstance(exc, redis.TimeoutError):
-                # A plain Redis never answers a TLS ClientHello: the only symptom is a timeout.
-                hint = " (a timeout over TLS often means that the port does not speak TLS)"
-            raise ProgressStoreError(
-                f"the progress Redis at {where} cannot be used: "
-                f"{type(exc).__name__}: {_reason(exc)}{hint}"
-            ) from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: redis.RedisError) -> ProgressStoreError:
+        """What ``exc`` means for the caller: the host and the cause, never the password."""
+        where = f"{self.target.host}:{self.target.port}" + (" (TLS)" if self.target.tls else "")
+        if isinstance(exc, redis.AuthenticationError):
+            return ProgressStoreError(
+                f"the progress Redis at {where} refused the password (RedisPassword)"
+            )
+        # A certificate failure arrives here as a ConnectionError whose text carries
+        # OpenSSL's reason (e.g. CERTIFICATE_VERIFY_FAILED), which is what an operator needs.
+        hint = ""
+        if self.target.tls and isinstance(exc, redis.TimeoutError):
+            # A plain Redis never answers a TLS ClientHello: the only symptom is a timeout.
+            hint = " (a timeout over TLS often means that the port does not speak TLS)"
+        return ProgressStoreError(
+            f"the progress Redis at {where} cannot be used: "
+            f"{type(exc).__name__}: {_reason(exc)}{hint}"
+        )
 
     def positions(self) -> dict[str, float | None]:
         """Each room's saved position (seconds in the source; None: no bookmark), read in
-        one round trip."""
-        self.check()
+        one round trip (:class:`ProgressStoreError` if Redis fails it)."""
         pipe = self._redis.pipeline(transaction=False)
         for keys in self.rooms.values():
             pipe.hget(keys.key, "Position")
             if keys.template_key is not None:
                 pipe.get(keys.template_key)
-        answers = iter(cast("list[bytes | None]", pipe.execute()))
+        try:
+            answers = iter(cast("list[bytes | None]", pipe.execute()))
+        except redis.RedisError as exc:
+            raise self._unusable(exc) from None
         found: dict[str, float | None] = {}
         for room, keys in self.rooms.items():
             raw = next(answers)
