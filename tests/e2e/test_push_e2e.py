@@ -36,11 +36,13 @@ def test_bframes_clip_arrives_reencoded_without_bframes_in_real_time(
     assert cap.codecs == {"video": "h264", "audio": "aac"}
     assert not cap.has_b_frames()
     assert abs(cap.media_seconds("video") - 10) <= 0.5
-    # Paced, not a burst: after the first second, arrival follows the timestamps.
+    # Paced, not a burst: after the first second, arrival follows the timestamps. Never
+    # ahead of them; behind by a little at most, as a busy CI machine starves the encoder
+    # (9.9 s for 9 s of pictures beside the whole suite on two cores).
     video = [p for p in cap.of("video") if p.pts >= 1.0]
     wall = video[-1].arrival - video[0].arrival
     media = video[-1].pts - video[0].pts
-    assert abs(wall - media) < 0.5, (wall, media)
+    assert media - 0.5 < wall < media * 1.2, (wall, media)
     for kind in ("video", "audio"):
         dts = [p.dts for p in cap.of(kind)]
         assert dts == sorted(dts), f"{kind} timestamps go backwards"
