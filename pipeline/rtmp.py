@@ -780,11 +780,15 @@ class RtmpPublisher:
         joined later, or fell behind): the caller offers the FLV bytes instead, and after
         that this publish may be in step again (its state compared with ``after``).
         """
+        # A fan-out calls this for every room and every picture: what it costs in Python
+        # is most of a further room's cost beside its send, so it is written out flat.
         with self._io:
             if self._failure is not None:
                 raise self._failure
-            sock = self._connected()
-            if isinstance(sock, ssl.SSLSocket):
+            sock = self._socket
+            if sock is None:
+                raise RtmpError("the room connection is closed")
+            if self.address.tls:
                 return None
             if self._in_step is not before:
                 if self._in_step is None and self._framer.state() == before:
@@ -793,7 +797,9 @@ class RtmpPublisher:
                     return None
             self._last_io = time.monotonic()
             self._offering = True
-            self._count_write(sock)
+            self._writes = writes = self._writes + 1
+            if writes % POLL_EVERY == 0:
+                self._poll(sock)  # first: an error raised here means none was sent
             self._in_step = after
             if framed:
                 self._outbox = self._outbox + framed if self._outbox else framed
