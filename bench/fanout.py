@@ -167,11 +167,13 @@ def isolation(args: argparse.Namespace, room: LocalRoom, source: str, workdir: P
             f"| {run['source p50']:.1f} / {run['source p99']:.1f} |"
         )
     for name, a, b in (("frozen", calm, frozen), ("calm again", calm, again)):
-        most = max(rooms, key=lambda k: abs(b[k] - a[k]))
+        rise = max(rooms, key=lambda k: b[k] - a[k])
+        fall = min(rooms, key=lambda k: b[k] - a[k])
         whole = b["all p99"] - a["all p99"]
         print(
-            f"{name} against the first run: the sample's p99 {whole:+.1f} ms, the largest "
-            f"change of one room's p99 {b[most] - a[most]:+.1f} ms (room {most})"
+            f"{name} against the first run: the sample's p99 {whole:+.1f} ms; each room's p99 "
+            f"moved by {b[fall] - a[fall]:+.1f} ms (room {fall}) to "
+            f"{b[rise] - a[rise]:+.1f} ms (room {rise})"
         )
     print("(target: one room's server frozen changes no other room's p99 by more than 5 ms)")
 
