@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.fanout [--rooms 1,10,50] [--seconds 30] [--size 1280x720]
         [--separate-max 50]
     .venv/bin/python -m bench.fanout --isolation 200 [--receivers 20] [--seconds 40]
+        [--servers 1]
     .venv/bin/python -m bench.fanout --transcode [--rooms 1,10,50] [--separate-max 1]
 
 The source is the local room's ``live`` application, fed by ``ffmpeg -re -stream_loop -1``
@@ -30,12 +31,15 @@ and how much the freeze moved any one room's p99 (the issue's target: at most 5 
 more viewer pulls the source itself from the same server: its pacing is the floor that the
 feeder, nginx and the viewers' process give on this machine. The rooms' server cuts no HLS
 (that work is the room's, on other machines: nginx-rtmp writes 200 fragments at once at every
-keyframe and stalls the later rooms by up to 0.2 s).
+keyframe and stalls the later rooms by up to 0.2 s). ``--servers K`` spreads the N rooms over
+K nginx-rtmp servers (one worker process each), as a room service spreads rooms over its
+machines; the push's work is the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,30 +95,40 @@ def _server_pids(server: LocalRoom) -> list[int]:
 
 
 def isolation_run(
-    room: LocalRoom,
+    servers: list[LocalRoom],
     other: LocalRoom,
     source: str,
     args: argparse.Namespace,
     freeze: bool,
     tag: str,
 ) -> dict[str, float]:
-    """One fan-out push into ``args.isolation`` rooms and one on ``other``; each sampled
-    room's pacing p99 (ms), and the whole sample's p50 and p99 under "all"."""
+    """One fan-out push into ``args.isolation`` rooms, spread over ``servers`` (room n on
+    server n mod their number; the source is on the first), and one on ``other``; each
+    sampled room's pacing p99 (ms), and the whole sample's p50 and p99 under "all"."""
     n = args.isolation
     step = max(1, n // args.receivers)
-    sample = [f"iso{tag}_{i}" for i in range(0, n, step)][: args.receivers]
-    urls = [room.play_url(name) for name in sample]
+    # Every step-th room, nudged so that the viewers fall on every server in turn.
+    spots = (i * step + i % len(servers) for i in range(args.receivers))
+    sample = [i for i in spots if i < n]
+    room = servers[0]
     target = f"{room.rtmp_base}/iso{tag}?sdkappid=1&userid=b&usersig=x"
     push = [sys.executable, "-m", "bench.push_one", source, target, "--fanout", str(n)]
     push += ["--seconds", str(args.seconds), *_pictures_per_send(args)]
     push += ["--also", f"{other.rtmp_base}/frozen{tag}"]
+    push += ["--servers", *(server.rtmp_base for server in servers[1:])]
     frozen: list[int] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        receivers(urls, Path(tmp), 4.0, room.stat_url) as collect,
+        contextlib.ExitStack() as viewers,
         # Joined midway: analysed past a keyframe (one every 2 s), its start left out.
         receivers([source], Path(tmp), 4.0, room.stat_url, analyze=3.0) as reference,
     ):
+        # One viewer process per server: it waits for its viewers to be on that server.
+        collectors = [
+            viewers.enter_context(receivers(urls, Path(tmp), 4.0, server.stat_url))
+            for k, server in enumerate(servers)
+            if (urls := [server.play_url(f"iso{tag}_{i}") for i in sample if i % len(servers) == k])
+        ]
         proc = subprocess.Popen(push, cwd=REPO, stdout=subprocess.DEVNULL)
         try:
             if freeze:
@@ -127,7 +141,7 @@ def isolation_run(
             for pid in frozen:
                 os.kill(pid, signal.SIGCONT)
         proc.wait(args.seconds + 60)
-        seen = collect()
+        seen = {url: arrivals for collect in collectors for url, arrivals in collect().items()}
         source_seen = reference(end=True)[source]
     errors = pacing_errors(source_seen["video"], skip=STARTUP_SKIP + 3.0)
     figures: dict[str, float] = {
@@ -148,14 +162,19 @@ def isolation(args: argparse.Namespace, room: LocalRoom, source: str, workdir: P
     """Print the pacing of N rooms as they are, with another room's server frozen, and as
     they are again: one room's p99, from some hundred pictures, moves between two calm runs
     too, and that spread is what a change must exceed to mean anything."""
-    with LocalRoom(workdir / "other", hls=False) as other:
-        calm = isolation_run(room, other, source, args, freeze=False, tag="a")
-        frozen = isolation_run(room, other, source, args, freeze=True, tag="b")
-        again = isolation_run(room, other, source, args, freeze=False, tag="c")
+    with contextlib.ExitStack() as stack:
+        other = stack.enter_context(LocalRoom(workdir / "other", hls=False))
+        servers = [room] + [
+            stack.enter_context(LocalRoom(workdir / f"server{k}", hls=False))
+            for k in range(1, args.servers)
+        ]
+        calm = isolation_run(servers, other, source, args, freeze=False, tag="a")
+        frozen = isolation_run(servers, other, source, args, freeze=True, tag="b")
+        again = isolation_run(servers, other, source, args, freeze=False, tag="c")
     rooms = [k for k in calm if not k.startswith(("all", "source"))]
     print(
-        f"one fan-out push into {args.isolation} rooms + 1 on another server; "
-        f"{len(rooms)} viewers; pacing ms"
+        f"one fan-out push into {args.isolation} rooms on {args.servers} server(s) + 1 on "
+        f"another server; {len(rooms)} viewers; pacing ms"
     )
     print("| run | p50 | p99 | worst room's p99 | the source's p50 / p99 |")
     print("|---|---|---|---|---|")
@@ -191,6 +210,9 @@ def main() -> None:
     parser.add_argument("--isolation", type=int, default=None, help="N rooms, one frozen")
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument("--freeze", type=float, default=10.0)
+    parser.add_argument(
+        "--servers", type=int, default=1, help="--isolation's rooms spread over this many nginx"
+    )
     parser.add_argument("--transcode", action="store_true", help="a source roomcast re-encodes")
     parser.add_argument(
         "--pictures-per-send", type=int, default=None, help="the fan-out's (default: roomcast's)"

@@ -41,6 +41,12 @@ def main() -> None:
     )
     parser.add_argument("--pictures-per-send", type=int, default=None, help="with --fanout")
     parser.add_argument("--also", nargs="*", default=[], help="with --fanout: more room URLs")
+    parser.add_argument(
+        "--servers",
+        nargs="*",
+        default=[],
+        help="with --fanout: more rtmp://host:port/app bases; room n on base n mod (1 + these)",
+    )
     args = parser.parse_args()
     spec = PushSpec(source=args.source, target=args.target, max_duration=args.seconds)
     if args.batch is not None:
@@ -55,7 +61,12 @@ def main() -> None:
         spec = replace(spec, switchable=True, loop="clip")
     if args.fanout is not None:
         room, _, query = args.target.partition("?")
-        targets = tuple(Target(f"r{n}", f"{room}_{n}?{query}") for n in range(args.fanout))
+        base, name = room.rsplit("/", 1)
+        bases = [base, *args.servers]
+        targets = tuple(
+            Target(f"r{n}", f"{bases[n % len(bases)]}/{name}_{n}?{query}")
+            for n in range(args.fanout)
+        )
         targets += tuple(Target(f"also{n}", url) for n, url in enumerate(args.also))
         spec = replace(spec, target=targets[0].url, targets=targets)
     if args.pictures_per_send is not None:
