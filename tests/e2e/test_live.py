@@ -25,8 +25,9 @@ FPS = 25
 
 @pytest.fixture(scope="session")
 def live_clip(media: Path) -> Path:
-    """A 1 s GOP frame-numbered clip, published live by ffmpeg -re."""
-    return make_numbered_clip(media / "live_source.mp4", seconds=8, fps=FPS, gop=FPS)
+    """A 1 s GOP frame-numbered clip, published live by ffmpeg -re: long enough that the
+    relay carries over 4 s of it when a busy machine's push starts 4 s late (seen in CI)."""
+    return make_numbered_clip(media / "live_source.mp4", seconds=12, fps=FPS, gop=FPS)
 
 
 @pytest.fixture(scope="session")
