@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -256,11 +257,8 @@ def _resume_groups(record: JobRecord, secrets: JobSecrets) -> list[list[str]]:
     if not record.Redis or record.Targets is None or record.Mode == "live":
         return []
     try:
-        bookmark = open_bookmark(_settings(), record, secrets)
-        try:
+        with closing(open_bookmark(_settings(), record, secrets)) as bookmark:
             return by_position(bookmark.positions())
-        finally:
-            bookmark.close()
     except ProgressStoreError as exc:
         # Not refused here: its worker fails the push with this reason, as any push's (or,
         # if its Redis answers by then, reads every room from the earliest bookmark).

@@ -53,6 +53,7 @@ from tests.media import make_clip
 
 from .concurrency import STARTUP_SKIP, percentile, receivers
 from .cpu_per_push import REPO, X264, _cpu_of
+from .push_one import server_of
 from .receiver import pacing_errors
 
 
@@ -110,6 +111,10 @@ def isolation_run(
     # Every step-th room, nudged so that the viewers fall on every server in turn.
     spots = (i * step + i % len(servers) for i in range(args.receivers))
     sample = [i for i in spots if i < n]
+    watched = [
+        [server.play_url(f"iso{tag}_{i}") for i in sample if server_of(i, len(servers)) == k]
+        for k, server in enumerate(servers)
+    ]
     room = servers[0]
     target = f"{room.rtmp_base}/iso{tag}?sdkappid=1&userid=b&usersig=x"
     push = [sys.executable, "-m", "bench.push_one", source, target, "--fanout", str(n)]
@@ -126,8 +131,8 @@ def isolation_run(
         # One viewer process per server: it waits for its viewers to be on that server.
         collectors = [
             viewers.enter_context(receivers(urls, Path(tmp), 4.0, server.stat_url))
-            for k, server in enumerate(servers)
-            if (urls := [server.play_url(f"iso{tag}_{i}") for i in sample if i % len(servers) == k])
+            for server, urls in zip(servers, watched, strict=True)
+            if urls
         ]
         proc = subprocess.Popen(push, cwd=REPO, stdout=subprocess.DEVNULL)
         try:

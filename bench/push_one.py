@@ -16,6 +16,11 @@ from pipeline.sink import RTMP_CLIENTS
 from pipeline.spec import Target
 
 
+def server_of(room: int, servers: int) -> int:
+    """Which of ``servers`` rooms' servers fan-out room number ``room`` is on."""
+    return room % servers
+
+
 def main() -> None:
     """``python -m bench.push_one SOURCE TARGET [--batch SECONDS] [--rtmp-client NAME]
     [--switch-every SECONDS --clips URL… [--renditions DIR] --seconds SECONDS]``
@@ -64,7 +69,7 @@ def main() -> None:
         base, name = room.rsplit("/", 1)
         bases = [base, *args.servers]
         targets = tuple(
-            Target(f"r{n}", f"{bases[n % len(bases)]}/{name}_{n}?{query}")
+            Target(f"r{n}", f"{bases[server_of(n, len(bases))]}/{name}_{n}?{query}")
             for n in range(args.fanout)
         )
         targets += tuple(Target(f"also{n}", url) for n, url in enumerate(args.also))
