@@ -1,7 +1,7 @@
 """Fan-out: one live 720p30 source into N rooms, three ways side by side in one run.
 
     .venv/bin/python -m bench.fanout [--rooms 1,10,50] [--seconds 30] [--size 1280x720]
-        [--separate-max 50]
+        [--separate-max 50] [--repeat K]
     .venv/bin/python -m bench.fanout --isolation 200 [--receivers 20] [--seconds 40]
         [--servers 1]
     .venv/bin/python -m bench.fanout --transcode [--rooms 1,10,50] [--separate-max 1]
@@ -17,7 +17,8 @@ The source is the local room's ``live`` application, fed by ``ffmpeg -re -stream
 Reported: the share of a core each side used from ``--steady-after`` seconds to the end
 (start-up left out: a worker is already running), summed over its processes; the ratio of
 the fan-out at N to the fan-out at 1 (the issue's target: at most 1.5× at N = 50), and to
-the other two sides at the same N.
+the other two sides at the same N. ``--repeat K``: the fan-out side K rounds, in
+turn (N = 1, N = 50, N = 1, …), each round's ratio against its own N = 1, and their median.
 
 ``--transcode``: the source has B-frames, which the room rejects, so roomcast re-encodes it
 (once for all rooms in the fan-out); ffmpeg's side re-encodes with the same x264 settings
@@ -42,6 +43,7 @@ import argparse
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +81,32 @@ def steady_share(commands: list[list[str]], seconds: float, steady_after: float)
             except subprocess.TimeoutExpired:
                 proc.kill()
     return sum(b - a for a, b in zip(before, after, strict=True)) / elapsed
+
+
+def fanout_share(room: LocalRoom, source: str, n: int, args: argparse.Namespace) -> float:
+    """The share of a core one fan-out push into ``n`` rooms used in its steady state."""
+    target = f"{room.rtmp_base}/fan{n}?sdkappid=1&userid=b&usersig=x"
+    fanout = [sys.executable, "-m", "bench.push_one", source, target]
+    fanout += ["--fanout", str(n), "--seconds", str(args.seconds + 5)]
+    fanout += _pictures_per_send(args)
+    return steady_share([fanout], args.seconds, args.steady_after)
+
+
+def print_ratios(rounds: list[dict[int, float]]) -> None:
+    """Each N's fan-out against N = 1 of the same round; with several rounds, each round's
+    shares and ratio, and the ratios' median and range (this VM's runs move by a fifth)."""
+    if any(1 not in shares for shares in rounds):
+        return
+    if len(rounds) > 1:
+        for i, shares in enumerate(rounds, 1):
+            cells = ", ".join(f"N={n} {share:.2%}" for n, share in shares.items())
+            print(f"round {i}: {cells}")
+    for n in (n for n in rounds[0] if n != 1):
+        ratios = sorted(shares[n] / shares[1] for shares in rounds)
+        line = f"fan-out at N={n} / fan-out at N=1: {statistics.median(ratios):.2f}×"
+        if len(ratios) > 1:
+            line += f" (median of {len(ratios)} rounds; {ratios[0]:.2f}–{ratios[-1]:.2f}×)"
+        print(line)
 
 
 def _pictures_per_send(args: argparse.Namespace) -> list[str]:
@@ -222,6 +250,9 @@ def main() -> None:
     parser.add_argument(
         "--pictures-per-send", type=int, default=None, help="the fan-out's (default: roomcast's)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the fan-out side, in turn (ratios' median)"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.rooms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, LocalRoom(Path(tmp) / "room", hls=False) as room:
@@ -256,11 +287,7 @@ def main() -> None:
             print("|---|---|---|---|")
             shares: dict[int, float] = {}
             for n in counts:
-                target = f"{room.rtmp_base}/fan{n}?sdkappid=1&userid=b&usersig=x"
-                fanout = [sys.executable, "-m", "bench.push_one", source, target]
-                fanout += ["--fanout", str(n), "--seconds", str(args.seconds + 5)]
-                fanout += _pictures_per_send(args)
-                shares[n] = steady_share([fanout], args.seconds, args.steady_after)
+                shares[n] = fanout_share(room, source, n, args)
                 row = [f"{shares[n]:.1%}"]
                 if n <= args.separate_max:
                     rooms = [
@@ -283,10 +310,10 @@ def main() -> None:
                 else:
                     row += ["—", "—"]
                 print(f"| {n} | " + " | ".join(row) + " |")
-            base = shares.get(1)
-            if base:
-                for n, share in shares.items():
-                    print(f"fan-out at N={n} / fan-out at N=1: {share / base:.2f}×")
+            rounds = [shares]
+            for _ in range(args.repeat - 1):
+                rounds.append({n: fanout_share(room, source, n, args) for n in counts})
+            print_ratios(rounds)
         finally:
             feeder.terminate()
             feeder.wait(10)
