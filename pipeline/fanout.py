@@ -3,7 +3,8 @@
 Watch-together rooms are many small rooms watching one thing. The source is read, re-encoded
 if need be, and muxed once; each room has its own RTMP publish, fed the same FLV bytes.
 :class:`Fanout` is the push's room connection (:class:`pipeline.sink.RoomConnection`): the
-sink, the relay and the shared sender do not know that they fan out.
+sink, the relay and the shared sender do not know that they fan out. WHIP rooms take their
+sound as Opus, encoded once for all of them (:mod:`pipeline.opus`).
 
 What one room does must not touch the others:
 
@@ -33,6 +34,7 @@ from jobs.errors import RoomUnreachable
 from jobs.redact import redact_text
 
 from .flv import FLV_HEADER, keyframe_at, media_start, scan
+from .opus import OpusTags
 from .progress import Progress
 from .rtmp import CHUNK_SIZE, FramerState, RtmpFramer
 from .sink import RoomConnection, RoomConnector, connect_room
@@ -98,6 +100,8 @@ class _Publish:
         state = self.state
         if connection is None or state not in ("waiting", "live", "behind"):
             return
+        if getattr(connection, "wants_opus", False):
+            data, header = self._fanout.opus_view(data)
         try:
             if not self.header_sent:
                 _offer(connection, header)
@@ -196,6 +200,8 @@ class _Publish:
         header = self._fanout.header
         if not header:
             return False
+        if getattr(connection, "wants_opus", False):
+            header = self._fanout.opus_header()
         # Reachable from cut() and close() while it waits: a stop ends it now.
         self.opening = connection
         try:
@@ -293,6 +299,13 @@ class Fanout:
         self._framers: dict[tuple[int, int, int], RtmpFramer] = {}
         self._framer_states: dict[tuple[int, int, int], FramerState] = {}
         self._framed: dict[tuple[int, int, int], tuple[bytes, FramerState, FramerState]] = {}
+        #: WHIP rooms' sound, Opus for AAC (made for the first such room), the header and
+        #: this feed as they get them (:meth:`opus_view`).
+        self._opus: OpusTags | None = None
+        self._opus_header = b""
+        self._opus_feed: bytes | None = None
+        #: Held to encode: a room's connecting thread may ask for the header meanwhile.
+        self._opus_lock = threading.Lock()
         self._reported = 0.0
         self.cut_off = False
         self._closed = False
@@ -314,6 +327,7 @@ class Fanout:
         self._held_tags = self._held_pictures = 0
         self._framers.clear()
         self._framer_states.clear()
+        self._opus = None  # a new stream: its own header
         publishes = [p for p in self._all() if p.state != "removed"]
         for publish in publishes:
             publish.state = "connecting"
@@ -363,6 +377,9 @@ class Fanout:
         self._held.clear()
         self._held_tags = self._held_pictures = 0
         self._framed.clear()
+        # Every feed, once a WHIP room asked: the encoder hears all the sound, in order.
+        with self._opus_lock:
+            self._opus_feed = self._opus.convert(data) if self._opus is not None else None
         publishes = self._all()
         for publish in publishes:
             publish.feed(data, self._header)
@@ -457,6 +474,25 @@ class Fanout:
             shared = self._framed[key] = (framed, before, after)
         waiting: int | None = offer_framed(*shared)
         return _offer(connection, data) if waiting is None else waiting
+
+    def opus_header(self) -> bytes:
+        """The stream's header as WHIP rooms get it: an Opus configuration for the AAC one
+        (:mod:`pipeline.opus`); the sound is re-encoded from here on, once for all of them."""
+        with self._opus_lock:
+            if self._opus is None:
+                self._opus = OpusTags()
+                self._opus_header = self._opus.convert(self._header)
+            return self._opus_header
+
+    def opus_view(self, data: bytes) -> tuple[bytes, bytes]:
+        """This feed's ``data`` and the stream's header as WHIP rooms get them (Opus for
+        AAC), converted once for every such room."""
+        header = self.opus_header()
+        with self._opus_lock:
+            if self._opus_feed is None:  # the first WHIP room: this feed was not converted
+                assert self._opus is not None
+                self._opus_feed = self._opus.convert(data)
+            return self._opus_feed, header
 
     @property
     def header(self) -> bytes:

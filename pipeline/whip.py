@@ -149,6 +149,10 @@ class WhipConnection:
     reconnects as for RTMP.
     """
 
+    #: A fan-out hands a WHIP room its sound as Opus, encoded once for all of them
+    #: (:mod:`pipeline.opus`); a push of its own hands AAC, which the publisher re-encodes.
+    wants_opus = True
+
     def __init__(self, url: str, timeout: float) -> None:
         endpoint, token = endpoint_of(url)
         cert, key = dtls_identity()

@@ -6,7 +6,8 @@ first line on stdin is a JSON object (``url``, ``token``, ``cert``, ``key``,
 codec configuration, in the stream's header, before any media. Pictures go out as they are (H.264,
 which the push made WebRTC-ready: constrained baseline, no B-frames; the muxer sends the
 parameter sets before each keyframe); sound is decoded from AAC and encoded to Opus, 48 kHz
-stereo, as WebRTC requires. ICE, DTLS and SRTP are FFmpeg's
+stereo, as WebRTC requires, or sent as it is when it comes as Opus already (a fan-out
+encodes it once for all its WHIP rooms, :mod:`pipeline.opus`). ICE, DTLS and SRTP are FFmpeg's
 WHIP muxer's (PyAV): no WebRTC code of roomcast's own.
 
 A process of its own because FFmpeg's WHIP muxer holds the GIL through its handshake and can
@@ -31,14 +32,12 @@ import av.container
 import av.stream
 
 from pipeline.h264 import first_sps, sps_size
+from pipeline.opus import BIT_RATE, OPUS_FRAME, OpusEncoder, is_opus, opus_packet
 
 _AUDIO, _VIDEO = 8, 9
 #: An FLV file header with audio and video, and its first previous-tag-size.
 _FLV_HEADER = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
 _MS = Fraction(1, 1000)
-#: Opus at 48 kHz takes frames of 20 ms.
-OPUS_FRAME = 960
-_OPUS_TIME = Fraction(1, 48_000)
 _PROFILES = {66: "Baseline", 77: "Main", 88: "Extended", 100: "High"}
 #: How the publisher exits when a new session would fare no better (the offer refused).
 REFUSED = 2
@@ -104,11 +103,9 @@ class Publisher:
         self._video: av.stream.Stream | None = None
         self._audio: Any = None
         self._started = False
-        self._aac: Any = None
-        self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=48_000, frame_size=OPUS_FRAME
-        )
-        self._next_sample: int | None = None
+        self._encoder = OpusEncoder()
+        #: Where the next Opus packet fed as one is expected (:data:`OPUS_TIME`).
+        self._next_opus: int | None = None
 
     def feed(self, kind: int, stamp: int, body: bytes, tag: bytes) -> None:
         """Act on one FLV tag (``tag``: all of it)."""
@@ -116,6 +113,8 @@ class Publisher:
             self._picture(stamp, body, tag)
         elif kind == _AUDIO and len(body) > 2 and body[0] >> 4 == 10:
             self._sound(stamp, body)
+        elif kind == _AUDIO and is_opus(body):
+            self._opus(stamp, body)
 
     def _picture(self, stamp: int, body: bytes, tag: bytes) -> None:
         if body[1] == 0:  # AVC sequence header: the session opens on it
@@ -137,25 +136,30 @@ class Publisher:
 
     def _sound(self, stamp: int, body: bytes) -> None:
         if body[1] == 0:  # AAC AudioSpecificConfig
-            self._aac = av.CodecContext.create("aac", "r")
-            self._aac.extradata = body[2:]
+            self._encoder.configure(body[2:])
             return
+        if self._sending_sound(stamp) and self._encoder.configured:
+            for packet in self._encoder.encode(stamp, body[2:]):
+                self._mux(packet, self._audio)
+
+    def _opus(self, stamp: int, body: bytes) -> None:
+        """Sound encoded already: sent as it is, numbered on from the packet before unless
+        the sound jumped (its tags carry milliseconds, its packets count samples)."""
+        packet = opus_packet(stamp, body)
+        if packet is None or not self._sending_sound(stamp):
+            return
+        pts, expected = packet.pts, self._next_opus
+        assert pts is not None  # opus_packet numbers it
+        if expected is not None and abs(pts - expected) < OPUS_FRAME:
+            packet.pts = packet.dts = pts = expected
+        self._next_opus = pts + OPUS_FRAME
+        self._mux(packet, self._audio)
+
+    def _sending_sound(self, stamp: int) -> bool:
+        """Whether sound at ``stamp`` goes out (not before the session opens)."""
         if self._out is None and stamp > NO_PICTURES_MS:
             raise NoPictures("the stream has no pictures: a push over WHIP needs video")
-        if self._aac is None or self._out is None or self._audio is None:
-            return  # sound before the session opens is not sent
-        # Opus frames are numbered by the sample; a gap in the sound (a pause, a cut) moves
-        # the count on to where the sound resumes, never back.
-        at = stamp * 48
-        if self._next_sample is None or at > self._next_sample + 2 * OPUS_FRAME:
-            self._next_sample = at
-        for frame in self._aac.decode(av.Packet(body[2:])):
-            frame.pts = None
-            for resampled in self._resampler.resample(frame):
-                resampled.pts, resampled.time_base = self._next_sample, _OPUS_TIME
-                self._next_sample += resampled.samples
-                for out in self._audio.encode(resampled):
-                    self._mux(out, self._audio)
+        return self._out is not None and self._audio is not None
 
     def _open(self, configuration: bytes, size: tuple[int, int]) -> None:
         """Open the WHIP session (HTTP offer, ICE, DTLS) on the video's configuration (its
@@ -184,7 +188,7 @@ class Publisher:
         audio = None
         if self._has_audio:  # a stream that never gets a packet would hold pictures back
             audio = out.add_stream("libopus", rate=48_000, layout="stereo")
-            audio.codec_context.bit_rate = int(config.get("audio_bitrate", 64_000))
+            audio.codec_context.bit_rate = BIT_RATE  # the stream's encoder only sets the offer
         out.start_encoding()
         self._out, self._video, self._audio = out, video, audio
         print(SESSION_OPEN, file=sys.stderr, flush=True)
@@ -198,7 +202,7 @@ class Publisher:
         """End the session (the WHIP DELETE)."""
         if self._out is not None:
             if self._audio is not None:
-                for packet in self._audio.encode(None):
+                for packet in self._encoder.flush():
                     self._mux(packet, self._audio)
             self._out.close()
 

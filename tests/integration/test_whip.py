@@ -22,7 +22,7 @@ from pipeline.whip import endpoint_of, whip_url
 from .. import corpus
 from ..media import flv_of, make_clip, make_numbered_clip
 from ..viewer import FrameNumberViewer
-from ..whipserver import whip_server
+from ..whipserver import Session, whip_server
 
 FPS = 25
 SECONDS = 6
@@ -240,8 +240,30 @@ def test_sound_and_pictures_stay_in_sync_at_a_webrtc_player(room: LocalRoom, med
         session = server.session("sync")
         assert session.ended.wait(10)
     assert result.outcome.value == "completed", result.reason
-    # As a WebRTC player lines them up: each stream's RTP times on the sender's wall clock,
-    # through its RTCP sender reports.
+    assert_in_sync(session)
+
+
+def test_a_fan_outs_whip_rooms_get_one_opus_encoding_in_sync_with_the_pictures(
+    room: LocalRoom, media: Path
+) -> None:
+    clip = corpus.build(media, ["sync_remux"])["sync_remux"]
+    with whip_server() as server:
+        targets = tuple(Target(n, whip_url(server.url(f"sync_{n}"))) for n in ("a", "b"))
+        spec = PushSpec(source=room.media_url(clip.name), target=targets[0].url, targets=targets)
+        with Control() as control:
+            result = push(spec, control)
+        sessions = [server.session(f"sync_{n}") for n in ("a", "b")]
+        for session in sessions:
+            assert session.ended.wait(10)
+    assert result.outcome.value == "completed", result.reason
+    for session in sessions:
+        assert_in_sync(session)
+
+
+def assert_in_sync(session: Session) -> None:
+    """Each flash and its beep within :data:`SYNC_TOLERANCE` at ``session``'s player, which
+    lines them up as a WebRTC player does: each stream's RTP times on the sender's wall
+    clock, through its RTCP sender reports."""
     video, sound = session.reports["video"], session.reports["audio"]
     pictures = [
         corpus.Picture(video.sender_time(pts), 0, 0, luma, NO_THUMB) for pts, luma in session.lumas

@@ -29,9 +29,10 @@ SOUND = tag(8, b"\xaf\x01sound")
 
 
 class Room:
-    """A room connection that notes each write."""
+    """A room connection that notes each write; ``wants_opus`` as a WHIP room's."""
 
-    def __init__(self) -> None:
+    def __init__(self, wants_opus: bool = False) -> None:
+        self.wants_opus = wants_opus
         self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> int:
