@@ -102,6 +102,8 @@ class _Publish:
             return
         if getattr(connection, "wants_opus", False):
             data, header = self._fanout.opus_view(data)
+            if not header:
+                return  # the stream started anew meanwhile
         try:
             if not self.header_sent:
                 _offer(connection, header)
@@ -202,6 +204,8 @@ class _Publish:
             return False
         if getattr(connection, "wants_opus", False):
             header = self._fanout.opus_header()
+            if not header:
+                return False  # the stream started anew meanwhile: the first feed sends it
         # Reachable from cut() and close() while it waits: a stop ends it now.
         self.opening = connection
         try:
@@ -327,7 +331,8 @@ class Fanout:
         self._held_tags = self._held_pictures = 0
         self._framers.clear()
         self._framer_states.clear()
-        self._opus = None  # a new stream: its own header
+        with self._opus_lock:  # a new stream: its own header, its own encoding
+            self._opus, self._opus_header, self._opus_feed = None, b"", None
         publishes = [p for p in self._all() if p.state != "removed"]
         for publish in publishes:
             publish.state = "connecting"
@@ -418,6 +423,7 @@ class Fanout:
                 self._feed()
             except OSError:
                 pass  # every room failed: nothing to finish
+        self._finish_opus()
         threads = [self._thread(publish.close, "close") for publish in self._all()]
         for thread in threads:
             thread.join(5.0)
@@ -426,6 +432,22 @@ class Fanout:
             self._events.put(None)  # the events told so far go out, then the thread ends
             self._event_thread.join(5.0)
             self._event_thread = None
+
+    def _finish_opus(self) -> None:
+        """Hand the WHIP rooms what the Opus encoder still holds, at the stream's end."""
+        with self._opus_lock:
+            tail = self._opus.finish() if self._opus is not None else b""
+        if not tail:
+            return
+        for publish in self._all():
+            connection = publish.connection
+            if connection is None or publish.state != "live":
+                continue
+            if getattr(connection, "wants_opus", False):
+                try:
+                    _offer(connection, tail)
+                except (av.error.FFmpegError, OSError, RoomUnreachable):
+                    pass  # that room's close tells what became of it
 
     # -- changes while running -----------------------------------------------------------
 
@@ -480,6 +502,8 @@ class Fanout:
         (:mod:`pipeline.opus`); the sound is re-encoded from here on, once for all of them."""
         with self._opus_lock:
             if self._opus is None:
+                if not self._header_done:
+                    return b""  # not whole yet (or a new stream's): nothing to convert
                 self._opus = OpusTags()
                 self._opus_header = self._opus.convert(self._header)
             return self._opus_header
@@ -489,8 +513,9 @@ class Fanout:
         AAC), converted once for every such room."""
         header = self.opus_header()
         with self._opus_lock:
+            if self._opus is None:
+                return b"", b""  # the stream started anew meanwhile
             if self._opus_feed is None:  # the first WHIP room: this feed was not converted
-                assert self._opus is not None
                 self._opus_feed = self._opus.convert(data)
             return self._opus_feed, header
 

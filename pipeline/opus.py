@@ -9,6 +9,7 @@ the publisher sends as they are.
 
 from __future__ import annotations
 
+import logging
 import struct
 from fractions import Fraction
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import av
 
 from .flv import FLV_HEADER
+
+log = logging.getLogger(__name__)
 
 #: Opus at 48 kHz takes frames of 20 ms.
 OPUS_FRAME = 960
@@ -71,8 +74,11 @@ class OpusEncoder:
         return packets
 
     def flush(self) -> list[av.Packet]:
-        """What the encoder still holds, at the stream's end."""
-        return list(self._opus.encode(None)) if self._next_sample is not None else []
+        """What the encoder still holds, at the stream's end (once; then nothing)."""
+        if self._next_sample is None:
+            return []
+        self._next_sample = None
+        return list(self._opus.encode(None))
 
 
 def opus_tag(packet: av.Packet) -> bytes:
@@ -89,7 +95,8 @@ def opus_packet(stamp: int, body: bytes) -> av.Packet | None:
         return None
     packet = av.Packet(body[5:])
     packet.pts = packet.dts = stamp * 48 - PRE_SKIP
-    packet.time_base = OPUS_TIME
+    packet.time_base, packet.duration = OPUS_TIME, OPUS_FRAME
+    packet.is_keyframe = True  # as libopus marks every packet
     return packet
 
 
@@ -144,4 +151,15 @@ class OpusTags:
             return [_sound_tag(stamp, _SEQUENCE_START, _opus_head())]
         if not self._encoder.configured:
             return []
-        return [opus_tag(packet) for packet in self._encoder.encode(stamp, body[2:])]
+        try:
+            packets = self._encoder.encode(stamp, body[2:])
+        except av.error.FFmpegError as exc:
+            # A frame the decoder refuses is dropped: the pictures and every RTMP room of
+            # the push go on (a WHIP publisher of its own would have failed alone).
+            log.warning("a sound frame at %d ms could not be re-encoded for WHIP: %s", stamp, exc)
+            return []
+        return [opus_tag(packet) for packet in packets]
+
+    def finish(self) -> bytes:
+        """What the encoder still holds, as tags: the sound's last few milliseconds."""
+        return b"".join(opus_tag(packet) for packet in self._encoder.flush())

@@ -3,6 +3,7 @@ FLV's spelling, for every WHIP room of a fan-out."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import av
@@ -28,9 +29,10 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return flv_of(clip)
 
 
-def tags(data: bytes) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """(type, timestamp ms, body, whole tag) of each tag after the FLV file header."""
-    pos = FLV_HEADER
+def tags(data: bytes, start: int = FLV_HEADER) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """(type, timestamp ms, body, whole tag) of each tag from ``start`` (after the FLV file
+    header)."""
+    pos = start
     while pos + 11 <= len(data):
         size = int.from_bytes(data[pos + 1 : pos + 4], "big")
         stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
@@ -133,6 +135,31 @@ def pictures(data: bytes) -> list[bytes]:
     return [tag for kind, _, _, tag in tags(data) if kind == _VIDEO]
 
 
-def sounds(data: bytes) -> list[bytes]:
+def sounds(data: bytes, start: int = FLV_HEADER) -> list[bytes]:
     """The bodies of an FLV stream's sound tags."""
-    return [body for kind, _, body, _ in tags(data) if kind == _AUDIO]
+    return [body for kind, _, body, _ in tags(data, start) if kind == _AUDIO]
+
+
+def test_a_sound_frame_the_decoder_refuses_is_dropped_and_the_rest_goes_on(
+    flv: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    opus = OpusTags()
+    opus.convert(flv[:FLV_HEADER])
+    frames = [tag for kind, _, body, tag in tags(flv) if kind == _AUDIO and body[1] == 1]
+    config = next(tag for kind, _, body, tag in tags(flv) if kind == _AUDIO and body[1] == 0)
+    opus.convert(config)
+    broken = frames[0][:13] + b"\xff" * (len(frames[0]) - 17) + frames[0][-4:]  # no AAC
+    with caplog.at_level(logging.WARNING, logger="pipeline.opus"):
+        assert opus.convert(broken) == b""
+    assert "could not be re-encoded" in caplog.text
+    later = b"".join(opus.convert(frame) for frame in frames[1:])
+    assert sounds(later, start=0)  # the frames after it still encode
+
+
+def test_the_sound_the_encoder_still_holds_goes_to_the_whip_rooms_at_the_end(
+    flv: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (whip, _), _ = fan_out(flv, 1, monkeypatch)
+    last_fed = max(stamp for kind, stamp, _, _ in tags(converted(flv)) if kind == _AUDIO)
+    last_sent = max(stamp for kind, stamp, _, _ in tags(b"".join(whip.writes)) if kind == _AUDIO)
+    assert last_sent > last_fed  # the encoder's last packet, flushed when the push closed
