@@ -78,6 +78,8 @@ class _Publish:
         #: Whether the room refused the publish (a new try would be refused again).
         self.refused = False
         self.header_sent = False
+        #: Whether its connection takes the sound as Opus (a WHIP room, :mod:`pipeline.opus`).
+        self.wants_opus = False
         self.bytes = 0
         self.drops = 0
         self.reconnects = 0
@@ -100,7 +102,7 @@ class _Publish:
         state = self.state
         if connection is None or state not in ("waiting", "live", "behind"):
             return
-        if getattr(connection, "wants_opus", False):
+        if self.wants_opus:
             data, header = self._fanout.opus_view(data)
             if not header:
                 return  # the stream started anew meanwhile
@@ -186,6 +188,7 @@ class _Publish:
                 _close_quietly(connection)  # removed, stopped or closed while connecting
                 return
             self.header_sent = header_sent
+            self.wants_opus = getattr(connection, "wants_opus", False)
             self.connection = connection
             self.error = None
             if not first:
@@ -443,7 +446,7 @@ class Fanout:
             connection = publish.connection
             if connection is None or publish.state != "live":
                 continue
-            if getattr(connection, "wants_opus", False):
+            if publish.wants_opus:
                 try:
                     _offer(connection, tail)
                 except (av.error.FFmpegError, OSError, RoomUnreachable):
