@@ -26,7 +26,7 @@ from pathlib import Path
 
 from devstack.room import LocalRoom
 from pipeline.fanout import Fanout
-from pipeline.flv import FLV_HEADER
+from pipeline.flv import FLV_HEADER, tags
 from pipeline.progress import Progress
 from pipeline.spec import Target, Timeouts
 from tests.media import make_clip
@@ -50,12 +50,8 @@ class FreeSocket:
 def flv_tags(path: Path) -> tuple[bytes, list[bytes]]:
     """An FLV file's header and its tags (each with its trailing size)."""
     data = path.read_bytes()
-    tags, pos = [], FLV_HEADER
-    while pos + 11 <= len(data):
-        stop = pos + 11 + int.from_bytes(data[pos + 1 : pos + 4], "big") + 4
-        tags.append(data[pos:stop])
-        pos = stop
-    return data[:FLV_HEADER], tags
+    rest = data[FLV_HEADER:]
+    return data[:FLV_HEADER], [rest[pos:stop] for pos, _, _, stop in tags(rest)]
 
 
 @contextmanager
@@ -76,17 +72,17 @@ def cpu_per_picture(
     room: LocalRoom, flv: tuple[bytes, list[bytes]], n: int, seconds: float, free: bool, tag: str
 ) -> float:
     """Microseconds of the feeding thread's CPU per picture, fanned out to ``n`` rooms."""
-    header, tags = flv
+    header, clip_tags = flv
     query = "sdkappid=1&userid=b&usersig=x"
     targets = [Target(f"r{i}", f"{room.rtmp_base}/feed{tag}_{i}?{query}") for i in range(n)]
     fanout = Fanout(targets, Timeouts(), Progress())
     fanout.connect(targets[0].url, 10.0)
-    fanout.write(header + tags[0])  # the metadata: once, not at every loop of the clip
+    fanout.write(header + clip_tags[0])  # the metadata: once, not at every loop of the clip
     cpu, pictures = 0.0, 0
     try:
         with free_sends(fanout) if free else nullcontext():
             due = started = time.monotonic()
-            media, index = tags[1:], 0
+            media, index = clip_tags[1:], 0
             while time.monotonic() - started < seconds:
                 data = media[index % len(media)]
                 index += 1

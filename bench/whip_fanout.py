@@ -65,10 +65,10 @@ def main() -> None:
         )
         print("| tree | " + " | ".join(f"N = {n}" for n in counts) + " |")
         print("|---|" + "---|" * len(counts))
-        for repo in args.repo:
+        for i, repo in enumerate(args.repo):
             cells = []
             for n in counts:
-                target = server.url(f"fan{n}_{abs(hash(repo)) % 1000}")
+                target = server.url(f"fan{n}_{i}")  # a session name of its own
                 cpu = push_cpu(repo, room.media_url(clip.name), "whip+" + target, n)
                 cells.append(f"{cpu / args.seconds:.1%}")
             print(f"| {repo} | " + " | ".join(cells) + " |")

@@ -15,7 +15,7 @@ _AUDIO, _VIDEO, _SCRIPT = 8, 9, 18
 _AVC, _AAC = 7, 10
 
 
-def _tags(data: bytes) -> Iterator[tuple[int, int, bytes, int]]:
+def tags(data: bytes) -> Iterator[tuple[int, int, bytes, int]]:
     """(offset, type, first two body bytes, end) of each whole FLV tag in ``data``."""
     pos, end = 0, len(data)
     while pos + 11 <= end:
@@ -24,6 +24,11 @@ def _tags(data: bytes) -> Iterator[tuple[int, int, bytes, int]]:
             return
         yield pos, data[pos] & 0x1F, data[pos + 11 : pos + 13], stop
         pos = stop
+
+
+def stamp_at(data: bytes, pos: int) -> int:
+    """The timestamp (ms) of the FLV tag at ``pos`` in ``data``."""
+    return int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
 
 
 def whole_tags(data: bytes) -> int:
@@ -35,7 +40,7 @@ def scan(data: bytes) -> tuple[int, int, int]:
     """Where the last whole FLV tag in ``data`` ends, how many there are, and how many of
     them are pictures."""
     end, count, pictures = 0, 0, 0
-    for _, kind, _, stop in _tags(data):
+    for _, kind, _, stop in tags(data):
         end, count, pictures = stop, count + 1, pictures + (kind == _VIDEO)
     return end, count, pictures
 
@@ -54,10 +59,10 @@ def _is_header_tag(kind: int, head: bytes) -> bool:
 def last_stamps(data: bytes) -> tuple[int | None, int | None]:
     """The timestamps (ms) of the last picture and the last sound in ``data`` (whole tags)."""
     picture = sound = None
-    for pos, kind, head, _ in _tags(data):
+    for pos, kind, head, _ in tags(data):
         if _is_header_tag(kind, head):
             continue
-        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        stamp = stamp_at(data, pos)
         if kind == _VIDEO:
             picture = stamp
         elif kind == _AUDIO:
@@ -67,7 +72,7 @@ def last_stamps(data: bytes) -> tuple[int | None, int | None]:
 
 def media_start(data: bytes) -> int | None:
     """Where the first media tag (not a header tag) begins in ``data``; None: none yet."""
-    for pos, kind, head, _ in _tags(data):
+    for pos, kind, head, _ in tags(data):
         if not _is_header_tag(kind, head):
             return pos
     return None
@@ -75,7 +80,7 @@ def media_start(data: bytes) -> int | None:
 
 def keyframe_at(data: bytes) -> int | None:
     """Where the first picture a decoder can start from begins in ``data``; None: none."""
-    for pos, kind, head, _ in _tags(data):
+    for pos, kind, head, _ in tags(data):
         if kind == _VIDEO and head and head[0] >> 4 == 1 and not _is_header_tag(kind, head):
             return pos
     return None
@@ -83,8 +88,8 @@ def keyframe_at(data: bytes) -> int | None:
 
 def has_video_config(data: bytes) -> bool:
     """Whether ``data`` (from the FLV file header on) holds the video's codec configuration."""
-    tags = _tags(data[FLV_HEADER:])
-    return any(kind == _VIDEO and _is_header_tag(kind, head) for _, kind, head, _ in tags)
+    found = tags(data[FLV_HEADER:])
+    return any(kind == _VIDEO and _is_header_tag(kind, head) for _, kind, head, _ in found)
 
 
 class SinceKeyframe:
@@ -107,7 +112,7 @@ class SinceKeyframe:
             data = data[cut:]
         data = self._partial + data if self._partial else data
         end = 0
-        for pos, kind, head, stop in _tags(data):
+        for pos, kind, head, stop in tags(data):
             end = stop
             if _is_header_tag(kind, head):
                 continue

@@ -16,7 +16,7 @@ from typing import Any
 
 import av
 
-from .flv import FLV_HEADER
+from .flv import FLV_HEADER, stamp_at, tags
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +133,12 @@ class OpusTags:
             head, data = data[: self._skip], data[self._skip :]
             self._skip -= len(head)
         pieces = [head]
-        pos, end = 0, len(data)
-        while pos + 11 <= end:
-            size = int.from_bytes(data[pos + 1 : pos + 4], "big")
-            stop = pos + 11 + size + 4
-            if data[pos] & 0x1F == _AUDIO and size > 2 and data[pos + 11] >> 4 == _AAC:
-                stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
-                pieces += self._sound(stamp, data[pos + 11 : stop - 4])
+        for pos, kind, first, stop in tags(data):
+            # A tag is 11 bytes of header, its body, and 4 of size after it.
+            if kind == _AUDIO and stop - pos > 17 and first[0] >> 4 == _AAC:
+                pieces += self._sound(stamp_at(data, pos), data[pos + 11 : stop - 4])
             else:
                 pieces.append(data[pos:stop])
-            pos = stop
         return b"".join(pieces)
 
     def _sound(self, stamp: int, body: bytes) -> list[bytes]:

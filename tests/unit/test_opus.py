@@ -10,7 +10,8 @@ import av
 import pytest
 
 from pipeline import fanout
-from pipeline.flv import FLV_HEADER
+from pipeline.flv import FLV_HEADER, stamp_at
+from pipeline.flv import tags as flv_tags
 from pipeline.opus import OPUS_FRAME, OPUS_TIME, OpusTags, is_opus, opus_packet
 from pipeline.progress import Progress
 from pipeline.spec import Target, Timeouts
@@ -32,13 +33,9 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def tags(data: bytes, start: int = FLV_HEADER) -> Iterator[tuple[int, int, bytes, bytes]]:
     """(type, timestamp ms, body, whole tag) of each tag from ``start`` (after the FLV file
     header)."""
-    pos = start
-    while pos + 11 <= len(data):
-        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
-        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
-        stop = pos + 11 + size + 4
-        yield data[pos] & 0x1F, stamp, data[pos + 11 : pos + 11 + size], data[pos:stop]
-        pos = stop
+    rest = data[start:]
+    for pos, kind, _, stop in flv_tags(rest):
+        yield kind, stamp_at(rest, pos), rest[pos + 11 : stop - 4], rest[pos:stop]
 
 
 def converted(flv: bytes) -> bytes:
