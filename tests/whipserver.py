@@ -27,6 +27,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket
 
+from devstack import stun_demux
 from jobs import usersig
 
 from .media import read_clip_id, read_frame_number
@@ -79,6 +80,7 @@ class WhipServer:
     """The endpoint on 127.0.0.1 on a free port, run on a thread of its own."""
 
     def __init__(self, token: str | None = None, trtc_keys: dict[int, str] | None = None) -> None:
+        stun_demux.install()  # no SRTP packet taken for a broken STUN message and lost
         self.token = token
         self.trtc_keys = trtc_keys or {}
         self.sessions: list[Session] = []
