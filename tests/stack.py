@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,10 +177,23 @@ class Api:
 
     def wait_state(self, request_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
         """Poll until the job reaches one of ``states``."""
+        return self.wait_status(request_id, lambda s: s["State"] in states, timeout)
+
+    def wait_duration(self, request_id: str, timeout: float = 30) -> dict[str, Any]:
+        """Poll until a running job reports its source's duration (once its worker has
+        opened the source: a moment after the job turns running, longer on a busy machine)."""
+        return self.wait_status(
+            request_id, lambda s: bool((s.get("Progress") or {}).get("Duration")), timeout
+        )
+
+    def wait_status(
+        self, request_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> dict[str, Any]:
+        """Poll the job's status until ``done`` says so."""
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(request_id)
-            if status["State"] in states:
+            if done(status):
                 return status
             if time.monotonic() > deadline:
                 raise AssertionError(f"job still {status['State']} after {timeout} s: {status}")

@@ -84,6 +84,8 @@ def test_status_list_and_stop_of_a_running_push(
     assert status.code == 0, status
     assert json.loads(status.out)["State"] == "running"
 
+    api.wait_duration(request_id, timeout=15)
+
     listed = roomcast(api, "list", "--state", "running")
     assert listed.code == 0, listed
     row = next(line for line in listed.out.splitlines() if line.startswith(request_id))

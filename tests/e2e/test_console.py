@@ -149,6 +149,7 @@ def test_start_watch_and_stop_a_push_from_the_console(
 
     Leaves the screenshot artifacts/console.png, taken while the push plays.
     """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     open_console(page, console_api)
@@ -176,11 +177,18 @@ def test_start_watch_and_stop_a_push_from_the_console(
     expect(row).to_contain_text(room_name)
 
     # The player shows what the room receives: decoded frames, and time that moves on.
-    page.wait_for_function(
-        "() => { const v = document.querySelector('#player');"
-        " return v.readyState >= 2 && v.currentTime > 0.5; }",
-        timeout=45_000,  # HLS in a headless browser, on a machine running the whole suite
-    )
+    try:
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#player');"
+            " return v.readyState >= 2 && v.currentTime > 0.5; }",
+            timeout=45_000,  # HLS in a headless browser, on a machine running the whole suite
+        )
+    except PlaywrightTimeout:
+        push = console_api.call("GET", f"/v1/pushes/{request_id}", headers=AUTH).body
+        message = page.locator("#player-message").text_content()
+        raise AssertionError(
+            f"the player shows nothing; player: {message!r}; push: {push}"
+        ) from None
     before = video_time(page)
     time.sleep(1.5)
     assert video_time(page) > before + 0.5, "the room's picture does not advance"
