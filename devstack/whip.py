@@ -42,7 +42,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from devstack import stun_demux
+from devstack.aiortc_interop import declare_rtx_ssrcs, install_stun_demux
 from devstack.ports import LOCALHOST, free_port, wait_for_port
 from devstack.process import ChildServer, log_tail, stop_process
 from jobs.usersig import UserSigError, check, parse_keys
@@ -110,7 +110,7 @@ class Ingest:
     """The HTTP endpoint: publish sessions in, viewer sessions out."""
 
     def __init__(self, secret_keys: dict[int, str]) -> None:
-        stun_demux.install()  # no SRTP packet taken for a broken STUN message and lost
+        install_stun_demux()  # no SRTP packet taken for a broken STUN message and lost
         self._keys = dict(secret_keys)
         self._relay = MediaRelay()
         self.publishers: dict[str, Publisher] = {}
@@ -333,6 +333,7 @@ async def _answer(
 ) -> RTCSessionDescription | None:
     """Negotiate ``offer``; the answer once ICE has gathered, or None (peer closed)."""
     try:
+        offer = declare_rtx_ssrcs(offer)  # so that FFmpeg's retransmissions are taken
         await peer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         if before_answer is not None:
             before_answer()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket
 
-from devstack import stun_demux
+from devstack.aiortc_interop import declare_rtx_ssrcs, install_stun_demux
 from jobs import usersig
 
 from .media import read_clip_id, read_frame_number
@@ -80,7 +81,7 @@ class WhipServer:
     """The endpoint on 127.0.0.1 on a free port, run on a thread of its own."""
 
     def __init__(self, token: str | None = None, trtc_keys: dict[int, str] | None = None) -> None:
-        stun_demux.install()  # no SRTP packet taken for a broken STUN message and lost
+        install_stun_demux()  # no SRTP packet taken for a broken STUN message and lost
         self.token = token
         self.trtc_keys = trtc_keys or {}
         self.sessions: list[Session] = []
@@ -89,6 +90,10 @@ class WhipServer:
         #: endpoint's side is gone before the handshake): an endpoint unreachable for media.
         self.unreachable: set[str] = set()
         self.unreachable_offers = 0
+        #: Drop this many-th H.264 packet of each session before SRTP (a packet lost on
+        #: the way: the publisher must resend it when asked); ``lost`` counts the drops.
+        self.lose_video_packet: int | None = None
+        self.lost = 0
         self._peers: dict[str, tuple[RTCPeerConnection, Session, list[Any]]] = {}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -184,11 +189,14 @@ class WhipServer:
             tasks.append(asyncio.ensure_future(self._consume(session, track)))
 
         try:
+            offer = declare_rtx_ssrcs(offer)
             await peer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             await peer.setLocalDescription(await peer.createAnswer())
         except Exception as exc:  # noqa: BLE001 - aiortc's negotiation errors have no base
             await peer.close()
             return web.Response(status=406, text=f"negotiation failed: {exc}")
+        if self.lose_video_packet is not None:
+            self._lose_video_packet(peer, offer, self.lose_video_packet)
         if session.stream in self.unreachable:
             self.unreachable_offers += 1
             answer = peer.localDescription.sdp
@@ -208,6 +216,28 @@ class WhipServer:
                 "Location": f"{request.path}/{sid}{query}",
             },
         )
+
+    def _lose_video_packet(self, peer: RTCPeerConnection, offer: str, nth: int) -> None:
+        """Drop the ``nth`` H.264 packet that reaches ``peer``'s ICE connection (one for
+        every track: FFmpeg bundles them)."""
+        found = re.search(r"a=rtpmap:(\d+) H264/", offer)
+        assert found is not None, "no H.264 in the offer"
+        video = int(found[1])
+        ice = peer.getTransceivers()[0].receiver.transport.transport
+        connection = ice.iceGatherer._connection  # noqa: SLF001 - aioice holds it privately
+        deliver = connection.data_received
+        seen = 0
+
+        def data_received(data: bytes, component: int) -> None:
+            nonlocal seen
+            if len(data) > 12 and data[0] >> 6 == 2 and data[1] & 0x7F == video:
+                seen += 1
+                if seen == nth:
+                    self.lost += 1
+                    return
+            deliver(data, component)
+
+        connection.data_received = data_received
 
     async def _delete(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

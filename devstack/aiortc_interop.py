@@ -1,0 +1,70 @@
+"""What aiortc needs to stand in for a WHIP endpoint that FFmpeg's WHIP muxer publishes to.
+
+Both stand-ins for TRTC's WHIP ingest (the tests', tests/whipserver.py, and the dev stack's,
+devstack/whip.py) are aiortc. Against FFmpeg's muxer, aiortc loses packets that a real
+endpoint keeps, so a test would see a stall that no user sees:
+
+- :func:`install_stun_demux`: aioice gives every datagram to its STUN parser first and takes
+  it for media only when the parser raises ``ValueError``. An SRTP packet whose sequence
+  number equals its length less 20 passes the parser's length check; its encrypted bytes
+  can then read as an attribute that fails with ``struct.error``, which aioice does not
+  catch: the packet is dropped. FFmpeg starts its sequence numbers below 4096, where a full
+  video packet's length less 20 lies.
+- :func:`declare_rtx_ssrcs`: FFmpeg names its retransmission (RTX) stream only in
+  ``a=ssrc-group:FID``; aiortc maps RTX to its stream only from two ``a=ssrc`` lines, and
+  drops every retransmission otherwise. A packet lost on the way then stays lost, and
+  aiortc's jitter buffer waits for it for seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+from aioice import stun
+
+#: RFC 5389, section 6: every STUN message carries it at bytes 4 to 8.
+MAGIC_COOKIE = struct.pack("!I", 0x2112A442)
+
+_aioice_parse = stun.parse_message
+_SSRC = re.compile(r"a=ssrc:(\d+) ")
+_CNAME = re.compile(r"a=ssrc:(\d+) cname:(\S+)")
+_FID = re.compile(r"a=ssrc-group:FID (\d+) (\d+)")
+
+
+def parse_message(data: bytes) -> stun.Message:
+    """aioice's STUN parser, raising ``ValueError`` (aioice's "this is media") for any
+    datagram RFC 7983 does not count as STUN (a first byte of 0 to 3 and the magic cookie),
+    or that does not parse as STUN."""
+    if len(data) < 8 or data[0] > 3 or data[4:8] != MAGIC_COOKIE:
+        raise ValueError("not a STUN message (RFC 7983)")
+    try:
+        return _aioice_parse(data)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed STUN message: {exc}") from exc
+
+
+def install_stun_demux() -> None:
+    """Put :func:`parse_message` where aioice's ICE and TURN code look it up."""
+    stun.parse_message = parse_message
+
+
+def declare_rtx_ssrcs(sdp: str) -> str:
+    """``sdp`` with an ``a=ssrc`` line (the stream's cname) for each retransmission SSRC that
+    only its ``a=ssrc-group:FID`` names, right after its stream's own lines; as it was when
+    every SSRC is declared (RFC 5576 asks that each grouped SSRC be)."""
+    sections = re.split(r"(?=\r\nm=)", sdp)  # the session's lines, then each media's
+    return "".join(_declare_in(section) for section in sections)
+
+
+def _declare_in(section: str) -> str:
+    lines = section.split("\r\n")
+    cnames = {m[1]: m[2] for m in map(_CNAME.match, lines) if m}
+    declared = {m[1] for m in map(_SSRC.match, lines) if m}
+    for group in filter(None, map(_FID.match, lines)):
+        stream, rtx = group[1], group[2]
+        if rtx in declared or stream not in cnames:
+            continue
+        last = max(i for i, line in enumerate(lines) if line.startswith(f"a=ssrc:{stream} "))
+        lines.insert(last + 1, f"a=ssrc:{rtx} cname:{cnames[stream]}")
+    return "\r\n".join(lines)
