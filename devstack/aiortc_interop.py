@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import Any
 
 from aioice import stun
 
@@ -32,14 +33,14 @@ _CNAME = re.compile(r"a=ssrc:(\d+) cname:(\S+)")
 _FID = re.compile(r"a=ssrc-group:FID (\d+) (\d+)")
 
 
-def parse_message(data: bytes) -> stun.Message:
-    """aioice's STUN parser, raising ``ValueError`` (aioice's "this is media") for any
-    datagram RFC 7983 does not count as STUN (a first byte of 0 to 3 and the magic cookie),
-    or that does not parse as STUN."""
+def parse_message(data: bytes, *args: Any, **kwargs: Any) -> stun.Message:
+    """aioice's STUN parser (its arguments passed on as they come), raising ``ValueError``
+    (aioice's "this is media") for a datagram that is not STUN: a first byte above 3 (RFC
+    7983) or no magic cookie (RFC 5389), or one that does not parse as STUN."""
     if len(data) < 8 or data[0] > 3 or data[4:8] != MAGIC_COOKIE:
-        raise ValueError("not a STUN message (RFC 7983)")
+        raise ValueError("not a STUN message (RFC 7983 first byte, RFC 5389 magic cookie)")
     try:
-        return _aioice_parse(data)
+        return _aioice_parse(data, *args, **kwargs)
     except (struct.error, IndexError) as exc:
         raise ValueError(f"malformed STUN message: {exc}") from exc
 
@@ -50,21 +51,27 @@ def install_stun_demux() -> None:
 
 
 def declare_rtx_ssrcs(sdp: str) -> str:
-    """``sdp`` with an ``a=ssrc`` line (the stream's cname) for each retransmission SSRC that
-    only its ``a=ssrc-group:FID`` names, right after its stream's own lines; as it was when
-    every SSRC is declared (RFC 5576 asks that each grouped SSRC be)."""
-    sections = re.split(r"(?=\r\nm=)", sdp)  # the session's lines, then each media's
-    return "".join(_declare_in(section) for section in sections)
+    """``sdp`` with an ``a=ssrc`` line for each retransmission SSRC that only its
+    ``a=ssrc-group:FID`` names, right after its stream's own ``a=ssrc`` lines (with the
+    stream's cname, as RFC 5576 asks that each grouped SSRC be declared). Anything else is
+    left as it was: an offer that declares every SSRC, a group whose stream has no ``a=ssrc``
+    line. aiortc takes RTX only in a section of one stream (two SSRCs, the stream's first):
+    simulcast is not its case, nor this function's."""
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    sections = re.split(f"(?={newline}m=)", sdp)  # the session's lines, then each media's
+    return "".join(_declare_in(section, newline) for section in sections)
 
 
-def _declare_in(section: str) -> str:
-    lines = section.split("\r\n")
+def _declare_in(section: str, newline: str) -> str:
+    lines = section.split(newline)
     cnames = {m[1]: m[2] for m in map(_CNAME.match, lines) if m}
     declared = {m[1] for m in map(_SSRC.match, lines) if m}
-    for group in filter(None, map(_FID.match, lines)):
-        stream, rtx = group[1], group[2]
-        if rtx in declared or stream not in cnames:
+    groups = [(m[1], m[2]) for m in map(_FID.match, lines) if m]
+    for stream, rtx in groups:
+        own = [i for i, line in enumerate(lines) if line.startswith(f"a=ssrc:{stream} ")]
+        if rtx in declared or not own:
             continue
-        last = max(i for i, line in enumerate(lines) if line.startswith(f"a=ssrc:{stream} "))
-        lines.insert(last + 1, f"a=ssrc:{rtx} cname:{cnames[stream]}")
-    return "\r\n".join(lines)
+        cname = cnames.get(stream) or next(iter(cnames.values()), "roomcast")
+        lines.insert(own[-1] + 1, f"a=ssrc:{rtx} cname:{cname}")
+        declared.add(rtx)
+    return newline.join(lines)

@@ -177,26 +177,42 @@ class Api:
 
     def wait_state(self, request_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
         """Poll until the job reaches one of ``states``."""
-        return self.wait_status(request_id, lambda s: s["State"] in states, timeout)
+        return self.wait_status(
+            request_id, lambda s: s["State"] in states, f"one of {sorted(states)}", timeout
+        )
 
     def wait_duration(self, request_id: str, timeout: float = 30) -> dict[str, Any]:
         """Poll until a running job reports its source's duration (once its worker has
         opened the source: a moment after the job turns running, longer on a busy machine)."""
         return self.wait_status(
-            request_id, lambda s: bool((s.get("Progress") or {}).get("Duration")), timeout
+            request_id,
+            lambda s: bool((s.get("Progress") or {}).get("Duration")),
+            "its source's duration",
+            timeout,
+            running=True,
         )
 
     def wait_status(
-        self, request_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30
+        self,
+        request_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        awaited: str,
+        timeout: float = 30,
+        running: bool = False,
     ) -> dict[str, Any]:
-        """Poll the job's status until ``done`` says so."""
-        deadline = time.monotonic() + timeout
+        """Poll the job's status until ``done`` says so (``awaited``: what for, said when it
+        does not come); ``running``: give up as soon as the job has ended."""
+        started = time.monotonic()
         while True:
             status = self.status(request_id)
             if done(status):
                 return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job still {status['State']} after {timeout} s: {status}")
+            ended = running and status["State"] not in ("queued", "running")
+            waited = time.monotonic() - started
+            if ended or waited > timeout:
+                raise AssertionError(
+                    f"no {awaited} after {waited:.1f} s; the job is {status['State']}: {status}"
+                )
             time.sleep(0.1)
 
 

@@ -70,7 +70,7 @@ def test_a_picture_lost_on_the_way_is_sent_again_when_the_endpoint_asks(
     room: LocalRoom, numbered: str
 ) -> None:
     with whip_server() as server:
-        server.lose_video_packet = 60  # 2.4 s in: the endpoint asks for it again (NACK)
+        server.lose_video_packet = 60  # the endpoint asks for it again (NACK)
         spec = PushSpec(source=room.media_url(numbered), target=whip_url(server.url("lossy")))
         with Control() as control:
             result = push(spec, control)
@@ -80,9 +80,10 @@ def test_a_picture_lost_on_the_way_is_sent_again_when_the_endpoint_asks(
     assert server.lost == 1
     decoded = session.numbers
     assert decoded == list(range(len(decoded)))  # in order, none missing
-    # aiortc's jitter buffer hands on one picture per packet: the pictures that came while
-    # it waited for the lost one stay in it until the DELETE (one or two, not the rest).
-    assert len(decoded) >= SECONDS * FPS - UNDECODED_AT_END - 2
+    # aiortc's jitter buffer hands on one picture per packet added: what came while it
+    # waited for the lost one drains only at pictures of several packets, and some may be
+    # in it still at the DELETE. Without the retransmission, nothing after the loss.
+    assert len(decoded) >= SECONDS * FPS - UNDECODED_AT_END - 10
 
 
 def test_a_constrained_baseline_source_goes_over_whip_without_re_encoding(

@@ -54,7 +54,8 @@ def test_a_stun_binding_request_still_parses() -> None:
     assert message.attributes["USERNAME"] == "a:b"
 
 
-def test_installed_where_aiortcs_ice_looks_it_up() -> None:
+def test_installed_where_aiortc_s_ice_looks_it_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stun, "parse_message", stun.parse_message)  # put back afterwards
     aiortc_interop.install_stun_demux()
     from aioice import ice  # noqa: PLC0415 - the module whose lookup this checks
 
@@ -126,3 +127,18 @@ def test_the_rtx_stream_is_declared_second_in_its_section_with_its_streams_cname
 def test_an_offer_that_declares_every_ssrc_is_left_as_it_is() -> None:
     declared = declare_rtx_ssrcs(FFMPEG_OFFER)
     assert declare_rtx_ssrcs(declared) == declared
+
+
+def test_a_group_after_its_streams_lines_is_declared_once() -> None:
+    offer = "v=0\r\nm=video 9 X 96 97\r\na=ssrc:1 cname:c\r\na=ssrc-group:FID 1 2\r\n"
+    assert declare_rtx_ssrcs(offer) == (
+        "v=0\r\nm=video 9 X 96 97\r\na=ssrc:1 cname:c\r\na=ssrc:2 cname:c\r\n"
+        "a=ssrc-group:FID 1 2\r\n"
+    )
+
+
+def test_an_offer_with_bare_newlines_is_declared_in_kind() -> None:
+    offer = FFMPEG_OFFER.replace("\r\n", "\n")
+    video = sdp.SessionDescription.parse(declare_rtx_ssrcs(offer)).media[1]
+    assert [s.ssrc for s in video.ssrc] == [2481154986, 2481154987]
+    assert "\r" not in declare_rtx_ssrcs(offer)
