@@ -178,7 +178,7 @@ class Api:
     def wait_state(self, request_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
         """Poll until the job reaches one of ``states``."""
         return self.wait_status(
-            request_id, lambda s: s["State"] in states, f"one of {sorted(states)}", timeout
+            request_id, lambda s: s["State"] in states, f"a state in {sorted(states)}", timeout
         )
 
     def wait_duration(self, request_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -189,7 +189,7 @@ class Api:
             lambda s: bool((s.get("Progress") or {}).get("Duration")),
             "its source's duration",
             timeout,
-            running=True,
+            while_running=True,
         )
 
     def wait_status(
@@ -198,20 +198,20 @@ class Api:
         done: Callable[[dict[str, Any]], bool],
         awaited: str,
         timeout: float = 30,
-        running: bool = False,
+        while_running: bool = False,
     ) -> dict[str, Any]:
         """Poll the job's status until ``done`` says so (``awaited``: what for, said when it
-        does not come); ``running``: give up as soon as the job has ended."""
+        does not come); ``while_running``: give up as soon as the job has ended."""
         started = time.monotonic()
         while True:
             status = self.status(request_id)
             if done(status):
                 return status
-            ended = running and status["State"] not in ("queued", "running")
+            ended = while_running and status["State"] not in ("queued", "running")
             waited = time.monotonic() - started
             if ended or waited > timeout:
                 raise AssertionError(
-                    f"no {awaited} after {waited:.1f} s; the job is {status['State']}: {status}"
+                    f"waited {waited:.1f} s for {awaited}; the job is {status['State']}: {status}"
                 )
             time.sleep(0.1)
 
