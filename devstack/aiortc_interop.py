@@ -45,6 +45,19 @@ def parse_message(data: bytes, *args: Any, **kwargs: Any) -> stun.Message:
         raise ValueError(f"malformed STUN message: {exc}") from exc
 
 
+def ice_connections(peer: Any) -> list[Any]:
+    """The aioice connections under an aiortc ``RTCPeerConnection`` (one when its tracks
+    are bundled), for what aiortc does not expose. aioice keeps each in a private
+    attribute; if that changes, none are found."""
+    found: list[Any] = []
+    for transceiver in peer.getTransceivers():
+        ice = getattr(transceiver.receiver.transport, "transport", None)
+        connection = getattr(getattr(ice, "iceGatherer", None), "_connection", None)
+        if connection is not None and connection not in found:
+            found.append(connection)
+    return found
+
+
 def install_stun_demux() -> None:
     """Put :func:`parse_message` where aioice's ICE and TURN code look it up."""
     stun.parse_message = parse_message

@@ -42,7 +42,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from devstack.aiortc_interop import declare_rtx_ssrcs, install_stun_demux
+from devstack.aiortc_interop import declare_rtx_ssrcs, ice_connections, install_stun_demux
 from devstack.ports import LOCALHOST, free_port, wait_for_port
 from devstack.process import ChildServer, log_tail, stop_process
 from jobs.usersig import UserSigError, check, parse_keys
@@ -314,13 +314,11 @@ def _keep_consent(peer: RTCPeerConnection) -> None:
     close, or its pictures stopping (:data:`PICTURE_TIMEOUT`). aioice keeps the task in a
     private attribute; if that changes, nothing is done.
     """
-    for transceiver in peer.getTransceivers():
-        ice = getattr(transceiver.receiver.transport, "transport", None)
-        connection = getattr(getattr(ice, "iceGatherer", None), "_connection", None)
+    for connection in ice_connections(peer):
         task = getattr(connection, "_query_consent_task", None)
         if isinstance(task, asyncio.Task):
             task.cancel()
-            connection._query_consent_task = None  # type: ignore[union-attr]
+            connection._query_consent_task = None
 
 
 def _app_of(request: web.Request) -> int | None:

@@ -170,7 +170,8 @@ class _Publish:
         while self.state not in ("removed", "failed") and self._fanout.open:
             try:
                 connection = self._fanout.open_connection(self.target.url, timeouts.room_open)
-                header_sent = self._send_header(connection)
+                wants_opus = getattr(connection, "wants_opus", False)
+                header_sent = self._send_header(connection, wants_opus)
             except RoomUnreachable as exc:
                 self.error = self._fanout.detail(exc, self)
                 self.refused = True
@@ -188,7 +189,7 @@ class _Publish:
                 _close_quietly(connection)  # removed, stopped or closed while connecting
                 return
             self.header_sent = header_sent
-            self.wants_opus = getattr(connection, "wants_opus", False)
+            self.wants_opus = wants_opus
             self.connection = connection
             self.error = None
             if not first:
@@ -197,7 +198,7 @@ class _Publish:
             self._fanout.event("target-connected", self)
             return
 
-    def _send_header(self, connection: RoomConnection) -> bool:
+    def _send_header(self, connection: RoomConnection, wants_opus: bool) -> bool:
         """Send the stream's header now, on the connecting thread, when the push has one
         yet (a reconnect, a room added while it runs): a publish counts as connected once
         its room took it, which for WHIP means that the session opened. Whether it was
@@ -205,7 +206,7 @@ class _Publish:
         header = self._fanout.header
         if not header:
             return False
-        if getattr(connection, "wants_opus", False):
+        if wants_opus:
             header = self._fanout.opus_header()
             if not header:
                 return False  # the stream started anew meanwhile: the first feed sends it

@@ -28,7 +28,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket
 
-from devstack.aiortc_interop import declare_rtx_ssrcs, install_stun_demux
+from devstack.aiortc_interop import declare_rtx_ssrcs, ice_connections, install_stun_demux
 from jobs import usersig
 
 from .media import read_clip_id, read_frame_number
@@ -223,8 +223,7 @@ class WhipServer:
         found = re.search(r"a=rtpmap:(\d+) H264/", offer)
         assert found is not None, "no H.264 in the offer"
         video = int(found[1])
-        ice = peer.getTransceivers()[0].receiver.transport.transport
-        connection = ice.iceGatherer._connection  # noqa: SLF001 - aioice holds it privately
+        (connection,) = ice_connections(peer)
         deliver = connection.data_received
         seen = 0
 
